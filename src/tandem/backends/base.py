@@ -1,0 +1,201 @@
+"""What every tandem backend shares: Django's contract on top of a broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.tasks import Task as DjangoTask
+from django.tasks import TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from tandem.brokers.base import Broker, NewTask, StoredTask
+from tandem.conf import BackendOptions, parse_options
+from tandem.exceptions import TaskNotRunnable
+from tandem.serialization import arguments_to_json
+from tandem.tasks import Task, copy_task
+
+
+def resolve_task(task_path: str) -> DjangoTask:
+    """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
+
+    Only objects made by ``@task`` are runnable, so a stored row that names ``os.system`` or a
+    plain function is refused before anything is called.
+    """
+    try:
+        candidate = import_string(task_path)
+    except ImportError as exc:
+        raise TaskNotRunnable(f"Task path {task_path!r} does not import: {exc}") from None
+    if not isinstance(candidate, DjangoTask):
+        raise TaskNotRunnable(
+            f"{task_path!r} is a {type(candidate).__module__}.{type(candidate).__qualname__}, "
+            "not a Task; only functions decorated with @task can be run from a stored row."
+        )
+    if candidate.module_path != task_path:
+        raise TaskNotRunnable(
+            f"{task_path!r} refers to the task {candidate.module_path!r}; "
+            "a stored row must name a task by its own module path."
+        )
+    return candidate
+
+
+def to_task_result(stored: StoredTask, task: DjangoTask | None = None) -> TaskResult:
+    """Build Django's ``TaskResult`` for a stored row."""
+    if task is None:
+        task = resolve_task(stored.task_path)
+    task = copy_task(
+        task,
+        priority=stored.priority,
+        queue_name=stored.queue_name,
+        run_after=stored.run_after,
+        backend=stored.backend,
+    )
+    result = TaskResult(
+        task=task,
+        id=stored.id,
+        status=TaskResultStatus(stored.status),
+        enqueued_at=stored.enqueued_at,
+        started_at=stored.started_at,
+        finished_at=stored.finished_at,
+        last_attempted_at=stored.last_attempted_at,
+        args=list(stored.args),
+        kwargs=dict(stored.kwargs),
+        backend=stored.backend,
+        errors=[
+            TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
+            for e in stored.errors
+        ],
+        worker_ids=list(stored.worker_ids),
+    )
+    if stored.status == TaskResultStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", stored.return_value)
+    return result
+
+
+class TandemBackend(BaseTaskBackend):
+    """Django's task backend contract, stored through a ``Broker``."""
+
+    task_class = Task
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        # Touches no database, no network: Django creates backends lazily, per thread.
+        super().__init__(alias, params)
+        self.params = params
+
+    @cached_property
+    def tandem_options(self) -> BackendOptions:
+        """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
+        return parse_options(self.alias, self.params, frozenset(self.queues))
+
+    @cached_property
+    def broker(self) -> Broker:
+        raise NotImplementedError
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = list(super().check(**kwargs))
+        try:
+            options = self.tandem_options
+        except ImproperlyConfigured as exc:
+            return [*messages, checks.Error(str(exc), obj=self.alias, id="tandem.E001")]
+        served = {q for pool in options.pools for q in pool.queues}
+        for queue in sorted(set(self.queues) - served):
+            messages.append(
+                checks.Warning(
+                    f"Queue {queue!r} of TASKS[{self.alias!r}] is served by no pool, so no "
+                    "worker of this configuration will run its tasks.",
+                    hint=f"Add it to a pool's 'queues' in TASKS[{self.alias!r}]['OPTIONS']['pools'].",
+                    obj=self.alias,
+                    id="tandem.W001",
+                )
+            )
+        return messages
+
+    # -- enqueue -------------------------------------------------------------------------------
+
+    def _new_task(self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
+        self.validate_task(task)
+        json_args, json_kwargs = arguments_to_json(args, kwargs)
+        max_attempts = getattr(task, "max_attempts", None)
+        if max_attempts is None:
+            pool = self.tandem_options.pool_for_queue(task.queue_name)
+            max_attempts = pool.max_attempts if pool else 1
+        return NewTask(
+            id=str(uuid.uuid4()),
+            backend=self.alias,
+            queue_name=task.queue_name,
+            task_path=task.module_path,
+            priority=task.priority,
+            takes_context=task.takes_context,
+            args=json_args,
+            kwargs=json_kwargs,
+            run_after=task.run_after,
+            enqueued_at=timezone.now(),
+            max_attempts=max_attempts,
+        )
+
+    def _result_for(self, task: DjangoTask, new: NewTask) -> TaskResult:
+        return TaskResult(
+            task=task,
+            id=new.id,
+            status=TaskResultStatus.READY,
+            enqueued_at=new.enqueued_at,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=new.args,
+            kwargs=new.kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+
+    def enqueue(self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+        new = self._new_task(task, args, kwargs)
+        self._store([new])
+        result = self._result_for(task, new)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    async def aenqueue(
+        self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult:
+        new = self._new_task(task, args, kwargs)
+        await self._astore([new])
+        result = self._result_for(task, new)
+        await task_enqueued.asend(type(self), task_result=result)
+        return result
+
+    def _store(self, tasks: Sequence[NewTask]) -> None:
+        raise NotImplementedError
+
+    async def _astore(self, tasks: Sequence[NewTask]) -> None:
+        raise NotImplementedError
+
+    # -- results -------------------------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> TaskResult:
+        stored = self.broker.get(str(result_id)) if _is_uuid(result_id) else None
+        if stored is None or stored.backend != self.alias:
+            raise TaskResultDoesNotExist(result_id)
+        return to_task_result(stored)
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

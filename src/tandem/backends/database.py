@@ -1,0 +1,43 @@
+"""``tandem.backends.database.DatabaseBackend``: durable tasks in your Django database.
+
+An enqueue inserts the task's row through the caller's connection, so inside
+``transaction.atomic()`` it commits or rolls back with the caller's own data, and no worker can
+see it before the commit. After the commit, supervisors in this process are woken directly and,
+on PostgreSQL, supervisors elsewhere through ``NOTIFY`` (which PostgreSQL delivers on commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from tandem import wakeup
+from tandem.backends.base import TandemBackend
+from tandem.brokers.base import NewTask
+from tandem.brokers.database import DatabaseBroker
+
+
+class DatabaseBackend(TandemBackend):
+    @cached_property
+    def broker(self) -> DatabaseBroker:  # type: ignore[override]
+        return DatabaseBroker(self.alias)
+
+    def _store(self, tasks: Sequence[NewTask]) -> None:
+        broker = self.broker
+        broker.push(tasks)
+        queues = sorted({t.queue_name for t in tasks})
+        broker.notify(queues)
+        alias = self.alias
+
+        def wake() -> None:
+            for queue in queues:
+                wakeup.notify(alias, queue)
+
+        transaction.on_commit(wake, using=broker.database)
+
+    async def _astore(self, tasks: Sequence[NewTask]) -> None:
+        # The database work runs where Django runs all async ORM calls: its sync thread.
+        await sync_to_async(self._store, thread_sensitive=True)(tasks)

@@ -1,0 +1,240 @@
+"""The broker contract: how task state is stored, claimed, leased and settled.
+
+A broker only stores and moves task state. It never runs task code, never sends signals and never
+decides policy (retries, back-off): the supervisor does, and hands the broker plain values.
+
+State machine (only Django's four statuses are ever stored):
+
+    READY --claim--> RUNNING --settle--> SUCCESSFUL | FAILED | READY (retry)
+    RUNNING --release (shutdown) / recover (lease expired)--> READY | FAILED
+
+Every transition out of RUNNING is conditional on the lease: a worker that lost its lease (it was
+recovered and maybe re-claimed elsewhere) cannot overwrite the newer attempt.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+READY = "READY"
+RUNNING = "RUNNING"
+FAILED = "FAILED"
+SUCCESSFUL = "SUCCESSFUL"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorRecord:
+    """One failed attempt, stored in the order the attempts happened."""
+
+    exception_class_path: str
+    traceback: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"exception_class_path": self.exception_class_path, "traceback": self.traceback}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """A task to store as READY (what ``enqueue()`` hands the broker)."""
+
+    id: str
+    backend: str
+    queue_name: str
+    task_path: str
+    priority: int
+    takes_context: bool
+    args: list[Any]
+    kwargs: dict[str, Any]
+    run_after: datetime | None
+    enqueued_at: datetime
+    max_attempts: int = 1
+
+    @property
+    def available_at(self) -> datetime:
+        return self.run_after or self.enqueued_at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredTask:
+    """A task row as the broker holds it (the source of a ``TaskResult``)."""
+
+    id: str
+    backend: str
+    queue_name: str
+    task_path: str
+    priority: int
+    takes_context: bool
+    status: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    run_after: datetime | None
+    available_at: datetime
+    enqueued_at: datetime
+    started_at: datetime | None
+    last_attempted_at: datetime | None
+    finished_at: datetime | None
+    return_value: Any
+    errors: tuple[ErrorRecord, ...]
+    worker_ids: tuple[str, ...]
+    max_attempts: int
+    worker_id: str
+    lease_expires_at: datetime | None
+
+    @property
+    def attempts(self) -> int:
+        return len(self.worker_ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """The end of one attempt, as the supervisor decided it: SUCCESSFUL, FAILED or READY."""
+
+    id: str
+    worker_id: str
+    status: str
+    finished_at: datetime
+    return_value: Any = None
+    error: ErrorRecord | None = None
+    retry_at: datetime | None = None  # with status READY: when the retry may be claimed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovered:
+    """A task whose lease expired, and the status recovery gave it."""
+
+    id: str
+    status: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A live supervisor, as the worker registry shows it."""
+
+    id: str
+    backend: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    pools: dict[str, dict[str, Any]]
+    started_at: datetime
+    last_heartbeat_at: datetime
+    tasks_done: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    queue_name: str
+    ready: int = 0
+    running: int = 0
+    failed: int = 0
+    successful: int = 0
+    oldest_ready_at: datetime | None = field(default=None)
+
+
+class Broker(abc.ABC):
+    """The storage contract every store implements (database, Redis, memory)."""
+
+    backend_alias: str
+
+    @abc.abstractmethod
+    def push(self, tasks: Sequence[NewTask]) -> None:
+        """Store tasks as READY before returning (in the caller's transaction where one exists)."""
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> StoredTask | None:
+        """The stored task, or None for an unknown or malformed id."""
+
+    @abc.abstractmethod
+    def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        """A cheap read: is any task claimable now on these queues?"""
+
+    @abc.abstractmethod
+    def claim(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+    ) -> list[StoredTask]:
+        """Atomically move up to ``limit`` claimable tasks to RUNNING under ``worker_id``.
+
+        Claimable: READY, on one of ``queues``, ``available_at <= now``; taken by priority
+        (highest first), then ``available_at``, then ``enqueued_at``. Each claim appends
+        ``worker_id`` to ``worker_ids``, sets ``last_attempted_at = now`` and ``started_at`` on the
+        first attempt. Returned in claim order.
+        """
+
+    @abc.abstractmethod
+    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
+        """Extend the leases ``worker_id`` still holds; return how many it holds."""
+
+    @abc.abstractmethod
+    def settle(self, settlements: Sequence[Settlement]) -> int:
+        """Write attempt endings in one batch; those whose lease was lost are ignored."""
+
+    @abc.abstractmethod
+    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
+        """Put tasks ``worker_id`` holds back to READY (shutdown), recording a Released error."""
+
+    @abc.abstractmethod
+    def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
+        """Expired leases: back to READY with an error, or FAILED when attempts are spent.
+
+        A task may have ``max(max_attempts, recovery_max_attempts)`` attempts in all.
+        """
+
+    @abc.abstractmethod
+    def stats(self) -> list[QueueStats]:
+        """Counts per queue for this backend."""
+
+    @abc.abstractmethod
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Add (or replace) a live worker in the registry."""
+
+    @abc.abstractmethod
+    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
+        """Record that ``worker_id`` is alive."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker that stopped cleanly."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Registered workers of this backend, newest heartbeat first."""
+
+    @abc.abstractmethod
+    def forget_workers(self, silent_since: datetime) -> int:
+        """Remove workers whose last heartbeat is older than ``silent_since``."""
+
+    def prepare(self) -> None:  # noqa: B027 — optional hook
+        """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""
+
+
+def allowed_attempts(max_attempts: int, recovery_max_attempts: int) -> int:
+    """How many attempts a task whose attempts are lost to crashes may have in all."""
+    return max(max_attempts, recovery_max_attempts)
+
+
+def lost_lease_error(worker_id: str, lease_expires_at: datetime | None, now: datetime) -> ErrorRecord:
+    """The error recorded for an attempt whose worker disappeared."""
+    return ErrorRecord(
+        exception_class_path="tandem.exceptions.WorkerLost",
+        traceback=(
+            f"tandem.exceptions.WorkerLost: worker {worker_id!r} stopped renewing its lease "
+            f"(expired at {lease_expires_at.isoformat() if lease_expires_at else 'unknown'}, "
+            f"recovered at {now.isoformat()}); the attempt's outcome is unknown.\n"
+        ),
+    )
+
+
+def released_error(worker_id: str, now: datetime) -> ErrorRecord:
+    """The error recorded for an attempt a shutting-down worker gave back."""
+    return ErrorRecord(
+        exception_class_path="tandem.exceptions.Released",
+        traceback=(
+            f"tandem.exceptions.Released: worker {worker_id!r} shut down at {now.isoformat()} "
+            "before the attempt finished; the task was put back to READY.\n"
+        ),
+    )

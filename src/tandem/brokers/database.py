@@ -1,0 +1,475 @@
+"""The database store: SQLite, PostgreSQL and MariaDB/MySQL through Django's connections.
+
+Hot paths are single SQL statements:
+
+- claim, PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``;
+- claim, SQLite (WAL): ``BEGIN IMMEDIATE`` + the same ``UPDATE … RETURNING`` — one short write
+  transaction that waits on the busy timeout instead of failing with "database is locked";
+- claim, MariaDB/MySQL (no ``UPDATE … RETURNING``): ``SELECT … FOR UPDATE SKIP LOCKED``, ``UPDATE``
+  and ``SELECT`` in one transaction;
+- settle: one ``executemany`` per kind of ending, in one transaction, each row guarded by its lease.
+
+The broker uses the connection of the calling thread (Django's connections are per thread), so the
+supervisor's writes never share a connection with task code.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils.dateparse import parse_datetime
+
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    RUNNING,
+    SUCCESSFUL,
+    Broker,
+    ErrorRecord,
+    NewTask,
+    QueueStats,
+    Recovered,
+    Settlement,
+    StoredTask,
+    WorkerInfo,
+    allowed_attempts,
+    lost_lease_error,
+    released_error,
+)
+from tandem.models import TaskRecord, WorkerRecord
+
+TABLE = TaskRecord._meta.db_table
+NOTIFY_CHANNEL = "tandem"
+COLUMNS = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "takes_context",
+    "status",
+    "args",
+    "kwargs",
+    "run_after",
+    "available_at",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "return_value",
+    "errors",
+    "worker_ids",
+    "max_attempts",
+    "worker_id",
+    "lease_expires_at",
+)
+JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids"})
+DATETIME_COLUMNS = frozenset(
+    {
+        "run_after",
+        "available_at",
+        "enqueued_at",
+        "started_at",
+        "last_attempted_at",
+        "finished_at",
+        "lease_expires_at",
+    }
+)
+
+
+@contextmanager
+def write_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """A write transaction that takes SQLite's write lock up front (``BEGIN IMMEDIATE``).
+
+    A deferred SQLite transaction that reads and then writes fails at once with "database is
+    locked" when another connection committed in between; an immediate one waits on the busy
+    timeout instead. Other engines get a plain ``atomic()``.
+    """
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic(using=connection.alias):
+            yield
+        return
+    connection.ensure_connection()
+    previous = getattr(connection, "transaction_mode", None)
+    connection.transaction_mode = "IMMEDIATE"  # type: ignore[attr-defined]
+    try:
+        with transaction.atomic(using=connection.alias):
+            yield
+    finally:
+        connection.transaction_mode = previous  # type: ignore[attr-defined]
+
+
+class DatabaseBroker(Broker):
+    def __init__(self, backend_alias: str, database: str | None = None) -> None:
+        self.backend_alias = backend_alias
+        self._database = database
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def database(self) -> str:
+        return self._database or router.db_for_write(TaskRecord) or "default"
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.database]
+
+    def _id_param(self, task_id: str) -> Any:
+        value = uuid.UUID(task_id)
+        if self.connection.features.has_native_uuid_field:
+            return value
+        return value.hex
+
+    def _dt_param(self, value: datetime | None) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def _json_param(self, value: Any) -> str:
+        return json.dumps(value)
+
+    def _placeholders(self, count: int) -> str:
+        return ", ".join(["%s"] * count)
+
+    def _select_columns(self) -> str:
+        if self.connection.vendor == "postgresql":
+            return ", ".join(f"{c}::text" if c in JSON_COLUMNS else c for c in COLUMNS)
+        return ", ".join(COLUMNS)
+
+    def _row_to_task(self, row: Sequence[Any]) -> StoredTask:
+        values: dict[str, Any] = {}
+        for name, raw in zip(COLUMNS, row, strict=True):
+            value = raw
+            if name in JSON_COLUMNS and isinstance(value, str | bytes):
+                value = json.loads(value)
+            elif name in DATETIME_COLUMNS and value is not None:
+                if isinstance(value, str):
+                    value = parse_datetime(value)
+                if value is not None and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)
+            values[name] = value
+        values["id"] = str(uuid.UUID(str(values["id"])))
+        values["takes_context"] = bool(values["takes_context"])
+        values["errors"] = tuple(ErrorRecord(**e) for e in values["errors"] or ())
+        values["worker_ids"] = tuple(values["worker_ids"] or ())
+        values["args"] = values["args"] if values["args"] is not None else []
+        values["kwargs"] = values["kwargs"] if values["kwargs"] is not None else {}
+        return StoredTask(**values)
+
+    def _append_json(self, column: str) -> str:
+        """SQL that appends one JSON value (the next ``%s``, JSON text) to an array column."""
+        vendor = self.connection.vendor
+        if vendor == "postgresql":
+            return f"{column} || jsonb_build_array(%s::jsonb)"
+        if vendor == "mysql":
+            return f"JSON_ARRAY_APPEND({column}, '$', CAST(%s AS JSON))"
+        return f"json_insert({column}, '$[#]', json(%s))"
+
+    def notify(self, queues: Sequence[str]) -> None:
+        """PostgreSQL: tell listening supervisors (delivered when the caller's transaction commits).
+
+        The payload is ``"<backend alias>:<queue>,<queue>…"``.
+        """
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    [NOTIFY_CHANNEL, f"{self.backend_alias}:{','.join(queues)}"],
+                )
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.connection.vendor == "sqlite":
+            with self.connection.cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode=WAL")
+
+    def push(self, tasks: Sequence[NewTask]) -> None:
+        TaskRecord.objects.using(self.database).bulk_create(
+            [
+                TaskRecord(
+                    id=uuid.UUID(t.id),
+                    backend=t.backend,
+                    queue_name=t.queue_name,
+                    task_path=t.task_path,
+                    priority=t.priority,
+                    takes_context=t.takes_context,
+                    status=READY,
+                    args=t.args,
+                    kwargs=t.kwargs,
+                    run_after=t.run_after,
+                    available_at=t.available_at,
+                    enqueued_at=t.enqueued_at,
+                    max_attempts=t.max_attempts,
+                )
+                for t in tasks
+            ]
+        )
+
+    def get(self, task_id: str) -> StoredTask | None:
+        try:
+            key = self._id_param(str(task_id))
+        except ValueError:
+            return None
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT {self._select_columns()} FROM {TABLE} WHERE id = %s", [key])
+            row = cursor.fetchone()
+        return self._row_to_task(row) if row else None
+
+    def _claimable_where(self, queues: Sequence[str]) -> str:
+        return (
+            f"status = 'READY' AND backend = %s AND queue_name IN ({self._placeholders(len(queues))})"
+            " AND available_at <= %s"
+        )
+
+    def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {TABLE} WHERE {self._claimable_where(queues)} LIMIT 1",
+                [self.backend_alias, *queues, self._dt_param(now)],
+            )
+            return cursor.fetchone() is not None
+
+    def claim(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+    ) -> list[StoredTask]:
+        if limit <= 0 or not queues:
+            return []
+        connection = self.connection
+        vendor = connection.vendor
+        if vendor == "sqlite" and not self.has_ready(queues, now):
+            # A read needs no lock in WAL mode; only take the write lock when there is work.
+            return []
+        set_clause = (
+            "status = 'RUNNING', worker_id = %s, lease_expires_at = %s, "
+            "started_at = COALESCE(started_at, %s), last_attempted_at = %s, "
+            f"worker_ids = {self._append_json('worker_ids')}"
+        )
+        set_params = [
+            worker_id,
+            self._dt_param(lease_until),
+            self._dt_param(now),
+            self._dt_param(now),
+            json.dumps(worker_id),
+        ]
+        pick = (
+            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)} "
+            "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
+        )
+        pick_params = [self.backend_alias, *queues, self._dt_param(now), limit]
+        with write_transaction(connection), connection.cursor() as cursor:
+            if vendor == "mysql":
+                cursor.execute(f"{pick} FOR UPDATE SKIP LOCKED", pick_params)
+                ids = [row[0] for row in cursor.fetchall()]
+                if not ids:
+                    return []
+                marks = self._placeholders(len(ids))
+                cursor.execute(
+                    f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({marks})", [*set_params, *ids]
+                )
+                cursor.execute(f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids)
+            else:
+                lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+                cursor.execute(
+                    f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({pick}{lock}) "
+                    f"RETURNING {self._select_columns()}",
+                    [*set_params, *pick_params],
+                )
+            rows = cursor.fetchall()
+        tasks = [self._row_to_task(row) for row in rows]
+        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+        return tasks
+
+    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
+        if not task_ids:
+            return 0
+        with write_transaction(self.connection):
+            return (
+                TaskRecord.objects.using(self.database)
+                .filter(id__in=list(task_ids), status=RUNNING, worker_id=worker_id)
+                .update(lease_expires_at=lease_until)
+            )
+
+    def settle(self, settlements: Sequence[Settlement]) -> int:
+        if not settlements:
+            return 0
+        guard = "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'"
+        release_lease = "worker_id = '', lease_expires_at = NULL"
+        finished_plain: list[list[Any]] = []
+        finished_error: list[list[Any]] = []
+        retried: list[list[Any]] = []
+        for s in settlements:
+            key = [self._id_param(s.id), s.worker_id]
+            if s.status == READY:
+                assert s.error is not None and s.retry_at is not None
+                retried.append([self._json_param(s.error.as_json()), self._dt_param(s.retry_at), *key])
+            elif s.error is None:
+                finished_plain.append(
+                    [s.status, self._json_param(s.return_value), self._dt_param(s.finished_at), *key]
+                )
+            else:
+                finished_error.append(
+                    [s.status, self._json_param(s.error.as_json()), self._dt_param(s.finished_at), *key]
+                )
+        written = 0
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            if finished_plain:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = %s, return_value = {self._json_literal()}, "
+                    f"finished_at = %s, {release_lease} {guard}",
+                    finished_plain,
+                )
+                written += max(cursor.rowcount, 0)
+            if finished_error:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
+                    f"finished_at = %s, {release_lease} {guard}",
+                    finished_error,
+                )
+                written += max(cursor.rowcount, 0)
+            if retried:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
+                    f"available_at = %s, {release_lease} {guard}",
+                    retried,
+                )
+                written += max(cursor.rowcount, 0)
+        return written
+
+    def _json_literal(self) -> str:
+        vendor = self.connection.vendor
+        if vendor == "postgresql":
+            return "%s::jsonb"
+        return "%s"
+
+    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
+        if not task_ids:
+            return 0
+        error = released_error(worker_id, now)
+        rows = [
+            [self._json_param(error.as_json()), self._dt_param(now), self._id_param(i), worker_id]
+            for i in task_ids
+        ]
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
+                "available_at = %s, worker_id = '', lease_expires_at = NULL "
+                "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                rows,
+            )
+            return max(cursor.rowcount, 0)
+
+    def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
+        connection = self.connection
+        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor in ("postgresql", "mysql") else ""
+        recovered: list[Recovered] = []
+        with write_transaction(connection), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} WHERE status = 'RUNNING' "
+                f"AND lease_expires_at < %s AND backend = %s LIMIT 500{lock}",
+                [self._dt_param(now), self.backend_alias],
+            )
+            expired = [self._row_to_task(row) for row in cursor.fetchall()]
+            for task in expired:
+                error = lost_lease_error(task.worker_id, task.lease_expires_at, now)
+                spent = task.attempts >= allowed_attempts(task.max_attempts, recovery_max_attempts)
+                status = FAILED if spent else READY
+                cursor.execute(
+                    f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
+                    "finished_at = %s, available_at = %s, worker_id = '', lease_expires_at = NULL "
+                    "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                    [
+                        status,
+                        self._json_param(error.as_json()),
+                        self._dt_param(now if spent else None),
+                        self._dt_param(task.available_at if spent else now),
+                        self._id_param(task.id),
+                        task.worker_id,
+                    ],
+                )
+                if cursor.rowcount:
+                    recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
+        return recovered
+
+    def stats(self) -> list[QueueStats]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT queue_name, status, COUNT(*), MIN(available_at) FROM {TABLE} "
+                "WHERE backend = %s GROUP BY queue_name, status ORDER BY queue_name",
+                [self.backend_alias],
+            )
+            rows = cursor.fetchall()
+        by_queue: dict[str, dict[str, Any]] = {}
+        for queue, status, count, oldest in rows:
+            entry = by_queue.setdefault(queue, {"queue_name": queue})
+            entry[status.lower()] = count
+            if status == READY and oldest is not None:
+                if isinstance(oldest, str):
+                    oldest = parse_datetime(oldest)
+                if oldest is not None and oldest.tzinfo is None:
+                    oldest = oldest.replace(tzinfo=UTC)
+                entry["oldest_ready_at"] = oldest
+        return [QueueStats(**entry) for entry in by_queue.values()]
+
+    # -- worker registry -----------------------------------------------------------------------
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with write_transaction(self.connection):
+            WorkerRecord.objects.using(self.database).update_or_create(
+                id=worker.id,
+                defaults={
+                    "backend": worker.backend,
+                    "hostname": worker.hostname,
+                    "pid": worker.pid,
+                    "queues": list(worker.queues),
+                    "pools": worker.pools,
+                    "started_at": worker.started_at,
+                    "last_heartbeat_at": worker.last_heartbeat_at,
+                    "tasks_done": worker.tasks_done,
+                },
+            )
+
+    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
+        with write_transaction(self.connection):
+            WorkerRecord.objects.using(self.database).filter(id=worker_id).update(
+                last_heartbeat_at=now, tasks_done=tasks_done
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with write_transaction(self.connection):
+            WorkerRecord.objects.using(self.database).filter(id=worker_id).delete()
+
+    def workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=w.id,
+                backend=w.backend,
+                hostname=w.hostname,
+                pid=w.pid,
+                queues=tuple(w.queues),
+                pools=w.pools,
+                started_at=w.started_at,
+                last_heartbeat_at=w.last_heartbeat_at,
+                tasks_done=w.tasks_done,
+            )
+            for w in WorkerRecord.objects.using(self.database)
+            .filter(backend=self.backend_alias)
+            .order_by("-last_heartbeat_at")
+        ]
+
+    def forget_workers(self, silent_since: datetime) -> int:
+        with write_transaction(self.connection):
+            deleted, _ = (
+                WorkerRecord.objects.using(self.database)
+                .filter(backend=self.backend_alias, last_heartbeat_at__lt=silent_since)
+                .delete()
+            )
+        return deleted
+
+
+__all__ = ["NOTIFY_CHANNEL", "SUCCESSFUL", "DatabaseBroker", "write_transaction"]

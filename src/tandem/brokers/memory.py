@@ -1,0 +1,244 @@
+"""The in-memory twin of the stores: the same contract, for unit tests and experiments.
+
+Thread-safe within one process; holds nothing across processes or restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    RUNNING,
+    Broker,
+    NewTask,
+    QueueStats,
+    Recovered,
+    Settlement,
+    StoredTask,
+    WorkerInfo,
+    allowed_attempts,
+    lost_lease_error,
+    released_error,
+)
+
+
+class MemoryBroker(Broker):
+    def __init__(self, backend_alias: str = "default") -> None:
+        self.backend_alias = backend_alias
+        self._tasks: dict[str, StoredTask] = {}
+        self._lock = threading.Lock()
+        self._workers: dict[str, WorkerInfo] = {}
+
+    @staticmethod
+    def _key(task_id: str) -> str | None:
+        try:
+            return str(uuid.UUID(str(task_id)))
+        except ValueError:
+            return None
+
+    def push(self, tasks: Sequence[NewTask]) -> None:
+        with self._lock:
+            for new in tasks:
+                self._tasks[new.id] = StoredTask(
+                    id=new.id,
+                    backend=new.backend,
+                    queue_name=new.queue_name,
+                    task_path=new.task_path,
+                    priority=new.priority,
+                    takes_context=new.takes_context,
+                    status=READY,
+                    args=list(new.args),
+                    kwargs=dict(new.kwargs),
+                    run_after=new.run_after,
+                    available_at=new.available_at,
+                    enqueued_at=new.enqueued_at,
+                    started_at=None,
+                    last_attempted_at=None,
+                    finished_at=None,
+                    return_value=None,
+                    errors=(),
+                    worker_ids=(),
+                    max_attempts=new.max_attempts,
+                    worker_id="",
+                    lease_expires_at=None,
+                )
+
+    def get(self, task_id: str) -> StoredTask | None:
+        key = self._key(task_id)
+        with self._lock:
+            return self._tasks.get(key) if key else None
+
+    def _claimable(self, queues: Sequence[str], now: datetime) -> list[StoredTask]:
+        return sorted(
+            (
+                t
+                for t in self._tasks.values()
+                if t.status == READY
+                and t.backend == self.backend_alias
+                and t.queue_name in queues
+                and t.available_at <= now
+            ),
+            key=lambda t: (-t.priority, t.available_at, t.enqueued_at),
+        )
+
+    def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        with self._lock:
+            return bool(self._claimable(queues, now))
+
+    def claim(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+    ) -> list[StoredTask]:
+        with self._lock:
+            claimed = []
+            for task in self._claimable(queues, now)[:limit]:
+                task = replace(
+                    task,
+                    status=RUNNING,
+                    worker_id=worker_id,
+                    lease_expires_at=lease_until,
+                    started_at=task.started_at or now,
+                    last_attempted_at=now,
+                    worker_ids=(*task.worker_ids, worker_id),
+                )
+                self._tasks[task.id] = task
+                claimed.append(task)
+            return claimed
+
+    def _held(self, worker_id: str, task_id: str) -> StoredTask | None:
+        task = self._tasks.get(task_id)
+        if task is None or task.status != RUNNING or task.worker_id != worker_id:
+            return None
+        return task
+
+    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
+        with self._lock:
+            held = 0
+            for task_id in task_ids:
+                task = self._held(worker_id, task_id)
+                if task is not None:
+                    self._tasks[task_id] = replace(task, lease_expires_at=lease_until)
+                    held += 1
+            return held
+
+    def settle(self, settlements: Sequence[Settlement]) -> int:
+        with self._lock:
+            written = 0
+            for s in settlements:
+                task = self._held(s.worker_id, s.id)
+                if task is None:
+                    continue
+                errors = (*task.errors, s.error) if s.error else task.errors
+                if s.status == READY:
+                    assert s.retry_at is not None
+                    task = replace(task, status=READY, errors=errors, available_at=s.retry_at)
+                else:
+                    task = replace(
+                        task,
+                        status=s.status,
+                        errors=errors,
+                        return_value=s.return_value,
+                        finished_at=s.finished_at,
+                    )
+                self._tasks[s.id] = replace(task, worker_id="", lease_expires_at=None)
+                written += 1
+            return written
+
+    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
+        error = released_error(worker_id, now)
+        with self._lock:
+            released = 0
+            for task_id in task_ids:
+                task = self._held(worker_id, task_id)
+                if task is not None:
+                    self._tasks[task_id] = replace(
+                        task,
+                        status=READY,
+                        errors=(*task.errors, error),
+                        available_at=now,
+                        worker_id="",
+                        lease_expires_at=None,
+                    )
+                    released += 1
+            return released
+
+    def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
+        with self._lock:
+            recovered = []
+            for task in list(self._tasks.values()):
+                if task.status != RUNNING or task.backend != self.backend_alias:
+                    continue
+                if task.lease_expires_at is None or task.lease_expires_at >= now:
+                    continue
+                error = lost_lease_error(task.worker_id, task.lease_expires_at, now)
+                spent = task.attempts >= allowed_attempts(task.max_attempts, recovery_max_attempts)
+                self._tasks[task.id] = replace(
+                    task,
+                    status=FAILED if spent else READY,
+                    errors=(*task.errors, error),
+                    finished_at=now if spent else None,
+                    available_at=task.available_at if spent else now,
+                    worker_id="",
+                    lease_expires_at=None,
+                )
+                recovered.append(
+                    Recovered(id=task.id, status=FAILED if spent else READY, worker_id=task.worker_id)
+                )
+            return recovered
+
+    def stats(self) -> list[QueueStats]:
+        with self._lock:
+            by_queue: dict[str, dict[str, int]] = {}
+            oldest: dict[str, datetime] = {}
+            for task in self._tasks.values():
+                if task.backend != self.backend_alias:
+                    continue
+                counts = by_queue.setdefault(task.queue_name, {})
+                counts[task.status] = counts.get(task.status, 0) + 1
+                if task.status == READY and (
+                    task.queue_name not in oldest or task.available_at < oldest[task.queue_name]
+                ):
+                    oldest[task.queue_name] = task.available_at
+            return [
+                QueueStats(
+                    queue_name=queue,
+                    ready=counts.get(READY, 0),
+                    running=counts.get(RUNNING, 0),
+                    failed=counts.get(FAILED, 0),
+                    successful=counts.get("SUCCESSFUL", 0),
+                    oldest_ready_at=oldest.get(queue),
+                )
+                for queue, counts in sorted(by_queue.items())
+            ]
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with self._lock:
+            self._workers[worker.id] = worker
+
+    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
+        with self._lock:
+            if worker_id in self._workers:
+                self._workers[worker_id] = replace(
+                    self._workers[worker_id], last_heartbeat_at=now, tasks_done=tasks_done
+                )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            mine = [w for w in self._workers.values() if w.backend == self.backend_alias]
+        return sorted(mine, key=lambda w: w.last_heartbeat_at, reverse=True)
+
+    def forget_workers(self, silent_since: datetime) -> int:
+        with self._lock:
+            gone = [k for k, w in self._workers.items() if w.last_heartbeat_at < silent_since]
+            for key in gone:
+                del self._workers[key]
+            return len(gone)

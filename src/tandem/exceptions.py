@@ -1,0 +1,15 @@
+"""Exceptions tandem raises or records on a task's result."""
+
+from django.tasks.exceptions import TaskException
+
+
+class TaskNotRunnable(TaskException):
+    """A stored task row names something that is not a registered Task; it is never executed."""
+
+
+class WorkerLost(TaskException):
+    """The worker running the task disappeared (crash, kill -9, power loss) before it finished."""
+
+
+class Released(TaskException):
+    """The worker shut down before the task finished; the task was put back to READY."""

@@ -1,0 +1,104 @@
+"""Run ONE claimed task and describe how it ended. Pure and pool-agnostic.
+
+``execute()`` never writes task state: it returns an ``Outcome`` that the supervisor settles. It
+sends Django's ``task_started`` / ``task_finished`` signals where the task runs (``task_finished``
+from inside the ``except`` block on failure, as Django does), with the backend class as sender.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.tasks import TaskContext, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+
+from tandem.backends.base import resolve_task, to_task_result
+from tandem.brokers.base import ErrorRecord, StoredTask
+from tandem.exceptions import TaskNotRunnable
+from tandem.serialization import to_json
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """How one attempt ended. ``retriable`` is False when the row can never run."""
+
+    task_id: str
+    worker_id: str
+    succeeded: bool
+    finished_at: datetime
+    return_value: Any = None
+    error: ErrorRecord | None = None
+    retriable: bool = True
+
+
+def error_record(exc: BaseException) -> ErrorRecord:
+    kind = type(exc)
+    return ErrorRecord(
+        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+def failed(stored: StoredTask, exc: BaseException, *, retriable: bool = True) -> Outcome:
+    """The outcome of an attempt that failed outside the task's own code."""
+    return Outcome(
+        task_id=stored.id,
+        worker_id=stored.worker_id,
+        succeeded=False,
+        finished_at=timezone.now(),
+        error=error_record(exc),
+        retriable=retriable,
+    )
+
+
+def execute(stored: StoredTask) -> Outcome:
+    """Run the claimed ``stored`` task once; never raises for anything the task does."""
+    try:
+        task = resolve_task(stored.task_path)
+        result = to_task_result(stored, task)
+        sender = type(result.task.get_backend())
+    except TaskNotRunnable as exc:
+        return failed(stored, exc, retriable=False)
+    except Exception as exc:  # e.g. the row names a backend alias this process does not have
+        return failed(stored, exc, retriable=False)
+
+    task_started.send(sender=sender, task_result=result)
+    try:
+        if result.task.takes_context:
+            raw = result.task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        else:
+            raw = result.task.call(*result.args, **result.kwargs)
+        return_value = to_json(raw, "the return value")
+    except BaseException as exc:
+        finished_at = timezone.now()
+        error = error_record(exc)
+        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        object.__setattr__(result, "finished_at", finished_at)
+        result.errors.append(
+            TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
+        )
+        task_finished.send(sender=sender, task_result=result)
+        return Outcome(
+            task_id=stored.id,
+            worker_id=stored.worker_id,
+            succeeded=False,
+            finished_at=finished_at,
+            error=error,
+        )
+    finished_at = timezone.now()
+    object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(result, "finished_at", finished_at)
+    object.__setattr__(result, "_return_value", return_value)
+    task_finished.send(sender=sender, task_result=result)
+    return Outcome(
+        task_id=stored.id,
+        worker_id=stored.worker_id,
+        succeeded=True,
+        finished_at=finished_at,
+        return_value=return_value,
+    )

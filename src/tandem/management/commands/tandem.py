@@ -1,0 +1,136 @@
+"""``manage.py tandem <subcommand>``: run and inspect tandem workers."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+
+from tandem.worker.supervisor import Supervisor
+
+logger = logging.getLogger("tandem.worker")
+
+
+@contextmanager
+def stop_signals(supervisor: Supervisor, write: Any) -> Iterator[None]:
+    """SIGINT/SIGTERM: first drains, second releases. Handlers only set state; restored after."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        supervisor.request_stop()
+        name = signal.Signals(signum).name
+        if supervisor.stopping == 1:
+            write(f"{name}: draining — finishing {supervisor.in_flight} in-flight task(s); "
+                  "send it again to release them back to READY and exit now.")
+        else:
+            write(f"{name}: releasing in-flight tasks and exiting.")
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def describe_store(database: str) -> str:
+    connection = connections[database]
+    name = connection.settings_dict.get("NAME")
+    return f"{connection.vendor} ({name})"
+
+
+class Command(BaseCommand):
+    help = "Run tandem task workers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        worker = sub.add_parser(
+            "worker",
+            help="Run a standalone supervisor with its pools (any number, on any host).",
+            description="Claim and run tasks until stopped: SIGINT/SIGTERM drains, a second "
+            "signal releases in-flight tasks back to READY.",
+        )
+        worker.add_argument(
+            "-q", "--queue", dest="queues", action="append", default=None,
+            help="Serve only this queue (repeatable). Default: every queue of the backend.",
+        )
+        worker.add_argument(
+            "-w", "--workers", type=int, default=None,
+            help="Workers per pool (overrides the pools' settings).",
+        )
+        worker.add_argument(
+            "--burst", action="store_true", help="Exit once the queues are empty."
+        )
+        worker.add_argument(
+            "--max-tasks", type=int, default=None, help="Exit after claiming this many tasks."
+        )
+        worker.add_argument(
+            "--backend", default="default", help="The TASKS alias to serve (default: default)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._configure_logging(options["verbosity"])
+        if options["subcommand"] == "worker":
+            self.worker(**options)
+
+    def _configure_logging(self, verbosity: int) -> None:
+        tandem_logger = logging.getLogger("tandem")
+        if not tandem_logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            tandem_logger.addHandler(handler)
+            tandem_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+
+    def worker(
+        self,
+        *,
+        queues: list[str] | None,
+        workers: int | None,
+        burst: bool,
+        max_tasks: int | None,
+        backend: str,
+        **_: Any,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise CommandError(f"--workers must be >= 1, got {workers}.")
+        if max_tasks is not None and max_tasks < 1:
+            raise CommandError(f"--max-tasks must be >= 1, got {max_tasks}.")
+        try:
+            supervisor = Supervisor(
+                backend, queues=queues, workers=workers, burst=burst, max_tasks=max_tasks
+            )
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        except KeyError as exc:
+            raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
+        self._banner(supervisor, burst=burst, max_tasks=max_tasks)
+        with stop_signals(supervisor, self.stderr.write):
+            supervisor.run()
+        self.stdout.write(
+            f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
+        )
+
+    def _banner(self, supervisor: Supervisor, *, burst: bool, max_tasks: int | None) -> None:
+        database = getattr(supervisor.broker, "database", None)
+        store = describe_store(database) if database else type(supervisor.broker).__name__
+        pools = ", ".join(
+            f"{s.config.name}[{s.config.executor} x{s.config.workers}: {','.join(s.config.queues)}]"
+            for s in supervisor.pools
+        )
+        mode = " burst" if burst else ""
+        if max_tasks:
+            mode += f" max-tasks={max_tasks}"
+        self.stdout.write(
+            f"tandem worker {supervisor.worker_id}{mode}\n"
+            f"  store:  {store}, backend {supervisor.backend.alias!r}\n"
+            f"  python: {sys.version.split()[0]}\n"
+            f"  pools:  {pools}\n"
+            f"  lease:  {supervisor.options.lease_seconds:g}s"
+        )

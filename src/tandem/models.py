@@ -1,0 +1,85 @@
+"""Durable state: one row per task result, one per live worker.
+
+Only the broker (``tandem.brokers.database``) writes these rows; everything else reads them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.tasks import TaskResultStatus
+
+
+class TaskRecord(models.Model):
+    """One enqueued task and its result, with the lease of the worker currently running it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    backend = models.CharField(max_length=100, default="default")
+    queue_name = models.CharField(max_length=100, default="default")
+    task_path = models.CharField(max_length=255)
+    priority = models.SmallIntegerField(default=0)
+    takes_context = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=10, choices=TaskResultStatus.choices, default=TaskResultStatus.READY
+    )
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    # run_after as the user asked for it (None: as soon as possible); available_at is when the
+    # task may next be claimed (enqueue time, run_after, or a retry's back-off).
+    run_after = models.DateTimeField(null=True, blank=True)
+    available_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    # One {"exception_class_path", "traceback"} per failed attempt, oldest first.
+    errors = models.JSONField(default=list)
+    # One worker id per attempt: attempts == len(worker_ids), as Django defines it.
+    worker_ids = models.JSONField(default=list)
+    max_attempts = models.PositiveSmallIntegerField(default=1)
+    # The lease: who runs it now and until when the claim holds without a heartbeat.
+    worker_id = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "task"
+        indexes = [
+            # The claim: status='READY' AND backend=… AND queue_name IN (…) AND available_at <= now
+            # ORDER BY priority DESC, available_at — an index range scan on SQLite and PostgreSQL.
+            models.Index(
+                fields=["status", "backend", "queue_name", "-priority", "available_at"],
+                name="tandem_claim_idx",
+            ),
+            # Recovery of expired leases: status='RUNNING' AND lease_expires_at < now.
+            models.Index(fields=["status", "lease_expires_at"], name="tandem_lease_idx"),
+            models.Index(fields=["enqueued_at"], name="tandem_enqueued_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} [{self.status}] {self.id}"
+
+    @property
+    def attempts(self) -> int:
+        return len(self.worker_ids)
+
+
+class WorkerRecord(models.Model):
+    """A live supervisor (``tandem worker`` / ``tandem serve``), kept alive by heartbeats."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    backend = models.CharField(max_length=100, default="default")
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    pools = models.JSONField(default=dict)
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    tasks_done = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "worker"
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid} ({self.id})"

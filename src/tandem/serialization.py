@@ -1,0 +1,63 @@
+"""JSON-only task data: arguments and return values are checked and normalised here, never pickled."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.utils.json import normalize_json
+
+
+class NotJSONError(TypeError):
+    """A value that must be stored as JSON cannot be."""
+
+
+def _find_problem(value: Any, path: str) -> str | None:
+    """The path and type of the first part of ``value`` that JSON cannot hold."""
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {value!r} (not allowed in JSON)"
+    if isinstance(value, bytes):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{path} is bytes that are not UTF-8"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return f"{path} has a key of type {type(key).__qualname__} ({key!r})"
+            found = _find_problem(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, Sequence):
+        for index, item in enumerate(value):
+            found = _find_problem(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    return f"{path} is a {kind}"
+
+
+def to_json(value: Any, what: str) -> Any:
+    """``value`` as it will be stored and read back (tuples become lists, keys strings).
+
+    Raises ``NotJSONError`` naming the offending part, e.g. ``args[0]['when'] is a
+    datetime.datetime``.
+    """
+    problem = _find_problem(value, what)
+    if problem is not None:
+        raise NotJSONError(
+            f"{problem}; task data must be JSON (str, int, float, bool, None, list, dict). "
+            "Pass an id or an ISO string instead, and load or parse it inside the task."
+        )
+    return json.loads(json.dumps(normalize_json(value), allow_nan=False))
+
+
+def arguments_to_json(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    return to_json(list(args), "args"), to_json(dict(kwargs), "kwargs")

@@ -1,0 +1,72 @@
+"""Cross-process wake-up on PostgreSQL: a thread that LISTENs and tells the supervisor.
+
+Payloads are ``"<backend alias>:<queue>,<queue>…"`` (see ``DatabaseBroker.notify``). The listener
+reconnects with back-off when the connection drops; while it is down the supervisor still polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+from tandem.brokers.database import NOTIFY_CHANNEL
+
+logger = logging.getLogger("tandem.worker")
+
+
+def connection_kwargs(database: str) -> dict[str, Any]:
+    settings = connections[database].settings_dict
+    kwargs: dict[str, Any] = {"dbname": settings["NAME"] or "postgres", "autocommit": True}
+    for key, name in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host"), ("PORT", "port")):
+        if settings.get(key):
+            kwargs[name] = settings[key]
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "options", "connect_timeout"):
+        if key in settings.get("OPTIONS", {}):
+            kwargs[key] = settings["OPTIONS"][key]
+    return kwargs
+
+
+class PostgresListener:
+    def __init__(self, database: str, backend_alias: str, on_notify: Callable[[list[str]], None]):
+        self.kwargs = connection_kwargs(database)
+        self.backend_alias = backend_alias
+        self.on_notify = on_notify
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tandem-listen", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        import psycopg
+
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**self.kwargs) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.connected.set()
+                    delay = 0.5
+                    # Anything enqueued while we were (re)connecting: let the supervisor look.
+                    self.on_notify([])
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            alias, _, queues = note.payload.partition(":")
+                            if alias == self.backend_alias:
+                                self.on_notify([q for q in queues.split(",") if q])
+            except Exception as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    return
+                logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)

@@ -1,0 +1,413 @@
+"""The supervisor: owns the pools, the claim loop, leases, recovery and shutdown.
+
+It is the only writer of task state in its process: pools hand it ``Outcome``s, it settles them in
+batches. The loop is steppable — ``step()`` does one round of settle, heartbeat, claim — and
+``run()`` repeats it, sleeping until woken (an outcome, an enqueue in this process, a PostgreSQL
+NOTIFY) or until the next poll or heartbeat is due.
+
+Shutdown: ``request_stop()`` once drains (no new claims; in-flight tasks finish; exit), twice
+forces (in-flight tasks are released back to READY at once).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, InterfaceError
+from django.tasks import task_backends
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from tandem import wakeup
+from tandem.backends.base import TandemBackend
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    SUCCESSFUL,
+    Broker,
+    Settlement,
+    StoredTask,
+    WorkerInfo,
+)
+from tandem.conf import BackendOptions, PoolConfig
+from tandem.execution import Outcome
+from tandem.retries import backoff_delay
+from tandem.worker.pools.base import ExecutionPool, create_pool
+
+logger = logging.getLogger("tandem.worker")
+
+Clock = Callable[[], datetime]
+STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
+
+
+@dataclass(slots=True)
+class _PoolState:
+    config: PoolConfig
+    pool: ExecutionPool
+    in_flight: dict[str, StoredTask] = field(default_factory=dict)
+    next_poll: datetime | None = None
+    dirty: bool = True
+    exhausted: bool = False
+
+    @property
+    def free(self) -> int:
+        return self.config.workers - len(self.in_flight)
+
+
+def select_pools(
+    options: BackendOptions, queues: Sequence[str] | None, workers: int | None
+) -> tuple[PoolConfig, ...]:
+    """The pools a supervisor runs: all, or those serving ``queues`` (narrowed to them)."""
+    from dataclasses import replace
+
+    pools = []
+    wanted = set(queues or ())
+    for pool in options.pools:
+        served = tuple(q for q in pool.queues if not wanted or q in wanted)
+        if served:
+            pools.append(
+                replace(pool, queues=served, workers=workers if workers else pool.workers)
+            )
+    missing = wanted - {q for p in pools for q in p.queues}
+    if missing:
+        raise ImproperlyConfigured(
+            f"Queue(s) {', '.join(sorted(map(repr, missing)))} are served by no pool of "
+            f"TASKS[{options.alias!r}]; known queues: "
+            f"{', '.join(sorted(q for p in options.pools for q in p.queues))}."
+        )
+    return tuple(pools)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        backend_alias: str = "default",
+        *,
+        queues: Sequence[str] | None = None,
+        workers: int | None = None,
+        burst: bool = False,
+        max_tasks: int | None = None,
+        broker: Broker | None = None,
+        clock: Clock = timezone.now,
+        listen: bool = True,
+    ) -> None:
+        backend = task_backends[backend_alias]
+        if not isinstance(backend, TandemBackend):
+            raise ImproperlyConfigured(
+                f"TASKS[{backend_alias!r}] uses {type(backend).__module__}."
+                f"{type(backend).__qualname__}; tandem workers run tandem backends only "
+                "(tandem.backends.database.DatabaseBackend)."
+            )
+        self.backend = backend
+        self.options = backend.tandem_options
+        self.broker = broker or backend.broker
+        self.clock = clock
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.listen = listen
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{get_random_string(8)}"
+        self.lease = timedelta(seconds=self.options.lease_seconds)
+        self.heartbeat_every = timedelta(seconds=self.options.heartbeat_interval)
+        self.pools = [
+            _PoolState(config=config, pool=create_pool(config, self._deliver))
+            for config in select_pools(self.options, queues, workers)
+        ]
+        self._by_queue = {q: s for s in self.pools for q in s.config.queues}
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = 0
+        self._started = False
+        self._next_heartbeat: datetime | None = None
+        self._listener: object | None = None
+        self.claimed = 0
+        self.settled = 0
+        self.store_errors = 0
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return tuple(q for s in self.pools for q in s.config.queues)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(s.in_flight) for s in self.pools)
+
+    def _deliver(self, outcome: Outcome) -> None:  # called from pool threads
+        self._outcomes.append(outcome)
+        self._wake.set()
+
+    def notify(self, queues: Sequence[str]) -> None:
+        """New work on ``queues`` (all when empty): claim at the next step. Thread-safe."""
+        for queue in queues or self.queues:
+            state = self._by_queue.get(queue)
+            if state is not None:
+                state.dirty = True
+        if not queues:
+            for state in self.pools:
+                state.dirty = True
+        self._wake.set()
+
+    def _on_enqueue(self, queue: str) -> None:
+        self.notify([queue])
+
+    def request_stop(self, force: bool = False) -> None:
+        """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""
+        self._stopping = 2 if force or self._stopping else 1
+        self._wake.set()
+
+    @property
+    def stopping(self) -> int:
+        return self._stopping
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        now = self.clock()
+        self.broker.prepare()
+        self.broker.register_worker(
+            WorkerInfo(
+                id=self.worker_id,
+                backend=self.backend.alias,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                pools={
+                    s.config.name: {
+                        "queues": list(s.config.queues),
+                        "workers": s.config.workers,
+                        "executor": s.config.executor,
+                    }
+                    for s in self.pools
+                },
+                started_at=now,
+                last_heartbeat_at=now,
+            )
+        )
+        for state in self.pools:
+            state.pool.start()
+        wakeup.subscribe(self.backend.alias, self._on_enqueue)
+        self._start_listener()
+        self._next_heartbeat = now  # recover stale leases straight away
+
+    def _start_listener(self) -> None:
+        database = getattr(self.broker, "database", None)
+        if not self.listen or database is None:
+            return
+        from django.db import connections
+
+        if connections[database].vendor != "postgresql":
+            return
+        from tandem.worker.listener import PostgresListener
+
+        listener = PostgresListener(database, self.backend.alias, self.notify)
+        listener.start()
+        self._listener = listener
+
+    def close(self) -> None:
+        """Stop pools and listener and leave the registry; in-flight work must be settled first."""
+        forced = self._stopping == 2
+        for state in self.pools:
+            state.pool.stop(timeout=0 if forced else None)
+        wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
+        if self._listener is not None:
+            self._listener.stop()  # type: ignore[attr-defined]
+        try:
+            self.broker.unregister_worker(self.worker_id)
+        except STORE_ERRORS:
+            logger.warning("could not remove worker %s from the registry", self.worker_id)
+
+    # -- one round -----------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One round: settle outcomes, heartbeat if due, claim for pools with free slots.
+
+        Returns how many tasks were settled or claimed.
+        """
+        if not self._started:
+            self.start()
+        now = self.clock()
+        done = self._settle(now)
+        if self._next_heartbeat is not None and now >= self._next_heartbeat:
+            self._heartbeat(now)
+        if self._stopping == 2:
+            self._release_all(now)
+            return done
+        if self._stopping or self._claims_exhausted():
+            return done
+        for state in self.pools:
+            done += self._claim(state, now)
+        return done
+
+    def _claims_exhausted(self) -> bool:
+        return self.max_tasks is not None and self.claimed >= self.max_tasks
+
+    def _claim(self, state: _PoolState, now: datetime) -> int:
+        free = state.free
+        if self.max_tasks is not None:
+            free = min(free, self.max_tasks - self.claimed)
+        if free <= 0:
+            return 0
+        due = state.next_poll is None or now >= state.next_poll
+        if not (state.dirty or due):
+            return 0
+        state.dirty = False
+        claimed = self.broker.claim(state.config.queues, free, self.worker_id, now + self.lease, now)
+        for task in claimed:
+            state.in_flight[task.id] = task
+            state.pool.submit(task)
+        self.claimed += len(claimed)
+        state.exhausted = len(claimed) < free
+        if state.exhausted:
+            state.next_poll = now + timedelta(seconds=state.config.poll_interval)
+        else:
+            state.dirty = True  # there may be more; claim again as soon as a slot frees
+        return len(claimed)
+
+    def _settle(self, now: datetime) -> int:
+        batch: list[tuple[_PoolState, StoredTask, Outcome]] = []
+        while self._outcomes:
+            outcome = self._outcomes.popleft()
+            for state in self.pools:
+                task = state.in_flight.get(outcome.task_id)
+                if task is not None:
+                    batch.append((state, task, outcome))
+                    break
+            # else: released or recovered meanwhile; that attempt's lease is gone
+        if not batch:
+            return 0
+        try:
+            self.broker.settle([self._settlement(o, t, s.config) for s, t, o in batch])
+        except BaseException:
+            # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
+            # the next step writes the same outcomes again.
+            self._outcomes.extendleft(reversed([o for _, _, o in batch]))
+            raise
+        for state, task, _ in batch:
+            del state.in_flight[task.id]
+            state.dirty = True
+        self.settled += len(batch)
+        return len(batch)
+
+    def _settlement(self, outcome: Outcome, task: StoredTask, pool: PoolConfig) -> Settlement:
+        if outcome.succeeded:
+            return Settlement(
+                id=task.id,
+                worker_id=self.worker_id,
+                status=SUCCESSFUL,
+                finished_at=outcome.finished_at,
+                return_value=outcome.return_value,
+            )
+        if outcome.retriable and task.attempts < task.max_attempts:
+            return Settlement(
+                id=task.id,
+                worker_id=self.worker_id,
+                status=READY,
+                finished_at=outcome.finished_at,
+                error=outcome.error,
+                retry_at=outcome.finished_at + backoff_delay(task.attempts, pool.backoff),
+            )
+        return Settlement(
+            id=task.id,
+            worker_id=self.worker_id,
+            status=FAILED,
+            finished_at=outcome.finished_at,
+            error=outcome.error,
+        )
+
+    def _heartbeat(self, now: datetime) -> None:
+        self._next_heartbeat = now + self.heartbeat_every
+        for state in self.pools:
+            ids = list(state.in_flight)
+            if ids:
+                held = self.broker.renew(self.worker_id, ids, now + self.lease)
+                if held < len(ids):
+                    logger.warning(
+                        "worker %s lost %d lease(s) in pool %s (recovered elsewhere); "
+                        "their outcomes will be ignored",
+                        self.worker_id,
+                        len(ids) - held,
+                        state.config.name,
+                    )
+        self.broker.heartbeat_worker(self.worker_id, now, self.settled)
+        for recovered in self.broker.recover_expired(now, self.options.recovery_max_attempts):
+            logger.warning(
+                "recovered task %s from lost worker %s -> %s",
+                recovered.id,
+                recovered.worker_id,
+                recovered.status,
+            )
+        self.broker.forget_workers(now - 3 * self.lease)
+
+    def _release_all(self, now: datetime) -> None:
+        for state in self.pools:
+            ids = list(state.in_flight)
+            if ids:
+                released = self.broker.release(self.worker_id, ids, now)
+                logger.warning("released %d in-flight task(s) back to READY", released)
+                state.in_flight.clear()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        """Whether ``run()`` should return now."""
+        if self._stopping == 2:
+            return True
+        if self.in_flight or self._outcomes:
+            return False
+        if self._stopping == 1 or self._claims_exhausted():
+            return True
+        return self.burst and all(s.exhausted and not s.dirty for s in self.pools)
+
+    def _sleep_for(self) -> float:
+        now = self.clock()
+        moments = [self._next_heartbeat] if self._next_heartbeat else []
+        if not self._stopping:
+            moments += [s.next_poll for s in self.pools if s.free > 0 and s.next_poll]
+        if not moments:
+            return self.options.heartbeat_interval
+        return max(0.0, min((m - now).total_seconds() for m in moments))
+
+    def run(self) -> None:
+        """Loop until stopped (or, in burst mode, until the queues are empty)."""
+        self.start()
+        error_delay = 0.5
+        try:
+            while True:
+                try:
+                    worked = self.step()
+                    error_delay = 0.5
+                except STORE_ERRORS as exc:
+                    self.store_errors += 1
+                    logger.error("task store unavailable (%s); retrying in %.1fs", exc, error_delay)
+                    self._close_connections()
+                    self._wake.wait(error_delay)
+                    self._wake.clear()
+                    error_delay = min(error_delay * 2, 30.0)
+                    continue
+                if self.finished():
+                    break
+                if worked and any(s.dirty and s.free > 0 for s in self.pools):
+                    continue
+                self._wake.wait(self._sleep_for())
+                self._wake.clear()
+        finally:
+            self.close()
+
+    @staticmethod
+    def _close_connections() -> None:
+        from django.db import connections
+
+        for connection in connections.all(initialized_only=True):
+            connection.close_if_unusable_or_obsolete()

@@ -1,0 +1,55 @@
+"""Shared fixtures. Tiers live in sub-folders; see tests/README.md."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.conf import settings
+
+from tandem.worker.supervisor import Supervisor
+
+DB_KIND = settings.DB_KIND
+IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` belong to the PostgreSQL run: deselected (not skipped) on SQLite.
+
+    In the PostgreSQL run a missing server is an error, never a skip.
+    """
+    if DB_KIND == "postgres":
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@pytest.fixture
+def drain() -> Callable[..., Supervisor]:
+    """Run a burst supervisor in this process until the queues are empty; return it."""
+
+    def run(**kwargs: object) -> Supervisor:
+        kwargs.setdefault("burst", True)
+        kwargs.setdefault("listen", False)
+        supervisor = Supervisor(**kwargs)  # type: ignore[arg-type]
+        supervisor.run()
+        return supervisor
+
+    return run
+
+
+@pytest.fixture
+def tandem_settings(settings: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
+    """Replace TASKS['default']['OPTIONS'] for one test (backends are rebuilt by Django)."""
+
+    def apply(**options: object) -> None:
+        tasks = {k: dict(v) for k, v in settings.TASKS.items()}  # type: ignore[attr-defined]
+        tasks["default"]["OPTIONS"] = {**tasks["default"].get("OPTIONS", {}), **options}
+        settings.TASKS = tasks  # type: ignore[attr-defined]
+
+    yield apply

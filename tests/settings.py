@@ -1,0 +1,57 @@
+"""Settings for the test suite. ``TANDEM_TEST_DB=postgres`` runs it on PostgreSQL (loopback)."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "tandem",
+    "tests",
+]
+
+DB_KIND = os.environ.get("TANDEM_TEST_DB", "sqlite")
+if DB_KIND == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": os.environ.get("TANDEM_PG_USER", "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+            "TEST": {"NAME": os.environ.get("TANDEM_PG_TEST_DB", f"tandem_test_{os.getpid()}")},
+        }
+    }
+elif DB_KIND == "sqlite":
+    # A file, not memory: worker processes started by the tests must see the same database.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "unused.sqlite3"),
+            "OPTIONS": {"timeout": 30},
+            "TEST": {
+                "NAME": os.environ.get(
+                    "TANDEM_SQLITE_TEST_DB", f"/tmp/tandem-test-{os.getpid()}.sqlite3"
+                )
+            },
+        }
+    }
+else:
+    raise RuntimeError(f"TANDEM_TEST_DB must be 'sqlite' or 'postgres', got {DB_KIND!r}")
+
+TASKS = {
+    "default": {
+        "BACKEND": "tandem.backends.database.DatabaseBackend",
+        "QUEUES": ["default", "critical", "exports"],
+        "OPTIONS": {"lease_seconds": float(os.environ.get("TANDEM_TEST_LEASE", "60"))},
+    },
+}

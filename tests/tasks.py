@@ -1,0 +1,100 @@
+"""The shared catalogue of task functions used across the test tiers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from django.tasks import TaskContext, task
+
+from tandem import task as tandem_task
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task
+def exit_task() -> None:
+    raise SystemExit(3)
+
+
+@task
+def return_not_json() -> object:
+    return object()
+
+
+@task(takes_context=True)
+def with_context(context: TaskContext, value: int) -> dict[str, Any]:
+    return {
+        "attempt": context.attempt,
+        "id": context.task_result.id,
+        "status": str(context.task_result.status),
+        "value": value,
+    }
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task(queue_name="critical")
+def critical_noop() -> str:
+    return "critical"
+
+
+@task
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def ledger(key: str) -> int:
+    """Append one row per execution, so tests can count how often a task really ran."""
+    from tests.models import Ledger
+
+    Ledger.objects.create(key=key, worker=str(os.getpid()))
+    return os.getpid()
+
+
+@task
+def sleep_then_ledger(key: str, seconds: float) -> int:
+    time.sleep(seconds)
+    return ledger.call(key)
+
+
+@tandem_task(max_attempts=3)
+def flaky(key: str, fail_times: int) -> int:
+    """Fails the first ``fail_times`` runs (counted in the ledger), then succeeds."""
+    from tests.models import Ledger
+
+    Ledger.objects.create(key=key)
+    runs = Ledger.objects.filter(key=key).count()
+    if runs <= fail_times:
+        raise RuntimeError(f"failure {runs} of {fail_times}")
+    return runs
+
+
+def not_a_task() -> str:
+    return "plain function"
