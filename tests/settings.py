@@ -24,7 +24,8 @@ if DB_KIND == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "test",
+            # Worker processes started by the tests get the test database's name here.
+            "NAME": os.environ.get("TANDEM_DB_NAME", "test"),
             "USER": os.environ.get("TANDEM_PG_USER", "postgres"),
             "HOST": "127.0.0.1",
             "PORT": "5432",
@@ -36,7 +37,7 @@ elif DB_KIND == "sqlite":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "unused.sqlite3"),
+            "NAME": os.environ.get("TANDEM_DB_NAME", str(BASE_DIR / "unused.sqlite3")),
             "OPTIONS": {"timeout": 30},
             "TEST": {
                 "NAME": os.environ.get(

@@ -74,11 +74,34 @@ class Command(BaseCommand):
         worker.add_argument(
             "--backend", default="default", help="The TASKS alias to serve (default: default)."
         )
+        serve = sub.add_parser(
+            "serve",
+            help="Run the HTTP server and every worker pool in ONE process.",
+            description="Serve the project's WSGI application and run its tasks in the same "
+            "process. SIGINT/SIGTERM: stop accepting, finish in-flight requests and tasks within "
+            "--grace seconds, release the rest to READY; a second signal releases at once.",
+        )
+        serve.add_argument(
+            "--bind", default="127.0.0.1:8000", help="ADDRESS:PORT to listen on (default: %(default)s)."
+        )
+        serve.add_argument(
+            "--grace", type=float, default=30.0,
+            help="Seconds in-flight tasks get to finish on shutdown (default: %(default)s).",
+        )
+        serve.add_argument(
+            "-w", "--workers", type=int, default=None,
+            help="Workers per pool (overrides the pools' settings).",
+        )
+        serve.add_argument(
+            "--backend", default="default", help="The TASKS alias to serve (default: default)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
         if options["subcommand"] == "worker":
             self.worker(**options)
+        elif options["subcommand"] == "serve":
+            self.serve(**options)
 
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
@@ -98,26 +121,77 @@ class Command(BaseCommand):
         backend: str,
         **_: Any,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise CommandError(f"--workers must be >= 1, got {workers}.")
         if max_tasks is not None and max_tasks < 1:
             raise CommandError(f"--max-tasks must be >= 1, got {max_tasks}.")
-        try:
-            supervisor = Supervisor(
-                backend, queues=queues, workers=workers, burst=burst, max_tasks=max_tasks
-            )
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from exc
-        except KeyError as exc:
-            raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
-        self._banner(supervisor, burst=burst, max_tasks=max_tasks)
+        supervisor = self._supervisor(
+            backend, queues=queues, workers=workers, burst=burst, max_tasks=max_tasks
+        )
+        self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
         with stop_signals(supervisor, self.stderr.write):
             supervisor.run()
         self.stdout.write(
             f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
         )
 
-    def _banner(self, supervisor: Supervisor, *, burst: bool, max_tasks: int | None) -> None:
+    def serve(
+        self, *, bind: str, grace: float, workers: int | None, backend: str, **_: Any
+    ) -> None:
+        from tandem.serving import TandemServer
+
+        if grace < 0:
+            raise CommandError(f"--grace must be >= 0, got {grace:g}.")
+        supervisor = self._supervisor(backend, queues=None, workers=workers)
+        try:
+            server = TandemServer(supervisor, bind, grace)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot listen on {bind}: {exc.strerror or exc}. Choose another --bind."
+            ) from exc
+        host, port = server.address
+        self._banner("serve", supervisor, burst=False, max_tasks=None)
+        self.stdout.write(f"  http:   http://{host}:{port}/ (Ctrl-C to stop, grace {grace:g}s)")
+        self.stdout.flush()
+
+        def write(message: str) -> None:
+            self.stderr.write(message)
+
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: self._on_serve_signal(server, signum, write))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            server.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write(f"tandem serve stopped: {supervisor.settled} task(s) settled.")
+
+    @staticmethod
+    def _on_serve_signal(server: Any, signum: int, write: Any) -> None:
+        server.stop()
+        name = signal.Signals(signum).name
+        if server.stop_count == 1:
+            write(f"{name}: stopping — finishing in-flight requests and tasks; send it again "
+                  "to release tasks back to READY and exit now.")
+        else:
+            write(f"{name}: releasing in-flight tasks and exiting.")
+
+    def _supervisor(self, backend: str, **kwargs: Any) -> Supervisor:
+        workers = kwargs.get("workers")
+        if workers is not None and workers < 1:
+            raise CommandError(f"--workers must be >= 1, got {workers}.")
+        try:
+            return Supervisor(backend, **kwargs)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        except KeyError as exc:
+            raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
+
+    def _banner(
+        self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
+    ) -> None:
         database = getattr(supervisor.broker, "database", None)
         store = describe_store(database) if database else type(supervisor.broker).__name__
         pools = ", ".join(
@@ -128,7 +202,7 @@ class Command(BaseCommand):
         if max_tasks:
             mode += f" max-tasks={max_tasks}"
         self.stdout.write(
-            f"tandem worker {supervisor.worker_id}{mode}\n"
+            f"tandem {what} {supervisor.worker_id}{mode}\n"
             f"  store:  {store}, backend {supervisor.backend.alias!r}\n"
             f"  python: {sys.version.split()[0]}\n"
             f"  pools:  {pools}\n"
