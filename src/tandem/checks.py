@@ -10,7 +10,9 @@ from django.core import checks
 
 
 @checks.register(checks.Tags.compatibility)
-def check_sqlite_returning(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_sqlite_returning(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """The claim needs ``UPDATE … RETURNING``: SQLite >= 3.35."""
     import sqlite3
 

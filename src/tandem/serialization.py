@@ -1,4 +1,4 @@
-"""JSON-only task data: arguments and return values are checked and normalised here, never pickled."""
+"""JSON-only task data: arguments and return values are checked and normalised, never pickled."""
 
 from __future__ import annotations
 
@@ -59,5 +59,7 @@ def to_json(value: Any, what: str) -> Any:
     return json.loads(json.dumps(normalize_json(value), allow_nan=False))
 
 
-def arguments_to_json(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+def arguments_to_json(
+    args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
     return to_json(list(args), "args"), to_json(dict(kwargs), "kwargs")

@@ -24,7 +24,7 @@ logger = logging.getLogger("tandem.serve")
 
 
 class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
 
@@ -54,7 +54,9 @@ class TandemServer:
         self._http_thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="tandem-http"
         )
-        self._supervisor_thread = threading.Thread(target=self.supervisor.run, name="tandem-supervisor")
+        self._supervisor_thread = threading.Thread(
+            target=self.supervisor.run, name="tandem-supervisor"
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -83,7 +85,9 @@ class TandemServer:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        logger.info("stopping: no new connections; draining requests and tasks (grace %gs)", self.grace)
+        logger.info(
+            "stopping: no new connections; draining requests and tasks (grace %gs)", self.grace
+        )
         self.httpd.shutdown()  # stop accepting
         self.supervisor.request_stop()  # drain tasks (a second stop() forces)
         self._supervisor_thread.join(self.grace)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME, task_backends
 from django.tasks import Task as DjangoTask
@@ -17,9 +17,11 @@ from django.tasks.base import DEFAULT_TASK_PRIORITY
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
+type AnyTask = DjangoTask[Any, Any]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Task(DjangoTask):
+class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in the stubs only
     """A Django task with tandem's extras.
 
     ``max_attempts``: how many times the task may run when it raises (default: the pool's,
@@ -52,12 +54,12 @@ class Task(DjangoTask):
         """Like Django's ``using()``; ``run_after`` may also be a ``timedelta`` from now."""
         if isinstance(run_after, timedelta):
             run_after = timezone.now() + run_after
-        return DjangoTask.using(  # type: ignore[no-any-return]
+        return DjangoTask.using(  # type: ignore[return-value]
             self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
         )
 
 
-def copy_task(task: DjangoTask, **changes: Any) -> DjangoTask:
+def copy_task(task: AnyTask, **changes: Any) -> AnyTask:
     """A copy of ``task`` with ``changes``, without re-running validation (for stored rows)."""
     clone = object.__new__(type(task))
     for f in fields(task):
@@ -66,16 +68,25 @@ def copy_task(task: DjangoTask, **changes: Any) -> DjangoTask:
 
 
 @overload
-def task(function: Callable[..., Any], /) -> DjangoTask: ...
+def task[**P, R](function: Callable[P, R], /) -> DjangoTask[P, R]: ...
 @overload
-def task(
+def task[**P, R](
     *,
     priority: int = ...,
     queue_name: str = ...,
     backend: str = ...,
-    takes_context: bool = ...,
+    takes_context: Literal[False] = ...,
     max_attempts: int | None = ...,
-) -> Callable[[Callable[..., Any]], DjangoTask]: ...
+) -> Callable[[Callable[P, R]], DjangoTask[P, R]]: ...
+@overload
+def task[R](
+    *,
+    priority: int = ...,
+    queue_name: str = ...,
+    backend: str = ...,
+    takes_context: Literal[True],
+    max_attempts: int | None = ...,
+) -> Callable[[Callable[..., R]], DjangoTask[..., R]]: ...
 def task(
     function: Callable[..., Any] | None = None,
     *,
@@ -84,7 +95,7 @@ def task(
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     takes_context: bool = False,
     **extras: Any,
-) -> DjangoTask | Callable[[Callable[..., Any]], DjangoTask]:
+) -> AnyTask | Callable[[Callable[..., Any]], AnyTask]:
     """``django.tasks.task`` with tandem's extras, on every Django this project supports."""
     if "run_after" in extras:
         raise TypeError(
@@ -92,14 +103,14 @@ def task(
             "Use .using(run_after=...) to set it dynamically."
         )
 
-    def wrapper(func: Callable[..., Any]) -> DjangoTask:
+    def wrapper(func: Callable[..., Any]) -> AnyTask:
         task_class = task_backends[backend].task_class
         if extras and not issubclass(task_class, Task):
             raise InvalidTask(
                 f"Task options {', '.join(sorted(extras))} need a tandem backend; "
                 f"TASKS[{backend!r}] uses {task_class.__module__}.{task_class.__qualname__}."
             )
-        return task_class(  # type: ignore[no-any-return]
+        return task_class(  # type: ignore[no-any-return,call-arg]
             func=func,
             priority=priority,
             queue_name=queue_name,

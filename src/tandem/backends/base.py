@@ -22,10 +22,12 @@ from tandem.brokers.base import Broker, NewTask, StoredTask
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
 from tandem.serialization import arguments_to_json
-from tandem.tasks import Task, copy_task
+from tandem.tasks import AnyTask, Task, copy_task
+
+type AnyResult = TaskResult[Any, Any]
 
 
-def resolve_task(task_path: str) -> DjangoTask:
+def resolve_task(task_path: str) -> AnyTask:
     """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
 
     Only objects made by ``@task`` are runnable, so a stored row that names ``os.system`` or a
@@ -48,7 +50,7 @@ def resolve_task(task_path: str) -> DjangoTask:
     return candidate
 
 
-def to_task_result(stored: StoredTask, task: DjangoTask | None = None) -> TaskResult:
+def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult:
     """Build Django's ``TaskResult`` for a stored row."""
     if task is None:
         task = resolve_task(stored.task_path)
@@ -59,7 +61,7 @@ def to_task_result(stored: StoredTask, task: DjangoTask | None = None) -> TaskRe
         run_after=stored.run_after,
         backend=stored.backend,
     )
-    result = TaskResult(
+    result: AnyResult = TaskResult(
         task=task,
         id=stored.id,
         status=TaskResultStatus(stored.status),
@@ -116,7 +118,9 @@ class TandemBackend(BaseTaskBackend):
                 checks.Warning(
                     f"Queue {queue!r} of TASKS[{self.alias!r}] is served by no pool, so no "
                     "worker of this configuration will run its tasks.",
-                    hint=f"Add it to a pool's 'queues' in TASKS[{self.alias!r}]['OPTIONS']['pools'].",
+                    hint=(
+                        f"Add it to a pool's 'queues' in TASKS[{self.alias!r}]['OPTIONS']['pools']."
+                    ),
                     obj=self.alias,
                     id="tandem.W001",
                 )
@@ -125,7 +129,7 @@ class TandemBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------------------------
 
-    def _new_task(self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
+    def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
         json_args, json_kwargs = arguments_to_json(args, kwargs)
         max_attempts = getattr(task, "max_attempts", None)
@@ -146,7 +150,7 @@ class TandemBackend(BaseTaskBackend):
             max_attempts=max_attempts,
         )
 
-    def _result_for(self, task: DjangoTask, new: NewTask) -> TaskResult:
+    def _result_for(self, task: AnyTask, new: NewTask) -> AnyResult:
         return TaskResult(
             task=task,
             id=new.id,
@@ -162,7 +166,7 @@ class TandemBackend(BaseTaskBackend):
             worker_ids=[],
         )
 
-    def enqueue(self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+    def enqueue(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> AnyResult:
         new = self._new_task(task, args, kwargs)
         self._store([new])
         result = self._result_for(task, new)
@@ -170,8 +174,8 @@ class TandemBackend(BaseTaskBackend):
         return result
 
     async def aenqueue(
-        self, task: DjangoTask, args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> TaskResult:
+        self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> AnyResult:
         new = self._new_task(task, args, kwargs)
         await self._astore([new])
         result = self._result_for(task, new)
@@ -186,7 +190,7 @@ class TandemBackend(BaseTaskBackend):
 
     # -- results -------------------------------------------------------------------------------
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> AnyResult:
         stored = self.broker.get(str(result_id)) if _is_uuid(result_id) else None
         if stored is None or stored.backend != self.alias:
             raise TaskResultDoesNotExist(result_id)

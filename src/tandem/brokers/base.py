@@ -155,7 +155,12 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def claim(
-        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
     ) -> list[StoredTask]:
         """Atomically move up to ``limit`` claimable tasks to RUNNING under ``worker_id``.
 
@@ -217,7 +222,9 @@ def allowed_attempts(max_attempts: int, recovery_max_attempts: int) -> int:
     return max(max_attempts, recovery_max_attempts)
 
 
-def lost_lease_error(worker_id: str, lease_expires_at: datetime | None, now: datetime) -> ErrorRecord:
+def lost_lease_error(
+    worker_id: str, lease_expires_at: datetime | None, now: datetime
+) -> ErrorRecord:
     """The error recorded for an attempt whose worker disappeared."""
     return ErrorRecord(
         exception_class_path="tandem.exceptions.WorkerLost",

@@ -223,7 +223,8 @@ class DatabaseBroker(Broker):
 
     def _claimable_where(self, queues: Sequence[str]) -> str:
         return (
-            f"status = 'READY' AND backend = %s AND queue_name IN ({self._placeholders(len(queues))})"
+            "status = 'READY' AND backend = %s "
+            f"AND queue_name IN ({self._placeholders(len(queues))})"
             " AND available_at <= %s"
         )
 
@@ -236,7 +237,12 @@ class DatabaseBroker(Broker):
             return cursor.fetchone() is not None
 
     def claim(
-        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
             return []
@@ -272,7 +278,9 @@ class DatabaseBroker(Broker):
                 cursor.execute(
                     f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({marks})", [*set_params, *ids]
                 )
-                cursor.execute(f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids)
+                cursor.execute(
+                    f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
+                )
             else:
                 lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
                 cursor.execute(
@@ -307,14 +315,26 @@ class DatabaseBroker(Broker):
             key = [self._id_param(s.id), s.worker_id]
             if s.status == READY:
                 assert s.error is not None and s.retry_at is not None
-                retried.append([self._json_param(s.error.as_json()), self._dt_param(s.retry_at), *key])
+                retried.append(
+                    [self._json_param(s.error.as_json()), self._dt_param(s.retry_at), *key]
+                )
             elif s.error is None:
                 finished_plain.append(
-                    [s.status, self._json_param(s.return_value), self._dt_param(s.finished_at), *key]
+                    [
+                        s.status,
+                        self._json_param(s.return_value),
+                        self._dt_param(s.finished_at),
+                        *key,
+                    ]
                 )
             else:
                 finished_error.append(
-                    [s.status, self._json_param(s.error.as_json()), self._dt_param(s.finished_at), *key]
+                    [
+                        s.status,
+                        self._json_param(s.error.as_json()),
+                        self._dt_param(s.finished_at),
+                        *key,
+                    ]
                 )
         written = 0
         with write_transaction(self.connection), self.connection.cursor() as cursor:
@@ -362,7 +382,7 @@ class DatabaseBroker(Broker):
                 "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
                 rows,
             )
-            return max(cursor.rowcount, 0)
+            return int(max(cursor.rowcount, 0))
 
     def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
         connection = self.connection

@@ -92,7 +92,12 @@ class MemoryBroker(Broker):
             return bool(self._claimable(queues, now))
 
     def claim(
-        self, queues: Sequence[str], limit: int, worker_id: str, lease_until: datetime, now: datetime
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
     ) -> list[StoredTask]:
         with self._lock:
             claimed = []
@@ -187,7 +192,9 @@ class MemoryBroker(Broker):
                     lease_expires_at=None,
                 )
                 recovered.append(
-                    Recovered(id=task.id, status=FAILED if spent else READY, worker_id=task.worker_id)
+                    Recovered(
+                        id=task.id, status=FAILED if spent else READY, worker_id=task.worker_id
+                    )
                 )
             return recovered
 

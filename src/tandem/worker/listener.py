@@ -21,7 +21,12 @@ logger = logging.getLogger("tandem.worker")
 def connection_kwargs(database: str) -> dict[str, Any]:
     settings = connections[database].settings_dict
     kwargs: dict[str, Any] = {"dbname": settings["NAME"] or "postgres", "autocommit": True}
-    for key, name in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host"), ("PORT", "port")):
+    for key, name in (
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+        ("HOST", "host"),
+        ("PORT", "port"),
+    ):
         if settings.get(key):
             kwargs[name] = settings[key]
     for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "options", "connect_timeout"):

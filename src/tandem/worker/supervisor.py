@@ -73,9 +73,7 @@ def select_pools(
     for pool in options.pools:
         served = tuple(q for q in pool.queues if not wanted or q in wanted)
         if served:
-            pools.append(
-                replace(pool, queues=served, workers=workers if workers else pool.workers)
-            )
+            pools.append(replace(pool, queues=served, workers=workers if workers else pool.workers))
     missing = wanted - {q for p in pools for q in p.queues}
     if missing:
         raise ImproperlyConfigured(
@@ -263,7 +261,9 @@ class Supervisor:
         if not (state.dirty or due):
             return 0
         state.dirty = False
-        claimed = self.broker.claim(state.config.queues, free, self.worker_id, now + self.lease, now)
+        claimed = self.broker.claim(
+            state.config.queues, free, self.worker_id, now + self.lease, now
+        )
         for task in claimed:
             state.in_flight[task.id] = task
             state.pool.submit(task)

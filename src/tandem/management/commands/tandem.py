@@ -27,8 +27,10 @@ def stop_signals(supervisor: Supervisor, write: Any) -> Iterator[None]:
         supervisor.request_stop()
         name = signal.Signals(signum).name
         if supervisor.stopping == 1:
-            write(f"{name}: draining — finishing {supervisor.in_flight} in-flight task(s); "
-                  "send it again to release them back to READY and exit now.")
+            write(
+                f"{name}: draining — finishing {supervisor.in_flight} in-flight task(s); "
+                "send it again to release them back to READY and exit now."
+            )
         else:
             write(f"{name}: releasing in-flight tasks and exiting.")
 
@@ -58,16 +60,21 @@ class Command(BaseCommand):
             "signal releases in-flight tasks back to READY.",
         )
         worker.add_argument(
-            "-q", "--queue", dest="queues", action="append", default=None,
+            "-q",
+            "--queue",
+            dest="queues",
+            action="append",
+            default=None,
             help="Serve only this queue (repeatable). Default: every queue of the backend.",
         )
         worker.add_argument(
-            "-w", "--workers", type=int, default=None,
+            "-w",
+            "--workers",
+            type=int,
+            default=None,
             help="Workers per pool (overrides the pools' settings).",
         )
-        worker.add_argument(
-            "--burst", action="store_true", help="Exit once the queues are empty."
-        )
+        worker.add_argument("--burst", action="store_true", help="Exit once the queues are empty.")
         worker.add_argument(
             "--max-tasks", type=int, default=None, help="Exit after claiming this many tasks."
         )
@@ -82,14 +89,21 @@ class Command(BaseCommand):
             "--grace seconds, release the rest to READY; a second signal releases at once.",
         )
         serve.add_argument(
-            "--bind", default="127.0.0.1:8000", help="ADDRESS:PORT to listen on (default: %(default)s)."
+            "--bind",
+            default="127.0.0.1:8000",
+            help="ADDRESS:PORT to listen on (default: %(default)s).",
         )
         serve.add_argument(
-            "--grace", type=float, default=30.0,
+            "--grace",
+            type=float,
+            default=30.0,
             help="Seconds in-flight tasks get to finish on shutdown (default: %(default)s).",
         )
         serve.add_argument(
-            "-w", "--workers", type=int, default=None,
+            "-w",
+            "--workers",
+            type=int,
+            default=None,
             help="Workers per pool (overrides the pools' settings).",
         )
         serve.add_argument(
@@ -107,7 +121,9 @@ class Command(BaseCommand):
         tandem_logger = logging.getLogger("tandem")
         if not tandem_logger.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+            )
             tandem_logger.addHandler(handler)
             tandem_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
@@ -158,7 +174,9 @@ class Command(BaseCommand):
             self.stderr.write(message)
 
         previous = {
-            sig: signal.signal(sig, lambda signum, frame: self._on_serve_signal(server, signum, write))
+            sig: signal.signal(
+                sig, lambda signum, frame: self._on_serve_signal(server, signum, write)
+            )
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
@@ -173,8 +191,10 @@ class Command(BaseCommand):
         server.stop()
         name = signal.Signals(signum).name
         if server.stop_count == 1:
-            write(f"{name}: stopping — finishing in-flight requests and tasks; send it again "
-                  "to release tasks back to READY and exit now.")
+            write(
+                f"{name}: stopping — finishing in-flight requests and tasks; send it again "
+                "to release tasks back to READY and exit now."
+            )
         else:
             write(f"{name}: releasing in-flight tasks and exiting.")
 

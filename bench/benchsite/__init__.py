@@ -1,0 +1,1 @@
+"""A minimal Django project for tandem's benchmark harness (``bench/run.py``)."""

@@ -1,0 +1,68 @@
+"""Settings for the benchmark site.
+
+``BENCH_DB=sqlite|postgres`` picks the store:
+
+- ``sqlite``: the file named by ``BENCH_SQLITE_PATH`` (the harness makes one in a temp dir), in WAL
+  mode with SQLite's default ``synchronous`` (FULL), 30 s busy timeout;
+- ``postgres``: database ``BENCH_PG_NAME`` (default ``tandem_bench``) on 127.0.0.1:5432 as
+  ``BENCH_PG_USER`` (default ``postgres``); the harness creates and drops it.
+
+``BENCH_POLL_INTERVAL`` (seconds) overrides tandem's default poll interval when set.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+SECRET_KEY = "bench-only-not-secret"
+DEBUG = False  # DEBUG=True would record every query in memory
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "benchsite.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = ["tandem", "benchsite"]
+
+BENCH_DB = os.environ.get("BENCH_DB", "sqlite")
+if BENCH_DB == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get(
+                "BENCH_SQLITE_PATH", str(Path(tempfile.gettempdir()) / "tandem-bench.sqlite3")
+            ),
+            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+elif BENCH_DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("BENCH_PG_NAME", "tandem_bench"),
+            "USER": os.environ.get("BENCH_PG_USER", "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+        }
+    }
+else:
+    raise RuntimeError(f"BENCH_DB must be 'sqlite' or 'postgres', got {BENCH_DB!r}")
+
+_options = {}
+if os.environ.get("BENCH_POLL_INTERVAL"):
+    _options["poll_interval"] = float(os.environ["BENCH_POLL_INTERVAL"])
+
+TASKS = {
+    "default": {
+        "BACKEND": "tandem.backends.database.DatabaseBackend",
+        "QUEUES": ["default"],
+        "OPTIONS": _options,
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"tandem": {"handlers": ["stderr"], "level": "WARNING"}},
+}
