@@ -32,6 +32,21 @@ if DB_KIND == "postgres":
             "TEST": {"NAME": os.environ.get("TANDEM_PG_TEST_DB", f"tandem_test_{os.getpid()}")},
         }
     }
+elif DB_KIND == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("TANDEM_DB_NAME", "test"),
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {
+                "NAME": os.environ.get("TANDEM_MARIADB_TEST_DB", f"tandem_test_{os.getpid()}"),
+                "CHARSET": "utf8mb4",
+            },
+        }
+    }
 elif DB_KIND == "sqlite":
     # A file, not memory: worker processes started by the tests must see the same database.
     DATABASES = {
@@ -47,7 +62,9 @@ elif DB_KIND == "sqlite":
         }
     }
 else:
-    raise RuntimeError(f"TANDEM_TEST_DB must be 'sqlite' or 'postgres', got {DB_KIND!r}")
+    raise RuntimeError(
+        f"TANDEM_TEST_DB must be 'sqlite', 'postgres' or 'mariadb', got {DB_KIND!r}"
+    )
 
 TASKS = {
     "default": {

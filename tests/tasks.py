@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from typing import Any
 
@@ -98,3 +99,19 @@ def flaky(key: str, fail_times: int) -> int:
 
 def not_a_task() -> str:
     return "plain function"
+
+
+# -- worker tier: tasks a test holds in flight until it opens their gate (same process only) ----
+
+GATES: dict[str, threading.Event] = {}
+
+
+def gate(name: str) -> threading.Event:
+    """The gate ``gated(name)`` waits on; a test sets it to let the task finish."""
+    return GATES.setdefault(name, threading.Event())
+
+
+@task
+def gated(name: str, timeout: float = 10.0) -> bool:
+    """Stays in flight until the test opens gate ``name``; returns False if it never does."""
+    return gate(name).wait(timeout)

@@ -87,9 +87,9 @@ def capture(signal: Signal) -> Iterator[list[dict[str, Any]]]:
         signal.disconnect(dispatch_uid=uid)
 
 
-def run_async(function: Callable[[], Awaitable[Any]]) -> Any:
+def run_async(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """Run a coroutine function from a sync test, the way a sync caller would (async_to_sync).
 
     Django's async ORM calls inside it run on this thread, so they see the test's database.
     """
-    return async_to_sync(function)()
+    return async_to_sync(function)(*args)

@@ -32,6 +32,22 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 
 @pytest.fixture
+def other_broker(broker: Broker) -> Broker:
+    """A broker of another backend alias over the same store as ``broker``.
+
+    Database brokers share the table; memory brokers are made to share their dictionaries, as two
+    aliases on one store would.
+    """
+    if isinstance(broker, MemoryBroker):
+        other = MemoryBroker("other")
+        other._tasks = broker._tasks
+        other._workers = broker._workers
+        other._lock = broker._lock
+        return other
+    return DatabaseBroker("other")
+
+
+@pytest.fixture
 def make_task() -> Callable[..., NewTask]:
     """Build a NewTask; each call gets a fresh id and a later ``enqueued_at``."""
     counter = itertools.count()

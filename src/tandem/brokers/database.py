@@ -167,7 +167,7 @@ class DatabaseBroker(Broker):
         if vendor == "postgresql":
             return f"{column} || jsonb_build_array(%s::jsonb)"
         if vendor == "mysql":
-            return f"JSON_ARRAY_APPEND({column}, '$', CAST(%s AS JSON))"
+            return f"JSON_ARRAY_APPEND({column}, '$', JSON_EXTRACT(%s, '$'))"
         return f"json_insert({column}, '$[#]', json(%s))"
 
     def notify(self, queues: Sequence[str]) -> None:

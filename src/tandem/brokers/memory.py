@@ -245,7 +245,11 @@ class MemoryBroker(Broker):
 
     def forget_workers(self, silent_since: datetime) -> int:
         with self._lock:
-            gone = [k for k, w in self._workers.items() if w.last_heartbeat_at < silent_since]
+            gone = [
+                k
+                for k, w in self._workers.items()
+                if w.backend == self.backend_alias and w.last_heartbeat_at < silent_since
+            ]
             for key in gone:
                 del self._workers[key]
             return len(gone)

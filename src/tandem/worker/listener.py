@@ -75,3 +75,48 @@ class PostgresListener:
                 logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+
+class SQLiteWatcher:
+    """Cross-process wake-up on SQLite: watch ``PRAGMA data_version`` on a private connection.
+
+    SQLite has no notifications, but ``data_version`` changes whenever another connection
+    commits; reading it touches only shared memory (no lock, no disk I/O in WAL mode), so a
+    check every ``interval`` seconds costs a few microseconds and turns the supervisor's wait
+    into "woken within ~interval of any commit" instead of the full poll interval.
+    """
+
+    def __init__(self, path: str, on_change: Callable[[list[str]], None], interval: float = 0.005):
+        self.path = path
+        self.on_change = on_change
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tandem-sqlite-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        import sqlite3
+
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            logger.warning("cannot watch %s for commits (%s); polling only", self.path, exc)
+            return
+        try:
+            last = None
+            while not self._stop.wait(self.interval):
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if last is not None and version != last:
+                    self.on_change([])
+                last = version
+        finally:
+            conn.close()

@@ -40,6 +40,7 @@ from tandem.brokers.base import (
 from tandem.conf import BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retries import backoff_delay
+from tandem.worker.listener import PostgresListener, SQLiteWatcher
 from tandem.worker.pools.base import ExecutionPool, create_pool
 
 logger = logging.getLogger("tandem.worker")
@@ -84,6 +85,10 @@ def select_pools(
     return tuple(pools)
 
 
+def _in_memory(name: object) -> bool:
+    return ":memory:" in str(name) or "mode=memory" in str(name)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -124,7 +129,7 @@ class Supervisor:
         self._stopping = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
-        self._listener: object | None = None
+        self._listener: PostgresListener | SQLiteWatcher | None = None
         self.claimed = 0
         self.settled = 0
         self.store_errors = 0
@@ -200,16 +205,20 @@ class Supervisor:
         self._next_heartbeat = now  # recover stale leases straight away
 
     def _start_listener(self) -> None:
+        """Cross-process wake-up: LISTEN on PostgreSQL, commit watching on a SQLite file."""
         database = getattr(self.broker, "database", None)
         if not self.listen or database is None:
             return
         from django.db import connections
 
-        if connections[database].vendor != "postgresql":
+        connection = connections[database]
+        listener: PostgresListener | SQLiteWatcher
+        if connection.vendor == "postgresql":
+            listener = PostgresListener(database, self.backend.alias, self.notify)
+        elif connection.vendor == "sqlite" and not _in_memory(connection.settings_dict["NAME"]):
+            listener = SQLiteWatcher(str(connection.settings_dict["NAME"]), self.notify)
+        else:
             return
-        from tandem.worker.listener import PostgresListener
-
-        listener = PostgresListener(database, self.backend.alias, self.notify)
         listener.start()
         self._listener = listener
 
@@ -220,7 +229,7 @@ class Supervisor:
             state.pool.stop(timeout=0 if forced else None)
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
         if self._listener is not None:
-            self._listener.stop()  # type: ignore[attr-defined]
+            self._listener.stop()
         try:
             self.broker.unregister_worker(self.worker_id)
         except STORE_ERRORS:
