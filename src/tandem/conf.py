@@ -6,6 +6,7 @@ Every error names the full settings key, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,8 +91,15 @@ class _Reader:
 
     def number(self, name: str, default: float, *, positive: bool = True) -> float:
         value = self.mapping.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ImproperlyConfigured(f"{self.key(name)} must be a number > 0, got {value!r}.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ImproperlyConfigured(
+                f"{self.key(name)} must be a finite number > 0, got {value!r}."
+            )
         return float(value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -114,7 +122,9 @@ def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str])
     executor = reader.choice("executor", DEFAULT_EXECUTOR, EXECUTORS)
     poll_interval = reader.number("poll_interval", DEFAULT_POLL_INTERVAL)
     workers = reader.integer("workers", default_workers(), 1)
-    raw_pools = reader.mapping.get("pools") or {"default": {"queues": sorted(queues)}}
+    raw_pools = reader.mapping.get("pools")
+    if raw_pools is None:
+        raw_pools = {"default": {"queues": sorted(queues)}}
     if not isinstance(raw_pools, Mapping) or not raw_pools:
         raise ImproperlyConfigured(
             f"{reader.key('pools')} must be a non-empty dict of pool name -> pool settings, "

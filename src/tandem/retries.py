@@ -14,5 +14,8 @@ def backoff_delay(attempt: int, base: float, *, rng: random.Random | None = None
     ``base * 2 ** (attempt - 1)`` seconds, capped at an hour, scaled by a random factor in
     [0.5, 1.0] so that tasks failing together do not retry together.
     """
-    raw = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1))
+    try:
+        raw = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1))
+    except OverflowError:  # 2 ** 1024 and up do not fit a float: far past the cap anyway
+        raw = MAX_BACKOFF_SECONDS
     return timedelta(seconds=raw * (rng or random).uniform(0.5, 1.0))

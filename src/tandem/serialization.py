@@ -27,9 +27,20 @@ def _find_problem(value: Any, path: str) -> str | None:
             return f"{path} is bytes that are not UTF-8"
         return None
     if isinstance(value, Mapping):
+        json_keys: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str | int | float | bool) and key is not None:
                 return f"{path} has a key of type {type(key).__qualname__} ({key!r})"
+            if isinstance(key, float) and not math.isfinite(key):
+                return f"{path} has the key {key!r} (not allowed in JSON)"
+            # JSON keys are strings: 1 and "1" (or True and "true") would silently become one.
+            json_key = key if isinstance(key, str) else json.dumps(key)
+            if json_key in json_keys:
+                return (
+                    f"{path} has the keys {json_keys[json_key]!r} and {key!r}, "
+                    "which are the same key in JSON"
+                )
+            json_keys[json_key] = key
             found = _find_problem(item, f"{path}[{key!r}]")
             if found:
                 return found

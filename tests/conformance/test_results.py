@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.tasks import TaskResult, TaskResultStatus
-from django.tasks.exceptions import TaskResultMismatch
+from django.tasks import TaskResult, TaskResultStatus, task_backends
+from django.tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
 
 from tandem.backends.base import TandemBackend
 from tests import tasks
@@ -127,3 +127,21 @@ def test_async_enqueue_run_and_arefresh(drain: Any) -> None:
     assert result.return_value == 42
     fetched = run_async(tasks.async_add.aget_result, result.id)
     assert fetched == result
+
+
+def test_backend_aliases_do_not_share_tasks(drain: Any, settings: Any) -> None:
+    settings.TASKS = {**settings.TASKS, "other": dict(settings.TASKS["default"])}
+    result = tasks.add.using(backend="other").enqueue(1, 2)
+    assert result.backend == "other"
+    assert task_backends["other"].get_result(result.id) == result
+    with pytest.raises(TaskResultDoesNotExist):
+        task_backends["default"].get_result(result.id)
+
+    drain()  # a worker of "default"
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+
+    drain(backend_alias="other")
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 3

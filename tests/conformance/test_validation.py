@@ -55,7 +55,9 @@ def test_task_refuses_functions_not_at_module_level(decorator: Any) -> None:
     def local_function() -> None: ...
 
     for function in (local_function, any, lambda: None):
-        with pytest.raises(InvalidTask, match=r"^Task function must be defined at a module level\.$"):
+        with pytest.raises(
+            InvalidTask, match=r"^Task function must be defined at a module level\.$"
+        ):
             decorator()(function)
 
 
@@ -86,7 +88,7 @@ def test_priority_in_range_is_accepted(priority: int) -> None:
 
 def test_run_after_must_be_aware_when_use_tz() -> None:
     with pytest.raises(InvalidTask, match=r"^run_after must be an aware datetime\.$"):
-        tasks.noop.using(run_after=datetime.now())  # noqa: DTZ005 - naive on purpose
+        tasks.noop.using(run_after=datetime.now())  # naive on purpose
     aware = datetime.now(UTC)
     assert tasks.noop.using(run_after=aware).run_after == aware
 
@@ -151,6 +153,7 @@ def test_max_attempts_retries_a_failing_task(drain: Any, backend: TandemBackend)
     result.refresh()
     assert result.status == TaskResultStatus.READY  # failed once, waiting for its retry
     assert [e.exception_class_path for e in result.errors] == ["builtins.RuntimeError"]
+    first_started_at = result.started_at
 
     later = timezone.now() + timedelta(hours=1)  # past any back-off
     drain(clock=lambda: later)
@@ -159,6 +162,8 @@ def test_max_attempts_retries_a_failing_task(drain: Any, backend: TandemBackend)
     assert result.return_value == 2
     assert result.attempts == 2
     assert len(result.errors) == 1
+    assert result.started_at == first_started_at  # the first attempt's start
+    assert result.last_attempted_at == later
 
 
 def test_backend_init_touches_no_database(backend_path: str) -> None:

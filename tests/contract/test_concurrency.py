@@ -12,32 +12,44 @@ from tests.contract.conftest import T0, at
 
 TASKS = 200
 THREADS = 4
+BATCH = 3
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_are_disjoint_and_complete(broker, make_task):
-    # transaction=True: each thread opens its own connection (Django's are per thread) and must
-    # see committed rows; on SQLite every thread gets its own connection to the test file.
+    """Four threads claim in lock-step rounds, so every round is a four-way race.
+
+    transaction=True: each thread has its own connection (Django's are per thread; on SQLite each
+    opens the test database file) and sees only committed rows.
+    """
     broker.push([make_task(priority=i % 7) for i in range(TASKS)])
-    barrier = threading.Barrier(THREADS)
-    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(THREADS, timeout=120)  # a hang fails the test instead
+    claimed: dict[str, list[str]] = {f"w{n}": [] for n in range(THREADS)}
+    round_counts: list[int] = []
     errors: list[BaseException] = []
+    count_lock = threading.Lock()
 
     def claim_until_empty(worker_id: str) -> None:
-        mine: list[str] = []
         try:
-            barrier.wait()
-            while batch := broker.claim(["default"], 3, worker_id, at(600), T0):
-                mine.extend(t.id for t in batch)
-        except BaseException as exc:  # reported below: a failing thread must fail the test
+            while True:
+                barrier.wait()  # start the round together
+                if worker_id == "w0":
+                    round_counts.append(0)
+                barrier.wait()
+                batch = broker.claim(["default"], BATCH, worker_id, at(600), T0)
+                claimed[worker_id].extend(t.id for t in batch)
+                with count_lock:
+                    round_counts[-1] += len(batch)
+                barrier.wait()  # everyone has claimed: stop together when the round was empty
+                if round_counts[-1] == 0:
+                    return
+        except BaseException as exc:  # a failing thread must fail the test, not hang it
             errors.append(exc)
+            barrier.abort()
         finally:
-            claimed[worker_id] = mine
             connection.close()
 
-    threads = [
-        threading.Thread(target=claim_until_empty, args=(f"w{n}",)) for n in range(THREADS)
-    ]
+    threads = [threading.Thread(target=claim_until_empty, args=(w,)) for w in claimed]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -47,6 +59,8 @@ def test_concurrent_claims_are_disjoint_and_complete(broker, make_task):
     all_claimed = [task_id for ids in claimed.values() for task_id in ids]
     assert len(all_claimed) == TASKS
     assert len(set(all_claimed)) == TASKS
+    # While at least THREADS * BATCH tasks remain, every racer of a round gets a full batch.
+    assert all(len(ids) >= BATCH * (TASKS // (THREADS * BATCH)) for ids in claimed.values())
     for worker_id, ids in claimed.items():
         for task_id in ids:
             task = broker.get(task_id)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL, ErrorRecord, Recovered, Settlement
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    RUNNING,
+    SUCCESSFUL,
+    ErrorRecord,
+    Recovered,
+    Settlement,
+)
 from tests.contract.conftest import T0, at, succeed
 
 pytestmark = pytest.mark.django_db
@@ -134,7 +142,12 @@ def test_settle_batch_counts_each_written_row(broker, claimed):
             succeed(ok_2, "w1", at(5), 2),
             Settlement(id=failed, worker_id="w1", status=FAILED, finished_at=at(5), error=BOOM),
             Settlement(
-                id=retried, worker_id="w1", status=READY, finished_at=at(5), error=BOOM, retry_at=at(9)
+                id=retried,
+                worker_id="w1",
+                status=READY,
+                finished_at=at(5),
+                error=BOOM,
+                retry_at=at(9),
             ),
             succeed(lost, "someone-else", at(5), 3),
         ]

@@ -138,9 +138,20 @@ def test_errors_round_trip_in_order(broker, push):
 
     broker.claim(["default"], 1, "w1", at(60), T0)
     broker.settle(
-        [Settlement(id=new.id, worker_id="w1", status=READY, finished_at=at(1), error=first, retry_at=at(2))]
+        [
+            Settlement(
+                id=new.id,
+                worker_id="w1",
+                status=READY,
+                finished_at=at(1),
+                error=first,
+                retry_at=at(2),
+            )
+        ]
     )
     broker.claim(["default"], 1, "w2", at(60), at(2))
-    broker.settle([Settlement(id=new.id, worker_id="w2", status="FAILED", finished_at=at(3), error=second)])
+    broker.settle(
+        [Settlement(id=new.id, worker_id="w2", status="FAILED", finished_at=at(3), error=second)]
+    )
 
     assert broker.get(new.id).errors == (first, second)

@@ -42,9 +42,7 @@ def test_stats_counts_per_queue_and_oldest_ready(broker, push):
     assert stats["default"] == QueueStats(
         queue_name="default", ready=2, running=1, failed=1, successful=1, oldest_ready_at=at(-30)
     )
-    assert stats["critical"] == QueueStats(
-        queue_name="critical", ready=1, oldest_ready_at=at(-5)
-    )
+    assert stats["critical"] == QueueStats(queue_name="critical", ready=1, oldest_ready_at=at(-5))
 
 
 def test_stats_of_a_queue_with_nothing_ready(broker, push):

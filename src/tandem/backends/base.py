@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task as DjangoTask
@@ -31,8 +33,18 @@ def resolve_task(task_path: str) -> AnyTask:
     """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
 
     Only objects made by ``@task`` are runnable, so a stored row that names ``os.system`` or a
-    plain function is refused before anything is called.
+    plain function is refused before anything is called. A module is imported only when it is
+    already loaded or belongs to an installed app, so a tampered row cannot make a worker import
+    (and run the import-time code of) an arbitrary module.
     """
+    module = task_path.rpartition(".")[0]
+    if module not in sys.modules and not any(
+        module == app.name or module.startswith(f"{app.name}.") for app in apps.get_app_configs()
+    ):
+        raise TaskNotRunnable(
+            f"Task path {task_path!r} is not in an installed app; tandem imports task modules "
+            "only from INSTALLED_APPS (or modules already imported)."
+        )
     try:
         candidate = import_string(task_path)
     except ImportError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+from django.tasks import task_backends
 
 from tandem.worker.supervisor import Supervisor
 
@@ -205,9 +206,10 @@ class Command(BaseCommand):
         try:
             return Supervisor(backend, **kwargs)
         except ImproperlyConfigured as exc:
+            # An unknown alias raises InvalidTaskBackend (an ImproperlyConfigured), not KeyError.
+            if backend not in task_backends.settings:
+                raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
             raise CommandError(str(exc)) from exc
-        except KeyError as exc:
-            raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
 
     def _banner(
         self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
