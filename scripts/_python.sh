@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by scripts/test and scripts/demo (sourced, not run): find a Python >= 3.12 and keep a
 # virtualenv for it up to date.
 #
@@ -42,15 +43,15 @@ _tandem_python_candidates() {
 _tandem_install_hint() {
     local wanted=$1 shared
     shared=$(cd "$TANDEM_ROOT/.." && pwd)/shared/python314.sh
+    [ -f "$shared" ] || shared="../shared/python314.sh (the project's shared/ folder, beside the repo)"
     tandem_log ""
     tandem_log "No usable Python $wanted found (looked in /opt/pythonX.Y, PATH and ~/.pyenv/versions)."
-    tandem_log "django-tandem needs Python 3.12 or newer (3.14 recommended). To get one:"
-    if [ -f "$shared" ]; then
-        tandem_log "  - run: sudo bash $shared   (installs CPython 3.14 into /opt/python3.14)"
-    fi
-    tandem_log "  - or install Python 3.12+ with pyenv: pyenv install 3.12   (or 3.13, 3.14)"
-    tandem_log "  - or point TANDEM_PYTHON at an interpreter: TANDEM_PYTHON=/path/to/python3.13 $0"
-    tandem_log "The interpreter must include the venv and ensurepip modules (Debian: apt-get install python3.X-venv)."
+    tandem_log "django-tandem needs Python 3.12 or newer (3.14 recommended). To get one, either"
+    tandem_log "  - run: sudo bash $shared"
+    tandem_log "    (installs CPython 3.14 into /opt/python3.14), or"
+    tandem_log "  - install Python 3.12+ with pyenv: pyenv install 3.12   (or 3.13), or"
+    tandem_log "  - point TANDEM_PYTHON at one: TANDEM_PYTHON=/path/to/python3.13 ${TANDEM_COMMAND:-$0}"
+    tandem_log "The interpreter needs its venv and ensurepip modules (Debian: apt-get install python3.X-venv)."
 }
 
 tandem_find_python() {
@@ -70,6 +71,10 @@ tandem_find_python() {
     if [ -n "$wanted" ]; then
         if ! [[ "$wanted" =~ ^3\.[0-9]+$ ]]; then
             tandem_log "--python wants a version like 3.14, got '$wanted'."
+            return 1
+        fi
+        if [ "${wanted#3.}" -lt 12 ]; then
+            tandem_log "django-tandem needs Python 3.12 or newer; --python $wanted is too old."
             return 1
         fi
         versions=$wanted
@@ -113,11 +118,14 @@ tandem_venv() {
         current=$digest
     fi
     if [ "$current" != "$digest" ]; then
-        tandem_log "installing -e '$spec' into $venv (pyproject.toml changed or first run)"
-        (cd "$TANDEM_ROOT" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec") || {
-            tandem_log "error: pip install -e '$spec' failed in $venv"
+        tandem_log "installing -e '$spec' into $venv (pyproject.toml changed or first run) ..."
+        local log="$venv/.tandem-pip.log"
+        if ! (cd "$TANDEM_ROOT" && "$venv/bin/python" -m pip install --disable-pip-version-check -e "$spec") >"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            tandem_log "error: pip install -e '$spec' failed in $venv (full log: $log)"
             return 1
-        }
+        fi
+        tandem_log "installed: $(grep -E '^Successfully installed' "$log" | cut -c1-300 || echo 'nothing new')"
         echo "$digest" >"$stamp"
     fi
     TANDEM_VENV_DIR=$venv

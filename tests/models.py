@@ -11,3 +11,6 @@ class Ledger(models.Model):
 
     class Meta:
         app_label = "tests"
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.worker})"

@@ -1,0 +1,156 @@
+"""The demo shop end to end: ``tandem serve`` as a real process, a form post, a task that runs."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[2] / "demo"
+DEADLINE = 20.0
+
+pytestmark = pytest.mark.process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_env(database: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="demosite.settings",
+        TANDEM_DEMO_DB=str(database),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        cookies = SimpleCookie()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+        return response.status, {k: m.value for k, m in cookies.items()}, response.read().decode()
+    finally:
+        connection.close()
+
+
+def wait_until_serving(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"tandem serve exited early with {server.returncode}"
+        try:
+            request(port, "GET", "/")
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"tandem serve did not answer on port {port} within {DEADLINE:g}s")
+
+
+def task_rows(page: str) -> list[str]:
+    return re.findall(r'<tr id="task-[^"]+">(.*?)</tr>', page, flags=re.DOTALL)
+
+
+def test_demo_serves_the_page_and_runs_an_enqueued_task(tmp_path: Path) -> None:
+    env = demo_env(tmp_path / "demo.sqlite3")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=DEMO,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "tandem",
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--grace",
+                "10",
+            ],
+            cwd=DEMO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_serving(port, server)
+
+        status, cookies, page = request(port, "GET", "/")
+        assert status == 200
+        assert '<meta http-equiv="refresh" content="2">' in page
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, "the page has no CSRF token"
+        assert "csrftoken" in cookies
+
+        status, _, _ = request(
+            port,
+            "POST",
+            "/enqueue/",
+            body=urlencode(
+                {
+                    "csrfmiddlewaretoken": token.group(1),
+                    "kind": "welcome",
+                    "email": "grace@example.com",
+                }
+            ),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={cookies['csrftoken']}",
+            },
+        )
+        assert status == 302
+
+        deadline = time.monotonic() + DEADLINE
+        row = ""
+        while time.monotonic() < deadline:
+            _, _, page = request(port, "GET", "/")
+            welcome = [r for r in task_rows(page) if "shop.tasks.send_welcome_email" in r]
+            assert len(welcome) == 1, page
+            row = welcome[0]
+            if "SUCCESSFUL" in row or "FAILED" in row:
+                break
+            time.sleep(0.25)
+        assert "SUCCESSFUL" in row, f"the welcome email task did not succeed in time: {row}"
+        assert "Welcome email sent to grace@example.com" in row
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+    printed = log.read_text()
+    assert "tandem serve " in printed
+    assert "critical" in printed  # the banner lists the demo's pools
+    assert f"http://127.0.0.1:{port}/" in printed
+    assert "tandem serve stopped" in printed
