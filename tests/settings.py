@@ -70,6 +70,11 @@ TASKS = {
     "default": {
         "BACKEND": "tandem.backends.database.DatabaseBackend",
         "QUEUES": ["default", "critical", "exports"],
-        "OPTIONS": {"lease_seconds": float(os.environ.get("TANDEM_TEST_LEASE", "60"))},
+        "OPTIONS": {
+            "lease_seconds": float(os.environ.get("TANDEM_TEST_LEASE", "60")),
+            # Threads by default: tests capture signals and state in this interpreter. The pool
+            # tests choose their executors explicitly.
+            "executor": os.environ.get("TANDEM_TEST_EXECUTOR", "thread"),
+        },
     },
 }

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-EXECUTORS = ("thread",)
-DEFAULT_EXECUTOR = "thread"
+EXECUTORS = ("subinterpreter", "thread", "process")
+SUBINTERPRETERS_AVAILABLE = sys.version_info >= (3, 14)
+# The best available: subinterpreters (parallel, isolated) on 3.14+, threads before.
+DEFAULT_EXECUTOR = "subinterpreter" if SUBINTERPRETERS_AVAILABLE else "thread"
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_MAX_ATTEMPTS = 1
@@ -25,7 +28,18 @@ DEFAULT_RECOVERY_MAX_ATTEMPTS = 3
 OPTION_KEYS = frozenset(
     {"executor", "workers", "pools", "lease_seconds", "poll_interval", "recovery_max_attempts"}
 )
-POOL_KEYS = frozenset({"queues", "workers", "executor", "poll_interval", "max_attempts", "backoff"})
+POOL_KEYS = frozenset(
+    {
+        "queues",
+        "workers",
+        "executor",
+        "poll_interval",
+        "max_attempts",
+        "backoff",
+        "timeout",
+        "max_tasks_per_worker",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +53,8 @@ class PoolConfig:
     poll_interval: float
     max_attempts: int
     backoff: float
+    timeout: float | None = None
+    max_tasks_per_worker: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +105,7 @@ class _Reader:
             )
         return value
 
-    def number(self, name: str, default: float, *, positive: bool = True) -> float:
+    def number(self, name: str, default: float) -> float:
         value = self.mapping.get(name, default)
         if (
             isinstance(value, bool)
@@ -110,6 +126,26 @@ class _Reader:
             )
         return str(value)
 
+    def executor(self, default: str) -> str:
+        value = self.choice("executor", default, EXECUTORS)
+        if value == "subinterpreter" and not SUBINTERPRETERS_AVAILABLE:
+            raise ImproperlyConfigured(
+                f"{self.key('executor')} is 'subinterpreter', which needs Python >= 3.14 (this "
+                f"is {sys.version.split()[0]}); use 'thread' or 'process', or leave it unset to "
+                "get the best available."
+            )
+        return value
+
+    def optional_number(self, name: str) -> float | None:
+        if self.mapping.get(name) is None:
+            return None
+        return self.number(name, 0)
+
+    def optional_integer(self, name: str, minimum: int) -> int | None:
+        if self.mapping.get(name) is None:
+            return None
+        return self.integer(name, minimum, minimum)
+
 
 def default_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 1) * 2))
@@ -119,7 +155,7 @@ def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str])
     """Parse ``TASKS[alias]["OPTIONS"]``; raise ImproperlyConfigured naming the bad key."""
     prefix = f"TASKS[{alias!r}]['OPTIONS']"
     reader = _Reader(params.get("OPTIONS", {}) or {}, prefix, OPTION_KEYS)
-    executor = reader.choice("executor", DEFAULT_EXECUTOR, EXECUTORS)
+    executor = reader.executor(DEFAULT_EXECUTOR)
     poll_interval = reader.number("poll_interval", DEFAULT_POLL_INTERVAL)
     workers = reader.integer("workers", default_workers(), 1)
     raw_pools = reader.mapping.get("pools")
@@ -157,12 +193,21 @@ def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str])
                     f"{served[queue]!r}; each queue belongs to exactly one pool."
                 )
             served[queue] = str(name)
+        pool_executor = pool_reader.executor(executor)
+        max_tasks_per_worker = pool_reader.optional_integer("max_tasks_per_worker", 1)
+        if max_tasks_per_worker is not None and pool_executor != "process":
+            raise ImproperlyConfigured(
+                f"{pool_reader.key('max_tasks_per_worker')} recycles worker processes; it needs "
+                f"'executor': 'process' in that pool (it uses {pool_executor!r})."
+            )
         pools.append(
             PoolConfig(
                 name=str(name),
                 queues=tuple(pool_queues),
                 workers=pool_reader.integer("workers", workers, 1),
-                executor=pool_reader.choice("executor", executor, EXECUTORS),
+                executor=pool_executor,
+                timeout=pool_reader.optional_number("timeout"),
+                max_tasks_per_worker=max_tasks_per_worker,
                 poll_interval=pool_reader.number("poll_interval", poll_interval),
                 max_attempts=pool_reader.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
                 backoff=pool_reader.number("backoff", DEFAULT_BACKOFF),

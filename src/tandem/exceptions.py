@@ -13,3 +13,11 @@ class WorkerLost(TaskException):
 
 class Released(TaskException):
     """The worker shut down before the task finished; the task was put back to READY."""
+
+
+class TaskTimeout(TaskException):
+    """The task ran longer than its timeout and was stopped (how depends on the pool)."""
+
+
+class WorkerCrashed(TaskException):
+    """The pool worker running the task died (a child process exited, an interpreter failed)."""

@@ -47,7 +47,11 @@ class ExecutionPool(abc.ABC):
 
 
 def create_pool(config: PoolConfig, deliver: Deliver) -> ExecutionPool:
+    from tandem.worker.pools.processes import ProcessPool
+    from tandem.worker.pools.subinterpreters import SubinterpreterPool
     from tandem.worker.pools.threads import ThreadPool
 
-    kinds: dict[str, type[ExecutionPool]] = {ThreadPool.kind: ThreadPool}
+    kinds: dict[str, type[ExecutionPool]] = {
+        pool.kind: pool for pool in (ThreadPool, SubinterpreterPool, ProcessPool)
+    }
     return kinds[config.executor](config, deliver)

@@ -1,0 +1,155 @@
+"""The process pool: each worker is a child process (started with ``spawn``).
+
+Full isolation: a segfault, ``os._exit`` or a leak stays in the child. Timeouts are hard: at the
+deadline the child is killed and replaced. ``max_tasks_per_worker`` recycles a child after that
+many tasks (for leaky task code). ``spawn`` (never ``fork``): forking a process that hosts
+subinterpreters kills the child, and a fresh interpreter has no inherited locks or connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import queue
+import threading
+from typing import Any
+
+from tandem.brokers.base import StoredTask
+from tandem.conf import PoolConfig
+from tandem.worker.pools import runner
+from tandem.worker.pools.base import Deliver, ExecutionPool
+from tandem.worker.pools.slots import DeadlineMonitor, Slot, crash_outcome, timeout_outcome
+from tandem.worker.pools.subinterpreters import _join, worker_environment
+
+logger = logging.getLogger("tandem.worker")
+
+_STOP = None
+
+
+class _Child:
+    def __init__(self, environment: tuple[Any, ...]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(
+            target=runner.process_main, args=(child_end, *environment), daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        self.tasks = 0
+
+    def handshake(self) -> None:
+        message = self.connection.recv()
+        if not (isinstance(message, tuple) and message[0] == "ready"):
+            raise RuntimeError(f"unexpected first message from worker process: {message!r}")
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
+        self.process.join(5)
+        self.kill()
+        self.process.join()
+        self.connection.close()
+
+
+class ProcessPool(ExecutionPool):
+    kind = "process"
+
+    def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
+        super().__init__(config, deliver)
+        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
+        self._slots: list[Slot] = []
+        self._threads: list[threading.Thread] = []
+        self._environment = worker_environment()
+        self._monitor: DeadlineMonitor | None = None
+        self.recycled = 0
+
+    def start(self) -> None:
+        for index in range(self.size):
+            slot = Slot(self.deliver)
+            self._slots.append(slot)
+            thread = threading.Thread(
+                target=self._work,
+                args=(slot,),
+                name=f"tandem-{self.config.name}-proc{index}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+        if self.config.timeout:
+            self._monitor = DeadlineMonitor(
+                self.config.name,
+                lambda: list(self._slots),
+                0.0,
+                self._on_overdue,
+                interval=min(0.25, self.config.timeout / 4),
+            )
+            self._monitor.start()
+
+    def submit(self, task: StoredTask) -> None:
+        self._inbox.put(task)
+
+    def _new_child(self) -> _Child:
+        child = _Child(self._environment)
+        child.handshake()
+        return child
+
+    def _work(self, slot: Slot) -> None:
+        child: _Child | None = None
+        try:
+            while (task := self._inbox.get()) is not _STOP:
+                slot.begin(task, self.config.timeout)
+                try:
+                    if child is None:
+                        child = self._new_child()
+                        slot.handle = child
+                    child.connection.send((task, None))
+                    outcome = child.connection.recv()
+                except (EOFError, OSError, RuntimeError) as exc:
+                    exitcode = child.process.exitcode if child else None
+                    if child is not None:
+                        child.kill()
+                        child.process.join()
+                    slot.finish(
+                        crash_outcome(
+                            task,
+                            f"the worker process died (exit code {exitcode}) while running the "
+                            f"task ({type(exc).__name__}); a fresh process replaces it.",
+                        )
+                    )
+                    child = None
+                    slot.retired = False
+                    self.restarts += 1
+                    continue
+                slot.finish(outcome)
+                child.tasks += 1
+                limit = self.config.max_tasks_per_worker
+                if limit and child.tasks >= limit:
+                    child.close()
+                    child = None
+                    self.recycled += 1
+        finally:
+            if child is not None:
+                child.close()
+
+    def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
+        assert self.config.timeout is not None
+        self.deliver(
+            timeout_outcome(
+                task, self.config.timeout, "its worker process was killed and replaced."
+            )
+        )
+        child = slot.handle
+        if isinstance(child, _Child):
+            child.kill()  # the worker thread sees the pipe close and starts a fresh child
+
+    def stop(self, timeout: float | None) -> bool:
+        if self._monitor is not None:
+            self._monitor.stop()
+        for _ in self._threads:
+            self._inbox.put(_STOP)
+        return _join(self._threads, timeout)

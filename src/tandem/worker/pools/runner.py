@@ -1,0 +1,146 @@
+"""What runs inside a pool's worker — a subinterpreter or a child process — not in the supervisor.
+
+``setup()`` makes Django ready there (once per worker); ``run()`` executes one claimed task with
+an optional in-worker watchdog and returns its ``Outcome``. Everything crossing the boundary is a
+plain picklable value (``StoredTask`` in, ``Outcome`` out).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tandem.brokers.base import StoredTask
+from tandem.execution import Outcome
+
+
+def setup(
+    sys_path: Sequence[str], environ: Mapping[str, str], databases: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Configure and set up Django in this worker; returns where it runs.
+
+    ``databases`` are the supervisor's live connection settings (a test run renames databases at
+    run time, so the settings module alone is not enough).
+    """
+    for entry in reversed(sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    os.environ.update(environ)
+    if _interpreter_id():
+        _load_pure_python_psycopg()
+    import django
+    from django.conf import settings
+
+    django.setup()
+    for alias, name in databases.items():
+        if alias in settings.DATABASES:
+            settings.DATABASES[alias]["NAME"] = name
+    return {"pid": os.getpid(), "interpreter": _interpreter_id()}
+
+
+def _load_pure_python_psycopg() -> None:
+    """psycopg's C build cannot load in a subinterpreter and psycopg falls back silently; pick the
+    pure-Python one explicitly. The environment is shared by the whole process, so restore it."""
+    previous = os.environ.get("PSYCOPG_IMPL")
+    os.environ["PSYCOPG_IMPL"] = "python"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if previous is None:
+            del os.environ["PSYCOPG_IMPL"]
+        else:
+            os.environ["PSYCOPG_IMPL"] = previous
+
+
+def _interpreter_id() -> int:
+    try:
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return 0
+    return int(interpreters.get_current().id)
+
+
+class Watchdog:
+    """Raise ``TaskTimeout`` in the running thread when ``timeout`` passes (pure Python only).
+
+    A thread of this interpreter waits for the deadline and uses
+    ``PyThreadState_SetAsyncExc``: the exception surfaces at the next bytecode boundary, so a
+    loop in Python is interrupted but a blocking C call is not (the pool retires that worker).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._target = threading.get_ident()
+        self._thread = threading.Thread(target=self._watch, name="tandem-watchdog")
+
+    def _watch(self) -> None:
+        from tandem.exceptions import TaskTimeout
+
+        if self._done.wait(self.timeout):
+            return
+        with self._lock:
+            if not self._done.is_set():
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._target), ctypes.py_object(TaskTimeout)
+                )
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._done.set()
+        self._thread.join()
+
+
+def run(task: StoredTask, timeout: float | None) -> Outcome:
+    from django.db import close_old_connections
+
+    from tandem.exceptions import TaskTimeout
+    from tandem.execution import execute, failed
+
+    close_old_connections()
+    outcome: Outcome | None = None
+    try:
+        if not timeout:
+            return execute(task)
+        try:
+            with Watchdog(timeout):
+                outcome = execute(task)
+        except TaskTimeout as exc:
+            # The watchdog fired in the instant between the task's end and the watchdog's stop:
+            # keep the task's own outcome when it has one.
+            if outcome is None:
+                outcome = failed(task, exc)
+        return outcome
+    finally:
+        close_old_connections()
+
+
+def process_main(
+    connection: Any,
+    sys_path: Sequence[str],
+    environ: Mapping[str, str],
+    databases: Mapping[str, Any],
+) -> None:
+    """The loop of a process-pool child: receive a task, send its outcome, until told to stop."""
+    setup(sys_path, environ, databases)
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if message is None:
+            return
+        task, timeout = message
+        connection.send(run(task, timeout))

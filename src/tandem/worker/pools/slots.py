@@ -1,0 +1,128 @@
+"""Worker slots and the deadline monitor every pool shares.
+
+A ``Slot`` is one worker's seat in a pool: the task it runs and that task's deadline. Whoever ends
+the attempt first — the worker delivering its outcome or the monitor declaring a timeout — is the
+only one that delivers; the other's result is discarded. A slot whose worker overran its deadline
+is *retired*: never given work again, and replaced by the pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from tandem.brokers.base import ErrorRecord, StoredTask
+from tandem.execution import Outcome
+
+Deliver = Callable[[Outcome], None]
+
+
+def timeout_outcome(task: StoredTask, timeout: float, how: str) -> Outcome:
+    return Outcome(
+        task_id=task.id,
+        worker_id=task.worker_id,
+        succeeded=False,
+        finished_at=timezone.now(),
+        error=ErrorRecord(
+            exception_class_path="tandem.exceptions.TaskTimeout",
+            traceback=f"tandem.exceptions.TaskTimeout: the task ran longer than its timeout of "
+            f"{timeout:g}s; {how}\n",
+        ),
+    )
+
+
+def crash_outcome(task: StoredTask, what: str) -> Outcome:
+    return Outcome(
+        task_id=task.id,
+        worker_id=task.worker_id,
+        succeeded=False,
+        finished_at=timezone.now(),
+        error=ErrorRecord(
+            exception_class_path="tandem.exceptions.WorkerCrashed",
+            traceback=f"tandem.exceptions.WorkerCrashed: {what}\n",
+        ),
+    )
+
+
+class Slot:
+    """One worker's current task, deadline and fate."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self.task: StoredTask | None = None
+        self.deadline: float | None = None
+        self.retired = False
+        self.tasks_done = 0
+        self.handle: Any = None  # the pool's own worker object (thread, interpreter, process)
+
+    def begin(self, task: StoredTask, timeout: float | None) -> None:
+        with self._lock:
+            self.task = task
+            self.deadline = time.monotonic() + timeout if timeout else None
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Deliver ``outcome`` unless the attempt was already ended; True when delivered."""
+        with self._lock:
+            if self.task is None or self.task.id != outcome.task_id:
+                return False
+            self.task = None
+            self.deadline = None
+            self.tasks_done += 1
+        self._deliver(outcome)
+        return True
+
+    def overdue(self, now: float, grace: float) -> StoredTask | None:
+        """Retire the slot when its task is ``grace`` seconds past the deadline; return the task."""
+        with self._lock:
+            if self.task is None or self.deadline is None or now < self.deadline + grace:
+                return None
+            task, self.task, self.deadline = self.task, None, None
+            self.retired = True
+            return task
+
+    def abandon(self) -> StoredTask | None:
+        """The worker died: retire the slot and return the task it held, if any."""
+        with self._lock:
+            task, self.task, self.deadline = self.task, None, None
+            self.retired = True
+            return task
+
+
+class DeadlineMonitor:
+    """A thread that ends overdue attempts: calls ``on_overdue(slot, task)`` for each one."""
+
+    def __init__(
+        self,
+        name: str,
+        slots: Callable[[], list[Slot]],
+        grace: float,
+        on_overdue: Callable[[Slot, StoredTask], None],
+        interval: float,
+    ) -> None:
+        self._slots = slots
+        self._grace = grace
+        self._on_overdue = on_overdue
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"tandem-{name}-deadlines", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            now = time.monotonic()
+            for slot in self._slots():
+                task = slot.overdue(now, self._grace)
+                if task is not None:
+                    self._on_overdue(slot, task)
