@@ -13,10 +13,13 @@ from django.core import checks
 def check_sqlite_returning(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """The claim needs ``UPDATE … RETURNING``: SQLite >= 3.35."""
+    """The claim needs ``UPDATE … RETURNING``: SQLite >= 3.35 (only checked when SQLite is used)."""
     import sqlite3
 
-    if sqlite3.sqlite_version_info < (3, 35):
+    from django.db import connections
+
+    uses_sqlite = any(connections[alias].vendor == "sqlite" for alias in connections)
+    if uses_sqlite and sqlite3.sqlite_version_info < (3, 35):
         return [
             checks.Error(
                 f"tandem needs SQLite >= 3.35 for UPDATE … RETURNING; this Python links "

@@ -160,7 +160,8 @@ def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str])
     workers = reader.integer("workers", default_workers(), 1)
     raw_pools = reader.mapping.get("pools")
     if raw_pools is None:
-        raw_pools = {"default": {"queues": sorted(queues)}}
+        # QUEUES = [] means "any queue name"; the default pool then serves "default".
+        raw_pools = {"default": {"queues": sorted(queues) or ["default"]}}
     if not isinstance(raw_pools, Mapping) or not raw_pools:
         raise ImproperlyConfigured(
             f"{reader.key('pools')} must be a non-empty dict of pool name -> pool settings, "

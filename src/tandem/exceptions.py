@@ -15,8 +15,12 @@ class Released(TaskException):
     """The worker shut down before the task finished; the task was put back to READY."""
 
 
-class TaskTimeout(TaskException):
-    """The task ran longer than its timeout and was stopped (how depends on the pool)."""
+class TaskTimeout(BaseException):
+    """The task ran longer than its timeout and was stopped (how depends on the pool).
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so task code's ``except Exception`` does
+    not swallow the watchdog.
+    """
 
 
 class WorkerCrashed(TaskException):

@@ -12,6 +12,7 @@ second ``stop()`` releases at once.
 from __future__ import annotations
 
 import logging
+import socket
 import socketserver
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -35,6 +36,12 @@ class ThreadedWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     request_queue_size = 128
 
 
+def server_class(host: str) -> type[ThreadedWSGIServer]:
+    if ":" not in host:
+        return ThreadedWSGIServer
+    return type("ThreadedWSGIServerV6", (ThreadedWSGIServer,), {"address_family": socket.AF_INET6})
+
+
 def parse_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -47,7 +54,7 @@ class TandemServer:
         self.supervisor = supervisor
         self.grace = grace
         host, port = parse_bind(bind)
-        self.httpd = ThreadedWSGIServer((host, port), QuietHandler)
+        self.httpd = server_class(host)((host, port), QuietHandler)
         self.httpd.set_app(get_internal_wsgi_application())
         self._stops = 0
         self._stop_requested = threading.Event()

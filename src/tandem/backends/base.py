@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -29,26 +30,41 @@ from tandem.tasks import AnyTask, Task, copy_task
 type AnyResult = TaskResult[Any, Any]
 
 
+def _in_project(module: str) -> bool:
+    """Whether ``module`` belongs to an installed app or to the settings module's package."""
+    roots = [app.name for app in apps.get_app_configs()]
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    if "." in settings_module:
+        roots.append(settings_module.partition(".")[0])
+    return any(module == root or module.startswith(f"{root}.") for root in roots)
+
+
 def resolve_task(task_path: str) -> AnyTask:
     """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
 
     Only objects made by ``@task`` are runnable, so a stored row that names ``os.system`` or a
     plain function is refused before anything is called. A module is imported only when it is
-    already loaded or belongs to an installed app, so a tampered row cannot make a worker import
-    (and run the import-time code of) an arbitrary module.
+    already loaded, belongs to an installed app or to the settings module's package, so a
+    tampered row cannot make a worker import (and run the import-time code of) any module.
     """
     module = task_path.rpartition(".")[0]
-    if module not in sys.modules and not any(
-        module == app.name or module.startswith(f"{app.name}.") for app in apps.get_app_configs()
-    ):
+    if module not in sys.modules and not _in_project(module):
         raise TaskNotRunnable(
-            f"Task path {task_path!r} is not in an installed app; tandem imports task modules "
-            "only from INSTALLED_APPS (or modules already imported)."
+            f"Task path {task_path!r} is not in an installed app or the project's package; "
+            "tandem imports task modules only from INSTALLED_APPS and the package of "
+            "DJANGO_SETTINGS_MODULE (or modules already imported)."
         )
     try:
         candidate = import_string(task_path)
     except ImportError as exc:
-        raise TaskNotRunnable(f"Task path {task_path!r} does not import: {exc}") from None
+        advice = ""
+        if "subinterpreters" in str(exc):
+            advice = (
+                f" The module {exc.name or '?'!r} is a C extension that cannot load in a "
+                'subinterpreter: set "executor": "process" (or "thread") for the pool that '
+                "serves this task's queue."
+            )
+        raise TaskNotRunnable(f"Task path {task_path!r} does not import: {exc}.{advice}") from None
     if not isinstance(candidate, DjangoTask):
         raise TaskNotRunnable(
             f"{task_path!r} is a {type(candidate).__module__}.{type(candidate).__qualname__}, "

@@ -1,4 +1,4 @@
-"""The one interface every execution pool implements (threads now; subinterpreters, processes next).
+"""The one interface every execution pool implements: thread, subinterpreter and process pools.
 
 A pool runs claimed tasks with ``tandem.execution.execute`` and hands each ``Outcome`` to the
 ``deliver`` callback. It never writes task state and never raises out of a worker because of a

@@ -56,6 +56,16 @@ class _Child:
         self.connection.close()
 
 
+def _reap(child: _Child | None) -> int | None:
+    """Make sure a dead or dying child is gone; its exit code (negative: killed by a signal)."""
+    if child is None:
+        return None
+    child.process.join(2)
+    child.kill()
+    child.process.join()
+    return child.process.exitcode
+
+
 class ProcessPool(ExecutionPool):
     kind = "process"
 
@@ -102,18 +112,17 @@ class ProcessPool(ExecutionPool):
         child: _Child | None = None
         try:
             while (task := self._inbox.get()) is not _STOP:
-                slot.begin(task, self.config.timeout)
+                slot.begin(task, None)
                 try:
                     if child is None:
+                        # Start-up (spawn + django.setup()) is not part of the task's time.
                         child = self._new_child()
                         slot.handle = child
+                    slot.arm(self.config.timeout)
                     child.connection.send((task, None))
-                    outcome = child.connection.recv()
+                    reply = child.connection.recv()
                 except (EOFError, OSError, RuntimeError) as exc:
-                    exitcode = child.process.exitcode if child else None
-                    if child is not None:
-                        child.kill()
-                        child.process.join()
+                    exitcode = _reap(child)
                     slot.finish(
                         crash_outcome(
                             task,
@@ -125,7 +134,14 @@ class ProcessPool(ExecutionPool):
                     slot.retired = False
                     self.restarts += 1
                     continue
-                slot.finish(outcome)
+                if isinstance(reply, tuple) and reply[0] == "crashed":
+                    # An exception escaped the runner in the child: record it, replace the child.
+                    slot.finish(reply[1])
+                    _reap(child)
+                    child = None
+                    self.restarts += 1
+                    continue
+                slot.finish(reply)
                 child.tasks += 1
                 limit = self.config.max_tasks_per_worker
                 if limit and child.tasks >= limit:

@@ -143,4 +143,11 @@ def process_main(
         if message is None:
             return
         task, timeout = message
-        connection.send(run(task, timeout))
+        try:
+            outcome = run(task, timeout)
+        except BaseException as exc:  # escaped the runner (e.g. a signal receiver): report, end
+            from tandem.execution import failed
+
+            connection.send(("crashed", failed(task, exc)))
+            return
+        connection.send(outcome)

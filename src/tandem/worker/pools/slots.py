@@ -65,6 +65,12 @@ class Slot:
             self.task = task
             self.deadline = time.monotonic() + timeout if timeout else None
 
+    def arm(self, timeout: float | None) -> None:
+        """Start the current task's clock now (after a worker's own start-up)."""
+        with self._lock:
+            if self.task is not None:
+                self.deadline = time.monotonic() + timeout if timeout else None
+
     def finish(self, outcome: Outcome) -> bool:
         """Deliver ``outcome`` unless the attempt was already ended; True when delivered."""
         with self._lock:

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+EXECUTORS = ["thread", "process"] + (["subinterpreter"] if sys.version_info >= (3, 14) else [])
+
+needs_subinterpreters = pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="subinterpreter pools need Python >= 3.14"
+)
+
+
+@pytest.fixture
+def use_pools(settings: Any) -> Callable[..., None]:
+    """Configure TASKS['default'] pools for one test: use_pools(executor="process", pools={...})."""
+
+    def apply(**options: Any) -> None:
+        tasks = {k: dict(v) for k, v in settings.TASKS.items()}
+        tasks["default"]["OPTIONS"] = {"lease_seconds": 60, **options}
+        settings.TASKS = tasks
+
+    return apply
+
+
+def pool(executor: str, workers: int = 2, **extra: Any) -> dict[str, Any]:
+    return {"default": {"queues": ["default", "critical", "exports"], "workers": workers,
+                        "executor": executor, **extra}}
+
+
+__all__ = ["EXECUTORS", "needs_subinterpreters", "pool", "settings"]

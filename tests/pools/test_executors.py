@@ -1,0 +1,197 @@
+"""The three execution pools: where tasks run, parallelism, timeouts, crashes, restarts.
+
+Each cell of the capability table in docs/explanation/pools.md is backed by a test here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from tandem.brokers.base import RUNNING
+from tandem.models import TaskRecord
+from tests import tasks
+from tests.pools.conftest import EXECUTORS, needs_subinterpreters, pool
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(drain: Any, **kwargs: Any) -> Any:
+    return drain(**kwargs)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_tasks_run_where_the_pool_says(executor: str, use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool(executor, workers=2))
+    results = [tasks.where.enqueue() for _ in range(4)]
+    supervisor = drain()
+    places = []
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL
+        places.append(result.return_value)
+    pids = {p["pid"] for p in places}
+    interpreters = {p["interpreter"] for p in places}
+    if executor == "thread":
+        assert pids == {os.getpid()} and interpreters == {0}
+    elif executor == "subinterpreter":
+        assert pids == {os.getpid()} and 0 not in interpreters
+    else:
+        assert os.getpid() not in pids and interpreters == {0}
+    assert all(s.pool.restarts == 0 for s in supervisor.pools)
+
+
+@needs_subinterpreters
+def test_cpu_bound_tasks_overlap_in_subinterpreters(use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool("subinterpreter", workers=2))
+    first, second = tasks.timed_spin.enqueue(0.6), tasks.timed_spin.enqueue(0.6)
+    drain()
+    first.refresh()
+    second.refresh()
+    a, b = first.return_value, second.return_value
+    assert a["interpreter"] != b["interpreter"]
+    # They ran at the same time: each started before the other ended.
+    assert a["started"] < b["ended"] and b["started"] < a["ended"]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_timeout_fails_the_task_and_the_pool_keeps_its_size(
+    executor: str, use_pools: Any, drain: Any
+) -> None:
+    use_pools(pools=pool(executor, workers=1, timeout=0.5))
+    slow = tasks.spin.enqueue(30)
+    after = tasks.where.enqueue()
+    supervisor = drain()
+    slow.refresh()
+    after.refresh()
+    assert slow.status == TaskResultStatus.FAILED
+    assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+    # The pool went on with a working worker after the timeout.
+    assert after.status == TaskResultStatus.SUCCESSFUL
+    state = supervisor.pools[0]
+    if executor == "subinterpreter":
+        # The watchdog inside the interpreter interrupted the loop: no replacement needed.
+        assert state.pool.restarts == 0
+    else:
+        # Thread: the slot went to a fresh thread; process: the child was killed and replaced.
+        assert state.pool.restarts == 1
+    assert not TaskRecord.objects.filter(status=RUNNING).exists()
+
+
+def test_thread_timeout_is_cooperative_only(use_pools: Any, drain: Any) -> None:
+    """A thread cannot be stopped: the attempt ends at the deadline but the code runs on."""
+    import threading
+
+    use_pools(pools=pool("thread", workers=1, timeout=0.3))
+    before = {t.ident for t in threading.enumerate()}
+    slow = tasks.spin.enqueue(1.5)
+    drain()
+    slow.refresh()
+    assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+    still_running = [
+        t for t in threading.enumerate() if t.ident not in before and t.name.startswith("tandem-")
+    ]
+    assert still_running, "the timed-out task's thread should still be running its code"
+    for thread in still_running:
+        thread.join(5)
+
+
+def test_process_child_crash_is_recorded_and_replaced(use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool("process", workers=1))
+    crash = tasks.hard_exit.enqueue(7)
+    after = tasks.where.enqueue()
+    supervisor = drain()
+    crash.refresh()
+    after.refresh()
+    assert crash.status == TaskResultStatus.FAILED
+    assert crash.errors[-1].exception_class_path == "tandem.exceptions.WorkerCrashed"
+    assert "exit code 7" in crash.errors[-1].traceback
+    assert after.status == TaskResultStatus.SUCCESSFUL
+    assert supervisor.pools[0].pool.restarts == 1
+
+
+def test_process_crash_is_retried_while_attempts_remain(use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool("process", workers=1, max_attempts=2, backoff=0.01))
+    crash = tasks.hard_exit.enqueue(9)
+    drain()
+    crash.refresh()
+    assert crash.status == TaskResultStatus.READY or crash.attempts == 2
+    assert [e.exception_class_path for e in crash.errors][0] == "tandem.exceptions.WorkerCrashed"
+
+
+def test_process_pool_recycles_after_max_tasks_per_worker(use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool("process", workers=1, max_tasks_per_worker=2))
+    results = [tasks.where.enqueue() for _ in range(5)]
+    supervisor = drain()
+    pids = []
+    for result in results:
+        result.refresh()
+        pids.append(result.return_value["pid"])
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2] != pids[4]
+    assert supervisor.pools[0].pool.recycled >= 2
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_exception_escaping_the_runner_replaces_the_worker(
+    executor: str, use_pools: Any, drain: Any
+) -> None:
+    use_pools(pools=pool(executor, workers=1))
+    poisoned = tasks.poison_receiver.enqueue()
+    after = tasks.where.enqueue()
+    supervisor = drain()
+    poisoned.refresh()
+    after.refresh()
+    assert poisoned.status == TaskResultStatus.FAILED
+    assert "a task_finished receiver failed" in poisoned.errors[-1].traceback
+    assert after.status == TaskResultStatus.SUCCESSFUL
+    state = supervisor.pools[0]
+    if executor == "process":
+        # A process child's execute() failure is an ordinary failed outcome sent back.
+        assert state.pool.restarts in (0, 1)
+    else:
+        assert state.pool.restarts == 1
+
+
+@needs_subinterpreters
+def test_module_that_cannot_load_in_a_subinterpreter_fails_with_advice(
+    use_pools: Any, drain: Any
+) -> None:
+    from tests import subinterpreter_unfriendly
+
+    use_pools(pools=pool("subinterpreter", workers=1))
+    result = subinterpreter_unfriendly.uses_curses.enqueue()
+    drain()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    message = result.errors[-1].traceback
+    assert "_curses" in message
+    assert '"executor": "process"' in message
+
+
+def test_same_module_runs_in_the_process_pool(use_pools: Any, drain: Any) -> None:
+    from tests import subinterpreter_unfriendly
+
+    use_pools(pools=pool("process", workers=1))
+    result = subinterpreter_unfriendly.uses_curses.enqueue()
+    drain()
+    result.refresh()
+    assert result.return_value == "curses imported"
+
+
+def test_subinterpreter_executor_on_old_python_is_a_check_error(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tandem.conf import parse_options
+
+    if sys.version_info >= (3, 14):
+        options = parse_options("default", {"OPTIONS": {"executor": "subinterpreter"}}, frozenset())
+        assert options.executor == "subinterpreter"
+        assert parse_options("default", {}, frozenset()).executor == "subinterpreter"
+    else:
+        with pytest.raises(ImproperlyConfigured, match="needs Python >= 3.14"):
+            parse_options("default", {"OPTIONS": {"executor": "subinterpreter"}}, frozenset())
+        assert parse_options("default", {}, frozenset()).executor == "thread"
