@@ -26,7 +26,7 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -52,10 +52,15 @@ def percentile(values: list[float], q: float) -> float | None:
 def setup(_: argparse.Namespace) -> dict[str, Any]:
     import platform
 
+    from django.tasks import task_backends
+
     import tandem
 
     call_command("migrate", verbosity=0, interactive=False)
+    pools = task_backends["default"].tandem_options.pools
     info: dict[str, Any] = {
+        "executor": ", ".join(sorted({pool.executor for pool in pools})),
+        "poll_interval": ", ".join(sorted({f"{pool.poll_interval:g}" for pool in pools})),
         "vendor": connection.vendor,
         "python": platform.python_version(),
         "django": django.get_version(),

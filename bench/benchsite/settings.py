@@ -3,11 +3,13 @@
 ``BENCH_DB=sqlite|postgres`` picks the store:
 
 - ``sqlite``: the file named by ``BENCH_SQLITE_PATH`` (the harness makes one in a temp dir), in WAL
-  mode with SQLite's default ``synchronous`` (FULL), 30 s busy timeout;
+  mode, 30 s busy timeout, with SQLite's default ``synchronous`` (FULL: an fsync per commit)
+  unless ``BENCH_SQLITE_SYNCHRONOUS`` (e.g. ``NORMAL``) says otherwise;
 - ``postgres``: database ``BENCH_PG_NAME`` (default ``tandem_bench``) on 127.0.0.1:5432 as
   ``BENCH_PG_USER`` (default ``postgres``); the harness creates and drops it.
 
-``BENCH_POLL_INTERVAL`` (seconds) overrides tandem's default poll interval when set.
+``BENCH_EXECUTOR`` (thread, subinterpreter, process) and ``BENCH_POLL_INTERVAL`` (seconds) override
+tandem's defaults when set.
 """
 
 import os
@@ -26,13 +28,16 @@ INSTALLED_APPS = ["tandem", "benchsite"]
 
 BENCH_DB = os.environ.get("BENCH_DB", "sqlite")
 if BENCH_DB == "sqlite":
+    _init = "PRAGMA journal_mode=WAL;"
+    if os.environ.get("BENCH_SQLITE_SYNCHRONOUS"):
+        _init += f" PRAGMA synchronous={os.environ['BENCH_SQLITE_SYNCHRONOUS']};"
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get(
                 "BENCH_SQLITE_PATH", str(Path(tempfile.gettempdir()) / "tandem-bench.sqlite3")
             ),
-            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": {"timeout": 30, "init_command": _init},
         }
     }
 elif BENCH_DB == "postgres":
@@ -48,7 +53,9 @@ elif BENCH_DB == "postgres":
 else:
     raise RuntimeError(f"BENCH_DB must be 'sqlite' or 'postgres', got {BENCH_DB!r}")
 
-_options = {}
+_options: dict[str, object] = {}
+if os.environ.get("BENCH_EXECUTOR"):
+    _options["executor"] = os.environ["BENCH_EXECUTOR"]
 if os.environ.get("BENCH_POLL_INTERVAL"):
     _options["poll_interval"] = float(os.environ["BENCH_POLL_INTERVAL"])
 
