@@ -62,9 +62,7 @@ elif DB_KIND == "sqlite":
         }
     }
 else:
-    raise RuntimeError(
-        f"TANDEM_TEST_DB must be 'sqlite', 'postgres' or 'mariadb', got {DB_KIND!r}"
-    )
+    raise RuntimeError(f"TANDEM_TEST_DB must be 'sqlite', 'postgres' or 'mariadb', got {DB_KIND!r}")
 
 TASKS = {
     "default": {

@@ -27,8 +27,14 @@ def use_pools(settings: Any) -> Callable[..., None]:
 
 
 def pool(executor: str, workers: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"default": {"queues": ["default", "critical", "exports"], "workers": workers,
-                        "executor": executor, **extra}}
+    return {
+        "default": {
+            "queues": ["default", "critical", "exports"],
+            "workers": workers,
+            "executor": executor,
+            **extra,
+        }
+    }
 
 
 __all__ = ["EXECUTORS", "needs_subinterpreters", "pool", "settings"]
