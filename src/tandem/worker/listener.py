@@ -52,8 +52,14 @@ class PostgresListener:
         self._thread.join(2.0)
 
     def _run(self) -> None:
-        import psycopg
-
+        try:
+            import psycopg
+        except ImportError:
+            logger.warning(
+                "LISTEN/NOTIFY wake-up needs psycopg 3 (pip install 'psycopg[binary]'); "
+                "falling back to polling"
+            )
+            return
         delay = 0.5
         while not self._stop.is_set():
             try:
@@ -64,7 +70,8 @@ class PostgresListener:
                     # Anything enqueued while we were (re)connecting: let the supervisor look.
                     self.on_notify([])
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        # A short timeout keeps stop() quick; the wait itself costs nothing.
+                        for note in conn.notifies(timeout=0.1):
                             alias, _, queues = note.payload.partition(":")
                             if alias == self.backend_alias:
                                 self.on_notify([q for q in queues.split(",") if q])
@@ -115,7 +122,10 @@ class SQLiteWatcher:
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
                     continue
-                if last is not None and version != last:
+                # The first read has nothing to compare with: a commit made between the
+                # supervisor's first claim and this read would go unnoticed until the next poll,
+                # so let the supervisor look once (as the PostgreSQL listener does on connect).
+                if last is None or version != last:
                     self.on_change([])
                 last = version
         finally:
