@@ -115,3 +115,60 @@ def gate(name: str) -> threading.Event:
 def gated(name: str, timeout: float = 10.0) -> bool:
     """Stays in flight until the test opens gate ``name``; returns False if it never does."""
     return gate(name).wait(timeout)
+
+
+@task
+def return_nul() -> str:
+    """Returns a string that PostgreSQL cannot store in JSON (it holds a NUL character)."""
+    return "before\x00after"
+
+
+@task
+def where() -> dict[str, int]:
+    """Where the task ran: process id and interpreter id (0 = the main interpreter)."""
+    try:
+        from concurrent import interpreters
+
+        interpreter = int(interpreters.get_current().id)
+    except ImportError:
+        interpreter = 0
+    return {"pid": os.getpid(), "interpreter": interpreter}
+
+
+@task
+def spin(seconds: float) -> int:
+    """CPU-bound pure Python for about ``seconds`` (interruptible by a watchdog)."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return n
+
+
+@task
+def hard_exit(code: int = 7) -> None:
+    os._exit(code)
+
+
+@task
+def timed_spin(seconds: float) -> dict[str, float]:
+    """CPU-bound for ``seconds``; returns when it started and ended (wall clock) and where."""
+    started = time.time()
+    spin.call(seconds)
+    return {"started": started, "ended": time.time(), **where.call()}
+
+
+def _raise_once(sender: object, **kwargs: object) -> None:
+    from django.tasks.signals import task_finished
+
+    task_finished.disconnect(dispatch_uid="tandem-tests-poison")
+    raise RuntimeError("a task_finished receiver failed")
+
+
+@task
+def poison_receiver() -> str:
+    """Connects a task_finished receiver that raises: the failure escapes the task runner."""
+    from django.tasks.signals import task_finished
+
+    task_finished.connect(_raise_once, weak=False, dispatch_uid="tandem-tests-poison")
+    return "connected"

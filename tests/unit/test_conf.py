@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tandem.conf import (
     DEFAULT_BACKOFF,
+    DEFAULT_EXECUTOR,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_POLL_INTERVAL,
@@ -41,7 +42,7 @@ def test_defaults(params):
 
     assert options == BackendOptions(
         alias="default",
-        executor="thread",
+        executor=DEFAULT_EXECUTOR,
         lease_seconds=DEFAULT_LEASE_SECONDS,
         poll_interval=DEFAULT_POLL_INTERVAL,
         recovery_max_attempts=DEFAULT_RECOVERY_MAX_ATTEMPTS,
@@ -50,7 +51,7 @@ def test_defaults(params):
                 name="default",
                 queues=("critical", "default", "exports"),
                 workers=default_workers(),
-                executor="thread",
+                executor=DEFAULT_EXECUTOR,
                 poll_interval=DEFAULT_POLL_INTERVAL,
                 max_attempts=DEFAULT_MAX_ATTEMPTS,
                 backoff=DEFAULT_BACKOFF,
@@ -79,7 +80,7 @@ def test_pools_inherit_the_backend_wide_values_and_override_them():
         name="critical",
         queues=("critical",),  # a pool without "queues" serves the queue of its own name
         workers=8,
-        executor="thread",
+        executor=DEFAULT_EXECUTOR,
         poll_interval=0.1,
         max_attempts=4,
         backoff=1.0,
@@ -110,8 +111,14 @@ def test_numbers_are_floats_and_integers_ints():
 
 BAD_VALUES = [
     # (OPTIONS, exact message)
-    ({"executor": "bogus"}, f"{OPTIONS}['executor'] must be one of 'thread', got 'bogus'."),
-    ({"executor": None}, f"{OPTIONS}['executor'] must be one of 'thread', got None."),
+    (
+        {"executor": "bogus"},
+        f"{OPTIONS}['executor'] must be one of 'subinterpreter', 'thread', 'process', got 'bogus'.",
+    ),
+    (
+        {"executor": None},
+        f"{OPTIONS}['executor'] must be one of 'subinterpreter', 'thread', 'process', got None.",
+    ),
     ({"workers": 0}, f"{OPTIONS}['workers'] must be an integer >= 1, got 0."),
     ({"workers": "4"}, f"{OPTIONS}['workers'] must be an integer >= 1, got '4'."),
     ({"workers": 2.0}, f"{OPTIONS}['workers'] must be an integer >= 1, got 2.0."),
@@ -162,8 +169,21 @@ BAD_VALUES = [
     ),
     ({"pools": {"critical": {"workers": 0}}}, f"{POOL}['workers'] must be an integer >= 1, got 0."),
     (
-        {"pools": {"critical": {"executor": "process"}}},
-        f"{POOL}['executor'] must be one of 'thread', got 'process'.",
+        {"pools": {"critical": {"executor": "fork"}}},
+        f"{POOL}['executor'] must be one of 'subinterpreter', 'thread', 'process', got 'fork'.",
+    ),
+    (
+        {"pools": {"critical": {"executor": "thread", "max_tasks_per_worker": 5}}},
+        f"{POOL}['max_tasks_per_worker'] recycles worker processes; it needs "
+        "'executor': 'process' in that pool (it uses 'thread').",
+    ),
+    (
+        {"pools": {"critical": {"timeout": 0}}},
+        f"{POOL}['timeout'] must be a finite number > 0, got 0.",
+    ),
+    (
+        {"pools": {"critical": {"executor": "process", "max_tasks_per_worker": 0}}},
+        f"{POOL}['max_tasks_per_worker'] must be an integer >= 1, got 0.",
     ),
     (
         {"pools": {"critical": {"poll_interval": -1}}},
@@ -241,7 +261,7 @@ def test_unknown_option_keys():
 def test_unknown_pool_keys():
     assert error_of({"pools": {"critical": {"workers": 2, "concurrency": 8}}}) == (
         f"{POOL} has unknown key(s) 'concurrency'; allowed: backoff, executor, max_attempts, "
-        "poll_interval, queues, workers."
+        "max_tasks_per_worker, poll_interval, queues, timeout, workers."
     )
 
 

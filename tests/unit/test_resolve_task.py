@@ -46,8 +46,8 @@ def test_refuses_anything_else(task_path):
 
 
 NOT_INSTALLED = (
-    "is not in an installed app; tandem imports task modules only from INSTALLED_APPS "
-    "(or modules already imported)."
+    "is not in an installed app or the project's package; tandem imports task modules only "
+    "from INSTALLED_APPS and the package of DJANGO_SETTINGS_MODULE (or modules already imported)."
 )
 
 
@@ -68,7 +68,7 @@ def test_refuses_modules_outside_installed_apps_without_importing_them(task_path
     ],
 )
 def test_refuses_paths_in_installed_apps_that_do_not_import(task_path, reason):
-    assert refusal(task_path) == f"Task path {task_path!r} does not import: {reason}"
+    assert refusal(task_path) == f"Task path {task_path!r} does not import: {reason}."
 
 
 def test_refuses_a_task_named_by_another_path():

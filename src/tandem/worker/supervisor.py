@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, DataError, InterfaceError
 from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
@@ -33,6 +33,7 @@ from tandem.brokers.base import (
     READY,
     SUCCESSFUL,
     Broker,
+    ErrorRecord,
     Settlement,
     StoredTask,
     WorkerInfo,
@@ -87,6 +88,19 @@ def select_pools(
 
 def _in_memory(name: object) -> bool:
     return ":memory:" in str(name) or "mode=memory" in str(name)
+
+
+def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
+    """The FAILED ending written instead of an attempt's outcome that the store rejected."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    message = f"{kind}: the task store rejected this attempt's outcome ({settlement.status}): {exc}"
+    return Settlement(
+        id=settlement.id,
+        worker_id=settlement.worker_id,
+        status=FAILED,
+        finished_at=settlement.finished_at,
+        error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
+    )
 
 
 class Supervisor:
@@ -297,7 +311,7 @@ class Supervisor:
         if not batch:
             return 0
         try:
-            self.broker.settle([self._settlement(o, t, s.config) for s, t, o in batch])
+            self._write([self._settlement(o, t, s.config) for s, t, o in batch])
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
@@ -308,6 +322,26 @@ class Supervisor:
             state.dirty = True
         self.settled += len(batch)
         return len(batch)
+
+    def _write(self, settlements: list[Settlement]) -> None:
+        """Settle in one batch; a value the store rejects must not block the other outcomes.
+
+        A ``DataError`` is about one row's data, not the store (PostgreSQL cannot hold a NUL
+        character in JSON): writing the same batch again would fail forever while no lease is
+        renewed. So the batch is written one by one, and a settlement the store still rejects is
+        written as FAILED with the store's error instead.
+        """
+        try:
+            self.broker.settle(settlements)
+        except DataError as exc:
+            if len(settlements) > 1:
+                for settlement in settlements:
+                    self._write([settlement])
+                return
+            logger.error(
+                "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
+            )
+            self.broker.settle([_unstorable(settlements[0], exc)])
 
     def _settlement(self, outcome: Outcome, task: StoredTask, pool: PoolConfig) -> Settlement:
         if outcome.succeeded:
@@ -357,6 +391,9 @@ class Supervisor:
                 recovered.worker_id,
                 recovered.status,
             )
+            if recovered.status == READY:
+                for state in self.pools:
+                    state.dirty = True  # claim it in this round, not at the next poll
         self.broker.forget_workers(now - 3 * self.lease)
 
     def _release_all(self, now: datetime) -> None:
