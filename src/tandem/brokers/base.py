@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -212,6 +213,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def forget_workers(self, silent_since: datetime) -> int:
         """Remove workers whose last heartbeat is older than ``silent_since``."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit around several calls (the supervisor's settle + claim round)."""
+        return nullcontext()
 
     def prepare(self) -> None:  # noqa: B027 — optional hook
         """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""

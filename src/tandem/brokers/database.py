@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,7 +92,12 @@ def write_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
     locked" when another connection committed in between; an immediate one waits on the busy
     timeout instead. Other engines get a plain ``atomic()``.
     """
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
+    if connection.in_atomic_block:
+        # Inside the caller's transaction (or the supervisor's round): no savepoint round trips.
+        with transaction.atomic(using=connection.alias, savepoint=False):
+            yield
+        return
+    if connection.vendor != "sqlite":
         with transaction.atomic(using=connection.alias):
             yield
         return
@@ -183,6 +188,9 @@ class DatabaseBroker(Broker):
                 )
 
     # -- the contract --------------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return write_transaction(self.connection)
 
     def prepare(self) -> None:
         if self.connection.vendor == "sqlite":

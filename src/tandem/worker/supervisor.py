@@ -15,6 +15,7 @@ import collections
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
 )
-from tandem.conf import BackendOptions, PoolConfig
+from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retries import backoff_delay
 from tandem.worker.listener import PostgresListener, SQLiteWatcher
@@ -130,7 +131,8 @@ class Supervisor:
         self.burst = burst
         self.max_tasks = max_tasks
         self.listen = listen
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{get_random_string(8)}"
+        # At most 40 + 1 + 7 + 1 + 8 characters: fits the 64-character worker id columns.
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(8)}"
         self.lease = timedelta(seconds=self.options.lease_seconds)
         self.heartbeat_every = timedelta(seconds=self.options.heartbeat_interval)
         self.pools = [
@@ -146,6 +148,7 @@ class Supervisor:
         self._listener: PostgresListener | SQLiteWatcher | None = None
         self.claimed = 0
         self.settled = 0
+        self.stopped_cleanly = True
         self.store_errors = 0
 
     # -- wiring --------------------------------------------------------------------------------
@@ -212,6 +215,12 @@ class Supervisor:
                 last_heartbeat_at=now,
             )
         )
+        if not SUBINTERPRETERS_AVAILABLE and "executor" not in (self.backend.options or {}):
+            logger.info(
+                "Python %s has no subinterpreters with their own GIL (3.14+): the pools run "
+                "on threads. Set OPTIONS['executor'] to 'thread' or 'process' to silence this.",
+                sys.version.split()[0],
+            )
         for state in self.pools:
             state.pool.start()
         wakeup.subscribe(self.backend.alias, self._on_enqueue)
@@ -236,11 +245,16 @@ class Supervisor:
         listener.start()
         self._listener = listener
 
-    def close(self) -> None:
-        """Stop pools and listener and leave the registry; in-flight work must be settled first."""
+    def close(self) -> bool:
+        """Stop pools and listener and leave the registry; in-flight work must be settled first.
+
+        Returns True when every pool's workers ended (False after a forced stop left busy
+        workers behind: threads, interpreters or children still running a released task).
+        """
         forced = self._stopping == 2
+        clean = True
         for state in self.pools:
-            state.pool.stop(timeout=0 if forced else None)
+            clean = state.pool.stop(timeout=0 if forced else None) and clean
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
         if self._listener is not None:
             self._listener.stop()
@@ -248,57 +262,86 @@ class Supervisor:
             self.broker.unregister_worker(self.worker_id)
         except STORE_ERRORS:
             logger.warning("could not remove worker %s from the registry", self.worker_id)
+        return clean
 
     # -- one round -----------------------------------------------------------------------------
 
     def step(self) -> int:
-        """One round: settle outcomes, heartbeat if due, claim for pools with free slots.
+        """One round: heartbeat if due, settle outcomes, claim for pools with free slots.
 
+        Settling and claiming share one write transaction (one ``BEGIN IMMEDIATE`` on SQLite,
+        one commit on PostgreSQL); claimed tasks reach the pools only after it commits.
         Returns how many tasks were settled or claimed.
         """
         if not self._started:
             self.start()
         now = self.clock()
-        done = self._settle(now)
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
-        if self._stopping == 2:
-            self._release_all(now)
-            return done
-        if self._stopping or self._claims_exhausted():
-            return done
-        for state in self.pools:
-            done += self._claim(state, now)
+        batch = self._take_outcomes()
+        claiming = not self._stopping and not self._claims_exhausted()
+        if not claiming:
+            # No claim follows: settle on its own (one bad row cannot take the others down).
+            done = self._commit_settlements(batch, self._write)
+            batch = []
+            if self._stopping == 2:
+                self._release_all(now)
+            if not claiming:
+                return done
+        else:
+            done = 0
+        claims: list[tuple[_PoolState, list[StoredTask]]] = []
+        settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
+        try:
+            with self.broker.transaction():
+                if batch:
+                    self.broker.settle([self._settlement(o, t, s.config) for s, t, o in batch])
+                for state in self.pools:
+                    tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
+                    if tasks:
+                        claims.append((state, tasks))
+        except BaseException as exc:
+            # Rolled back: nothing was written or claimed. Outcomes are kept for the next step.
+            self._outcomes.extendleft(reversed([o for _, _, o in batch]))
+            for state in self.pools:
+                state.dirty = True
+            if isinstance(exc, DataError) and batch:
+                # A row the store rejects: settle this batch one by one, claim next round.
+                return self._commit_settlements(self._take_outcomes(), self._write)
+            raise
+        done += self._finish(batch)
+        for state, tasks in claims:
+            for task in tasks:
+                state.in_flight[task.id] = task
+                state.pool.submit(task)
+            self.claimed += len(tasks)
+            done += len(tasks)
         return done
 
     def _claims_exhausted(self) -> bool:
         return self.max_tasks is not None and self.claimed >= self.max_tasks
 
-    def _claim(self, state: _PoolState, now: datetime) -> int:
-        free = state.free
+    def _claim(self, state: _PoolState, now: datetime, free: int) -> list[StoredTask]:
+        """Claim rows for ``state`` (inside the round's transaction); the caller submits them."""
         if self.max_tasks is not None:
             free = min(free, self.max_tasks - self.claimed)
         if free <= 0:
-            return 0
+            return []
         due = state.next_poll is None or now >= state.next_poll
         if not (state.dirty or due):
-            return 0
+            return []
         state.dirty = False
         claimed = self.broker.claim(
             state.config.queues, free, self.worker_id, now + self.lease, now
         )
-        for task in claimed:
-            state.in_flight[task.id] = task
-            state.pool.submit(task)
-        self.claimed += len(claimed)
         state.exhausted = len(claimed) < free
         if state.exhausted:
             state.next_poll = now + timedelta(seconds=state.config.poll_interval)
         else:
             state.dirty = True  # there may be more; claim again as soon as a slot frees
-        return len(claimed)
+        return claimed
 
-    def _settle(self, now: datetime) -> int:
+    def _take_outcomes(self) -> list[tuple[_PoolState, StoredTask, Outcome]]:
         batch: list[tuple[_PoolState, StoredTask, Outcome]] = []
         while self._outcomes:
             outcome = self._outcomes.popleft()
@@ -308,15 +351,25 @@ class Supervisor:
                     batch.append((state, task, outcome))
                     break
             # else: released or recovered meanwhile; that attempt's lease is gone
+        return batch
+
+    def _commit_settlements(
+        self,
+        batch: list[tuple[_PoolState, StoredTask, Outcome]],
+        write: Callable[[list[Settlement]], None],
+    ) -> int:
         if not batch:
             return 0
         try:
-            self._write([self._settlement(o, t, s.config) for s, t, o in batch])
+            write([self._settlement(o, t, s.config) for s, t, o in batch])
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             raise
+        return self._finish(batch)
+
+    def _finish(self, batch: list[tuple[_PoolState, StoredTask, Outcome]]) -> int:
         for state, task, _ in batch:
             del state.in_flight[task.id]
             state.dirty = True
@@ -429,6 +482,7 @@ class Supervisor:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
         self.start()
         error_delay = 0.5
+        completed = False
         try:
             while True:
                 try:
@@ -437,6 +491,8 @@ class Supervisor:
                 except STORE_ERRORS as exc:
                     self.store_errors += 1
                     logger.error("task store unavailable (%s); retrying in %.1fs", exc, error_delay)
+                    if self._stopping == 2:
+                        break  # forced stop: the leases expire and any supervisor recovers
                     self._close_connections()
                     self._wake.wait(error_delay)
                     self._wake.clear()
@@ -448,8 +504,16 @@ class Supervisor:
                     continue
                 self._wake.wait(self._sleep_for())
                 self._wake.clear()
+            completed = True
         finally:
-            self.close()
+            if not completed:
+                # Something unexpected escaped the loop: give in-flight tasks back, don't wait.
+                self._stopping = 2
+                try:
+                    self._release_all(self.clock())
+                except Exception:
+                    logger.exception("could not release in-flight tasks; their leases will expire")
+            self.stopped_cleanly = self.close()
 
     @staticmethod
     def _close_connections() -> None:
