@@ -126,8 +126,13 @@ class _Reader:
             )
         return str(value)
 
-    def executor(self, default: str) -> str:
+    def executor(self, default: str, blocker: str | None = None) -> str:
         value = self.choice("executor", default, EXECUTORS)
+        if value == "subinterpreter" and blocker and "executor" in self.mapping:
+            raise ImproperlyConfigured(
+                f"{self.key('executor')} is 'subinterpreter', but {blocker}; use 'thread' or "
+                "'process' (or leave it unset)."
+            )
         if value == "subinterpreter" and not SUBINTERPRETERS_AVAILABLE:
             raise ImproperlyConfigured(
                 f"{self.key('executor')} is 'subinterpreter', which needs Python >= 3.14 (this "
@@ -151,11 +156,22 @@ def default_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 1) * 2))
 
 
-def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str]) -> BackendOptions:
-    """Parse ``TASKS[alias]["OPTIONS"]``; raise ImproperlyConfigured naming the bad key."""
+def parse_options(
+    alias: str,
+    params: Mapping[str, Any],
+    queues: frozenset[str],
+    subinterpreter_blocker: str | None = None,
+) -> BackendOptions:
+    """Parse ``TASKS[alias]["OPTIONS"]``; raise ImproperlyConfigured naming the bad key.
+
+    ``subinterpreter_blocker``: why subinterpreters cannot serve this backend (e.g. its database
+    driver does not load in one); the default executor is then ``thread``, and an explicit
+    ``"subinterpreter"`` is an error that says why.
+    """
     prefix = f"TASKS[{alias!r}]['OPTIONS']"
     reader = _Reader(params.get("OPTIONS", {}) or {}, prefix, OPTION_KEYS)
-    executor = reader.executor(DEFAULT_EXECUTOR)
+    default = "thread" if subinterpreter_blocker else DEFAULT_EXECUTOR
+    executor = reader.executor(default, subinterpreter_blocker)
     poll_interval = reader.number("poll_interval", DEFAULT_POLL_INTERVAL)
     workers = reader.integer("workers", default_workers(), 1)
     raw_pools = reader.mapping.get("pools")
@@ -194,7 +210,7 @@ def parse_options(alias: str, params: Mapping[str, Any], queues: frozenset[str])
                     f"{served[queue]!r}; each queue belongs to exactly one pool."
                 )
             served[queue] = str(name)
-        pool_executor = pool_reader.executor(executor)
+        pool_executor = pool_reader.executor(executor, subinterpreter_blocker)
         max_tasks_per_worker = pool_reader.optional_integer("max_tasks_per_worker", 1)
         if max_tasks_per_worker is not None and pool_executor != "process":
             raise ImproperlyConfigured(

@@ -7,10 +7,15 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-EXECUTORS = ["thread", "process"] + (["subinterpreter"] if sys.version_info >= (3, 14) else [])
+# mysqlclient cannot load in a subinterpreter: on MariaDB the subinterpreter pool is refused
+# (tests/unit/test_conf.py checks the message).
+EXECUTORS = ["thread", "process"] + (
+    ["subinterpreter"] if sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb" else []
+)
 
 needs_subinterpreters = pytest.mark.skipif(
-    sys.version_info < (3, 14), reason="subinterpreter pools need Python >= 3.14"
+    sys.version_info < (3, 14) or settings.DB_KIND == "mariadb",
+    reason="subinterpreter pools need Python >= 3.14 (and a driver that loads in them)",
 )
 
 

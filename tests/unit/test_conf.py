@@ -301,3 +301,25 @@ def test_a_pool_named_after_a_queue_that_is_not_in_queues():
         f"{OPTIONS}['pools']['emails']['queues'] names queue 'emails', which is not in "
         "TASKS['default']['QUEUES'] (critical, default, exports)."
     )
+
+
+def test_a_store_that_cannot_serve_subinterpreters_defaults_to_threads():
+    blocker = (
+        "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in a "
+        "subinterpreter"
+    )
+    options = parse_options("default", {}, QUEUES, subinterpreter_blocker=blocker)
+    assert options.executor == "thread"
+    assert {pool.executor for pool in options.pools} == {"thread"}
+
+    with pytest.raises(ImproperlyConfigured) as caught:
+        parse_options(
+            "default",
+            {"OPTIONS": {"pools": {"critical": {"executor": "subinterpreter"}}}},
+            QUEUES,
+            subinterpreter_blocker=blocker,
+        )
+    assert str(caught.value) == (
+        f"{POOL}['executor'] is 'subinterpreter', but {blocker}; use 'thread' or 'process' "
+        "(or leave it unset)."
+    )

@@ -128,7 +128,13 @@ class TandemBackend(BaseTaskBackend):
     @cached_property
     def tandem_options(self) -> BackendOptions:
         """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
-        return parse_options(self.alias, self.params, frozenset(self.queues))
+        return parse_options(
+            self.alias, self.params, frozenset(self.queues), self.subinterpreter_blocker()
+        )
+
+    def subinterpreter_blocker(self) -> str | None:
+        """Why this backend's store cannot be used from a subinterpreter, if it cannot."""
+        return None
 
     @cached_property
     def broker(self) -> Broker:

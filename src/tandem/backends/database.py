@@ -25,6 +25,16 @@ class DatabaseBackend(TandemBackend):
     def broker(self) -> DatabaseBroker:  # type: ignore[override]
         return DatabaseBroker(self.alias)
 
+    def subinterpreter_blocker(self) -> str | None:
+        from django.db import connections
+
+        if connections[self.broker.database].vendor == "mysql":
+            return (
+                "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
+                "a subinterpreter"
+            )
+        return None
+
     def _store(self, tasks: Sequence[NewTask]) -> None:
         broker = self.broker
         broker.push(tasks)

@@ -278,8 +278,7 @@ class DatabaseBroker(Broker):
         pick_params = [self.backend_alias, *queues, self._dt_param(now), limit]
         with write_transaction(connection), connection.cursor() as cursor:
             if vendor == "mysql":
-                cursor.execute(f"{pick} FOR UPDATE SKIP LOCKED", pick_params)
-                ids = [row[0] for row in cursor.fetchall()]
+                ids = self._pick_mysql(cursor, queues, limit, now)
                 if not ids:
                     return []
                 marks = self._placeholders(len(ids))
@@ -300,6 +299,29 @@ class DatabaseBroker(Broker):
         tasks = [self._row_to_task(row) for row in rows]
         tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
         return tasks
+
+    def _pick_mysql(
+        self, cursor: Any, queues: Sequence[str], limit: int, now: datetime
+    ) -> list[Any]:
+        """Lock up to ``limit`` claimable ids on MariaDB/MySQL, skipping rows others hold.
+
+        InnoDB locks every row it reads for ``FOR UPDATE``; a filesort (``queue_name IN (…)``, or
+        an ORDER BY the index cannot give) would read — and lock — every READY row, so one
+        claimer would starve the rest. One ``queue_name = …`` branch per queue, ordered exactly
+        as the claim index, reads (and locks) at most ``limit`` rows each; the best ``limit`` of
+        them are kept and the other locks end with the transaction.
+        """
+        branch = (
+            f"(SELECT id, priority, available_at FROM {TABLE} WHERE status = 'READY' "
+            "AND backend = %s AND queue_name = %s AND available_at <= %s "
+            "ORDER BY priority DESC, available_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        )
+        params: list[Any] = []
+        for queue in queues:
+            params += [self.backend_alias, queue, self._dt_param(now), limit]
+        cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
+        rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2]))
+        return [row[0] for row in rows[:limit]]
 
     def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
         if not task_ids:
