@@ -8,14 +8,19 @@ task: an exception that escapes the runner becomes a failed outcome, and the wor
 from __future__ import annotations
 
 import abc
+import queue
+import threading
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import Outcome
+from tandem.worker.pools.slots import DeadlineMonitor, Slot
 
 Deliver = Callable[[Outcome], None]
+STOP = None
 
 
 class ExecutionPool(abc.ABC):
@@ -44,6 +49,82 @@ class ExecutionPool(abc.ABC):
 
         Returns True when every worker ended in time.
         """
+
+
+class SlotPool(ExecutionPool):
+    """What the three pools share: one supervisor-process thread per slot, fed from one inbox,
+    and a deadline monitor when the pool has a ``timeout``.
+
+    Subclasses write ``_work(slot)`` (the thread's loop, returning on ``STOP``) and
+    ``_on_overdue(slot, task)`` (what a timeout does to that kind of worker).
+    """
+
+    #: seconds past the deadline before the monitor acts (0: at the deadline)
+    overdue_grace: ClassVar[float] = 0.0
+
+    def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
+        super().__init__(config, deliver)
+        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
+        self._slots: list[Slot] = []
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._monitor: DeadlineMonitor | None = None
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._spawn()
+        if self.config.timeout:
+            self._monitor = DeadlineMonitor(
+                self.config.name,
+                self._live_slots,
+                self.overdue_grace,
+                self._on_overdue,
+                interval=min(0.25, self.config.timeout / 4),
+            )
+            self._monitor.start()
+
+    def _live_slots(self) -> list[Slot]:
+        with self._lock:
+            return list(self._slots)
+
+    def _spawn(self) -> None:
+        slot = Slot(self.deliver)
+        with self._lock:
+            self._counter += 1
+            self._slots.append(slot)
+            name = f"tandem-{self.config.name}-{self.kind}-{self._counter}"
+        # Daemon threads: a task that never returns must not keep the process from exiting.
+        slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
+        slot.thread.start()
+
+    def _replace(self, slot: Slot) -> None:
+        """Retire ``slot`` for good and give its seat to a fresh worker."""
+        with self._lock:
+            if slot in self._slots:
+                self._slots.remove(slot)
+            self.restarts += 1
+        self._spawn()
+
+    def submit(self, task: StoredTask) -> None:
+        self._inbox.put(task)
+
+    @abc.abstractmethod
+    def _work(self, slot: Slot) -> None: ...
+
+    @abc.abstractmethod
+    def _on_overdue(self, slot: Slot, task: StoredTask) -> None: ...
+
+    def stop(self, timeout: float | None) -> bool:
+        if self._monitor is not None:
+            self._monitor.stop()
+        slots = self._live_slots()
+        for _ in slots:
+            self._inbox.put(STOP)
+        threads = [s.thread for s in slots if s.thread is not None]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
 
 def create_pool(config: PoolConfig, deliver: Deliver) -> ExecutionPool:

@@ -11,20 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import queue
-import threading
 from typing import Any
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.worker.pools import runner
-from tandem.worker.pools.base import Deliver, ExecutionPool
-from tandem.worker.pools.slots import DeadlineMonitor, Slot, crash_outcome, timeout_outcome
-from tandem.worker.pools.subinterpreters import _join, worker_environment
+from tandem.worker.pools.base import STOP, Deliver, SlotPool
+from tandem.worker.pools.slots import Slot, crash_outcome, timeout_outcome
+from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
-
-_STOP = None
 
 
 class _Child:
@@ -66,42 +62,13 @@ def _reap(child: _Child | None) -> int | None:
     return child.process.exitcode
 
 
-class ProcessPool(ExecutionPool):
+class ProcessPool(SlotPool):
     kind = "process"
 
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
-        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
-        self._slots: list[Slot] = []
-        self._threads: list[threading.Thread] = []
         self._environment = worker_environment()
-        self._monitor: DeadlineMonitor | None = None
         self.recycled = 0
-
-    def start(self) -> None:
-        for index in range(self.size):
-            slot = Slot(self.deliver)
-            self._slots.append(slot)
-            thread = threading.Thread(
-                target=self._work,
-                args=(slot,),
-                name=f"tandem-{self.config.name}-proc{index}",
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
-        if self.config.timeout:
-            self._monitor = DeadlineMonitor(
-                self.config.name,
-                lambda: list(self._slots),
-                0.0,
-                self._on_overdue,
-                interval=min(0.25, self.config.timeout / 4),
-            )
-            self._monitor.start()
-
-    def submit(self, task: StoredTask) -> None:
-        self._inbox.put(task)
 
     def _new_child(self) -> _Child:
         child = _Child(self._environment)
@@ -111,7 +78,7 @@ class ProcessPool(ExecutionPool):
     def _work(self, slot: Slot) -> None:
         child: _Child | None = None
         try:
-            while (task := self._inbox.get()) is not _STOP:
+            while (task := self._inbox.get()) is not STOP:
                 slot.begin(task, None)
                 try:
                     if child is None:
@@ -162,10 +129,3 @@ class ProcessPool(ExecutionPool):
         child = slot.handle
         if isinstance(child, _Child):
             child.kill()  # the worker thread sees the pipe close and starts a fresh child
-
-    def stop(self, timeout: float | None) -> bool:
-        if self._monitor is not None:
-            self._monitor.stop()
-        for _ in self._threads:
-            self._inbox.put(_STOP)
-        return _join(self._threads, timeout)

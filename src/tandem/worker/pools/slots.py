@@ -58,7 +58,8 @@ class Slot:
         self.deadline: float | None = None
         self.retired = False
         self.tasks_done = 0
-        self.handle: Any = None  # the pool's own worker object (thread, interpreter, process)
+        self.thread: threading.Thread | None = None  # the supervisor-side thread of this slot
+        self.handle: Any = None  # the pool's own worker object (e.g. a child process)
 
     def begin(self, task: StoredTask, timeout: float | None) -> None:
         with self._lock:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
 from typing import Any
@@ -28,12 +27,10 @@ from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import failed
 from tandem.worker.pools import runner
-from tandem.worker.pools.base import Deliver, ExecutionPool
-from tandem.worker.pools.slots import DeadlineMonitor, Slot, crash_outcome, timeout_outcome
+from tandem.worker.pools.base import STOP, Deliver, SlotPool
+from tandem.worker.pools.slots import Slot, crash_outcome, timeout_outcome
 
 logger = logging.getLogger("tandem.worker")
-
-_STOP = None
 
 
 def available() -> bool:
@@ -47,47 +44,14 @@ def worker_environment() -> tuple[list[str], dict[str, str], dict[str, Any]]:
     return list(sys.path), environ, databases
 
 
-class SubinterpreterPool(ExecutionPool):
+class SubinterpreterPool(SlotPool):
     kind = "subinterpreter"
-    RETIRE_GRACE = 2.0
+    overdue_grace = 2.0  # after the watchdog's TaskTimeout, before the interpreter is retired
 
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
-        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
-        self._slots: list[Slot] = []
-        self._lock = threading.Lock()
         self._environment = worker_environment()
-        self._monitor: DeadlineMonitor | None = None
         self.ready = threading.Semaphore(0)  # released once per worker whose Django is set up
-
-    def start(self) -> None:
-        for _ in range(self.size):
-            self._spawn()
-        if self.config.timeout:
-            self._monitor = DeadlineMonitor(
-                self.config.name,
-                lambda: list(self._slots),
-                self.RETIRE_GRACE,
-                self._on_overdue,
-                interval=min(0.25, self.config.timeout / 4),
-            )
-            self._monitor.start()
-
-    def _spawn(self) -> None:
-        slot = Slot(self.deliver)
-        thread = threading.Thread(
-            target=self._work,
-            args=(slot,),
-            name=f"tandem-{self.config.name}-interp",
-            daemon=True,  # a busy interpreter must never keep the process from exiting
-        )
-        slot.handle = thread
-        with self._lock:
-            self._slots.append(slot)
-        thread.start()
-
-    def submit(self, task: StoredTask) -> None:
-        self._inbox.put(task)
 
     def _work(self, slot: Slot) -> None:
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
@@ -103,7 +67,7 @@ class SubinterpreterPool(ExecutionPool):
             )
         self.ready.release()
         try:
-            while (task := self._inbox.get()) is not _STOP:
+            while (task := self._inbox.get()) is not STOP:
                 slot.begin(task, self.config.timeout)
                 if setup_error is not None:
                     slot.finish(failed(task, setup_error))
@@ -124,20 +88,13 @@ class SubinterpreterPool(ExecutionPool):
             except Exception:  # still running (retired mid-call) or already gone
                 logger.debug("interpreter %s left open", getattr(interp, "id", "?"))
 
-    def _replace(self, slot: Slot) -> None:
-        with self._lock:
-            if slot in self._slots:
-                self._slots.remove(slot)
-            self.restarts += 1
-        self._spawn()
-
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         assert self.config.timeout is not None
         self.deliver(
             timeout_outcome(
                 task,
                 self.config.timeout,
-                f"its interpreter did not return {self.RETIRE_GRACE:g}s after the watchdog's "
+                f"its interpreter did not return {self.overdue_grace:g}s after the watchdog's "
                 "TaskTimeout (a blocking C call?); the interpreter was retired and replaced.",
             )
         )
@@ -145,22 +102,3 @@ class SubinterpreterPool(ExecutionPool):
             "pool %s: retired an interpreter stuck in task %s", self.config.name, task.id
         )
         self._replace(slot)
-
-    def stop(self, timeout: float | None) -> bool:
-        if self._monitor is not None:
-            self._monitor.stop()
-        with self._lock:
-            slots = list(self._slots)
-        for _ in slots:
-            self._inbox.put(_STOP)
-        return _join([s.handle for s in slots if not s.retired], timeout)
-
-
-def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
-    import time
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for thread in threads:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        thread.join(remaining)
-    return not any(t.is_alive() for t in threads)

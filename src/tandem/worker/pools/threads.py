@@ -10,70 +10,23 @@ threads, so a forced shutdown never waits for a task that does not return.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 
 from django.db import close_old_connections, connections
 
 from tandem.brokers.base import StoredTask
-from tandem.conf import PoolConfig
 from tandem.execution import execute, failed
-from tandem.worker.pools.base import Deliver, ExecutionPool
-from tandem.worker.pools.slots import DeadlineMonitor, Slot, timeout_outcome
+from tandem.worker.pools.base import STOP, SlotPool
+from tandem.worker.pools.slots import Slot, timeout_outcome
 
 logger = logging.getLogger("tandem.worker")
 
-_STOP = None
 
-
-class ThreadPool(ExecutionPool):
+class ThreadPool(SlotPool):
     kind = "thread"
-
-    def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
-        super().__init__(config, deliver)
-        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
-        self._slots: list[Slot] = []
-        self._lock = threading.Lock()
-        self._counter = 0
-        self._monitor: DeadlineMonitor | None = None
-
-    def start(self) -> None:
-        for _ in range(self.size):
-            self._spawn()
-        if self.config.timeout:
-            self._monitor = DeadlineMonitor(
-                self.config.name,
-                lambda: list(self._slots),
-                0.0,
-                self._on_overdue,
-                interval=min(0.25, self.config.timeout / 4),
-            )
-            self._monitor.start()
-
-    def _spawn(self) -> None:
-        slot = Slot(self.deliver)
-        with self._lock:
-            self._counter += 1
-            self._slots.append(slot)
-            name = f"tandem-{self.config.name}-{self._counter}"
-        thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
-        slot.handle = thread
-        thread.start()
-
-    def _retire(self, slot: Slot) -> None:
-        with self._lock:
-            if slot in self._slots:
-                self._slots.remove(slot)
-            self.restarts += 1
-        self._spawn()
-
-    def submit(self, task: StoredTask) -> None:
-        self._inbox.put(task)
 
     def _work(self, slot: Slot) -> None:
         try:
-            while (task := self._inbox.get()) is not _STOP:
+            while (task := self._inbox.get()) is not STOP:
                 slot.begin(task, self.config.timeout)
                 close_old_connections()
                 try:
@@ -81,7 +34,7 @@ class ThreadPool(ExecutionPool):
                 except BaseException as exc:  # a signal receiver or the runner itself failed
                     logger.exception("runner failed for task %s; replacing worker", task.id)
                     slot.finish(failed(task, exc))
-                    self._retire(slot)
+                    self._replace(slot)
                     return
                 finally:
                     close_old_connections()
@@ -101,17 +54,4 @@ class ThreadPool(ExecutionPool):
                 "thread; its result will be discarded and a fresh thread took its place.",
             )
         )
-        self._retire(slot)
-
-    def stop(self, timeout: float | None) -> bool:
-        if self._monitor is not None:
-            self._monitor.stop()
-        with self._lock:
-            slots = list(self._slots)
-        for _ in slots:
-            self._inbox.put(_STOP)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for slot in slots:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            slot.handle.join(remaining)
-        return not any(s.handle.is_alive() for s in slots)
+        self._replace(slot)
