@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.tasks import TaskResultStatus
 
 from tandem.brokers.base import RUNNING
@@ -204,3 +205,21 @@ def test_subinterpreter_executor_on_old_python_is_a_check_error(settings: Any) -
         with pytest.raises(ImproperlyConfigured, match=r"needs Python >= 3\.14"):
             parse_options("default", {"OPTIONS": {"executor": "subinterpreter"}}, frozenset())
         assert parse_options("default", {}, frozenset()).executor == "thread"
+
+
+def test_default_executor_is_the_best_available_with_a_notice_on_fallback(
+    use_pools: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tandem.worker.supervisor import Supervisor
+
+    use_pools()  # no "executor" anywhere: the default applies
+    supervisor = Supervisor(burst=True, listen=False)
+    executors = {s.config.executor for s in supervisor.pools}
+    if sys.version_info >= (3, 14):
+        # MariaDB's driver cannot load in a subinterpreter: threads are its best.
+        assert executors == {"thread" if settings.DB_KIND == "mariadb" else "subinterpreter"}
+        return
+    assert executors == {"thread"}
+    with caplog.at_level("INFO", logger="tandem.worker"):
+        supervisor.run()
+    assert "no subinterpreters with their own GIL (3.14+): the pools run on threads" in caplog.text

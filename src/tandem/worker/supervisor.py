@@ -262,6 +262,11 @@ class Supervisor:
             self.broker.unregister_worker(self.worker_id)
         except STORE_ERRORS:
             logger.warning("could not remove worker %s from the registry", self.worker_id)
+        from django.db import connections
+
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:  # (a caller's transaction is the caller's)
+                connection.close()  # this thread's connections: Django's are per thread
         return clean
 
     # -- one round -----------------------------------------------------------------------------
