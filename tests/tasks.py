@@ -172,3 +172,13 @@ def poison_receiver() -> str:
 
     task_finished.connect(_raise_once, weak=False, dispatch_uid="tandem-tests-poison")
     return "connected"
+
+
+_COUNTER = {"value": 0}
+
+
+@task
+def bump_module_counter() -> int:
+    """Increments a module-level counter: shows whose module state a pool's workers share."""
+    _COUNTER["value"] += 1
+    return _COUNTER["value"]

@@ -46,15 +46,18 @@ def test_tasks_run_where_the_pool_says(executor: str, use_pools: Any, drain: Any
     assert all(s.pool.restarts == 0 for s in supervisor.pools)
 
 
-@needs_subinterpreters
-def test_cpu_bound_tasks_overlap_in_subinterpreters(use_pools: Any, drain: Any) -> None:
-    use_pools(pools=pool("subinterpreter", workers=2))
+PARALLEL = ["process"] + (["subinterpreter"] if "subinterpreter" in EXECUTORS else [])
+
+
+@pytest.mark.parametrize("executor", PARALLEL)
+def test_cpu_bound_tasks_overlap(executor: str, use_pools: Any, drain: Any) -> None:
+    use_pools(pools=pool(executor, workers=2))
     first, second = tasks.timed_spin.enqueue(0.6), tasks.timed_spin.enqueue(0.6)
     drain()
     first.refresh()
     second.refresh()
     a, b = first.return_value, second.return_value
-    assert a["interpreter"] != b["interpreter"]
+    assert (a["interpreter"], a["pid"]) != (b["interpreter"], b["pid"])
     # They ran at the same time: each started before the other ended.
     assert a["started"] < b["ended"] and b["started"] < a["ended"]
 
@@ -223,3 +226,18 @@ def test_default_executor_is_the_best_available_with_a_notice_on_fallback(
     with caplog.at_level("INFO", logger="tandem.worker"):
         supervisor.run()
     assert "no subinterpreters with their own GIL (3.14+): the pools run on threads" in caplog.text
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_module_state_isolation(executor: str, use_pools: Any, drain: Any) -> None:
+    """Threads share this interpreter's module state; subinterpreters and processes do not."""
+    tasks._COUNTER["value"] = 0
+    use_pools(pools=pool(executor, workers=1))
+    results = [tasks.bump_module_counter.enqueue() for _ in range(2)]
+    drain()
+    values = []
+    for result in results:
+        result.refresh()
+        values.append(result.return_value)
+    assert values == [1, 2]  # one worker, its own state kept between tasks
+    assert tasks._COUNTER["value"] == (2 if executor == "thread" else 0)
