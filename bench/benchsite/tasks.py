@@ -1,4 +1,7 @@
-"""The benchmark's task: does nothing, so the numbers are tandem's overhead alone."""
+"""The benchmark's tasks: ``noop`` (tandem's overhead alone) and CPU-bound work for
+``bench/serve.py``."""
+
+import time
 
 from django.tasks import task
 
@@ -6,3 +9,29 @@ from django.tasks import task
 @task
 def noop() -> None:
     return None
+
+
+@task
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def count_primes(below: int) -> int:
+    """CPU-bound pure Python: trial division."""
+    count = 0
+    for n in range(2, below):
+        if all(n % d for d in range(2, int(n**0.5) + 1)):
+            count += 1
+    return count
+
+
+@task
+def spin(seconds: float) -> int:
+    """CPU-bound pure Python for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return n

@@ -1,1 +1,5 @@
-urlpatterns: list[object] = []
+from django.urls import path
+
+from benchsite import views
+
+urlpatterns = [path("ping/", views.ping)]

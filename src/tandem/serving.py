@@ -1,45 +1,37 @@
-"""``tandem serve``: the HTTP server and the supervisor in one process.
+"""``tandem serve``: the HTTP server, the supervisor and every pool in one process.
 
-The HTTP side is a threaded WSGI server in the main interpreter serving the project's
-``WSGI_APPLICATION``; the supervisor runs its pools beside it. An enqueue from a view wakes the
-supervisor directly after commit, so a task starts with no polling delay.
+The main interpreter owns the signals, the supervisor and the listening socket. The HTTP side is a
+*front*: ``ThreadFront`` serves the project's ``WSGI_APPLICATION`` from a thread of the main
+interpreter (one thread per request); ``InterpreterFront`` runs N web workers, each a
+subinterpreter with its own Django, all accepting on the same socket. An enqueue from a view wakes
+the supervisor directly after commit, so a task starts with no polling delay.
 
-Shutdown: the first ``stop()`` stops accepting connections, lets in-flight requests finish and
-drains in-flight tasks for up to ``grace`` seconds, then releases what is left back to READY; a
-second ``stop()`` releases at once.
+Shutdown: the first ``stop()`` stops accepting connections and lets in-flight requests and tasks
+finish for up to ``grace`` seconds, then releases the tasks still running back to READY; a second
+``stop()`` releases at once. Nothing waits without a limit: a request or a task that never ends
+is abandoned, and ``Stopped.clean`` tells the caller that the interpreter must not be finalized
+normally (a busy subinterpreter would crash or hang it) — see ``finish_process()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import socket
-import socketserver
+import os
+import select
+import sys
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from django.core.servers.basehttp import get_internal_wsgi_application
-
+from tandem.webserver import Server, interpreter_main, listen, relay_wakeups, serve
 from tandem.worker.supervisor import Supervisor
 
 logger = logging.getLogger("tandem.serve")
 
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("%s - %s", self.address_string(), format % args)
-
-
-class ThreadedWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = False  # in-flight requests finish on shutdown (server_close joins them)
-    block_on_close = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-def server_class(host: str) -> type[ThreadedWSGIServer]:
-    if ":" not in host:
-        return ThreadedWSGIServer
-    return type("ThreadedWSGIServerV6", (ThreadedWSGIServer,), {"address_family": socket.AF_INET6})
+RELEASE_TIMEOUT = 15.0  # how long a forced stop waits for the supervisor to release its tasks
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -49,25 +41,204 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class Front(Protocol):
+    """The HTTP side of ``tandem serve``."""
+
+    failure: str | None
+
+    def start(self, stop_fd: int, on_exit: Callable[[], None]) -> None:
+        """Start serving; stop accepting when ``stop_fd`` becomes readable, then finish requests.
+
+        ``on_exit`` is called (from any thread) whenever a server ends, expected or not.
+        """
+
+    def ended(self) -> bool:
+        """Whether every server stopped accepting and finished its requests."""
+
+    def in_flight(self) -> int:
+        """Requests still running (-1 when unknown)."""
+
+    def close(self) -> None:
+        """Release what the servers shared; only called once ``ended()``."""
+
+
+class ThreadFront:
+    """The WSGI server in a thread of the main interpreter, one daemon thread per request."""
+
+    name = "threads"
+
+    def __init__(self, listening: Any) -> None:
+        from django.core.servers.basehttp import get_internal_wsgi_application
+
+        sock = listening.dup()
+        try:
+            self.server = Server(sock, get_internal_wsgi_application(), daemon_threads=True)
+        except BaseException:
+            sock.close()
+            raise
+        self.failure: str | None = None
+        self._ended = threading.Event()
+
+    def start(self, stop_fd: int, on_exit: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                try:
+                    serve(self.server, stop_fd)
+                finally:
+                    self.server.socket.close()
+                self.server.wait_idle(None)
+            except BaseException as exc:
+                logger.exception("the HTTP server failed")
+                self.failure = f"the HTTP server failed: {type(exc).__name__}: {exc}"
+            finally:
+                self._ended.set()  # before on_exit(): whoever it wakes must see it
+                on_exit()
+
+        # A daemon thread: a request that never ends must not keep the process alive.
+        threading.Thread(target=run, name="tandem-http", daemon=True).start()
+
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def in_flight(self) -> int:
+        return self.server.in_flight
+
+    def close(self) -> None:
+        pass
+
+
+class InterpreterFront:
+    """N web workers, each a subinterpreter running Django and the same WSGI server.
+
+    Every worker accepts on its own duplicate of the listening socket (the kernel hands each
+    connection to one of them), so requests run in parallel on all cores, each interpreter with its
+    own GIL. Enqueue wake-ups reach the supervisor through a pipe (``relay_wakeups``).
+    """
+
+    name = "interpreters"
+
+    def __init__(self, listening: Any, workers: int) -> None:
+        from tandem.worker.pools.subinterpreters import worker_environment
+
+        if workers < 1:
+            raise ValueError(f"need at least one web interpreter, got {workers}")
+        self.workers = workers
+        self.failure: str | None = None
+        self._fds = [os.dup(listening.fileno()) for _ in range(workers)]
+        self._environment = worker_environment()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._hosts: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._ended = 0
+        self._relay = threading.Thread(
+            target=relay_wakeups, args=(self._wake_r,), name="tandem-http-wakeups", daemon=True
+        )
+
+    def start(self, stop_fd: int, on_exit: Callable[[], None]) -> None:
+        self._relay.start()
+        for index, fd in enumerate(self._fds):
+            host = threading.Thread(
+                target=self._host,
+                args=(fd, stop_fd, on_exit),
+                name=f"tandem-http-interp{index}",
+                # A web interpreter stuck in a request must not keep the process alive.
+                daemon=True,
+            )
+            self._hosts.append(host)
+            host.start()
+
+    def _host(self, fd: int, stop_fd: int, on_exit: Callable[[], None]) -> None:
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+
+        try:
+            interp = interpreters.create()
+        except BaseException as exc:
+            os.close(fd)
+            self._fail(f"could not create a web interpreter: {exc}", str(exc))
+            self._end(on_exit)
+            return
+        try:
+            interp.call(interpreter_main, fd, stop_fd, self._wake_w, *self._environment)
+        except interpreters.ExecutionFailed as exc:  # it ran (and owned the socket): it failed
+            info = exc.excinfo
+            self._fail(f"a web interpreter failed: {info.type.__name__}: {info.msg}", str(exc))
+        except BaseException as exc:  # it never ran: the socket is still ours to close
+            os.close(fd)
+            self._fail(f"could not start a web interpreter: {exc}", str(exc))
+        try:
+            interp.close()
+        except Exception as exc:
+            logger.warning("could not close a web interpreter: %s", exc)
+        self._end(on_exit)
+
+    def _fail(self, summary: str, detail: str) -> None:
+        """Record the first failure (one line) and log its details once."""
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = summary
+        if first:
+            logger.error("%s", detail)
+
+    def _end(self, on_exit: Callable[[], None]) -> None:
+        with self._lock:
+            self._ended += 1  # before on_exit(): whoever it wakes must see it
+        on_exit()
+
+    def ended(self) -> bool:
+        return self._ended == self.workers
+
+    def in_flight(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        os.close(self._wake_w)  # the relay reads EOF and ends
+        self._relay.join(1.0)
+        if not self._relay.is_alive():
+            os.close(self._wake_r)
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """How ``TandemServer.run()`` ended."""
+
+    error: str | None  # why it stopped on its own (None: it was asked to stop)
+    clean: bool  # False: something is still running; do not finalize the interpreter normally
+    leftovers: tuple[str, ...] = ()
+
+
 class TandemServer:
-    def __init__(self, supervisor: Supervisor, bind: str, grace: float) -> None:
+    def __init__(
+        self, supervisor: Supervisor, bind: str, grace: float, *, web_interpreters: int = 0
+    ) -> None:
         self.supervisor = supervisor
         self.grace = grace
         host, port = parse_bind(bind)
-        self.httpd = server_class(host)((host, port), QuietHandler)
-        self.httpd.set_app(get_internal_wsgi_application())
+        self.socket = listen(host, port)
+        try:
+            self.front: ThreadFront | InterpreterFront = (
+                InterpreterFront(self.socket, web_interpreters)
+                if web_interpreters
+                else ThreadFront(self.socket)
+            )
+        except BaseException:
+            self.socket.close()
+            raise
+        self._events_r, self._events_w = os.pipe()  # wakes run(): signals, thread exits
+        os.set_blocking(self._events_r, False)
+        os.set_blocking(self._events_w, False)
+        self._stop_r, self._stop_w = os.pipe()  # readable = the HTTP servers stop accepting
         self._stops = 0
-        self._stop_requested = threading.Event()
-        self._http_thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="tandem-http"
-        )
+        self._supervisor_error: str | None = None
+        self._supervisor_done = threading.Event()
         self._supervisor_thread = threading.Thread(
-            target=self.supervisor.run, name="tandem-supervisor"
+            target=self._run_supervisor, name="tandem-supervisor", daemon=True
         )
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.socket.getsockname()[:2]
         return str(host), int(port)
 
     @property
@@ -75,32 +246,138 @@ class TandemServer:
         return self._stops
 
     def stop(self) -> None:
-        """Signal-safe: only records the request; ``run()`` acts on it."""
+        """Signal-safe: only records the request and wakes ``run()``, which acts on it."""
         self._stops += 1
-        if self._stops > 1:
-            self.supervisor.request_stop(force=True)
-        self._stop_requested.set()
+        self._poke()
 
-    def run(self) -> None:
-        self.supervisor.start()
+    def _poke(self) -> None:
+        # Full: run() has wake-ups pending anyway. Closed: run() is over.
+        with contextlib.suppress(OSError):
+            os.write(self._events_w, b"!")
+
+    def _run_supervisor(self) -> None:
+        try:
+            self.supervisor.run()
+        except BaseException as exc:
+            logger.exception("the supervisor failed")
+            self._supervisor_error = f"the supervisor failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._supervisor_done.set()  # before the poke: run() must see it when woken
+            self._poke()
+
+    def _wait(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        """Wait until ``done()`` or the deadline; returns ``done()``."""
+        while not done():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            select.select([self._events_r], [], [], remaining)
+            try:
+                while os.read(self._events_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return True
+
+    def _failure(self) -> str | None:
+        if self._supervisor_done.is_set():
+            return self._supervisor_error or "the supervisor stopped unexpectedly"
+        if self.front.failure:
+            return self.front.failure
+        if self.front.ended():
+            return "the HTTP server stopped unexpectedly"
+        return None
+
+    def run(self) -> Stopped:
         self._supervisor_thread.start()
-        self._http_thread.start()
-        while not self._stop_requested.wait(0.5):
-            if not self._supervisor_thread.is_alive():
-                logger.error("the supervisor stopped unexpectedly; shutting down")
-                break
-        self._shutdown()
+        self.front.start(self._stop_r, self._poke)
+        try:
+            self._wait(lambda: bool(self._stops or self._failure()), None)
+            error = None if self._stops else self._failure()
+            if error:
+                logger.error("%s; shutting down", error)
+            return self._shutdown(error)
+        finally:
+            for fd in (self._events_r, self._events_w):
+                os.close(fd)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, error: str | None) -> Stopped:
+        deadline = time.monotonic() + self.grace
         logger.info(
             "stopping: no new connections; draining requests and tasks (grace %gs)", self.grace
         )
-        self.httpd.shutdown()  # stop accepting
-        self.supervisor.request_stop()  # drain tasks (a second stop() forces)
-        self._supervisor_thread.join(self.grace)
-        if self._supervisor_thread.is_alive():
-            logger.warning("grace period over: releasing in-flight tasks back to READY")
+        os.write(self._stop_w, b"stop")  # every HTTP server stops accepting
+        self.socket.close()  # each server closes its own duplicate when it stops
+        if self._stops < 2:
+            self.supervisor.request_stop()  # drain: no new claims, in-flight tasks finish
+        self._wait(
+            lambda: self._stops > 1 or (self._supervisor_done.is_set() and self.front.ended()),
+            deadline,
+        )
+        if not self._supervisor_done.is_set():
+            if self._stops < 2:
+                logger.warning("grace period over: releasing in-flight tasks back to READY")
             self.supervisor.request_stop(force=True)
-            self._supervisor_thread.join()
-        self.httpd.server_close()  # joins in-flight request threads
-        self._http_thread.join()
+            # The release is one write; a third signal (or a store that hangs) gives up on it.
+            stops = self._stops
+            self._wait(
+                lambda: self._supervisor_done.is_set() or self._stops > max(stops, 2),
+                time.monotonic() + RELEASE_TIMEOUT,
+            )
+            if not self._supervisor_done.is_set():
+                logger.error("the supervisor did not stop; in-flight tasks stay RUNNING")
+        if self.front.ended():
+            self.front.close()
+            for fd in (self._stop_r, self._stop_w):
+                os.close(fd)
+        else:
+            busy = self.front.in_flight()
+            logger.warning(
+                "abandoning %s HTTP request(s) still in flight",
+                busy if busy >= 0 else "the",
+            )
+        found = leftovers()
+        if not self._supervisor_done.is_set():
+            found.append("the supervisor thread")
+        return Stopped(
+            error=error or self._supervisor_error, clean=not found, leftovers=tuple(found)
+        )
+
+
+def leftovers() -> list[str]:
+    """What would crash or hang interpreter finalization: open subinterpreters (busy or not),
+    live non-daemon threads."""
+    found = []
+    try:
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        main = interpreters.get_main().id
+        busy = [i for i in interpreters.list_all() if i.id != main]
+        if busy:
+            found.append(f"{len(busy)} subinterpreter(s)")
+    threads = [
+        t.name
+        for t in threading.enumerate()
+        if not t.daemon and t is not threading.main_thread() and t.is_alive()
+    ]
+    if threads:
+        found.append(f"non-daemon thread(s) {', '.join(threads)}")
+    return found
+
+
+def finish_process(code: int) -> None:
+    """End the process now, skipping interpreter finalization (which a busy subinterpreter would
+    crash with SIGSEGV, or a stuck non-daemon thread would hang). Everything durable is already
+    written: in-flight tasks were released to READY before this is called."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():  # process-pool workers of released tasks
+        if child.daemon:
+            child.kill()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

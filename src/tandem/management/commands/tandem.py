@@ -110,6 +110,20 @@ class Command(BaseCommand):
         serve.add_argument(
             "--backend", default="default", help="The TASKS alias to serve (default: default)."
         )
+        serve.add_argument(
+            "--web-interpreters",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Serve HTTP from N subinterpreters sharing the socket (Python >= 3.14) instead "
+            "of threads of the main interpreter (default: 0, threads).",
+        )
+        serve.add_argument(
+            "--supervise",
+            action="store_true",
+            help="Run the server as the child of a small parent process that forwards "
+            "SIGTERM/SIGINT to it and restarts it when it crashes.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
@@ -149,17 +163,49 @@ class Command(BaseCommand):
         self.stdout.write(
             f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
         )
+        if supervisor.stopping == 2:
+            # Released while workers were busy: a subinterpreter still running a task would
+            # crash interpreter finalization (SIGSEGV) after the release.
+            from tandem.serving import finish_process, leftovers
+
+            if still := leftovers():
+                logger.info(
+                    "exiting without interpreter finalization (still running: %s)", ", ".join(still)
+                )
+                finish_process(0)
 
     def serve(
-        self, *, bind: str, grace: float, workers: int | None, backend: str, **_: Any
+        self,
+        *,
+        bind: str,
+        grace: float,
+        workers: int | None,
+        backend: str,
+        web_interpreters: int,
+        supervise: bool,
+        **_: Any,
     ) -> None:
-        from tandem.serving import TandemServer
+        from tandem.serving import TandemServer, finish_process
 
         if grace < 0:
             raise CommandError(f"--grace must be >= 0, got {grace:g}.")
+        if web_interpreters < 0:
+            raise CommandError(f"--web-interpreters must be >= 0, got {web_interpreters}.")
+        if web_interpreters and sys.version_info < (3, 14):
+            raise CommandError("--web-interpreters needs Python 3.14 or later.")
+        if supervise:
+            from tandem import supervise as supervising
+
+            try:
+                argv = supervising.child_argv()
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from exc
+            supervising.exec_parent(argv)  # does not return
         supervisor = self._supervisor(backend, queues=None, workers=workers)
+        if web_interpreters and (reason := supervisor.backend.subinterpreter_blocker()):
+            raise CommandError(f"--web-interpreters cannot be used: {reason}.")
         try:
-            server = TandemServer(supervisor, bind, grace)
+            server = TandemServer(supervisor, bind, grace, web_interpreters=web_interpreters)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:
@@ -168,7 +214,10 @@ class Command(BaseCommand):
             ) from exc
         host, port = server.address
         self._banner("serve", supervisor, burst=False, max_tasks=None)
-        self.stdout.write(f"  http:   http://{host}:{port}/ (Ctrl-C to stop, grace {grace:g}s)")
+        web = f"{web_interpreters} subinterpreter(s)" if web_interpreters else "threads"
+        self.stdout.write(
+            f"  http:   http://{host}:{port}/ ({web}; Ctrl-C to stop, grace {grace:g}s)"
+        )
         self.stdout.flush()
 
         def write(message: str) -> None:
@@ -181,11 +230,23 @@ class Command(BaseCommand):
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            server.run()
+            stopped = server.run()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self.stdout.write(f"tandem serve stopped: {supervisor.settled} task(s) settled.")
+        if stopped.error:
+            self.stderr.write(f"tandem serve failed: {stopped.error}")
+        if not stopped.clean:
+            # A busy subinterpreter would crash interpreter finalization (SIGSEGV), a stuck
+            # non-daemon thread would hang it; tasks are already released, output is flushed.
+            logging.getLogger("tandem.serve").info(
+                "exiting without interpreter finalization (still running: %s)",
+                ", ".join(stopped.leftovers),
+            )
+            finish_process(1 if stopped.error else 0)
+        if stopped.error:
+            sys.exit(1)
 
     @staticmethod
     def _on_serve_signal(server: Any, signum: int, write: Any) -> None:

@@ -1,0 +1,197 @@
+"""Real ``tandem serve`` processes on the test database, HTTP requests to them, bounded waits."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+# Subinterpreters (for the task pool and the web side): Python 3.14, and not on MariaDB, whose
+# driver (mysqlclient) does not load in a subinterpreter.
+HAS_SUBINTERPRETERS = sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb"
+# Every HTTP arrangement of ``tandem serve`` this Python can run.
+ARRANGEMENTS = ["threads", "interpreters"] if HAS_SUBINTERPRETERS else ["threads"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    what: str,
+    timeout: float = 60.0,
+    alive: Sequence[Server] = (),
+) -> None:
+    """Poll ``predicate`` every 50 ms; fail after ``timeout`` seconds (never a speed assertion).
+
+    ``alive``: servers that must keep running meanwhile (one that exits fails the wait at once).
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        for server in alive:
+            if not server.running():
+                raise AssertionError(
+                    f"{server.name} exited ({server.process.returncode}) while waiting for "
+                    f"{what}\n{server.output()}"
+                )
+        if time.monotonic() > deadline:
+            outputs = "\n".join(server.output() for server in alive)
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{outputs}")
+        time.sleep(0.05)
+
+
+class Server:
+    """``python -m django tandem serve`` (or any argv) with its output in files."""
+
+    def __init__(self, argv: Sequence[str], directory: Path, name: str, env: dict[str, str]):
+        self.name = name
+        self.stdout_path = directory / f"{name}.out"
+        self.stderr_path = directory / f"{name}.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, *argv], cwd=ROOT, env=env, stdout=out, stderr=err
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.name} still running after {timeout:g}s\n{self.output()}"
+            ) from None
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return f"--- {self.name} stdout ---\n{self.stdout}--- {self.name} stderr ---\n{self.stderr}"
+
+    def children(self) -> list[int]:
+        """Pids of the serve processes a ``--supervise`` parent reported starting."""
+        return [int(pid) for pid in re.findall(r"started serve \(pid (\d+)\)", self.stderr)]
+
+    def kill(self) -> None:
+        """Kill the process, and first the children a ``--supervise`` parent still has."""
+        if self.running():
+            for pid in self.children():
+                if parent_of(pid) == self.pid:  # still ours: the pid was not reused
+                    os.kill(pid, signal.SIGKILL)
+            self.process.kill()
+        self.process.wait()
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TANDEM_TEST_") or k == "TANDEM_TEST_DB"
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.serve.settings",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        PYTHONUNBUFFERED="1",
+        TANDEM_TEST_DB=settings.DB_KIND,
+        TANDEM_DB_NAME=str(connection.settings_dict["NAME"]),
+    )
+    env.update(extra)
+    return env
+
+
+class Servers:
+    """Starts ``tandem serve`` processes for one test; kills what is left when it ends."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Server] = []
+
+    def serve(
+        self,
+        *args: str,
+        arrangement: str = "threads",
+        grace: float = 30.0,
+        name: str | None = None,
+        answering: bool = True,
+        **env: str,
+    ) -> tuple[Server, int]:
+        """Start ``tandem serve`` on a free port and (unless not ``answering``) wait until it
+        answers; (server, port)."""
+        port = free_port()
+        web = ["--web-interpreters", "2"] if arrangement == "interpreters" else []
+        argv = ["-m", "django", "tandem", "serve", "--bind", f"127.0.0.1:{port}"]
+        server = Server(
+            [*argv, "--grace", f"{grace:g}", *web, *args],
+            self.directory,
+            name or f"serve-{len(self.started)}",
+            serve_env(**env),
+        )
+        self.started.append(server)
+        if answering:
+            wait_until(lambda: answers(port), f"{server.name} to answer HTTP", 60, alive=[server])
+        return server, port
+
+    def kill_all(self) -> None:
+        for server in self.started:
+            server.kill()
+
+
+def answers(port: int) -> bool:
+    try:
+        return get(port, "/ping/", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    started = Servers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.kill_all()

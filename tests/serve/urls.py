@@ -1,0 +1,9 @@
+from django.urls import path
+
+from tests.serve import views
+
+urlpatterns = [
+    path("ping/", views.ping),
+    path("enqueue/", views.enqueue),
+    path("hang/", views.hang),
+]

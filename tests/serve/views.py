@@ -1,0 +1,31 @@
+"""Views the serve tests request."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from django.http import HttpRequest, HttpResponse
+
+from tandem.models import TaskRecord
+from tests.serve.tasks import quick
+
+
+def ping(request: HttpRequest) -> HttpResponse:
+    """One ORM query."""
+    return HttpResponse(f"running={TaskRecord.objects.filter(status='RUNNING').count()}")
+
+
+def enqueue(request: HttpRequest) -> HttpResponse:
+    """Enqueue a task (autocommit: the wake-up follows at once); answer with its id."""
+    return HttpResponse(quick.enqueue(request.GET.get("value", "from a view")).id)
+
+
+def hang(request: HttpRequest) -> HttpResponse:
+    """Touch ``marker``, then wait until the file ``flag`` exists (at most 60 s)."""
+    Path(request.GET["marker"]).touch()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(request.GET["flag"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return HttpResponse("released")
