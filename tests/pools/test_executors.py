@@ -241,3 +241,49 @@ def test_module_state_isolation(executor: str, use_pools: Any, drain: Any) -> No
         values.append(result.return_value)
     assert values == [1, 2]  # one worker, its own state kept between tasks
     assert tasks._COUNTER["value"] == (2 if executor == "thread" else 0)
+
+
+def test_restarts_are_visible_in_the_worker_registry(use_pools: Any) -> None:
+    import time
+
+    from tandem.models import WorkerRecord
+    from tandem.worker.supervisor import Supervisor
+
+    use_pools(pools=pool("process", workers=1))
+    crash = tasks.hard_exit.enqueue(3)
+    supervisor = Supervisor(listen=False)
+    deadline = time.monotonic() + 30
+    while supervisor.settled < 1:
+        assert time.monotonic() < deadline, "the crash was never settled"
+        supervisor.step()
+        time.sleep(0.02)
+    supervisor._heartbeat(supervisor.clock())
+    record = WorkerRecord.objects.get(id=supervisor.worker_id)
+    assert record.pools["default"]["restarts"] == 1
+    assert record.pools["default"]["executor"] == "process"
+    supervisor.request_stop()
+    supervisor.run()
+    crash.refresh()
+    assert crash.errors[-1].exception_class_path == "tandem.exceptions.WorkerCrashed"
+
+
+@needs_subinterpreters
+def test_interpreter_stuck_in_a_c_call_is_retired_and_replaced(use_pools: Any, drain: Any) -> None:
+    """The watchdog cannot interrupt time.sleep(): the interpreter is retired, never reused."""
+    import threading
+
+    use_pools(pools=pool("subinterpreter", workers=1, timeout=0.3))
+    stuck = tasks.sleep.enqueue(4)
+    after = tasks.where.enqueue()
+    supervisor = drain()
+    stuck.refresh()
+    after.refresh()
+    assert stuck.status == TaskResultStatus.FAILED
+    assert stuck.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+    assert "retired and replaced" in stuck.errors[-1].traceback
+    assert after.status == TaskResultStatus.SUCCESSFUL
+    assert supervisor.pools[0].pool.restarts == 1
+    # Let the retired interpreter's thread finish its sleep and close it before the test ends.
+    for thread in threading.enumerate():
+        if thread.name.startswith("tandem-default-subinterpreter"):
+            thread.join(10)

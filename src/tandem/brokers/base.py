@@ -199,8 +199,14 @@ class Broker(abc.ABC):
         """Add (or replace) a live worker in the registry."""
 
     @abc.abstractmethod
-    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
-        """Record that ``worker_id`` is alive."""
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        now: datetime,
+        tasks_done: int,
+        pools: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Record that ``worker_id`` is alive (and, when given, its pools' current state)."""
 
     @abc.abstractmethod
     def unregister_worker(self, worker_id: str) -> None:

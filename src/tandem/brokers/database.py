@@ -484,11 +484,18 @@ class DatabaseBroker(Broker):
                 },
             )
 
-    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        now: datetime,
+        tasks_done: int,
+        pools: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {"last_heartbeat_at": now, "tasks_done": tasks_done}
+        if pools is not None:
+            changes["pools"] = pools
         with write_transaction(self.connection):
-            WorkerRecord.objects.using(self.database).filter(id=worker_id).update(
-                last_heartbeat_at=now, tasks_done=tasks_done
-            )
+            WorkerRecord.objects.using(self.database).filter(id=worker_id).update(**changes)
 
     def unregister_worker(self, worker_id: str) -> None:
         with write_transaction(self.connection):

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from tandem.brokers.base import (
     FAILED,
@@ -227,11 +228,21 @@ class MemoryBroker(Broker):
         with self._lock:
             self._workers[worker.id] = worker
 
-    def heartbeat_worker(self, worker_id: str, now: datetime, tasks_done: int) -> None:
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        now: datetime,
+        tasks_done: int,
+        pools: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         with self._lock:
             if worker_id in self._workers:
+                worker = self._workers[worker_id]
                 self._workers[worker_id] = replace(
-                    self._workers[worker_id], last_heartbeat_at=now, tasks_done=tasks_done
+                    worker,
+                    last_heartbeat_at=now,
+                    tasks_done=tasks_done,
+                    pools=worker.pools if pools is None else pools,
                 )
 
     def unregister_worker(self, worker_id: str) -> None:

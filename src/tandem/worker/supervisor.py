@@ -188,6 +188,19 @@ class Supervisor:
     def stopping(self) -> int:
         return self._stopping
 
+    def pool_states(self) -> dict[str, dict[str, object]]:
+        """What the worker registry shows of each pool: queues, size, executor, restarts."""
+        return {
+            s.config.name: {
+                "queues": list(s.config.queues),
+                "workers": s.config.workers,
+                "executor": s.config.executor,
+                "restarts": s.pool.restarts,
+                "in_flight": len(s.in_flight),
+            }
+            for s in self.pools
+        }
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -203,14 +216,7 @@ class Supervisor:
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 queues=self.queues,
-                pools={
-                    s.config.name: {
-                        "queues": list(s.config.queues),
-                        "workers": s.config.workers,
-                        "executor": s.config.executor,
-                    }
-                    for s in self.pools
-                },
+                pools=self.pool_states(),
                 started_at=now,
                 last_heartbeat_at=now,
             )
@@ -441,7 +447,7 @@ class Supervisor:
                         len(ids) - held,
                         state.config.name,
                     )
-        self.broker.heartbeat_worker(self.worker_id, now, self.settled)
+        self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
         for recovered in self.broker.recover_expired(now, self.options.recovery_max_attempts):
             logger.warning(
                 "recovered task %s from lost worker %s -> %s",
