@@ -16,14 +16,21 @@ from tests import tasks
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _wait_until(condition: Any, seconds: float = 20.0) -> None:
+def _wait_until(condition: Any, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "gave up waiting"
         time.sleep(0.02)
 
 
+def _count(results: list[Any], status: str) -> int:
+    return TaskRecord.objects.filter(id__in=[r.id for r in results], status=status).count()
+
+
 def test_critical_tasks_all_finish_while_exports_fill_their_pool(use_pools: Any) -> None:
+    """Two long exports hold both slots of their pool; fifty critical tasks enqueued meanwhile
+    all finish before either export does. The exports wait on a gate that opens only once the
+    critical tasks are done, so with a shared pool (no isolation) this could never pass."""
     use_pools(
         pools={
             "exports": {"queues": ["exports"], "workers": 2, "executor": "thread"},
@@ -31,28 +38,27 @@ def test_critical_tasks_all_finish_while_exports_fill_their_pool(use_pools: Any)
             "default": {"queues": ["default"], "workers": 1, "executor": "thread"},
         }
     )
-    exports = [tasks.sleep.using(queue_name="exports").enqueue(1.5) for _ in range(2)]
-    supervisor = Supervisor(burst=True, listen=False)
+    gate = tasks.gate("exports-isolation")
+    gate.clear()
+    exports = [
+        tasks.gated.using(queue_name="exports").enqueue("exports-isolation", 60) for _ in range(2)
+    ]
+    supervisor = Supervisor(listen=False)
     thread = threading.Thread(target=supervisor.run)
     thread.start()
     try:
-        # Both exports are running: the exports pool is full.
-        _wait_until(
-            lambda: (
-                TaskRecord.objects.filter(
-                    id__in=[r.id for r in exports], status=TaskResultStatus.RUNNING
-                ).count()
-                == 2
-            )
-        )
+        _wait_until(lambda: _count(exports, TaskResultStatus.RUNNING) == 2)  # exports pool full
         critical = [tasks.critical_noop.enqueue() for _ in range(50)]
+        _wait_until(lambda: _count(critical, TaskResultStatus.SUCCESSFUL) == 50)
+        assert _count(exports, TaskResultStatus.RUNNING) == 2  # still holding their pool
     finally:
+        gate.set()
+        supervisor.request_stop()
         thread.join(60)
     assert not thread.is_alive()
 
     rows = {str(r.id): r for r in TaskRecord.objects.all()}
-    critical_done = [rows[r.id].finished_at for r in critical]
-    exports_done = [rows[r.id].finished_at for r in exports]
-    assert all(rows[r.id].status == TaskResultStatus.SUCCESSFUL for r in critical + exports)
-    # Every critical task finished before either export did.
-    assert max(critical_done) < min(exports_done)
+    assert all(rows[r.id].status == TaskResultStatus.SUCCESSFUL for r in exports)
+    assert max(rows[r.id].finished_at for r in critical) < min(
+        rows[r.id].finished_at for r in exports
+    )
