@@ -182,3 +182,11 @@ def bump_module_counter() -> int:
     """Increments a module-level counter: shows whose module state a pool's workers share."""
     _COUNTER["value"] += 1
     return _COUNTER["value"]
+
+
+@task
+def niceness() -> int:
+    """The scheduling niceness of the OS thread running this task."""
+    import threading
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

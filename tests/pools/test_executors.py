@@ -287,3 +287,16 @@ def test_interpreter_stuck_in_a_c_call_is_retired_and_replaced(use_pools: Any, d
     for thread in threading.enumerate():
         if thread.name.startswith("tandem-default-subinterpreter"):
             thread.join(10)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is a Linux feature")
+@pytest.mark.parametrize("executor", PARALLEL)
+def test_parallel_task_workers_run_at_lower_priority(
+    executor: str, use_pools: Any, drain: Any
+) -> None:
+    """Task workers are niced (per thread) so that HTTP threads win contended cores."""
+    use_pools(pools=pool(executor, workers=1))
+    result = tasks.niceness.enqueue()
+    drain()
+    result.refresh()
+    assert result.return_value == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)

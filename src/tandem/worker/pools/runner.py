@@ -133,6 +133,9 @@ def process_main(
     databases: Mapping[str, Any],
 ) -> None:
     """The loop of a process-pool child: receive a task, send its outcome, until told to stop."""
+    from tandem.worker.pools.slots import lower_priority
+
+    lower_priority()  # a child's main thread: tasks yield the CPU to the web side
     setup(sys_path, environ, databases)
     connection.send(("ready", os.getpid()))
     while True:

@@ -8,6 +8,8 @@ is *retired*: never given work again, and replaced by the pool.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,21 @@ from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.execution import Outcome
 
 Deliver = Callable[[Outcome], None]
+
+#: How much lower than the web side task workers run (``nice`` steps, Linux: per thread).
+TASK_NICENESS = 10
+
+
+def lower_priority(niceness: int = TASK_NICENESS) -> None:
+    """Make the calling OS thread yield the CPU to the web side when cores are contended.
+
+    On Linux a thread id is a valid ``PRIO_PROCESS`` target, so this affects only the calling
+    thread (a task worker), never the HTTP threads beside it. Elsewhere it does nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))
 
 
 def timeout_outcome(task: StoredTask, timeout: float, how: str) -> Outcome:

@@ -28,7 +28,7 @@ from tandem.conf import PoolConfig
 from tandem.execution import failed
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
-from tandem.worker.pools.slots import Slot, crash_outcome, timeout_outcome
+from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
 
 logger = logging.getLogger("tandem.worker")
 
@@ -56,6 +56,7 @@ class SubinterpreterPool(SlotPool):
     def _work(self, slot: Slot) -> None:
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
 
+        lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
         interp = interpreters.create()
         setup_error: BaseException | None = None
         try:
