@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.process.workers import ROOT, Child
+
 # Subinterpreters (for the task pool and the web side): Python 3.14, and not on MariaDB, whose
 # driver (mysqlclient) does not load in a subinterpreter.
 HAS_SUBINTERPRETERS = sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb"
@@ -65,46 +65,11 @@ def wait_until(
         time.sleep(0.05)
 
 
-class Server:
+class Server(Child):
     """``python -m django tandem serve`` (or any argv) with its output in files."""
 
-    def __init__(self, argv: Sequence[str], directory: Path, name: str, env: dict[str, str]):
-        self.name = name
-        self.stdout_path = directory / f"{name}.out"
-        self.stderr_path = directory / f"{name}.err"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, *argv], cwd=ROOT, env=env, stdout=out, stderr=err
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def send(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
     def wait(self, timeout: float = 60.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{self.name} still running after {timeout:g}s\n{self.output()}"
-            ) from None
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def output(self) -> str:
-        return f"--- {self.name} stdout ---\n{self.stdout}--- {self.name} stderr ---\n{self.stderr}"
+        return super().wait(timeout)
 
     def children(self) -> list[int]:
         """Pids of the serve processes a ``--supervise`` parent reported starting."""
