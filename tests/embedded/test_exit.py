@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 
 EXECUTORS = ["thread", "process"]
-if sys.version_info >= (3, 14):
+if sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb":  # mysqlclient: no subinterp.
     EXECUTORS.append("subinterpreter")
 
 
