@@ -91,17 +91,26 @@ def test_thread_timeout_is_cooperative_only(use_pools: Any, drain: Any) -> None:
     import threading
 
     use_pools(pools=pool("thread", workers=1, timeout=0.3))
+    gate = tasks.gate("cooperative-timeout")
+    gate.clear()
     before = {t.ident for t in threading.enumerate()}
-    slow = tasks.spin.enqueue(1.5)
-    drain()
-    slow.refresh()
-    assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
-    still_running = [
-        t for t in threading.enumerate() if t.ident not in before and t.name.startswith("tandem-")
-    ]
-    assert still_running, "the timed-out task's thread should still be running its code"
+    slow = tasks.gated.enqueue("cooperative-timeout", 60)  # blocks until the gate opens
+    try:
+        drain()
+        slow.refresh()
+        assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+        still_running = [
+            t
+            for t in threading.enumerate()
+            if t.ident not in before
+            and t.name.startswith("tandem-default-thread-")
+            and t.is_alive()
+        ]
+        assert still_running, "the timed-out task's thread should still be running its code"
+    finally:
+        gate.set()
     for thread in still_running:
-        thread.join(5)
+        thread.join(10)
 
 
 def test_process_child_crash_is_recorded_and_replaced(use_pools: Any, drain: Any) -> None:
