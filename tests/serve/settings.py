@@ -20,7 +20,11 @@ ROOT_URLCONF = "tests.serve.urls"
 WSGI_APPLICATION = os.environ.get("TANDEM_TEST_WSGI") or None
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.serve"]
 SUBINTERPRETERS = sys.version_info >= (3, 14) and DB_KIND != "mariadb"  # mysqlclient: no
-EXECUTOR = os.environ.get("TANDEM_TEST_EXECUTOR", "subinterpreter" if SUBINTERPRETERS else "thread")
+# Parallel executors: CPU-bound test tasks in a thread pool would hold the GIL the server and
+# the supervisor need (the thread pool's own behaviour is covered in tests/pools and tests/worker).
+EXECUTOR = os.environ.get(
+    "TANDEM_TEST_EXECUTOR", "subinterpreter" if SUBINTERPRETERS else "process"
+)
 TASKS = {
     "default": {
         "BACKEND": "tandem.backends.database.DatabaseBackend",

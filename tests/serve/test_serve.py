@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.tasks import TaskResult
 
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
@@ -98,12 +97,6 @@ def test_sigterm_lets_the_running_task_finish_within_grace(
 
 
 @arrangements
-@pytest.mark.xfail(
-    settings.DB_KIND == "mariadb",
-    reason="open bug: on MariaDB a task enqueued before `serve` starts is not claimed by it "
-    "(enqueued after start it is); see the stop note",
-    strict=False,
-)
 def test_sigterm_releases_what_outlives_the_grace_period(
     servers: Servers, tmp_path: Path, arrangement: str
 ) -> None:

@@ -473,7 +473,8 @@ class Supervisor:
     def finished(self) -> bool:
         """Whether ``run()`` should return now."""
         if self._stopping == 2:
-            return True
+            # Only once released: a force that arrived mid-step is acted on by the next step.
+            return not self.in_flight
         if self.in_flight or self._outcomes:
             return False
         if self._stopping == 1 or self._claims_exhausted():
