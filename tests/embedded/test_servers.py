@@ -11,13 +11,11 @@ The demo runs its default executor: subinterpreter pools on Python >= 3.14, thre
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,13 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
 from tandem.conf import DEFAULT_EXECUTOR
+from tests.support import free_port, request
 
 DEMO = Path(__file__).resolve().parents[2] / "demo"
 DEADLINE = 20.0
@@ -97,12 +95,6 @@ SERVERS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def demo_env(database: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TANDEM_", "DJANGO_"))}
     env.update(
@@ -136,25 +128,6 @@ def database(migrated: Path, tmp_path: Path) -> Path:
         if source.exists():
             shutil.copy(source, f"{copy}{suffix}")
     return copy
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        cookies = SimpleCookie()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            cookies.load(header)
-        return response.status, {k: m.value for k, m in cookies.items()}, response.read().decode()
-    finally:
-        connection.close()
 
 
 def rows(database: Path, sql: str) -> list[tuple[object, ...]]:

@@ -16,11 +16,19 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def process_env(**extra: str) -> dict[str, str]:
-    """The environment of a child process: the test settings, pointed at the test database."""
-    env = {k: v for k, v in os.environ.items() if k != "TANDEM_TEST_LEASE"}
+def process_env(
+    *,
+    settings_module: str = "tests.settings",
+    inherit: Callable[[str], bool] = lambda key: key != "TANDEM_TEST_LEASE",
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a child process: test settings, pointed at the test database.
+
+    ``inherit``: which of this process's variables the child keeps.
+    """
+    env = {k: v for k, v in os.environ.items() if inherit(k)}
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SETTINGS_MODULE=settings_module,
         PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
         PYTHONUNBUFFERED="1",
         TANDEM_TEST_DB=settings.DB_KIND,

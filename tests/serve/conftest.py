@@ -6,29 +6,22 @@ import http.client
 import os
 import re
 import signal
-import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from tests.process.workers import ROOT, Child
+from tests.process.workers import Child, process_env
+from tests.process.workers import wait_until as process_wait_until
+from tests.support import free_port
 
 # Subinterpreters (for the task pool and the web side): Python 3.14, and not on MariaDB, whose
 # driver (mysqlclient) does not load in a subinterpreter.
 HAS_SUBINTERPRETERS = sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb"
 # Every HTTP arrangement of ``tandem serve`` this Python can run.
 ARRANGEMENTS = ["threads", "interpreters"] if HAS_SUBINTERPRETERS else ["threads"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, str]:
@@ -47,22 +40,8 @@ def wait_until(
     timeout: float = 60.0,
     alive: Sequence[Server] = (),
 ) -> None:
-    """Poll ``predicate`` every 50 ms; fail after ``timeout`` seconds (never a speed assertion).
-
-    ``alive``: servers that must keep running meanwhile (one that exits fails the wait at once).
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        for server in alive:
-            if not server.running():
-                raise AssertionError(
-                    f"{server.name} exited ({server.process.returncode}) while waiting for "
-                    f"{what}\n{server.output()}"
-                )
-        if time.monotonic() > deadline:
-            outputs = "\n".join(server.output() for server in alive)
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{outputs}")
-        time.sleep(0.05)
+    """``tests.process.workers.wait_until`` with a longer default for servers."""
+    process_wait_until(predicate, what, timeout, alive)
 
 
 class Server(Child):
@@ -93,20 +72,12 @@ def parent_of(pid: int) -> int | None:
 
 
 def serve_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TANDEM_TEST_") or k == "TANDEM_TEST_DB"
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.serve.settings",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]),
-        PYTHONUNBUFFERED="1",
-        TANDEM_TEST_DB=settings.DB_KIND,
-        TANDEM_DB_NAME=str(connection.settings_dict["NAME"]),
+    """A child environment for ``tests.serve.settings``: no TANDEM_TEST_* knobs but the DB."""
+    return process_env(
+        settings_module="tests.serve.settings",
+        inherit=lambda key: not key.startswith("TANDEM_TEST_") or key == "TANDEM_TEST_DB",
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 class Servers:

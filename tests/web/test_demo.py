@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from tests.support import free_port, request
+
 DEMO = Path(__file__).resolve().parents[2] / "demo"
 DEADLINE = 20.0
 
 pytestmark = pytest.mark.process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def demo_env(database: Path) -> dict[str, str]:
@@ -36,25 +29,6 @@ def demo_env(database: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        cookies = SimpleCookie()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            cookies.load(header)
-        return response.status, {k: m.value for k, m in cookies.items()}, response.read().decode()
-    finally:
-        connection.close()
 
 
 def wait_until_serving(port: int, server: subprocess.Popen[bytes]) -> None:
