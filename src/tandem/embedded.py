@@ -102,30 +102,27 @@ class EmbeddedWorker:
             raise self._start_error
 
     def _main(self) -> None:
-        from django.db import connections
-
+        # Supervisor.close() (after a failed start, or at the end of run()) closes this
+        # thread's connections.
         supervisor = self.supervisor
         try:
+            supervisor.start()
+        except BaseException as exc:
+            self._start_error = exc
+            supervisor.request_stop(force=True)
             try:
-                supervisor.start()
-            except BaseException as exc:
-                self._start_error = exc
-                supervisor.request_stop(force=True)
-                try:
-                    supervisor.close()
-                except Exception:
-                    logger.debug("cleaning up after a failed start", exc_info=True)
-                return
-            finally:
-                self._started.set()
-            try:
-                supervisor.run()
+                supervisor.close()
             except Exception:
-                logger.exception(
-                    "the embedded tandem supervisor %s stopped unexpectedly", supervisor.worker_id
-                )
+                logger.debug("cleaning up after a failed start", exc_info=True)
+            return
         finally:
-            connections.close_all()  # this thread's connections
+            self._started.set()
+        try:
+            supervisor.run()
+        except Exception:
+            logger.exception(
+                "the embedded tandem supervisor %s stopped unexpectedly", supervisor.worker_id
+            )
 
     def stop(self, grace: float = DEFAULT_GRACE) -> bool:
         """Drain: claim nothing new, give in-flight tasks ``grace`` seconds, release the rest.

@@ -30,7 +30,6 @@ from tandem.brokers.base import (
     FAILED,
     READY,
     RUNNING,
-    SUCCESSFUL,
     Broker,
     ErrorRecord,
     NewTask,
@@ -529,4 +528,4 @@ class DatabaseBroker(Broker):
         return deleted
 
 
-__all__ = ["NOTIFY_CHANNEL", "SUCCESSFUL", "DatabaseBroker", "write_transaction"]
+__all__ = ["NOTIFY_CHANNEL", "DatabaseBroker", "write_transaction"]

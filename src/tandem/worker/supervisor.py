@@ -148,7 +148,6 @@ class Supervisor:
         self._listener: PostgresListener | SQLiteWatcher | None = None
         self.claimed = 0
         self.settled = 0
-        self.stopped_cleanly = True
         self.store_errors = 0
 
     # -- wiring --------------------------------------------------------------------------------
@@ -525,7 +524,7 @@ class Supervisor:
                     self._release_all(self.clock())
                 except Exception:
                     logger.exception("could not release in-flight tasks; their leases will expire")
-            self.stopped_cleanly = self.close()
+            self.close()
 
     @staticmethod
     def _close_connections() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from typing import Any
 
 from django.db import connections
@@ -51,7 +50,6 @@ class SubinterpreterPool(SlotPool):
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
         self._environment = worker_environment()
-        self.ready = threading.Semaphore(0)  # released once per worker whose Django is set up
 
     def _work(self, slot: Slot) -> None:
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
@@ -66,7 +64,6 @@ class SubinterpreterPool(SlotPool):
             logger.error(
                 "a worker interpreter of pool %s could not set up Django: %s", self.config.name, exc
             )
-        self.ready.release()
         try:
             while (task := self._inbox.get()) is not STOP:
                 slot.begin(task, self.config.timeout)
