@@ -10,9 +10,11 @@ Three phases, each against the minimal project in ``bench/benchsite`` on a fresh
    each with Django and a server, accepting on one socket). The load client is a separate process
    (``bench/serve.py client``): ``--requests`` GETs of ``/ping/`` (one ORM query) one after another,
    then the same number spread over ``--concurrency`` connections. Each arrangement is measured
-   idle, and busy: while two CPU-bound tasks spin in the task pool (``-w 2``, subinterpreter
-   executor). For reference, ``threads`` also runs with the *thread* executor (tasks and web
-   share one GIL). Reported: requests/s, p50 and p99 latency, and the server's CPU use meanwhile.
+   idle; as a control, while two spinning processes *outside* the server load both cores in the
+   scheduling class task workers use (``SCHED_IDLE``); and busy: while two CPU-bound tasks spin
+   in the task pool (``-w 2``, subinterpreter executor). For reference, ``threads`` also runs
+   with the *thread* executor (tasks and web share one GIL). Reported: requests/s, p50 and p99
+   latency, and the server's CPU use meanwhile.
 2. **cpu** — tandem's own pools on CPU-bound work: ``--cpu-tasks`` tasks counting primes (about
    0.5 s each), drained by an in-process ``Supervisor`` with 2 workers of each executor, after a
    warm-up that starts every worker; against the same tasks called one after another (serial).
@@ -319,6 +321,14 @@ ARRANGEMENTS = {
 }
 
 
+#: The control: CPU load from outside the server, in the scheduling class task workers use.
+SPINNER = (
+    "import os\n"
+    "try: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "except (AttributeError, OSError): os.nice(19)\n"
+    "while True: pass\n"
+)
+
 STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
@@ -332,8 +342,16 @@ def phase_http(site: Site, name: str, args: argparse.Namespace, rnd: int) -> dic
     try:
         wait_serving(port, proc)
         wait_until_quiet(proc.pid)
-        for state in ("idle", "busy"):
+        spinners: list[subprocess.Popen[bytes]] = []
+        for state in ("idle", "control", "busy"):
+            if state == "control":
+                spinners = [subprocess.Popen([sys.executable, "-c", SPINNER]) for _ in range(2)]
+                time.sleep(0.5)
             if state == "busy":
+                for spinner in spinners:
+                    spinner.kill()
+                    spinner.wait()
+                spinners = []
                 site.django(
                     "from benchsite.tasks import spin\n"
                     f"for _ in range(2): spin.enqueue({args.spin_seconds})"
@@ -356,6 +374,9 @@ def phase_http(site: Site, name: str, args: argparse.Namespace, rnd: int) -> dic
                     f"{numbers['server_cpu_percent']:4.0f}%  errors {numbers['errors']}"
                 )
     finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
         # Two signals: the spinning tasks are released at once.
         result["exit_code"] = stop(proc, [signal.SIGTERM, signal.SIGTERM])
         if result["exit_code"] != 0:
@@ -523,14 +544,17 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
             f"process: {args.requests} requests one after another (c=1), then {args.requests} "
             f"over {args.concurrency} connections (c={args.concurrency}); a new connection per "
             "request (the server speaks HTTP/1.0). *busy*: two tasks spin in the pool "
-            "meanwhile. Server CPU: the serve process's CPU over the client's run, in % of one "
+            "meanwhile. *control*: no tasks, but two spinning processes outside the server, in "
+            "the scheduling class task workers use (`SCHED_IDLE`): what any CPU load costs the "
+            "web side on this machine, for comparison with *busy*. Server CPU: the serve "
+            "process's CPU over the client's run, in % of one "
             "core (the client runs on the same 2 cores).",
             "",
             "| arrangement | tasks | load | req/s | p50 ms | p99 ms | server CPU % | errors |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name in raw["http"]:
-            for state in ("idle", "busy"):
+            for state in ("idle", "control", "busy"):
                 for c in (1, args.concurrency):
                     runs = [r[f"{state}-c{c}"] for r in raw["http"][name] if f"{state}-c{c}" in r]
                     lines.append(

@@ -9,24 +9,40 @@ import pytest
 from django.conf import settings
 
 from tandem.worker.supervisor import Supervisor
+from tests.worker.harness import Harness
 
 DB_KIND = settings.DB_KIND
 IN_CI = bool(os.environ.get("CI"))
 
 
+#: The run (``TANDEM_TEST_DB``) each of these markers confines a test to. Redis does not depend on
+#: the SQL database, so tests marked ``redis`` run once, in the SQLite run.
+RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` belong to the PostgreSQL run: deselected (not skipped) on SQLite.
+    """Tests marked ``postgres`` belong to the PostgreSQL run, ``mariadb`` to the MariaDB run and
+    ``redis`` to the SQLite run: in the other runs they are deselected (not skipped).
 
     In the PostgreSQL run a missing server is an error, never a skip.
     """
-    if DB_KIND == "postgres":
-        return
     selected, deselected = [], []
     for item in items:
-        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+        runs = {RUN_OF_MARKER[m.name] for m in item.iter_markers() if m.name in RUN_OF_MARKER}
+        (deselected if runs and DB_KIND not in runs else selected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    """In-process supervisors for one test; no thread or connection outlives it."""
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.cleanup()
 
 
 @pytest.fixture

@@ -13,10 +13,35 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "django.contrib.sessions",
     "tandem",
     "tests",
+]
+
+# The admin and the staff-only dashboard (tests/web) need sessions, auth and messages.
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
 ]
 
 DB_KIND = os.environ.get("TANDEM_TEST_DB", "sqlite")
@@ -28,7 +53,8 @@ if DB_KIND == "postgres":
             "NAME": os.environ.get("TANDEM_DB_NAME", "test"),
             "USER": os.environ.get("TANDEM_PG_USER", "postgres"),
             "HOST": "127.0.0.1",
-            "PORT": "5432",
+            # tests/scale points worker processes at a private server of its own.
+            "PORT": os.environ.get("TANDEM_PG_PORT", "5432"),
             "TEST": {"NAME": os.environ.get("TANDEM_PG_TEST_DB", f"tandem_test_{os.getpid()}")},
         }
     }
@@ -39,7 +65,7 @@ elif DB_KIND == "mariadb":
             "NAME": os.environ.get("TANDEM_DB_NAME", "test"),
             "USER": "root",
             "HOST": "127.0.0.1",
-            "PORT": "3306",
+            "PORT": os.environ.get("TANDEM_MARIADB_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
             "TEST": {
                 "NAME": os.environ.get("TANDEM_MARIADB_TEST_DB", f"tandem_test_{os.getpid()}"),
@@ -63,6 +89,13 @@ elif DB_KIND == "sqlite":
     }
 else:
     raise RuntimeError(f"TANDEM_TEST_DB must be 'sqlite', 'postgres' or 'mariadb', got {DB_KIND!r}")
+
+# The Redis store under test (contract, conformance and tests/redis): loopback only, and a key
+# prefix per test run, so runs side by side never share keys. Tests delete their keys.
+TANDEM_TEST_REDIS = {
+    "url": os.environ.get("TANDEM_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "prefix": os.environ.get("TANDEM_REDIS_PREFIX", f"tandem-test-{os.getpid()}"),
+}
 
 TASKS = {
     "default": {

@@ -185,8 +185,102 @@ def bump_module_counter() -> int:
 
 
 @task
-def niceness() -> int:
-    """The scheduling niceness of the OS thread running this task."""
+def scheduling_class() -> bool:
+    """Whether the OS thread running this task is in Linux's idle scheduling class."""
     import threading
 
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    return os.sched_getscheduler(threading.get_native_id()) == os.SCHED_IDLE
+
+
+# -- issue 4: task options, hooks, progress, cancellation -------------------------------------
+
+
+def linear_backoff(attempt: int) -> float:
+    """A callable back-off: 100 seconds per failed attempt (easy to see on a frozen clock)."""
+    return 100.0 * attempt
+
+
+@tandem_task(max_attempts=3, backoff=linear_backoff)
+def flaky_linear(key: str, fail_times: int) -> int:
+    return flaky.call(key, fail_times)
+
+
+@tandem_task(unique=True)
+def unique_ledger(key: str) -> int:
+    return ledger.call(key)
+
+
+@tandem_task(unique_key=lambda user_id, **_: f"user:{user_id}")
+def per_user(user_id: int, note: str = "") -> str:
+    return f"{user_id}:{note}"
+
+
+@task
+def record_hook(result_id: str) -> str:
+    """A hook: records which result it was enqueued for, and that result's status then."""
+    from django.tasks import default_task_backend
+
+    from tests.models import Ledger
+
+    status = default_task_backend.get_result(result_id).status
+    Ledger.objects.create(key=f"hook:{result_id}", worker=str(status))
+    return str(status)
+
+
+@tandem_task(on_success=record_hook, on_failure="tests.tasks.record_hook")
+def hooked(should_fail: bool) -> str:
+    if should_fail:
+        raise ValueError("hooked task failed")
+    return "ok"
+
+
+@tandem_task(on_success="tests.tasks.record_hook", max_attempts=2, backoff=lambda attempt: 0)
+def hooked_flaky(key: str, fail_times: int) -> int:
+    return flaky.call(key, fail_times)
+
+
+@tandem_task(takes_context=True, max_attempts=3, backoff=lambda attempt: 0)
+def resumable_count(context: Any, key: str, total: int, crash_at: int) -> dict[str, Any]:
+    """Counts to ``total``, saving a checkpoint after every step; the first attempt raises at
+    ``crash_at``. Later attempts start from the checkpoint."""
+    from tests.models import Ledger
+
+    start = (context.checkpoint or {}).get("done", 0)
+    Ledger.objects.create(key=key, worker=f"start:{start}")
+    for step in range(start, total):
+        if step == crash_at and context.attempt == 1:
+            raise RuntimeError(f"crashed at step {step}")
+        context.save_progress({"done": step + 1, "total": total}, force=True)
+    return {"started_at": start, "done": total}
+
+
+@task(takes_context=True)
+def until_cancelled(context: Any, name: str, limit: float = 30.0) -> int:
+    """Loops (signalling ``gate(name)`` once running) until cancelled; cooperative."""
+    gate(name).set()
+    deadline = time.monotonic() + limit
+    checks = 0
+    while time.monotonic() < deadline:
+        checks += 1
+        context.raise_if_cancelled()
+        time.sleep(0.02)
+    return checks
+
+
+@tandem_task(timeout=0.5)
+def short_timeout_spin(seconds: float) -> int:
+    return spin.call(seconds)
+
+
+@task
+def load_ledger(pk: int) -> str:
+    """Loads the row whose id it was given (the enqueue-in-a-transaction race)."""
+    from tests.models import Ledger
+
+    return Ledger.objects.get(pk=pk).key
+
+
+@task(takes_context=True)
+def with_progress(context: Any, steps: int) -> int:
+    """Saves progress ``steps`` times in a tight loop; returns how many calls wrote at once."""
+    return sum(bool(context.save_progress({"step": i + 1})) for i in range(steps))

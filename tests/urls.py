@@ -1,1 +1,7 @@
-urlpatterns: list[object] = []
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("tasks/", include("tandem.monitoring.urls")),
+]

@@ -1,7 +1,9 @@
 """Settings of the demo shop: tandem's DatabaseBackend on SQLite, two queues, two pools.
 
 Environment (all optional): ``TANDEM_DEMO_DB`` (the SQLite file, default ``demo/db.sqlite3``),
-``TANDEM_DEMO_DEBUG`` (``0`` turns DEBUG off), ``TANDEM_DEMO_ALLOWED_HOSTS`` (comma-separated).
+``TANDEM_DEMO_DEBUG`` (``0`` turns DEBUG off), ``TANDEM_DEMO_ALLOWED_HOSTS`` (comma-separated),
+``TANDEM_DEMO_EXPORTS`` (where CSV exports are written, default ``demo/exports``),
+``TANDEM_DEMO_LEASE_SECONDS`` (how soon a killed worker's tasks are recovered, default 60).
 """
 
 import os
@@ -54,6 +56,7 @@ TASKS = {
         "BACKEND": "tandem.backends.database.DatabaseBackend",
         "QUEUES": ["default", "critical"],
         "OPTIONS": {
+            "lease_seconds": float(os.environ.get("TANDEM_DEMO_LEASE_SECONDS", "60")),
             "pools": {
                 "default": {"workers": 4},
                 "critical": {"workers": 2, "poll_interval": 0.5},
@@ -65,3 +68,6 @@ TASKS = {
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The resumable CSV export writes here (see shop.tasks.export_orders).
+TANDEM_DEMO_EXPORTS = Path(os.environ.get("TANDEM_DEMO_EXPORTS", str(BASE_DIR / "exports")))

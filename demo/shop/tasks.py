@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import time
+from typing import Any
 
+from django.conf import settings
 from django.tasks import task
 
 import tandem
@@ -43,3 +47,35 @@ def send_reminder(note: str) -> str:
 def reset_password(username: str) -> str:
     """Runs on the "critical" queue, in its own pool: never stuck behind slow tasks."""
     return f"Password reset link sent to {username}"
+
+
+@tandem.task(takes_context=True, queue_name="default")
+def export_orders(
+    context: Any, name: str, rows: int, seconds_per_row: float = 0.01
+) -> dict[str, Any]:
+    """A long CSV export that resumes where it stopped.
+
+    After every row it saves a checkpoint (rows written, bytes in the file). If its worker dies
+    (``kill -9``), the task is recovered once the lease expires, and the next attempt truncates the
+    file to the checkpoint and carries on: no row is lost or written twice.
+    """
+    directory = settings.TANDEM_DEMO_EXPORTS
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.csv"
+    checkpoint = context.checkpoint or {"rows": 0, "bytes": 0}
+    done = int(checkpoint["rows"])
+    with path.open("a+b") as raw:
+        raw.truncate(int(checkpoint["bytes"]))  # drop a row half-written when the worker died
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if done == 0:
+            writer.writerow(["order", "customer", "amount"])
+        for number in range(done, rows):
+            time.sleep(seconds_per_row)  # stands for a slow query per row
+            writer.writerow([f"A-{number:06d}", f"customer-{number % 97}", f"{number * 1.25:.2f}"])
+            handle.flush()
+            context.save_progress(
+                {"rows": number + 1, "bytes": os.fstat(handle.fileno()).st_size, "total": rows},
+                force=True,
+            )
+    return {"file": str(path), "rows": rows, "resumed_from": int(checkpoint["rows"])}

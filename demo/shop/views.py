@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from tandem.models import TaskRecord
@@ -28,6 +29,8 @@ def result_text(record: TaskRecord) -> str:
     if record.errors:
         lines = [line for line in record.errors[-1].get("traceback", "").splitlines() if line]
         return lines[-1] if lines else record.errors[-1].get("exception_class_path", "")
+    if record.status == "RUNNING" and isinstance(record.progress, dict):
+        return f"{record.progress.get('rows', 0)} of {record.progress.get('total', '?')} rows"
     if record.status == "READY" and record.run_after:
         return f"deferred until {record.run_after:%H:%M:%S}"
     return ""
@@ -74,6 +77,8 @@ def enqueue(request: HttpRequest) -> HttpResponse:
         tasks.send_reminder.using(run_after=timedelta(seconds=10)).enqueue("sent 10 s later")
     elif kind == "critical":
         tasks.reset_password.enqueue("ada")
+    elif kind == "export":
+        tasks.export_orders.enqueue(f"orders-{timezone.now():%Y%m%d-%H%M%S}", 3000)
     else:
         return HttpResponseBadRequest(f"unknown kind of task: {kind!r}")
     return redirect("index")

@@ -3,8 +3,92 @@
 The public surface is deliberately small; everything else is private and may change.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tandem.scheduler.registry import schedule
 from tandem.tasks import Task, task
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
+
+    from tandem.backends.base import TandemBackend
+    from tandem.tasks import AnyTask
 
 __version__ = "0.1.0"
 
-__all__ = ["Task", "__version__", "task"]
+__all__ = [
+    "Task",
+    "__version__",
+    "cancel",
+    "enqueue_many",
+    "enqueue_on_commit",
+    "get_progress",
+    "schedule",
+    "task",
+]
+
+
+def _backend(alias: str) -> TandemBackend:
+    from django.tasks import task_backends
+
+    from tandem.backends.base import TandemBackend
+
+    backend = task_backends[alias]
+    if not isinstance(backend, TandemBackend):
+        raise TypeError(
+            f"TASKS[{alias!r}] uses {type(backend).__module__}.{type(backend).__qualname__}, "
+            "not a tandem backend."
+        )
+    return backend
+
+
+def enqueue_many(
+    task: AnyTask, items: Iterable[tuple[Sequence[Any], dict[str, Any]]]
+) -> list[TaskResult[Any, Any]]:
+    """Enqueue ``task`` once per ``(args, kwargs)`` item, in one store round trip per batch.
+
+    Returns the results in order; ``task_enqueued`` is sent for each. Nothing is stored when
+    any item is invalid (not JSON, not a pair).
+    """
+    return _backend(task.backend).enqueue_many(task, items)
+
+
+def cancel(result_id: str, backend: str = "default") -> bool:
+    """Cancel a task: a READY one ends FAILED at once with a ``Cancelled`` error; a RUNNING one
+    sees ``context.cancelled`` (a process pool also kills it at its next heartbeat).
+
+    Returns False when the task is unknown or already finished.
+    """
+    return _backend(backend).cancel(result_id)
+
+
+def get_progress(result_id: str, backend: str = "default") -> Any:
+    """What the task last saved with ``context.save_progress()`` (None when nothing)."""
+    return getattr(_backend(backend).get_result(result_id), "progress", None)
+
+
+def enqueue_on_commit(
+    task: AnyTask,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    using: str | None = None,
+) -> None:
+    """Enqueue after the current transaction on database ``using`` commits (at once outside one).
+
+    For backends whose store is not the database (Redis): the task is not enqueued when the
+    transaction rolls back. Validation and JSON conversion happen now, so bad arguments raise
+    here, not after the commit. (The database backend needs none of this: its enqueue is part
+    of the transaction already.)
+    """
+    from django.db import transaction
+
+    from tandem.serialization import arguments_to_json
+
+    backend = _backend(task.backend)
+    backend.validate_task(task)
+    json_args, json_kwargs = arguments_to_json(list(args), dict(kwargs or {}))
+    transaction.on_commit(lambda: task.enqueue(*json_args, **json_kwargs), using=using)

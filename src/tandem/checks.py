@@ -29,3 +29,65 @@ def check_sqlite_returning(
             )
         ]
     return []
+
+
+@checks.register()
+def check_schedules(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Every schedule names a task that resolves and that its backend accepts (tandem.E010), no
+    schedule name is used twice in a backend (E011), and ``@tandem.schedule`` names only
+    backends in ``settings.TASKS`` (E012)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.tasks import task_backends
+    from django.tasks.exceptions import InvalidTask
+
+    from tandem.backends.base import TandemBackend, resolve_task
+    from tandem.exceptions import TaskNotRunnable
+    from tandem.scheduler.registry import ScheduleClash, registered_backends, schedules_for
+
+    messages: list[checks.CheckMessage] = []
+    for alias in sorted(registered_backends() - set(task_backends.settings)):
+        messages.append(
+            checks.Error(
+                f"@tandem.schedule registered schedules for backend {alias!r}, which is not in "
+                "settings.TASKS.",
+                hint="Pass backend= with an alias of settings.TASKS, or add that alias.",
+                id="tandem.E012",
+            )
+        )
+    for alias in task_backends.settings:
+        try:
+            backend = task_backends[alias]
+            if not isinstance(backend, TandemBackend):
+                continue
+            schedules = schedules_for(backend.tandem_options)
+        except ScheduleClash as exc:
+            messages.append(checks.Error(str(exc), obj=alias, id="tandem.E011"))
+            continue
+        except ImproperlyConfigured:
+            continue  # a bad backend or bad OPTIONS: reported by Django and tandem.E001
+        for config in schedules:
+            try:
+                task = resolve_task(config.task)
+                backend.validate_task(task)
+            except (TaskNotRunnable, InvalidTask) as exc:
+                messages.append(
+                    checks.Error(
+                        f"{config.source}: the task {config.task!r} cannot be scheduled: {exc}",
+                        obj=alias,
+                        id="tandem.E010",
+                    )
+                )
+                continue
+            if task.backend != alias:
+                messages.append(
+                    checks.Error(
+                        f"{config.source}: the task {config.task!r} belongs to backend "
+                        f"{task.backend!r}, not {alias!r}.",
+                        hint=f"Schedule it in TASKS[{task.backend!r}] instead.",
+                        obj=alias,
+                        id="tandem.E010",
+                    )
+                )
+    return messages

@@ -25,3 +25,11 @@ class TaskTimeout(BaseException):
 
 class WorkerCrashed(TaskException):
     """The pool worker running the task died (a child process exited, an interpreter failed)."""
+
+
+class Cancelled(TaskException):
+    """The task was cancelled (``tandem.cancel()``): before it ran, or cooperatively while it ran.
+
+    Task code raises it through ``context.raise_if_cancelled()``; a cancelled task is never
+    retried.
+    """

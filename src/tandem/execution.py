@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.tasks import TaskContext, TaskResultStatus
+from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from tandem.backends.base import resolve_task, to_task_result
+from tandem.backends.base import TandemBackend, resolve_task, to_task_result
 from tandem.brokers.base import ErrorRecord, StoredTask
-from tandem.exceptions import TaskNotRunnable
+from tandem.context import TaskContext
+from tandem.exceptions import Cancelled, TaskNotRunnable
 from tandem.serialization import to_json
 
 
@@ -70,7 +71,13 @@ def execute(stored: StoredTask) -> Outcome:
     task_started.send(sender=sender, task_result=result)
     try:
         if result.task.takes_context:
-            raw = result.task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            backend = result.task.get_backend()
+            assert isinstance(backend, TandemBackend)  # to_task_result() used this row's alias
+            context = TaskContext(task_result=result, broker=backend.broker, stored=stored)
+            try:
+                raw = result.task.call(context, *result.args, **result.kwargs)
+            finally:
+                context.flush()
         else:
             raw = result.task.call(*result.args, **result.kwargs)
         return_value = to_json(raw, "the return value")
@@ -89,6 +96,7 @@ def execute(stored: StoredTask) -> Outcome:
             succeeded=False,
             finished_at=finished_at,
             error=error,
+            retriable=not isinstance(exc, Cancelled),  # a cancelled task is never retried
         )
     finished_at = timezone.now()
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)

@@ -42,6 +42,16 @@ class TaskRecord(models.Model):
     # The lease: who runs it now and until when the claim holds without a heartbeat.
     worker_id = models.CharField(max_length=64, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Per-task extras stored with the row (the rest are read from the task itself).
+    timeout = models.FloatField(null=True, blank=True)
+    # A unique task's key while it is READY or RUNNING, NULL otherwise: at most one active task
+    # per key and backend (NULLs never collide, on every supported database).
+    unique_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    # The last ``context.save_progress()`` data: progress to show, the checkpoint to resume from.
+    progress = models.JSONField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
+    # Set by ``tandem.cancel()`` on a RUNNING task; the task sees ``context.cancelled``.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "task"
@@ -55,6 +65,11 @@ class TaskRecord(models.Model):
             # Recovery of expired leases: status='RUNNING' AND lease_expires_at < now.
             models.Index(fields=["status", "lease_expires_at"], name="tandem_lease_idx"),
             models.Index(fields=["enqueued_at"], name="tandem_enqueued_idx"),
+            # Pruning and the dashboard: finished tasks by age.
+            models.Index(fields=["status", "finished_at"], name="tandem_finished_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["backend", "unique_key"], name="tandem_unique_active"),
         ]
 
     def __str__(self) -> str:
@@ -63,6 +78,28 @@ class TaskRecord(models.Model):
     @property
     def attempts(self) -> int:
         return len(self.worker_ids)
+
+
+class ScheduleTick(models.Model):
+    """One firing of a cron schedule: the unique row makes it enqueue once across supervisors."""
+
+    backend = models.CharField(max_length=100, default="default")
+    name = models.CharField(max_length=100)
+    tick_at = models.DateTimeField()
+    task_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "schedule tick"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "name", "tick_at"], name="tandem_unique_tick"
+            ),
+        ]
+        indexes = [models.Index(fields=["backend", "name", "-tick_at"], name="tandem_tick_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.tick_at.isoformat()}"
 
 
 class WorkerRecord(models.Model):

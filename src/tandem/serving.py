@@ -24,10 +24,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tandem.webserver import Server, interpreter_main, listen, relay_wakeups, serve
 from tandem.worker.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from tandem.monitoring.health import SupervisorProbe
 
 logger = logging.getLogger("tandem.serve")
 
@@ -67,12 +70,16 @@ class ThreadFront:
 
     name = "threads"
 
-    def __init__(self, listening: Any) -> None:
+    def __init__(self, listening: Any, supervisor_probe: SupervisorProbe | None = None) -> None:
         from django.core.servers.basehttp import get_internal_wsgi_application
+
+        from tandem.monitoring.ops import OpsApp
 
         sock = listening.dup()
         try:
-            self.server = Server(sock, get_internal_wsgi_application(), daemon_threads=True)
+            # /-/health/live, /-/health/ready and /-/metrics first; the rest to the project.
+            app = OpsApp(get_internal_wsgi_application(), supervisor_probe)
+            self.server = Server(sock, app, daemon_threads=True)
         except BaseException:
             sock.close()
             raise
@@ -220,7 +227,7 @@ class TandemServer:
             self.front: ThreadFront | InterpreterFront = (
                 InterpreterFront(self.socket, web_interpreters)
                 if web_interpreters
-                else ThreadFront(self.socket)
+                else ThreadFront(self.socket, self._supervisor_problem)
             )
         except BaseException:
             self.socket.close()
@@ -254,6 +261,14 @@ class TandemServer:
         # Full: run() has wake-ups pending anyway. Closed: run() is over.
         with contextlib.suppress(OSError):
             os.write(self._events_w, b"!")
+
+    def _supervisor_problem(self) -> str | None:
+        """Readiness (``/-/health/ready``): None while the supervisor runs and is not stopping."""
+        if self._supervisor_done.is_set() or not self._supervisor_thread.is_alive():
+            return "the supervisor is not running"
+        if self._stops or self.supervisor.stopping:
+            return "shutting down"
+        return None
 
     def _run_supervisor(self) -> None:
         try:

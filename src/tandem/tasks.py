@@ -6,7 +6,10 @@ On Django >= 6.1, ``@django.tasks.task(max_attempts=3)`` passes the extras to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal, overload
@@ -18,17 +21,46 @@ from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 type AnyTask = DjangoTask[Any, Any]
+#: ``backoff``: seconds (the base of exponential back-off with jitter) or ``(attempt) -> seconds``.
+type Backoff = float | Callable[[int], float]
+#: ``unique_key``: ``(*args, **kwargs) -> str``, called with the task's arguments.
+type UniqueKey = Callable[..., str]
+#: ``on_success`` / ``on_failure``: a task, or its dotted path (enqueued with the result's id).
+type Hook = AnyTask | str
+
+
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in the stubs only
-    """A Django task with tandem's extras.
+    """A Django task with tandem's extras (see ``docs/reference/tasks.md``).
 
     ``max_attempts``: how many times the task may run when it raises (default: the pool's,
     itself 1 by default — Django's semantics: a task that raises is FAILED).
+    ``backoff``: the delay before a retry: seconds, the base of exponential back-off with jitter,
+    or a callable ``(attempt) -> seconds`` (default: the pool's).
+    ``timeout``: seconds an attempt may run (default: the pool's).
+    ``unique``: while an equal task (same task, same arguments) is READY or RUNNING, enqueueing
+    returns its result instead of storing another. ``unique_key``: a callable
+    ``(*args, **kwargs) -> str`` that says which arguments make tasks equal (implies ``unique``).
+    ``on_success`` / ``on_failure``: a task (or its dotted path) enqueued with the finished
+    result's id as its only argument.
     """
 
     max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    unique: bool = False
+    unique_key: UniqueKey | None = None
+    on_success: Hook | None = None
+    on_failure: Hook | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.run_after, timedelta):
@@ -40,8 +72,60 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
             or self.max_attempts < 1
         ):
             raise InvalidTask(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}.")
+        if self.backoff is not None and not (callable(self.backoff) or _is_seconds(self.backoff)):
+            raise InvalidTask(
+                "backoff must be a number of seconds > 0 or a callable (attempt) -> seconds, "
+                f"got {self.backoff!r}."
+            )
+        if self.timeout is not None and not _is_seconds(self.timeout):
+            raise InvalidTask(f"timeout must be a number of seconds > 0, got {self.timeout!r}.")
+        if not isinstance(self.unique, bool):
+            raise InvalidTask(f"unique must be True or False, got {self.unique!r}.")
+        if self.unique_key is not None and not callable(self.unique_key):
+            raise InvalidTask(
+                f"unique_key must be a callable (*args, **kwargs) -> str, got {self.unique_key!r}."
+            )
+        for name in ("on_success", "on_failure"):
+            hook = getattr(self, name)
+            if hook is not None and not (
+                isinstance(hook, DjangoTask) or (isinstance(hook, str) and "." in hook)
+            ):
+                raise InvalidTask(
+                    f"{name} must be a task or its dotted path ('app.tasks.name'), got {hook!r}."
+                )
         # Explicit base call: zero-argument super() breaks in slotted dataclasses before 3.14.
         DjangoTask.__post_init__(self)
+
+    def key_for(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+        """The stored uniqueness key for a call with these (JSON) arguments, or None."""
+        if self.unique_key is not None:
+            raw = self.unique_key(*args, **kwargs)
+            if not isinstance(raw, str):
+                raise InvalidTask(
+                    f"unique_key of {self.module_path} must return a str, got {raw!r}."
+                )
+            material = raw
+        elif self.unique:
+            material = json.dumps([list(args), dict(kwargs)], sort_keys=True)
+        else:
+            return None
+        return hashlib.sha256(f"{self.module_path}\0{material}".encode()).hexdigest()
+
+    def retry_delay(self, attempt: int) -> float | None:
+        """Seconds before the retry after failed attempt ``attempt``, when this task says."""
+        from tandem.retries import backoff_delay
+
+        if self.backoff is None:
+            return None
+        if callable(self.backoff):
+            seconds = self.backoff(attempt)
+            if not (_is_seconds(seconds) or (type(seconds) in (int, float) and seconds == 0)):
+                raise InvalidTask(
+                    f"backoff of {self.module_path} returned {seconds!r}; it must return a "
+                    "number of seconds >= 0."
+                )
+            return float(seconds)
+        return backoff_delay(attempt, float(self.backoff)).total_seconds()
 
     def using(
         self,
@@ -77,6 +161,12 @@ def task[**P, R](
     backend: str = ...,
     takes_context: Literal[False] = ...,
     max_attempts: int | None = ...,
+    backoff: Backoff | None = ...,
+    timeout: float | None = ...,
+    unique: bool = ...,
+    unique_key: UniqueKey | None = ...,
+    on_success: Hook | None = ...,
+    on_failure: Hook | None = ...,
 ) -> Callable[[Callable[P, R]], DjangoTask[P, R]]: ...
 @overload
 def task[R](
@@ -86,6 +176,12 @@ def task[R](
     backend: str = ...,
     takes_context: Literal[True],
     max_attempts: int | None = ...,
+    backoff: Backoff | None = ...,
+    timeout: float | None = ...,
+    unique: bool = ...,
+    unique_key: UniqueKey | None = ...,
+    on_success: Hook | None = ...,
+    on_failure: Hook | None = ...,
 ) -> Callable[[Callable[..., R]], DjangoTask[..., R]]: ...
 def task(
     function: Callable[..., Any] | None = None,

@@ -12,8 +12,9 @@ import pytest
 from django.tasks import task_backends
 
 from tandem.backends.base import TandemBackend
+from tests.redis import store as redis_store
 
-BACKENDS = ["tandem.backends.database.DatabaseBackend"]
+BACKENDS = ["tandem.backends.database.DatabaseBackend", redis_store.REDIS_BACKEND]
 QUEUES = ["default", "critical", "exports"]
 
 
@@ -22,6 +23,10 @@ def backend_path(request: pytest.FixtureRequest, settings: Any) -> str:
     """The dotted path of the backend under test, installed as ``TASKS["default"]``."""
     path: str = request.param
     options = dict(settings.TASKS["default"].get("OPTIONS", {}))
+    if path == redis_store.REDIS_BACKEND:
+        client = redis_store.client()  # fails (never skips) without Redis
+        request.addfinalizer(lambda: redis_store.delete_keys(client))
+        options.update(redis_store.backend_options())
     settings.TASKS = {"default": {"BACKEND": path, "QUEUES": list(QUEUES), "OPTIONS": options}}
     return path
 

@@ -13,6 +13,8 @@ import pytest
 from tandem.brokers.base import Broker, NewTask, Settlement
 from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.memory import MemoryBroker
+from tandem.brokers.redis import RedisBroker
+from tests.redis import store as redis_store
 
 ALIAS = "default"
 # Microseconds on purpose: a store that truncates them breaks ordering and round-trips.
@@ -24,10 +26,14 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["memory", "database"])
+@pytest.fixture(params=["memory", "database", "redis"])
 def broker(request: pytest.FixtureRequest) -> Broker:
     if request.param == "memory":
         return MemoryBroker(ALIAS)
+    if request.param == "redis":
+        client = redis_store.client()  # fails (never skips) without Redis
+        request.addfinalizer(lambda: redis_store.delete_keys(client))
+        return RedisBroker(ALIAS, client, prefix=redis_store.PREFIX)
     return DatabaseBroker(ALIAS)
 
 
@@ -35,14 +41,17 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 def other_broker(broker: Broker) -> Broker:
     """A broker of another backend alias over the same store as ``broker``.
 
-    Database brokers share the table; memory brokers are made to share their dictionaries, as two
-    aliases on one store would.
+    Database brokers share the table, Redis brokers the key prefix; memory brokers are made to
+    share their dictionaries, as two aliases on one store would.
     """
+    if isinstance(broker, RedisBroker):
+        return RedisBroker("other", broker.client, prefix=broker.prefix)
     if isinstance(broker, MemoryBroker):
         other = MemoryBroker("other")
         other._tasks = broker._tasks
         other._workers = broker._workers
         other._lock = broker._lock
+        other._ticks = broker._ticks
         return other
     return DatabaseBroker("other")
 

@@ -32,6 +32,7 @@ def test_burst_max_tasks_and_queue(children: Children) -> None:
     assert f"  store:  {connection.vendor} ({connection.settings_dict['NAME']}), " in banner
     executor = task_backends["default"].tandem_options.executor
     assert f"  pools:  default[{executor} x1: critical]\n" in banner
+    assert "  queues: critical\n" in banner
     assert "  lease:  60s\n" in banner
     assert banner.rstrip().endswith("stopped: 2 task(s) settled.")
     assert statuses("tests.tasks.critical_noop") == [READY, SUCCESSFUL, SUCCESSFUL]

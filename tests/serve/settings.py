@@ -7,7 +7,8 @@ Environment:
 - ``TANDEM_TEST_LEASE``, ``TANDEM_TEST_POLL``: lease and poll interval in seconds;
 - ``TANDEM_TEST_NO_LISTEN=1``: no cross-process wake-up, so an enqueue in another process waits
   for the poll (see ``tests.serve.apps``);
-- ``TANDEM_TEST_WSGI``: a ``WSGI_APPLICATION`` path.
+- ``TANDEM_TEST_WSGI``: a ``WSGI_APPLICATION`` path;
+- ``TANDEM_TEST_METRICS_TOKEN``: ``TANDEM_METRICS_TOKEN``.
 """
 
 import os
@@ -17,6 +18,8 @@ from tests.settings import *  # noqa: F403
 from tests.settings import DB_KIND, INSTALLED_APPS
 
 ROOT_URLCONF = "tests.serve.urls"
+# /-/metrics (tests/serve/test_ops.py) answers only with this bearer token.
+TANDEM_METRICS_TOKEN = os.environ.get("TANDEM_TEST_METRICS_TOKEN") or None
 WSGI_APPLICATION = os.environ.get("TANDEM_TEST_WSGI") or None
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.serve"]
 SUBINTERPRETERS = sys.version_info >= (3, 14) and DB_KIND != "mariadb"  # mysqlclient: no

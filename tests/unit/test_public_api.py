@@ -8,7 +8,16 @@ import tandem
 
 
 def test_exported_names():
-    assert sorted(tandem.__all__) == ["Task", "__version__", "task"]
+    assert sorted(tandem.__all__) == [
+        "Task",
+        "__version__",
+        "cancel",
+        "enqueue_many",
+        "enqueue_on_commit",
+        "get_progress",
+        "schedule",
+        "task",
+    ]
 
 
 def test_exported_names_exist():

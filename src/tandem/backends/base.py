@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TaskError
+from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
@@ -28,6 +29,27 @@ from tandem.serialization import arguments_to_json
 from tandem.tasks import AnyTask, Task, copy_task
 
 type AnyResult = TaskResult[Any, Any]
+
+#: Tasks per store round trip in ``enqueue_many``.
+ENQUEUE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TandemTaskResult(TaskResult):  # type: ignore[misc,type-arg]  # frozen and generic in Django
+    """Django's ``TaskResult`` plus ``progress``: what the task last saved with
+    ``context.save_progress()`` (None when it saved nothing)."""
+
+    progress: Any = None
+
+    def refresh(self) -> None:
+        refreshed = self.task.get_backend().get_result(self.id)
+        for attr in (*TASK_REFRESH_ATTRS, "progress"):
+            object.__setattr__(self, attr, getattr(refreshed, attr, None))
+
+    async def arefresh(self) -> None:
+        refreshed = await self.task.get_backend().aget_result(self.id)
+        for attr in (*TASK_REFRESH_ATTRS, "progress"):
+            object.__setattr__(self, attr, getattr(refreshed, attr, None))
 
 
 def _in_project(module: str) -> bool:
@@ -89,7 +111,7 @@ def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult
         run_after=stored.run_after,
         backend=stored.backend,
     )
-    result: AnyResult = TaskResult(
+    result: AnyResult = TandemTaskResult(
         task=task,
         id=stored.id,
         status=TaskResultStatus(stored.status),
@@ -105,6 +127,7 @@ def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult
             for e in stored.errors
         ],
         worker_ids=list(stored.worker_ids),
+        progress=stored.progress,
     )
     if stored.status == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", stored.return_value)
@@ -119,6 +142,12 @@ class TandemBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    #: Whether ``enqueue()`` joins the caller's database transaction (the task is stored, or
+    #: not, with the caller's commit or rollback). False: stored at once, whatever the caller's
+    #: transaction does.
+    transactional_enqueue = False
+    #: ``OPTIONS`` keys of this backend's store, on top of the common ``conf.OPTION_KEYS``.
+    extra_option_keys: frozenset[str] = frozenset()
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         # Touches no database, no network: Django creates backends lazily, per thread.
@@ -129,7 +158,11 @@ class TandemBackend(BaseTaskBackend):
     def tandem_options(self) -> BackendOptions:
         """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
         return parse_options(
-            self.alias, self.params, frozenset(self.queues), self.subinterpreter_blocker()
+            self.alias,
+            self.params,
+            frozenset(self.queues),
+            self.subinterpreter_blocker(),
+            extra_keys=self.extra_option_keys,
         )
 
     def subinterpreter_blocker(self) -> str | None:
@@ -166,9 +199,9 @@ class TandemBackend(BaseTaskBackend):
     def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
         json_args, json_kwargs = arguments_to_json(args, kwargs)
+        pool = self.tandem_options.pool_for_queue(task.queue_name)
         max_attempts = getattr(task, "max_attempts", None)
         if max_attempts is None:
-            pool = self.tandem_options.pool_for_queue(task.queue_name)
             max_attempts = pool.max_attempts if pool else 1
         return NewTask(
             id=str(uuid.uuid4()),
@@ -182,10 +215,12 @@ class TandemBackend(BaseTaskBackend):
             run_after=task.run_after,
             enqueued_at=timezone.now(),
             max_attempts=max_attempts,
+            timeout=getattr(task, "timeout", None),
+            unique_key=task.key_for(json_args, json_kwargs) if isinstance(task, Task) else None,
         )
 
     def _result_for(self, task: AnyTask, new: NewTask) -> AnyResult:
-        return TaskResult(
+        return TandemTaskResult(
             task=task,
             id=new.id,
             status=TaskResultStatus.READY,
@@ -200,26 +235,77 @@ class TandemBackend(BaseTaskBackend):
             worker_ids=[],
         )
 
+    def _results(
+        self, tasks: Sequence[AnyTask], new: Sequence[NewTask], ids: Sequence[str]
+    ) -> list[tuple[AnyResult, bool]]:
+        """Each enqueue's result, and whether it is new (False: an active unique task's)."""
+        results: list[tuple[AnyResult, bool]] = []
+        for task, item, stored_id in zip(tasks, new, ids, strict=True):
+            if stored_id == item.id:
+                results.append((self._result_for(task, item), True))
+            else:
+                results.append((self.get_result(stored_id), False))
+        return results
+
     def enqueue(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> AnyResult:
         new = self._new_task(task, args, kwargs)
-        self._store([new])
-        result = self._result_for(task, new)
-        task_enqueued.send(type(self), task_result=result)
+        [(result, fresh)] = self._results([task], [new], self._store([new]))
+        if fresh:
+            task_enqueued.send(type(self), task_result=result)
         return result
 
     async def aenqueue(
         self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> AnyResult:
         new = self._new_task(task, args, kwargs)
-        await self._astore([new])
-        result = self._result_for(task, new)
-        await task_enqueued.asend(type(self), task_result=result)
-        return result
+        ids = await self._astore([new])
+        if ids[0] == new.id:
+            result = self._result_for(task, new)
+            await task_enqueued.asend(type(self), task_result=result)
+            return result
+        return await self.aget_result(ids[0])
 
-    def _store(self, tasks: Sequence[NewTask]) -> None:
+    def enqueue_many(
+        self, task: AnyTask, items: Iterable[tuple[Sequence[Any], dict[str, Any]]]
+    ) -> list[AnyResult]:
+        """Enqueue ``task`` once per ``(args, kwargs)`` item: one store round trip per batch.
+
+        Every item is validated and serialised before anything is stored, so a bad item stores
+        nothing. ``task_enqueued`` is sent for each task stored.
+        """
+        tasks: list[AnyTask] = []
+        new: list[NewTask] = []
+        for index, item in enumerate(items):
+            try:
+                args, kwargs = item
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"enqueue_many() item {index} must be an (args, kwargs) pair, got {item!r}."
+                ) from None
+            tasks.append(task)
+            new.append(self._new_task(task, args, kwargs))
+        results: list[AnyResult] = []
+        for start in range(0, len(new), ENQUEUE_BATCH):
+            chunk = new[start : start + ENQUEUE_BATCH]
+            ids = self._store(chunk)
+            for result, fresh in self._results(tasks[start : start + ENQUEUE_BATCH], chunk, ids):
+                if fresh:
+                    task_enqueued.send(type(self), task_result=result)
+                results.append(result)
+        return results
+
+    def cancel(self, result_id: str) -> bool:
+        """Cancel a task of this backend: True when it was READY (now FAILED) or RUNNING (told
+        to stop); False when it is unknown or already finished."""
+        if not _is_uuid(result_id):
+            return False
+        outcome = self.broker.cancel(str(result_id), timezone.now())
+        return outcome is not None
+
+    def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError
 
-    async def _astore(self, tasks: Sequence[NewTask]) -> None:
+    async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError
 
     # -- results -------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from tandem.brokers.database import DatabaseBroker
 
 
 class DatabaseBackend(TandemBackend):
+    transactional_enqueue = True
+
     @cached_property
     def broker(self) -> DatabaseBroker:  # type: ignore[override]
         return DatabaseBroker(self.alias)
@@ -35,9 +37,9 @@ class DatabaseBackend(TandemBackend):
             )
         return None
 
-    def _store(self, tasks: Sequence[NewTask]) -> None:
+    def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         broker = self.broker
-        broker.push(tasks)
+        ids = broker.push(tasks)
         queues = sorted({t.queue_name for t in tasks})
         broker.notify(queues)
         alias = self.alias
@@ -47,7 +49,8 @@ class DatabaseBackend(TandemBackend):
                 wakeup.notify(alias, queue)
 
         transaction.on_commit(wake, using=broker.database)
+        return ids
 
-    async def _astore(self, tasks: Sequence[NewTask]) -> None:
+    async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         # The database work runs where Django runs all async ORM calls: its sync thread.
-        await sync_to_async(self._store, thread_sensitive=True)(tasks)
+        return await sync_to_async(self._store, thread_sensitive=True)(tasks)

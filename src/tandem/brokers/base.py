@@ -53,6 +53,10 @@ class NewTask:
     run_after: datetime | None
     enqueued_at: datetime
     max_attempts: int = 1
+    timeout: float | None = None
+    # A unique task's key: while a task with the same key (and backend) is READY or RUNNING, a
+    # push stores nothing and answers that task's id instead.
+    unique_key: str | None = None
 
     @property
     def available_at(self) -> datetime:
@@ -84,6 +88,11 @@ class StoredTask:
     max_attempts: int
     worker_id: str
     lease_expires_at: datetime | None
+    timeout: float | None = None
+    unique_key: str | None = None  # set only while READY or RUNNING
+    progress: Any = None
+    progress_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
 
     @property
     def attempts(self) -> int:
@@ -101,6 +110,7 @@ class Settlement:
     return_value: Any = None
     error: ErrorRecord | None = None
     retry_at: datetime | None = None  # with status READY: when the retry may be claimed
+    task_path: str = ""  # the settled task's path (for the supervisor's hooks; not written)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,8 +153,13 @@ class Broker(abc.ABC):
     backend_alias: str
 
     @abc.abstractmethod
-    def push(self, tasks: Sequence[NewTask]) -> None:
-        """Store tasks as READY before returning (in the caller's transaction where one exists)."""
+    def push(self, tasks: Sequence[NewTask]) -> list[str]:
+        """Store tasks as READY before returning (in the caller's transaction where one exists).
+
+        Returns the id each task is known by, in order: its own, or, for a task whose
+        ``unique_key`` an active (READY or RUNNING) task already holds, that task's id (nothing
+        is stored for it). Settling a task as SUCCESSFUL or FAILED frees its key.
+        """
 
     @abc.abstractmethod
     def get(self, task_id: str) -> StoredTask | None:
@@ -189,6 +204,48 @@ class Broker(abc.ABC):
 
         A task may have ``max(max_attempts, recovery_max_attempts)`` attempts in all.
         """
+
+    @abc.abstractmethod
+    def cancel(self, task_id: str, now: datetime) -> str | None:
+        """Cancel a task: a READY one ends FAILED at once with a ``Cancelled`` error
+        (``"cancelled"``); a RUNNING one is marked (``"requested"``) and its code sees it
+        cooperatively. None when the task is unknown or already finished.
+        """
+
+    @abc.abstractmethod
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of ``task_ids`` are RUNNING with a cancellation request."""
+
+    @abc.abstractmethod
+    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+        """Store a running attempt's progress (JSON); False when ``worker_id`` lost the lease."""
+
+    @abc.abstractmethod
+    def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        """Delete this backend's tasks in ``statuses`` (SUCCESSFUL and/or FAILED) that finished
+        before ``finished_before``; return how many were deleted."""
+
+    @abc.abstractmethod
+    def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        """How many tasks ``prune(finished_before, statuses)`` would delete now (for
+        ``tandem prune --dry-run`` and its progress line)."""
+
+    @abc.abstractmethod
+    def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
+        """Record tick ``tick_at`` of schedule ``name`` and push ``task``, atomically.
+
+        Returns the pushed task's id (or the active task's, for a unique task), or None when the
+        tick was already recorded (by any supervisor): each tick enqueues exactly once.
+        """
+
+    @abc.abstractmethod
+    def prune_ticks(self, name: str, recorded_before: datetime) -> int:
+        """Delete schedule ``name``'s ticks before ``recorded_before``, always keeping its newest
+        tick (where catch-up starts); return how many were deleted."""
+
+    @abc.abstractmethod
+    def last_tick(self, name: str) -> datetime | None:
+        """The newest recorded tick of schedule ``name`` for this backend, if any."""
 
     @abc.abstractmethod
     def stats(self) -> list[QueueStats]:
@@ -244,6 +301,16 @@ def lost_lease_error(
             f"(expired at {lease_expires_at.isoformat() if lease_expires_at else 'unknown'}, "
             f"recovered at {now.isoformat()}); the attempt's outcome is unknown.\n"
         ),
+    )
+
+
+def cancelled_error(now: datetime, *, running: bool) -> ErrorRecord:
+    """The error recorded for a cancelled task."""
+    where = "while it ran" if running else "before it ran"
+    return ErrorRecord(
+        exception_class_path="tandem.exceptions.Cancelled",
+        traceback=f"tandem.exceptions.Cancelled: the task was cancelled {where} "
+        f"(at {now.isoformat()}).\n",
     )
 
 

@@ -24,12 +24,14 @@ from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
 from tandem.brokers.base import (
     FAILED,
     READY,
     RUNNING,
+    SUCCESSFUL,
     Broker,
     ErrorRecord,
     NewTask,
@@ -39,10 +41,11 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
     allowed_attempts,
+    cancelled_error,
     lost_lease_error,
     released_error,
 )
-from tandem.models import TaskRecord, WorkerRecord
+from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
 
 TABLE = TaskRecord._meta.db_table
 NOTIFY_CHANNEL = "tandem"
@@ -68,8 +71,13 @@ COLUMNS = (
     "max_attempts",
     "worker_id",
     "lease_expires_at",
+    "timeout",
+    "unique_key",
+    "progress",
+    "progress_at",
+    "cancel_requested_at",
 )
-JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids"})
+JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids", "progress"})
 DATETIME_COLUMNS = frozenset(
     {
         "run_after",
@@ -79,8 +87,13 @@ DATETIME_COLUMNS = frozenset(
         "last_attempted_at",
         "finished_at",
         "lease_expires_at",
+        "progress_at",
+        "cancel_requested_at",
     }
 )
+TICK_TABLE = ScheduleTick._meta.db_table
+#: Rows per statement when pruning: short transactions, so workers are never held up for long.
+PRUNE_BATCH = 1000
 
 
 @contextmanager
@@ -196,27 +209,64 @@ class DatabaseBroker(Broker):
             with self.connection.cursor() as cursor:
                 cursor.execute("PRAGMA journal_mode=WAL")
 
-    def push(self, tasks: Sequence[NewTask]) -> None:
-        TaskRecord.objects.using(self.database).bulk_create(
-            [
-                TaskRecord(
-                    id=uuid.UUID(t.id),
-                    backend=t.backend,
-                    queue_name=t.queue_name,
-                    task_path=t.task_path,
-                    priority=t.priority,
-                    takes_context=t.takes_context,
-                    status=READY,
-                    args=t.args,
-                    kwargs=t.kwargs,
-                    run_after=t.run_after,
-                    available_at=t.available_at,
-                    enqueued_at=t.enqueued_at,
-                    max_attempts=t.max_attempts,
+    def push(self, tasks: Sequence[NewTask]) -> list[str]:
+        plain = [t for t in tasks if t.unique_key is None]
+        unique = [t for t in tasks if t.unique_key is not None]
+        known: dict[tuple[str, str], str] = {}  # (backend, key) -> the active task holding it
+        with write_transaction(self.connection):
+            if plain:
+                TaskRecord.objects.using(self.database).bulk_create(
+                    [self._record(t) for t in plain]
                 )
-                for t in tasks
-            ]
+            if unique:
+                known = self._push_unique(unique)
+        return [t.id if t.unique_key is None else known[(t.backend, t.unique_key)] for t in tasks]
+
+    def _record(self, t: NewTask) -> TaskRecord:
+        return TaskRecord(
+            id=uuid.UUID(t.id),
+            backend=t.backend,
+            queue_name=t.queue_name,
+            task_path=t.task_path,
+            priority=t.priority,
+            takes_context=t.takes_context,
+            status=READY,
+            args=t.args,
+            kwargs=t.kwargs,
+            run_after=t.run_after,
+            available_at=t.available_at,
+            enqueued_at=t.enqueued_at,
+            max_attempts=t.max_attempts,
+            timeout=t.timeout,
+            unique_key=t.unique_key,
         )
+
+    def _push_unique(self, tasks: Sequence[NewTask]) -> dict[tuple[str, str], str]:
+        """Insert unique tasks whose key no active task holds; map every key to its holder.
+
+        ``INSERT … ON CONFLICT DO NOTHING`` (``INSERT IGNORE`` on MySQL) waits for a concurrent
+        insert of the same key to commit instead of failing, and never poisons the caller's
+        transaction. A holder that finished between the insert and the read frees its key: those
+        tasks are inserted again.
+        """
+        first: dict[tuple[str, str], NewTask] = {}
+        for t in tasks:  # within one batch, the first task with a key wins
+            first.setdefault((t.backend, str(t.unique_key)), t)
+        pending = list(first.values())
+        known: dict[tuple[str, str], str] = {}
+        records = TaskRecord.objects.using(self.database)
+        for _ in range(10):
+            records.bulk_create([self._record(t) for t in pending], ignore_conflicts=True)
+            holders = records.filter(
+                backend__in={t.backend for t in pending},
+                unique_key__in=[t.unique_key for t in pending],
+            ).values_list("backend", "unique_key", "id")
+            for backend, key, holder in holders:
+                known[(backend, str(key))] = str(uuid.UUID(str(holder)))
+            pending = [t for t in pending if (t.backend, str(t.unique_key)) not in known]
+            if not pending:
+                return known
+        raise RuntimeError(f"could not store unique tasks {[t.id for t in pending]}: keys churn")
 
     def get(self, task_id: str) -> StoredTask | None:
         try:
@@ -336,7 +386,8 @@ class DatabaseBroker(Broker):
         if not settlements:
             return 0
         guard = "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'"
-        release_lease = "worker_id = '', lease_expires_at = NULL"
+        release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
+        free_key = "unique_key = NULL"
         finished_plain: list[list[Any]] = []
         finished_error: list[list[Any]] = []
         retried: list[list[Any]] = []
@@ -370,14 +421,14 @@ class DatabaseBroker(Broker):
             if finished_plain:
                 cursor.executemany(
                     f"UPDATE {TABLE} SET status = %s, return_value = {self._json_literal()}, "
-                    f"finished_at = %s, {release_lease} {guard}",
+                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
                     finished_plain,
                 )
                 written += max(cursor.rowcount, 0)
             if finished_error:
                 cursor.executemany(
                     f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
-                    f"finished_at = %s, {release_lease} {guard}",
+                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
                     finished_error,
                 )
                 written += max(cursor.rowcount, 0)
@@ -428,9 +479,11 @@ class DatabaseBroker(Broker):
                 error = lost_lease_error(task.worker_id, task.lease_expires_at, now)
                 spent = task.attempts >= allowed_attempts(task.max_attempts, recovery_max_attempts)
                 status = FAILED if spent else READY
+                free_key = ", unique_key = NULL" if spent else ""
                 cursor.execute(
                     f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
-                    "finished_at = %s, available_at = %s, worker_id = '', lease_expires_at = NULL "
+                    "finished_at = %s, available_at = %s, worker_id = '', lease_expires_at = NULL, "
+                    f"cancel_requested_at = NULL{free_key} "
                     "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
                     [
                         status,
@@ -444,6 +497,128 @@ class DatabaseBroker(Broker):
                 if cursor.rowcount:
                     recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
         return recovered
+
+    def cancel(self, task_id: str, now: datetime) -> str | None:
+        try:
+            key = self._id_param(str(task_id))
+        except ValueError:
+            return None
+        error = cancelled_error(now, running=False)
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {TABLE} SET status = 'FAILED', errors = {self._append_json('errors')}, "
+                "finished_at = %s, unique_key = NULL "
+                "WHERE id = %s AND backend = %s AND status = 'READY'",
+                [self._json_param(error.as_json()), self._dt_param(now), key, self.backend_alias],
+            )
+            if cursor.rowcount:
+                return "cancelled"
+            cursor.execute(
+                f"UPDATE {TABLE} SET cancel_requested_at = COALESCE(cancel_requested_at, %s) "
+                "WHERE id = %s AND backend = %s AND status = 'RUNNING'",
+                [self._dt_param(now), key, self.backend_alias],
+            )
+            return "requested" if cursor.rowcount else None
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {TABLE} WHERE id IN ({self._placeholders(len(task_ids))}) "
+                "AND status = 'RUNNING' AND cancel_requested_at IS NOT NULL",
+                [self._id_param(i) for i in task_ids],
+            )
+            return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
+
+    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {TABLE} SET progress = {self._json_literal()}, progress_at = %s "
+                "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                [self._json_param(data), self._dt_param(now), self._id_param(task_id), worker_id],
+            )
+            return bool(cursor.rowcount)
+
+    def _finished(self, finished_before: datetime, statuses: Sequence[str]) -> QuerySet[TaskRecord]:
+        wanted = sorted(set(statuses) & {SUCCESSFUL, FAILED})
+        return TaskRecord.objects.using(self.database).filter(
+            backend=self.backend_alias, status__in=wanted, finished_at__lt=finished_before
+        )
+
+    def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        return self._finished(finished_before, statuses).count()
+
+    def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        if not set(statuses) & {SUCCESSFUL, FAILED}:
+            return 0
+        records = self._finished(finished_before, statuses)
+        deleted = 0
+        while True:
+            with write_transaction(self.connection):
+                batch = list(records.values_list("id", flat=True)[:PRUNE_BATCH])
+                if not batch:
+                    return deleted
+                deleted += TaskRecord.objects.using(self.database).filter(id__in=batch).delete()[0]
+
+    def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
+        vendor = self.connection.vendor
+        verb, conflict = (
+            ("INSERT IGNORE", "") if vendor == "mysql" else ("INSERT", " ON CONFLICT DO NOTHING")
+        )
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.execute(
+                f"{verb} INTO {TICK_TABLE} (backend, name, tick_at, task_id, created_at) "
+                f"VALUES (%s, %s, %s, %s, %s){conflict}",
+                [
+                    self.backend_alias,
+                    name,
+                    self._dt_param(tick_at),
+                    self._id_param(task.id),
+                    self._dt_param(task.enqueued_at),
+                ],
+            )
+            if cursor.rowcount != 1:
+                return None
+            [stored] = self.push([task])
+            if stored != task.id:  # a unique task still active: the tick points at it
+                cursor.execute(
+                    f"UPDATE {TICK_TABLE} SET task_id = %s "
+                    "WHERE backend = %s AND name = %s AND tick_at = %s",
+                    [self._id_param(stored), self.backend_alias, name, self._dt_param(tick_at)],
+                )
+            return stored
+
+    def prune_ticks(self, name: str, recorded_before: datetime) -> int:
+        newest = self.last_tick(name)
+        if newest is None:
+            return 0
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {TICK_TABLE} WHERE backend = %s AND name = %s "
+                "AND tick_at < %s AND tick_at < %s",
+                [
+                    self.backend_alias,
+                    name,
+                    self._dt_param(recorded_before),
+                    self._dt_param(newest),
+                ],
+            )
+            return int(max(cursor.rowcount, 0))
+
+    def last_tick(self, name: str) -> datetime | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT MAX(tick_at) FROM {TICK_TABLE} WHERE backend = %s AND name = %s",
+                [self.backend_alias, name],
+            )
+            row = cursor.fetchone()
+        value = row[0] if row else None
+        if isinstance(value, str):
+            value = parse_datetime(value)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
     def stats(self) -> list[QueueStats]:
         with self.connection.cursor() as cursor:

@@ -16,6 +16,7 @@ from tandem.brokers.base import (
     FAILED,
     READY,
     RUNNING,
+    SUCCESSFUL,
     Broker,
     NewTask,
     QueueStats,
@@ -24,6 +25,7 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
     allowed_attempts,
+    cancelled_error,
     lost_lease_error,
     released_error,
 )
@@ -35,6 +37,7 @@ class MemoryBroker(Broker):
         self._tasks: dict[str, StoredTask] = {}
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerInfo] = {}
+        self._ticks: dict[tuple[str, str], set[datetime]] = {}
 
     @staticmethod
     def _key(task_id: str) -> str | None:
@@ -43,32 +46,47 @@ class MemoryBroker(Broker):
         except ValueError:
             return None
 
-    def push(self, tasks: Sequence[NewTask]) -> None:
+    def _active_with_key(self, backend: str, unique_key: str) -> StoredTask | None:
+        for task in self._tasks.values():
+            if task.unique_key == unique_key and task.backend == backend:
+                return task  # only READY and RUNNING tasks keep their key
+        return None
+
+    def push(self, tasks: Sequence[NewTask]) -> list[str]:
         with self._lock:
-            for new in tasks:
-                self._tasks[new.id] = StoredTask(
-                    id=new.id,
-                    backend=new.backend,
-                    queue_name=new.queue_name,
-                    task_path=new.task_path,
-                    priority=new.priority,
-                    takes_context=new.takes_context,
-                    status=READY,
-                    args=list(new.args),
-                    kwargs=dict(new.kwargs),
-                    run_after=new.run_after,
-                    available_at=new.available_at,
-                    enqueued_at=new.enqueued_at,
-                    started_at=None,
-                    last_attempted_at=None,
-                    finished_at=None,
-                    return_value=None,
-                    errors=(),
-                    worker_ids=(),
-                    max_attempts=new.max_attempts,
-                    worker_id="",
-                    lease_expires_at=None,
-                )
+            return [self._push_one(new) for new in tasks]
+
+    def _push_one(self, new: NewTask) -> str:
+        if new.unique_key is not None:
+            active = self._active_with_key(new.backend, new.unique_key)
+            if active is not None:
+                return active.id
+        self._tasks[new.id] = StoredTask(
+            id=new.id,
+            backend=new.backend,
+            queue_name=new.queue_name,
+            task_path=new.task_path,
+            priority=new.priority,
+            takes_context=new.takes_context,
+            status=READY,
+            args=list(new.args),
+            kwargs=dict(new.kwargs),
+            run_after=new.run_after,
+            available_at=new.available_at,
+            enqueued_at=new.enqueued_at,
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            return_value=None,
+            errors=(),
+            worker_ids=(),
+            max_attempts=new.max_attempts,
+            worker_id="",
+            lease_expires_at=None,
+            timeout=new.timeout,
+            unique_key=new.unique_key,
+        )
+        return new.id
 
     def get(self, task_id: str) -> StoredTask | None:
         key = self._key(task_id)
@@ -150,8 +168,11 @@ class MemoryBroker(Broker):
                         errors=errors,
                         return_value=s.return_value,
                         finished_at=s.finished_at,
+                        unique_key=None,
                     )
-                self._tasks[s.id] = replace(task, worker_id="", lease_expires_at=None)
+                self._tasks[s.id] = replace(
+                    task, worker_id="", lease_expires_at=None, cancel_requested_at=None
+                )
                 written += 1
             return written
 
@@ -169,6 +190,7 @@ class MemoryBroker(Broker):
                         available_at=now,
                         worker_id="",
                         lease_expires_at=None,
+                        cancel_requested_at=None,
                     )
                     released += 1
             return released
@@ -191,6 +213,8 @@ class MemoryBroker(Broker):
                     available_at=task.available_at if spent else now,
                     worker_id="",
                     lease_expires_at=None,
+                    unique_key=None if spent else task.unique_key,
+                    cancel_requested_at=None,
                 )
                 recovered.append(
                     Recovered(
@@ -198,6 +222,87 @@ class MemoryBroker(Broker):
                     )
                 )
             return recovered
+
+    def cancel(self, task_id: str, now: datetime) -> str | None:
+        key = self._key(task_id)
+        with self._lock:
+            task = self._tasks.get(key) if key else None
+            if task is None or task.backend != self.backend_alias:
+                return None
+            if task.status == READY:
+                self._tasks[task.id] = replace(
+                    task,
+                    status=FAILED,
+                    errors=(*task.errors, cancelled_error(now, running=False)),
+                    finished_at=now,
+                    unique_key=None,
+                )
+                return "cancelled"
+            if task.status == RUNNING:
+                if task.cancel_requested_at is None:
+                    self._tasks[task.id] = replace(task, cancel_requested_at=now)
+                return "requested"
+            return None
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {
+                task_id
+                for task_id in task_ids
+                if (task := self._tasks.get(task_id)) is not None
+                and task.status == RUNNING
+                and task.cancel_requested_at is not None
+            }
+
+    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+        with self._lock:
+            task = self._held(worker_id, task_id)
+            if task is None:
+                return False
+            self._tasks[task_id] = replace(task, progress=data, progress_at=now)
+            return True
+
+    def _finished(self, finished_before: datetime, statuses: Sequence[str]) -> list[str]:
+        wanted = set(statuses) & {SUCCESSFUL, FAILED}
+        return [
+            task.id
+            for task in self._tasks.values()
+            if task.backend == self.backend_alias
+            and task.status in wanted
+            and task.finished_at is not None
+            and task.finished_at < finished_before
+        ]
+
+    def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        with self._lock:
+            doomed = self._finished(finished_before, statuses)
+            for task_id in doomed:
+                del self._tasks[task_id]
+            return len(doomed)
+
+    def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        with self._lock:
+            return len(self._finished(finished_before, statuses))
+
+    def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
+        with self._lock:
+            ticks = self._ticks.setdefault((self.backend_alias, name), set())
+            if tick_at in ticks:
+                return None
+            ticks.add(tick_at)
+            return self._push_one(task)
+
+    def prune_ticks(self, name: str, recorded_before: datetime) -> int:
+        with self._lock:
+            ticks = self._ticks.get((self.backend_alias, name), set())
+            newest = max(ticks, default=None)
+            doomed = {t for t in ticks if t < recorded_before and t != newest}
+            ticks -= doomed
+            return len(doomed)
+
+    def last_tick(self, name: str) -> datetime | None:
+        with self._lock:
+            return max(self._ticks.get((self.backend_alias, name), ()), default=None)
 
     def stats(self) -> list[QueueStats]:
         with self._lock:
@@ -218,7 +323,7 @@ class MemoryBroker(Broker):
                     ready=counts.get(READY, 0),
                     running=counts.get(RUNNING, 0),
                     failed=counts.get(FAILED, 0),
-                    successful=counts.get("SUCCESSFUL", 0),
+                    successful=counts.get(SUCCESSFUL, 0),
                     oldest_ready_at=oldest.get(queue),
                 )
                 for queue, counts in sorted(by_queue.items())

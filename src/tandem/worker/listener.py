@@ -1,19 +1,28 @@
-"""Cross-process wake-up on PostgreSQL: a thread that LISTENs and tells the supervisor.
+"""Cross-process wake-up: threads that wait on the store and tell the supervisor.
 
-Payloads are ``"<backend alias>:<queue>,<queue>…"`` (see ``DatabaseBroker.notify``). The listener
-reconnects with back-off when the connection drops; while it is down the supervisor still polls.
+PostgreSQL: LISTEN; payloads are ``"<backend alias>:<queue>,<queue>…"`` (see
+``DatabaseBroker.notify``). Redis: SUBSCRIBE to the alias's wake channel; messages are
+``"<queue>,<queue>…"`` (published by the broker's scripts). Both reconnect with back-off when the
+connection drops; while it is down the supervisor still polls. SQLite: a commit watcher.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 
+from tandem.brokers.base import Broker
 from tandem.brokers.database import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    from redis.client import PubSub
+
+    from tandem.brokers.redis import RedisBroker
 
 logger = logging.getLogger("tandem.worker")
 
@@ -130,3 +139,78 @@ class SQLiteWatcher:
                 last = version
         finally:
             conn.close()
+
+
+def redis_broker_of(broker: Broker) -> RedisBroker | None:
+    """``broker`` if it is a ``RedisBroker``, checked without importing redis for other stores
+    (a broker cannot be a RedisBroker unless its module is loaded)."""
+    module = sys.modules.get("tandem.brokers.redis")
+    if module is not None and isinstance(broker, module.RedisBroker):
+        return cast("RedisBroker", broker)
+    return None
+
+
+class RedisListener:
+    """Cross-process wake-up on Redis: a thread SUBSCRIBEd to the backend's wake channel.
+
+    The broker's scripts publish the queues that got claimable tasks (push, release, recovery,
+    a retry due at once). The thread blocks in a read on its own connection; ``timeout`` only
+    bounds how long ``stop()`` waits. ``wakes`` counts the messages received.
+    """
+
+    def __init__(
+        self,
+        broker: RedisBroker,
+        on_notify: Callable[[list[str]], None],
+        timeout: float = 0.25,
+    ) -> None:
+        self.broker = broker
+        self.on_notify = on_notify
+        self.timeout = timeout
+        self.wakes = 0
+        self.connected = threading.Event()
+        self._pubsub: PubSub | None = None  # the current subscription
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tandem-redis-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        import redis
+
+        delay = 0.5
+        while not self._stop.is_set():
+            pubsub = self._pubsub = self.broker.pubsub()
+            try:
+                pubsub.subscribe(self.broker.wake_channel)
+                while not self._stop.is_set():  # until Redis confirms the subscription
+                    message = pubsub.get_message(timeout=self.timeout)
+                    if message is not None and message["type"] == "subscribe":
+                        break
+                else:
+                    return
+                self.connected.set()
+                delay = 0.5
+                # Anything made claimable while we were (re)connecting: let the supervisor look.
+                self.on_notify([])
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=self.timeout)
+                    if message is not None and message["type"] == "message":
+                        self.wakes += 1
+                        self.on_notify([q for q in str(message["data"]).split(",") if q])
+            except (redis.RedisError, OSError) as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    return
+                logger.warning(
+                    "Redis wake-up subscription lost (%s); reconnecting in %.1fs", exc, delay
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                pubsub.close()

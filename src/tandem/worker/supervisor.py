@@ -3,7 +3,7 @@
 It is the only writer of task state in its process: pools hand it ``Outcome``s, it settles them in
 batches. The loop is steppable — ``step()`` does one round of settle, heartbeat, claim — and
 ``run()`` repeats it, sleeping until woken (an outcome, an enqueue in this process, a PostgreSQL
-NOTIFY) or until the next poll or heartbeat is due.
+NOTIFY, a Redis wake message) or until the next poll or heartbeat is due.
 
 Shutdown: ``request_stop()`` once drains (no new claims; in-flight tasks finish; exit), twice
 forces (in-flight tasks are released back to READY at once).
@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from tandem import wakeup
-from tandem.backends.base import TandemBackend
+from tandem.backends.base import TandemBackend, resolve_task
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -41,8 +42,17 @@ from tandem.brokers.base import (
 )
 from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
+from tandem.retention import Retention
 from tandem.retries import backoff_delay
-from tandem.worker.listener import PostgresListener, SQLiteWatcher
+from tandem.scheduler.core import Scheduler
+from tandem.tasks import AnyTask, Task
+from tandem.worker import telemetry
+from tandem.worker.listener import (
+    PostgresListener,
+    RedisListener,
+    SQLiteWatcher,
+    redis_broker_of,
+)
 from tandem.worker.pools.base import ExecutionPool, create_pool
 
 logger = logging.getLogger("tandem.worker")
@@ -101,6 +111,7 @@ def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
         status=FAILED,
         finished_at=settlement.finished_at,
         error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
+        task_path=settlement.task_path,
     )
 
 
@@ -116,6 +127,7 @@ class Supervisor:
         broker: Broker | None = None,
         clock: Clock = timezone.now,
         listen: bool = True,
+        schedules: bool = True,
     ) -> None:
         backend = task_backends[backend_alias]
         if not isinstance(backend, TandemBackend):
@@ -145,10 +157,19 @@ class Supervisor:
         self._stopping = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
-        self._listener: PostgresListener | SQLiteWatcher | None = None
+        self._listener: PostgresListener | SQLiteWatcher | RedisListener | None = None
         self.claimed = 0
         self.settled = 0
         self.store_errors = 0
+        self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
+        # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
+        self.scheduler = (
+            Scheduler.for_backend(backend, self.broker)
+            if schedules and self.options.run_schedules
+            else None
+        )
+        retention = self.options.retention
+        self.retention = Retention(self.broker, retention) if retention.enabled else None
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -233,7 +254,13 @@ class Supervisor:
         self._next_heartbeat = now  # recover stale leases straight away
 
     def _start_listener(self) -> None:
-        """Cross-process wake-up: LISTEN on PostgreSQL, commit watching on a SQLite file."""
+        """Cross-process wake-up: LISTEN on PostgreSQL, commit watching on a SQLite file,
+        SUBSCRIBE on Redis."""
+        redis_broker = redis_broker_of(self.broker)
+        if self.listen and redis_broker is not None:
+            self._listener = RedisListener(redis_broker, self.notify)
+            self._listener.start()
+            return
         database = getattr(self.broker, "database", None)
         if not self.listen or database is None:
             return
@@ -288,6 +315,8 @@ class Supervisor:
         now = self.clock()
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
+        if self.scheduler is not None and not self._stopping and self.scheduler.due(now):
+            self.scheduler.run(now)  # enqueues due ticks; this process's pools are woken
         batch = self._take_outcomes()
         claiming = not self._stopping and not self._claims_exhausted()
         if not claiming:
@@ -305,7 +334,7 @@ class Supervisor:
         try:
             with self.broker.transaction():
                 if batch:
-                    self.broker.settle([self._settlement(o, t, s.config) for s, t, o in batch])
+                    self._settle([self._settlement(o, t, s.config) for s, t, o in batch])
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
@@ -384,6 +413,7 @@ class Supervisor:
             del state.in_flight[task.id]
             state.dirty = True
         self.settled += len(batch)
+        telemetry.settled(self, [(task, outcome) for _, task, outcome in batch])
         return len(batch)
 
     def _write(self, settlements: list[Settlement]) -> None:
@@ -395,7 +425,8 @@ class Supervisor:
         written as FAILED with the store's error instead.
         """
         try:
-            self.broker.settle(settlements)
+            with self.broker.transaction():
+                self._settle(settlements)
         except DataError as exc:
             if len(settlements) > 1:
                 for settlement in settlements:
@@ -404,7 +435,58 @@ class Supervisor:
             logger.error(
                 "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
             )
-            self.broker.settle([_unstorable(settlements[0], exc)])
+            with self.broker.transaction():
+                self._settle([_unstorable(settlements[0], exc)])
+
+    def _settle(self, settlements: list[Settlement]) -> None:
+        """Write the settlements, then enqueue the ``on_success``/``on_failure`` hooks of those
+        that finished — in the caller's transaction, so a hook is enqueued exactly when its
+        task's ending is written."""
+        written = self.broker.settle(settlements)
+        for settlement in settlements:
+            if settlement.status == READY:
+                continue
+            task = self._task(settlement.task_path)
+            hook = getattr(
+                task, "on_success" if settlement.status == SUCCESSFUL else "on_failure", None
+            )
+            if hook is None:
+                continue
+            if written < len(settlements):  # some leases were lost: was this one written?
+                stored = self.broker.get(settlement.id)
+                if stored is None or stored.finished_at != settlement.finished_at:
+                    continue
+            self._enqueue_hook(hook, settlement.id)
+
+    def _enqueue_hook(self, hook: AnyTask | str, result_id: str) -> None:
+        try:
+            hook_task = resolve_task(hook) if isinstance(hook, str) else hook
+            hook_task.enqueue(result_id)
+        except STORE_ERRORS:
+            raise  # the round is retried with the outcome
+        except Exception:
+            logger.exception("could not enqueue hook %r for task %s", hook, result_id)
+
+    def _task(self, task_path: str) -> AnyTask | None:
+        """The task a row names, resolved once per path (None when it does not resolve)."""
+        if task_path not in self._tasks:
+            try:
+                self._tasks[task_path] = resolve_task(task_path)
+            except Exception:
+                self._tasks[task_path] = None
+        return self._tasks[task_path]
+
+    def _retry_delay(self, task: StoredTask, pool: PoolConfig) -> timedelta:
+        resolved = self._task(task.task_path)
+        if isinstance(resolved, Task):
+            try:
+                seconds = resolved.retry_delay(task.attempts)
+            except Exception:
+                logger.exception("backoff of %s failed; using the pool's", task.task_path)
+                seconds = None
+            if seconds is not None:
+                return timedelta(seconds=seconds)
+        return backoff_delay(task.attempts, pool.backoff)
 
     def _settlement(self, outcome: Outcome, task: StoredTask, pool: PoolConfig) -> Settlement:
         if outcome.succeeded:
@@ -414,6 +496,7 @@ class Supervisor:
                 status=SUCCESSFUL,
                 finished_at=outcome.finished_at,
                 return_value=outcome.return_value,
+                task_path=task.task_path,
             )
         if outcome.retriable and task.attempts < task.max_attempts:
             return Settlement(
@@ -422,7 +505,8 @@ class Supervisor:
                 status=READY,
                 finished_at=outcome.finished_at,
                 error=outcome.error,
-                retry_at=outcome.finished_at + backoff_delay(task.attempts, pool.backoff),
+                retry_at=outcome.finished_at + self._retry_delay(task, pool),
+                task_path=task.task_path,
             )
         return Settlement(
             id=task.id,
@@ -430,12 +514,19 @@ class Supervisor:
             status=FAILED,
             finished_at=outcome.finished_at,
             error=outcome.error,
+            task_path=task.task_path,
         )
 
     def _heartbeat(self, now: datetime) -> None:
         self._next_heartbeat = now + self.heartbeat_every
         for state in self.pools:
             ids = list(state.in_flight)
+            if ids and state.pool.can_kill:
+                for task_id in self.broker.cancel_requested(ids):
+                    if state.pool.cancel(task_id):
+                        logger.warning(
+                            "killed cancelled task %s (pool %s)", task_id, state.config.name
+                        )
             if ids:
                 held = self.broker.renew(self.worker_id, ids, now + self.lease)
                 if held < len(ids):
@@ -447,7 +538,9 @@ class Supervisor:
                         state.config.name,
                     )
         self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
-        for recovered in self.broker.recover_expired(now, self.options.recovery_max_attempts):
+        recovered_tasks = self.broker.recover_expired(now, self.options.recovery_max_attempts)
+        telemetry.recovered(self, recovered_tasks)
+        for recovered in recovered_tasks:
             logger.warning(
                 "recovered task %s from lost worker %s -> %s",
                 recovered.id,
@@ -458,6 +551,8 @@ class Supervisor:
                 for state in self.pools:
                     state.dirty = True  # claim it in this round, not at the next poll
         self.broker.forget_workers(now - 3 * self.lease)
+        if self.retention is not None:
+            self.retention.apply(now)  # at most every RETENTION_INTERVAL
 
     def _release_all(self, now: datetime) -> None:
         for state in self.pools:
@@ -485,6 +580,8 @@ class Supervisor:
         moments = [self._next_heartbeat] if self._next_heartbeat else []
         if not self._stopping:
             moments += [s.next_poll for s in self.pools if s.free > 0 and s.next_poll]
+            if self.scheduler is not None and self.scheduler.next_at is not None:
+                moments.append(self.scheduler.next_at)  # wake for the next tick
         if not moments:
             return self.options.heartbeat_interval
         return max(0.0, min((m - now).total_seconds() for m in moments))
@@ -505,8 +602,7 @@ class Supervisor:
                     if self._stopping == 2:
                         break  # forced stop: the leases expire and any supervisor recovers
                     self._close_connections()
-                    self._wake.wait(error_delay)
-                    self._wake.clear()
+                    self._back_off(error_delay)
                     error_delay = min(error_delay * 2, 30.0)
                     continue
                 if self.finished():
@@ -525,6 +621,18 @@ class Supervisor:
                 except Exception:
                     logger.exception("could not release in-flight tasks; their leases will expire")
             self.close()
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait ``seconds`` after a store error; only a stop request cuts the wait short.
+
+        Outcomes the pools deliver meanwhile wait for the next attempt: waking for each of them
+        would retry a store that is down once per outcome, doubling the delay every time.
+        """
+        deadline = time.monotonic() + seconds
+        stopping = self._stopping
+        while self._stopping == stopping and (left := deadline - time.monotonic()) > 0:
+            self._wake.wait(left)
+            self._wake.clear()
 
     @staticmethod
     def _close_connections() -> None:

@@ -43,6 +43,11 @@ def stop_signals(supervisor: Supervisor, write: Any) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+NO_SCHEDULE_HELP = (
+    "Do not run the cron schedules in this process (other supervisors still fire them)."
+)
+
+
 def describe_store(database: str) -> str:
     connection = connections[database]
     name = connection.settings_dict.get("NAME")
@@ -82,6 +87,7 @@ class Command(BaseCommand):
         worker.add_argument(
             "--backend", default="default", help="The TASKS alias to serve (default: default)."
         )
+        worker.add_argument("--no-schedule", action="store_true", help=NO_SCHEDULE_HELP)
         serve = sub.add_parser(
             "serve",
             help="Run the HTTP server and every worker pool in ONE process.",
@@ -110,6 +116,7 @@ class Command(BaseCommand):
         serve.add_argument(
             "--backend", default="default", help="The TASKS alias to serve (default: default)."
         )
+        serve.add_argument("--no-schedule", action="store_true", help=NO_SCHEDULE_HELP)
         serve.add_argument(
             "--web-interpreters",
             type=int,
@@ -124,6 +131,14 @@ class Command(BaseCommand):
             help="Run the server as the child of a small parent process that forwards "
             "SIGTERM/SIGINT to it and restarts it when it crashes.",
         )
+        from tandem.monitoring import report
+
+        report.add_arguments(sub)
+        from tandem import prune
+        from tandem.scheduler import report as schedule_report
+
+        schedule_report.add_arguments(sub)
+        prune.add_arguments(sub)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
@@ -131,6 +146,18 @@ class Command(BaseCommand):
             self.worker(**options)
         elif options["subcommand"] == "serve":
             self.serve(**options)
+        elif options["subcommand"] == "status":
+            from tandem.monitoring import report
+
+            report.run(self, **options)
+        elif options["subcommand"] == "schedule":
+            from tandem.scheduler import report as schedule_report
+
+            schedule_report.run(self, **options)
+        elif options["subcommand"] == "prune":
+            from tandem import prune
+
+            prune.run(self, **options)
 
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
@@ -150,16 +177,27 @@ class Command(BaseCommand):
         burst: bool,
         max_tasks: int | None,
         backend: str,
+        no_schedule: bool = False,
         **_: Any,
     ) -> None:
         if max_tasks is not None and max_tasks < 1:
             raise CommandError(f"--max-tasks must be >= 1, got {max_tasks}.")
         supervisor = self._supervisor(
-            backend, queues=queues, workers=workers, burst=burst, max_tasks=max_tasks
+            backend,
+            queues=queues,
+            workers=workers,
+            burst=burst,
+            max_tasks=max_tasks,
+            schedules=not no_schedule,
         )
         self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
+        bar = self._progress_bar(supervisor) if burst else None
         with stop_signals(supervisor, self.stderr.write):
-            supervisor.run()
+            try:
+                supervisor.run()
+            finally:
+                if bar is not None:
+                    bar.stop()
         self.stdout.write(
             f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
         )
@@ -183,6 +221,7 @@ class Command(BaseCommand):
         backend: str,
         web_interpreters: int,
         supervise: bool,
+        no_schedule: bool = False,
         **_: Any,
     ) -> None:
         from tandem.serving import TandemServer, finish_process
@@ -201,7 +240,9 @@ class Command(BaseCommand):
             except RuntimeError as exc:
                 raise CommandError(str(exc)) from exc
             supervising.exec_parent(argv)  # does not return
-        supervisor = self._supervisor(backend, queues=None, workers=workers)
+        supervisor = self._supervisor(
+            backend, queues=None, workers=workers, schedules=not no_schedule
+        )
         if web_interpreters and (reason := supervisor.backend.subinterpreter_blocker()):
             raise CommandError(f"--web-interpreters cannot be used: {reason}.")
         try:
@@ -218,6 +259,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  http:   http://{host}:{port}/ ({web}; Ctrl-C to stop, grace {grace:g}s)"
         )
+        if not web_interpreters:
+            self.stdout.write(
+                f"  ops:    http://{host}:{port}/-/health/live, /-/health/ready, /-/metrics"
+            )
         self.stdout.flush()
 
         def write(message: str) -> None:
@@ -260,6 +305,18 @@ class Command(BaseCommand):
         else:
             write(f"{name}: releasing in-flight tasks and exiting.")
 
+    def _progress_bar(self, supervisor: Supervisor) -> Any:
+        """A progress bar on stderr for ``--burst``, only when stderr is a terminal."""
+        if not self.stderr.isatty():
+            return None
+        from tandem.monitoring.progress import ProgressBar
+
+        bar = ProgressBar(supervisor, getattr(self.stderr, "_out", sys.stderr))
+        for handler in logging.getLogger("tandem").handlers:
+            bar.attach(handler)
+        bar.start()
+        return bar
+
     def _supervisor(self, backend: str, **kwargs: Any) -> Supervisor:
         workers = kwargs.get("workers")
         if workers is not None and workers < 1:
@@ -289,5 +346,9 @@ class Command(BaseCommand):
             f"  store:  {store}, backend {supervisor.backend.alias!r}\n"
             f"  python: {sys.version.split()[0]}\n"
             f"  pools:  {pools}\n"
+            f"  queues: {', '.join(supervisor.queues)}\n"
             f"  lease:  {supervisor.options.lease_seconds:g}s"
         )
+        if supervisor.scheduler is not None:
+            names = ", ".join(config.name for config in supervisor.scheduler.schedules)
+            self.stdout.write(f"  cron:   {names}")

@@ -43,6 +43,13 @@ class ExecutionPool(abc.ABC):
     def submit(self, task: StoredTask) -> None:
         """Run ``task`` on a free worker; the caller never submits more than ``size`` at once."""
 
+    #: Whether ``cancel()`` can stop a running task (only a process can be killed safely).
+    can_kill: ClassVar[bool] = False
+
+    def cancel(self, task_id: str) -> bool:
+        """Stop the running task ``task_id`` by force, recording it cancelled; True if stopped."""
+        return False
+
     @abc.abstractmethod
     def stop(self, timeout: float | None) -> bool:
         """Stop taking work; wait up to ``timeout`` (None: forever) for running tasks to end.
@@ -74,14 +81,27 @@ class SlotPool(ExecutionPool):
         for _ in range(self.size):
             self._spawn()
         if self.config.timeout:
-            self._monitor = DeadlineMonitor(
-                self.config.name,
-                self._live_slots,
-                self.overdue_grace,
-                self._on_overdue,
-                interval=min(0.25, self.config.timeout / 4),
-            )
-            self._monitor.start()
+            self._watch_deadlines(self.config.timeout)
+
+    def _watch_deadlines(self, timeout: float) -> None:
+        """Start the deadline monitor (once), checking often enough for ``timeout``."""
+        interval = min(0.25, timeout / 4)
+        with self._lock:
+            if self._monitor is None:
+                self._monitor = DeadlineMonitor(
+                    self.config.name,
+                    self._live_slots,
+                    self.overdue_grace,
+                    self._on_overdue,
+                    interval=interval,
+                )
+                self._monitor.start()
+            else:
+                self._monitor.tighten(interval)
+
+    def timeout_for(self, task: StoredTask) -> float | None:
+        """The task's own ``timeout`` when it has one, else the pool's."""
+        return task.timeout if task.timeout is not None else self.config.timeout
 
     def _live_slots(self) -> list[Slot]:
         with self._lock:
@@ -106,6 +126,8 @@ class SlotPool(ExecutionPool):
         self._spawn()
 
     def submit(self, task: StoredTask) -> None:
+        if task.timeout is not None:
+            self._watch_deadlines(task.timeout)
         self._inbox.put(task)
 
     @abc.abstractmethod

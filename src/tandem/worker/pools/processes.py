@@ -17,7 +17,7 @@ from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
-from tandem.worker.pools.slots import Slot, crash_outcome, timeout_outcome
+from tandem.worker.pools.slots import Slot, cancelled_outcome, crash_outcome, timeout_outcome
 from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
@@ -85,7 +85,9 @@ class ProcessPool(SlotPool):
                         # Start-up (spawn + django.setup()) is not part of the task's time.
                         child = self._new_child()
                         slot.handle = child
-                    slot.arm(self.config.timeout)
+                    slot.arm(self.timeout_for(task))
+                    if slot.task is not task:
+                        continue  # cancelled while the child started: never run it
                     child.connection.send((task, None))
                     reply = child.connection.recv()
                 except (EOFError, OSError, RuntimeError) as exc:
@@ -119,13 +121,24 @@ class ProcessPool(SlotPool):
             if child is not None:
                 child.close()
 
+    can_kill = True
+
+    def cancel(self, task_id: str) -> bool:
+        for slot in self._live_slots():
+            task = slot.take(task_id)
+            if task is None:
+                continue
+            self.deliver(cancelled_outcome(task, "its worker process was killed and replaced."))
+            child = slot.handle
+            if isinstance(child, _Child):
+                child.kill()  # the worker thread sees the pipe close and starts a fresh child
+            return True
+        return False
+
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
-        assert self.config.timeout is not None
-        self.deliver(
-            timeout_outcome(
-                task, self.config.timeout, "its worker process was killed and replaced."
-            )
-        )
+        timeout = self.timeout_for(task)
+        assert timeout is not None
+        self.deliver(timeout_outcome(task, timeout, "its worker process was killed and replaced."))
         child = slot.handle
         if isinstance(child, _Child):
             child.kill()  # the worker thread sees the pipe close and starts a fresh child

@@ -22,47 +22,56 @@ from tandem.execution import Outcome
 
 Deliver = Callable[[Outcome], None]
 
-#: How much lower than the web side task workers run (``nice`` steps, Linux: per thread).
+#: How much lower than the web side task workers run (``nice`` steps, Linux: per thread), where
+#: the idle scheduling class is not available.
 TASK_NICENESS = 10
 
 
 def lower_priority(niceness: int = TASK_NICENESS) -> None:
     """Make the calling OS thread yield the CPU to the web side when cores are contended.
 
-    On Linux a thread id is a valid ``PRIO_PROCESS`` target, so this affects only the calling
-    thread (a task worker), never the HTTP threads beside it. Elsewhere it does nothing.
+    On Linux the thread moves to the ``SCHED_IDLE`` class: it runs whenever a core is free, and
+    a request thread that wakes takes the core from it at once (``nice`` alone still leaves a
+    woken request waiting behind a task's time slice). Only the calling thread changes (a thread
+    id is a valid target), never the HTTP threads beside it. Where that class is missing, the
+    thread is niced instead; elsewhere this does nothing.
     """
+    thread = threading.get_native_id()
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        return
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
-        thread = threading.get_native_id()
         current = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))
 
 
-def timeout_outcome(task: StoredTask, timeout: float, how: str) -> Outcome:
+def ended_outcome(
+    task: StoredTask, exception: str, message: str, *, retriable: bool = True
+) -> Outcome:
+    """An attempt that tandem ended from outside the task's code, as ``tandem.exceptions.X``."""
+    path = f"tandem.exceptions.{exception}"
     return Outcome(
         task_id=task.id,
         worker_id=task.worker_id,
         succeeded=False,
         finished_at=timezone.now(),
-        error=ErrorRecord(
-            exception_class_path="tandem.exceptions.TaskTimeout",
-            traceback=f"tandem.exceptions.TaskTimeout: the task ran longer than its timeout of "
-            f"{timeout:g}s; {how}\n",
-        ),
+        error=ErrorRecord(exception_class_path=path, traceback=f"{path}: {message}\n"),
+        retriable=retriable,
     )
+
+
+def timeout_outcome(task: StoredTask, timeout: float, how: str) -> Outcome:
+    message = f"the task ran longer than its timeout of {timeout:g}s; {how}"
+    return ended_outcome(task, "TaskTimeout", message)
+
+
+def cancelled_outcome(task: StoredTask, how: str) -> Outcome:
+    message = f"the task was cancelled while it ran; {how}"
+    return ended_outcome(task, "Cancelled", message, retriable=False)
 
 
 def crash_outcome(task: StoredTask, what: str) -> Outcome:
-    return Outcome(
-        task_id=task.id,
-        worker_id=task.worker_id,
-        succeeded=False,
-        finished_at=timezone.now(),
-        error=ErrorRecord(
-            exception_class_path="tandem.exceptions.WorkerCrashed",
-            traceback=f"tandem.exceptions.WorkerCrashed: {what}\n",
-        ),
-    )
+    return ended_outcome(task, "WorkerCrashed", what)
 
 
 class Slot:
@@ -109,6 +118,14 @@ class Slot:
             self.retired = True
             return task
 
+    def take(self, task_id: str) -> StoredTask | None:
+        """End the attempt of ``task_id`` here (a cancellation), if this slot still runs it."""
+        with self._lock:
+            if self.task is None or self.task.id != task_id:
+                return None
+            task, self.task, self.deadline = self.task, None, None
+            return task
+
     def abandon(self) -> StoredTask | None:
         """The worker died: retire the slot and return the task it held, if any."""
         with self._lock:
@@ -139,6 +156,10 @@ class DeadlineMonitor:
 
     def start(self) -> None:
         self._thread.start()
+
+    def tighten(self, interval: float) -> None:
+        """Check at least every ``interval`` seconds from now on (a task with a short timeout)."""
+        self._interval = min(self._interval, interval)
 
     def stop(self) -> None:
         self._stop.set()

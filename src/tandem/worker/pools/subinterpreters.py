@@ -66,12 +66,12 @@ class SubinterpreterPool(SlotPool):
             )
         try:
             while (task := self._inbox.get()) is not STOP:
-                slot.begin(task, self.config.timeout)
+                slot.begin(task, self.timeout_for(task))
                 if setup_error is not None:
                     slot.finish(failed(task, setup_error))
                     continue
                 try:
-                    outcome = interp.call(runner.run, task, self.config.timeout)
+                    outcome = interp.call(runner.run, task, self.timeout_for(task))
                 except interpreters.ExecutionFailed as exc:
                     # Something escaped the runner itself: record the failure, fresh interpreter.
                     slot.finish(crash_outcome(task, f"the worker interpreter failed: {exc}"))
@@ -87,11 +87,12 @@ class SubinterpreterPool(SlotPool):
                 logger.debug("interpreter %s left open", getattr(interp, "id", "?"))
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
-        assert self.config.timeout is not None
+        timeout = self.timeout_for(task)
+        assert timeout is not None
         self.deliver(
             timeout_outcome(
                 task,
-                self.config.timeout,
+                timeout,
                 f"its interpreter did not return {self.overdue_grace:g}s after the watchdog's "
                 "TaskTimeout (a blocking C call?); the interpreter was retired and replaced.",
             )

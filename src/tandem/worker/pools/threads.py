@@ -27,7 +27,7 @@ class ThreadPool(SlotPool):
     def _work(self, slot: Slot) -> None:
         try:
             while (task := self._inbox.get()) is not STOP:
-                slot.begin(task, self.config.timeout)
+                slot.begin(task, self.timeout_for(task))
                 close_old_connections()
                 try:
                     outcome = execute(task)
@@ -45,11 +45,12 @@ class ThreadPool(SlotPool):
             connections.close_all()
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
-        assert self.config.timeout is not None
+        timeout = self.timeout_for(task)
+        assert timeout is not None
         self.deliver(
             timeout_outcome(
                 task,
-                self.config.timeout,
+                timeout,
                 "threads cannot be interrupted, so the task may still be running in its old "
                 "thread; its result will be discarded and a fresh thread took its place.",
             )

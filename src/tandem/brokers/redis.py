@@ -1,0 +1,513 @@
+"""The Redis store: tasks in hashes, queues in sorted sets, every transition one Lua script.
+
+The scripts and the key layout are in ``redis_scripts``. What differs from the database store:
+
+- **Durable at once, not transactional.** ``push`` returns after Redis has the task; there is no
+  transaction to join, so a task enqueued in a database transaction that rolls back is still
+  stored (use ``transaction.on_commit`` to enqueue after a commit). How durable "has the task"
+  is depends on Redis's persistence settings (``appendonly yes``; see the how-to).
+- **``transaction()`` is a no-op.** Each script is atomic, but the supervisor's settle and claim
+  are two round trips: a connection lost between them leaves the settlements written, and the
+  supervisor writes them again (the lease guard makes that a no-op).
+- **Finished tasks expire** after ``result_ttl`` seconds (Redis's own key expiry); ``prune``
+  deletes them earlier.
+- **Wake-ups** are published by the scripts on ``<prefix>:<alias>:wake`` whenever tasks become
+  claimable; ``tandem.worker.listener.RedisListener`` subscribes to it.
+
+Connection failures surface as Python's ``ConnectionError``/``TimeoutError`` (``OSError``s), which
+the supervisor treats as "store unavailable, retry", as it does for the database.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from redis.client import PubSub
+from redis.commands.core import Script
+
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    SUCCESSFUL,
+    Broker,
+    ErrorRecord,
+    NewTask,
+    QueueStats,
+    Recovered,
+    Settlement,
+    StoredTask,
+    WorkerInfo,
+    cancelled_error,
+    lost_lease_error,
+    released_error,
+)
+from tandem.brokers.redis_client import store_errors
+from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+#: Expired leases recovered per queue and heartbeat; finished tasks deleted per script call.
+RECOVER_BATCH = 500
+PRUNE_BATCH = 1000
+
+
+def stamp(moment: datetime) -> str:
+    """18 digits of microseconds since 0001-01-01 UTC: sorts as text exactly as in time."""
+    return f"{(moment - ORIGIN) // MICROSECOND:018d}"
+
+
+def from_stamp(text: str) -> datetime:
+    return ORIGIN + timedelta(microseconds=int(text))
+
+
+def score(moment: datetime) -> str:
+    """Microseconds since the Unix epoch: a sorted-set score, exact for 1970 to 2255."""
+    return str((moment - EPOCH) // MICROSECOND)
+
+
+def iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _canonical(task_id: str) -> str | None:
+    try:
+        return str(uuid.UUID(str(task_id)))
+    except ValueError:
+        return None
+
+
+class RedisBroker(Broker):
+    """The broker contract on Redis. ``prefix`` namespaces every key (several aliases may share
+    a prefix, as several aliases share the database table); ``result_ttl`` is in seconds."""
+
+    def __init__(
+        self,
+        backend_alias: str,
+        client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_REDIS_PREFIX,
+        result_ttl: float | None = DEFAULT_RESULT_TTL,
+    ) -> None:
+        self.backend_alias = backend_alias
+        self.client = client
+        self.prefix = prefix
+        self.result_ttl = result_ttl
+        # register_script: EVALSHA, and after a NOSCRIPT reply (a restart, SCRIPT FLUSH) the
+        # script is loaded again and the call retried.
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(PRELUDE + source) for name, source in SCRIPTS.items()
+        }
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def key(self, *parts: str) -> str:
+        """A key of this store: ``key("task", id)``; per alias: ``key(alias, "ready", queue)``."""
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def wake_channel(self) -> str:
+        return self.key(self.backend_alias, "wake")
+
+    def pubsub(self) -> PubSub:
+        """A pub/sub session on its own connection (for the wake-up listener)."""
+        pubsub: PubSub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        return pubsub
+
+    def _run(self, name: str, *args: str | int) -> Any:
+        return self._scripts[name](args=[self.prefix, *args])
+
+    def _ttl_args(self, finished_at: datetime) -> tuple[str, str]:
+        """The result TTL in ms ('0': none) and the index entries it has expired (epoch µs)."""
+        if self.result_ttl is None:
+            return "0", ""
+        return (
+            str(max(1, round(self.result_ttl * 1000))),
+            score(finished_at - timedelta(seconds=self.result_ttl)),
+        )
+
+    def _expired_before(self) -> str:
+        """Index entries of tasks finished before this (epoch µs) have expired ('': none)."""
+        if self.result_ttl is None:
+            return ""
+        return score(datetime.now(UTC) - timedelta(seconds=self.result_ttl))
+
+    @staticmethod
+    def _push_args(t: NewTask) -> list[str]:
+        # The order of push_one's ARGV fields (redis_scripts.PUSH_FIELDS).
+        return [
+            str(uuid.UUID(t.id)),
+            t.backend,
+            t.queue_name,
+            t.task_path,
+            str(t.priority),
+            "1" if t.takes_context else "0",
+            json.dumps(t.args),
+            json.dumps(t.kwargs),
+            iso(t.run_after),
+            iso(t.available_at),
+            iso(t.enqueued_at),
+            str(t.max_attempts),
+            "" if t.timeout is None else repr(float(t.timeout)),
+            t.unique_key or "",
+            f"{stamp(t.available_at)}:{stamp(t.enqueued_at)}:{uuid.UUID(t.id)}",
+        ]
+
+    @staticmethod
+    def _task(fields: Mapping[str, str] | Sequence[str]) -> StoredTask:
+        if not isinstance(fields, Mapping):  # a script's HGETALL: field, value, field, value…
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        available_at = from_iso(fields["available_at"])
+        enqueued_at = from_iso(fields["enqueued_at"])
+        assert available_at is not None and enqueued_at is not None
+        return StoredTask(
+            id=fields["id"],
+            backend=fields["backend"],
+            queue_name=fields["queue_name"],
+            task_path=fields["task_path"],
+            priority=int(fields["priority"]),
+            takes_context=fields["takes_context"] == "1",
+            status=fields["status"],
+            args=json.loads(fields["args"]),
+            kwargs=json.loads(fields["kwargs"]),
+            run_after=from_iso(fields["run_after"]),
+            available_at=available_at,
+            enqueued_at=enqueued_at,
+            started_at=from_iso(fields["started_at"]),
+            last_attempted_at=from_iso(fields["last_attempted_at"]),
+            finished_at=from_iso(fields["finished_at"]),
+            return_value=json.loads(fields["return_value"]),
+            errors=tuple(ErrorRecord(**e) for e in json.loads(fields["errors"])),
+            worker_ids=tuple(json.loads(fields["worker_ids"])),
+            max_attempts=int(fields["max_attempts"]),
+            worker_id=fields["worker_id"],
+            lease_expires_at=from_iso(fields["lease_expires_at"]),
+            timeout=float(fields["timeout"]) if fields["timeout"] else None,
+            unique_key=fields["unique_key"] or None,
+            progress=json.loads(fields["progress"]),
+            progress_at=from_iso(fields["progress_at"]),
+            cancel_requested_at=from_iso(fields["cancel_requested_at"]),
+        )
+
+    # -- the contract --------------------------------------------------------------------------
+
+    @store_errors
+    def push(self, tasks: Sequence[NewTask]) -> list[str]:
+        if not tasks:
+            return []
+        args = [field for t in tasks for field in self._push_args(t)]
+        stored: list[str] = self._run("push", *args)
+        # The task's own id as it was given (any spelling), or the active holder of its key.
+        return [
+            t.id if known == str(uuid.UUID(t.id)) else known
+            for t, known in zip(tasks, stored, strict=True)
+        ]
+
+    @store_errors
+    def get(self, task_id: str) -> StoredTask | None:
+        canonical = _canonical(task_id)
+        if canonical is None:
+            return None
+        fields: dict[str, str] = self.client.hgetall(self.key("task", canonical))  # type: ignore[assignment]
+        return self._task(fields) if fields else None
+
+    @store_errors
+    def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        if not queues:
+            return False
+        return bool(self._run("has_ready", self.backend_alias, stamp(now), *queues))
+
+    @store_errors
+    def claim(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+    ) -> list[StoredTask]:
+        if limit <= 0 or not queues:
+            return []
+        claimed = self._run(
+            "claim",
+            self.backend_alias,
+            limit,
+            worker_id,
+            json.dumps(worker_id),
+            iso(lease_until),
+            score(lease_until),
+            iso(now),
+            stamp(now),
+            *queues,
+        )
+        return [self._task(fields) for fields in claimed]
+
+    @store_errors
+    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
+        ids = [i for i in map(_canonical, task_ids) if i is not None]
+        if not ids:
+            return 0
+        return int(self._run("renew", worker_id, iso(lease_until), score(lease_until), *ids))
+
+    @store_errors
+    def settle(self, settlements: Sequence[Settlement]) -> int:
+        if not settlements:
+            return 0
+        ttl_ms = self._ttl_args(settlements[0].finished_at)[0]
+        args: list[str] = []
+        for s in settlements:
+            if s.status == READY:
+                assert s.retry_at is not None
+            args += [
+                str(uuid.UUID(s.id)),
+                s.worker_id,
+                s.status,
+                iso(s.finished_at),
+                score(s.finished_at),
+                stamp(s.finished_at),
+                json.dumps(s.return_value),
+                "" if s.error is None else json.dumps(s.error.as_json()),
+                iso(s.retry_at),
+                "" if s.retry_at is None else stamp(s.retry_at),
+                self._ttl_args(s.finished_at)[1],
+            ]
+        return int(self._run("settle", ttl_ms, *args))
+
+    @store_errors
+    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
+        ids = [i for i in map(_canonical, task_ids) if i is not None]
+        if not ids:
+            return 0
+        error = json.dumps(released_error(worker_id, now).as_json())
+        return int(self._run("release", worker_id, iso(now), stamp(now), error, *ids))
+
+    @store_errors
+    def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
+        # Read the expired leases, then recover each in one script guarded by the lease as read:
+        # a lease renewed (or a task settled) in between is left alone.
+        members: set[str] = self.client.smembers(self.key(self.backend_alias, "queues"))  # type: ignore[assignment]
+        queues = sorted(members)
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrangebyscore(
+                self.key(self.backend_alias, "running", queue),
+                "-inf",
+                f"({score(now)}",
+                start=0,
+                num=RECOVER_BATCH,
+            )
+        expired = [task_id for ids in pipe.execute() for task_id in ids]
+        if not expired:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in expired:
+            pipe.hmget(self.key("task", task_id), ["worker_id", "lease_expires_at"])
+        args: list[str] = []
+        for task_id, (worker_id, lease) in zip(expired, pipe.execute(), strict=True):
+            if worker_id is None or lease is None:
+                continue
+            error = lost_lease_error(worker_id, from_iso(lease), now)
+            args += [task_id, worker_id, lease, json.dumps(error.as_json())]
+        ttl_ms, trim_below = self._ttl_args(now)
+        recovered = self._run(
+            "recover",
+            recovery_max_attempts,
+            iso(now),
+            score(now),
+            stamp(now),
+            ttl_ms,
+            trim_below,
+            *args,
+        )
+        return [Recovered(id=i, status=status, worker_id=w) for i, status, w in recovered]
+
+    @store_errors
+    def cancel(self, task_id: str, now: datetime) -> str | None:
+        canonical = _canonical(task_id)
+        if canonical is None:
+            return None
+        error = json.dumps(cancelled_error(now, running=False).as_json())
+        ttl_ms, trim_below = self._ttl_args(now)
+        outcome = self._run(
+            "cancel", self.backend_alias, canonical, iso(now), score(now), error, ttl_ms, trim_below
+        )
+        return str(outcome) if outcome else None
+
+    @store_errors
+    def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
+        ids = [i for i in map(_canonical, task_ids) if i is not None]
+        if not ids:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(self.key("task", task_id), ["status", "cancel_requested_at"])
+        return {
+            task_id
+            for task_id, (status, requested) in zip(ids, pipe.execute(), strict=True)
+            if status == "RUNNING" and requested
+        }
+
+    @store_errors
+    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+        canonical = _canonical(task_id)
+        if canonical is None:
+            return False
+        return bool(self._run("save_progress", canonical, worker_id, json.dumps(data), iso(now)))
+
+    @store_errors
+    def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        wanted = sorted(set(statuses) & {SUCCESSFUL, FAILED})
+        if not wanted:
+            return 0
+        deleted = 0
+        while True:  # in batches: each script call holds Redis only briefly
+            gone, seen = self._run(
+                "prune", self.backend_alias, score(finished_before), PRUNE_BATCH, *wanted
+            )
+            deleted += int(gone)
+            if not seen:
+                return deleted
+
+    @store_errors
+    def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
+        wanted = sorted(set(statuses) & {SUCCESSFUL, FAILED})
+        if not wanted:
+            return 0
+        return int(
+            self._run(
+                "count_finished",
+                self.backend_alias,
+                score(finished_before),
+                self._expired_before(),
+                *wanted,
+            )
+        )
+
+    @store_errors
+    def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
+        known = self._run(
+            "fire_tick",
+            self.backend_alias,
+            name,
+            score(tick_at),
+            stamp(tick_at),
+            *self._push_args(task),
+        )
+        if known is None:
+            return None
+        return task.id if known == str(uuid.UUID(task.id)) else str(known)
+
+    @store_errors
+    def prune_ticks(self, name: str, recorded_before: datetime) -> int:
+        return int(self._run("prune_ticks", self.backend_alias, name, score(recorded_before)))
+
+    @store_errors
+    def last_tick(self, name: str) -> datetime | None:
+        newest: list[str] = self.client.zrange(self.key(self.backend_alias, "ticks", name), -1, -1)  # type: ignore[assignment]
+        return from_stamp(newest[0]) if newest else None
+
+    @store_errors
+    def stats(self) -> list[QueueStats]:
+        trim = self._expired_before()
+        stats = [
+            QueueStats(
+                queue_name=queue,
+                ready=int(ready),
+                running=int(running),
+                failed=int(failed),
+                successful=int(successful),
+                oldest_ready_at=from_stamp(oldest) if oldest else None,
+            )
+            for queue, ready, running, failed, successful, oldest in self._run(
+                "stats", self.backend_alias, trim
+            )
+        ]
+        # A queue whose tasks have all expired or been pruned has no row in the database either.
+        return sorted(
+            (s for s in stats if s.ready or s.running or s.failed or s.successful),
+            key=lambda s: s.queue_name,
+        )
+
+    # -- worker registry -----------------------------------------------------------------------
+
+    @store_errors
+    def register_worker(self, worker: WorkerInfo) -> None:
+        self._run(
+            "register_worker",
+            worker.id,
+            worker.backend,
+            worker.hostname,
+            worker.pid,
+            json.dumps(list(worker.queues)),
+            json.dumps(worker.pools),
+            iso(worker.started_at),
+            iso(worker.last_heartbeat_at),
+            score(worker.last_heartbeat_at),
+            worker.tasks_done,
+        )
+
+    @store_errors
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        now: datetime,
+        tasks_done: int,
+        pools: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self._run(
+            "heartbeat_worker",
+            worker_id,
+            iso(now),
+            score(now),
+            tasks_done,
+            "" if pools is None else json.dumps(pools),
+        )
+
+    @store_errors
+    def unregister_worker(self, worker_id: str) -> None:
+        self._run("unregister_worker", worker_id)
+
+    @store_errors
+    def workers(self) -> list[WorkerInfo]:
+        ids: list[str] = self.client.zrevrange(self.key(self.backend_alias, "workers"), 0, -1)  # type: ignore[assignment]
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(self.key("worker", worker_id))
+        found = []
+        for fields in pipe.execute():
+            if not fields:
+                continue  # forgotten between the two reads
+            started_at = from_iso(fields["started_at"])
+            last_heartbeat_at = from_iso(fields["last_heartbeat_at"])
+            assert started_at is not None and last_heartbeat_at is not None
+            found.append(
+                WorkerInfo(
+                    id=fields["id"],
+                    backend=fields["backend"],
+                    hostname=fields["hostname"],
+                    pid=int(fields["pid"]),
+                    queues=tuple(json.loads(fields["queues"])),
+                    pools=json.loads(fields["pools"]),
+                    started_at=started_at,
+                    last_heartbeat_at=last_heartbeat_at,
+                    tasks_done=int(fields["tasks_done"]),
+                )
+            )
+        return found
+
+    @store_errors
+    def forget_workers(self, silent_since: datetime) -> int:
+        return int(self._run("forget_workers", self.backend_alias, score(silent_since)))
+
+
+__all__ = ["RedisBroker"]

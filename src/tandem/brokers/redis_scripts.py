@@ -1,0 +1,523 @@
+"""The Lua scripts of the Redis store: one script per state transition, each atomic in Redis.
+
+Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as ``ARGV[1]``. Keys
+(``P`` is the prefix, ``B`` a backend alias, ``Q`` a queue name):
+
+- ``P:task:<id>`` — HASH, the task (every ``StoredTask`` field, plus ``rank`` and ``attempts``);
+  shared by all aliases, as the database table is;
+- ``P:B:ready:Q`` — ZSET of READY tasks available to claim, score ``-priority``, member ``rank``
+  = ``<available_at stamp>:<enqueued_at stamp>:<id>``; equal scores sort by member, so one
+  ``ZRANGE`` gives the claim order (priority, then available_at, then enqueued_at);
+- ``P:B:delayed:Q`` — ZSET (all scores 0, read by ``ZRANGEBYLEX``) of READY tasks not yet
+  available, member ``rank``; a claim moves the due ones to the ready set;
+- ``P:B:running:Q`` — ZSET of RUNNING tasks, score ``lease_expires_at`` (epoch µs), member id;
+- ``P:B:successful:Q``, ``P:B:failed:Q`` — ZSETs of finished tasks, score ``finished_at``
+  (epoch µs), member id (for ``stats`` and ``prune``);
+- ``P:B:queues`` — SET of the queue names the alias has used;
+- ``P:B:unique`` — HASH unique key -> id of the READY or RUNNING task holding it;
+- ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
+- ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
+  ``P:worker:<id>`` — HASH, one worker;
+- ``P:B:wake`` — the pub/sub channel the scripts publish to when tasks become claimable
+  (message: comma-separated queue names).
+
+A *stamp* is a datetime as 18 zero-padded digits of microseconds since 0001-01-01 UTC: stamps of
+equal length compare as strings exactly as the datetimes compare, with no float rounding.
+
+Scripts compute key names from the ids they read (a claim cannot know them beforehand), so the
+store needs a single Redis primary: Redis Cluster is not supported.
+"""
+
+from __future__ import annotations
+
+PRELUDE = """
+local P = ARGV[1]
+local woken = {}
+
+local function task_key(id) return P .. ':task:' .. id end
+
+local function key(backend, kind, name)
+  if name then return P .. ':' .. backend .. ':' .. kind .. ':' .. name end
+  return P .. ':' .. backend .. ':' .. kind
+end
+
+-- rank = '<available stamp>:<enqueued stamp>:<id>'
+local function id_of(rank) return string.sub(rank, 39) end
+
+-- Digit strings of one length compare as their numbers, whatever the server's collation.
+local function claim_order(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  local x, y = string.sub(a[2], 1, 18), string.sub(b[2], 1, 18)
+  if x ~= y then return x < y end
+  return string.sub(a[2], 20, 37) < string.sub(b[2], 20, 37)
+end
+
+-- Append one JSON value to a JSON array held as text.
+local function append(array, item)
+  if not array or array == '[]' or array == '' then return '[' .. item .. ']' end
+  return string.sub(array, 1, -2) .. ',' .. item .. ']'
+end
+
+local function wake(backend, queue)
+  woken[backend] = woken[backend] or {}
+  woken[backend][queue] = true
+end
+
+local function publish_wakes()
+  for backend, queues in pairs(woken) do
+    local names = {}
+    for queue in pairs(queues) do names[#names + 1] = queue end
+    table.sort(names)
+    redis.call('PUBLISH', key(backend, 'wake'), table.concat(names, ','))
+  end
+end
+
+-- A READY task joins its queue: the ready set when it is available by `now` (a stamp; a
+-- claimer with an earlier clock still skips it), else the delayed set, until a claim moves it.
+local function make_ready(backend, queue, rank, priority, now)
+  if string.sub(rank, 1, 18) <= now then
+    redis.call('ZADD', key(backend, 'ready', queue), 0 - tonumber(priority), rank)
+    wake(backend, queue)
+  else
+    redis.call('ZADD', key(backend, 'delayed', queue), 0, rank)
+  end
+end
+
+-- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
+-- let it expire after the result TTL (ttl_ms '0': kept until pruned). Index entries older
+-- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
+local function finish(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below)
+  if unique_key and unique_key ~= '' then
+    local unique = key(backend, 'unique')
+    if redis.call('HGET', unique, unique_key) == id then redis.call('HDEL', unique, unique_key) end
+  end
+  local done = key(backend, string.lower(status), queue)
+  redis.call('ZADD', done, finished_score, id)
+  if ttl_ms ~= '0' then
+    redis.call('PEXPIRE', task_key(id), ttl_ms)
+    redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
+  end
+end
+
+-- Store one new task from ARGV[i .. i + 14]; return the id it is known by (an active task's
+-- for a unique key already held).
+local function push_one(i)
+  local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
+  local unique_key, rank = ARGV[i + 13], ARGV[i + 14]
+  if unique_key ~= '' then
+    local unique = key(backend, 'unique')
+    local holder = redis.call('HGET', unique, unique_key)
+    if holder then
+      local status = redis.call('HGET', task_key(holder), 'status')
+      if status == 'READY' or status == 'RUNNING' then return holder end
+    end
+    redis.call('HSET', unique, unique_key, id)
+  end
+  redis.call('HSET', task_key(id),
+    'id', id, 'backend', backend, 'queue_name', queue, 'task_path', ARGV[i + 3],
+    'priority', priority, 'takes_context', ARGV[i + 5], 'status', 'READY',
+    'args', ARGV[i + 6], 'kwargs', ARGV[i + 7], 'run_after', ARGV[i + 8],
+    'available_at', ARGV[i + 9], 'enqueued_at', ARGV[i + 10], 'max_attempts', ARGV[i + 11],
+    'timeout', ARGV[i + 12], 'unique_key', unique_key, 'rank', rank,
+    'started_at', '', 'last_attempted_at', '', 'finished_at', '', 'return_value', 'null',
+    'errors', '[]', 'worker_ids', '[]', 'attempts', '0', 'worker_id', '',
+    'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '')
+  redis.call('SADD', key(backend, 'queues'), queue)
+  -- Available by its enqueuer's clock: straight to the ready set.
+  make_ready(backend, queue, rank, priority, string.sub(rank, 20, 37))
+  return id
+end
+"""
+
+#: Fields per task in ``PUSH`` and ``FIRE_TICK`` (see ``push_one``).
+PUSH_FIELDS = 15
+
+# ARGV: prefix, then PUSH_FIELDS per task. Returns the id each task is known by.
+PUSH = """
+local ids = {}
+for i = 2, #ARGV, 15 do ids[#ids + 1] = push_one(i) end
+publish_wakes()
+return ids
+"""
+
+# ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso), lease (epoch us),
+# now (iso), now (stamp), queue names... Returns the claimed tasks (HGETALL each), in order.
+CLAIM = """
+local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now_iso, now = ARGV[8], ARGV[9]
+local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
+local candidates = {}
+for q = 10, #ARGV do
+  local queue = ARGV[q]
+  local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
+  local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
+  if #due > 0 then
+    for _, rank in ipairs(due) do
+      local priority = redis.call('HGET', task_key(id_of(rank)), 'priority')
+      if priority then redis.call('ZADD', ready, 0 - tonumber(priority), rank) end
+    end
+    redis.call('ZREMRANGEBYLEX', delayed, '-', due_bound)
+  end
+  -- This queue's best `limit`, skipping ranks ahead of this claimer's clock.
+  local found, offset = 0, 0
+  while found < limit do
+    local page = redis.call('ZRANGE', ready, offset, offset + limit - 1, 'WITHSCORES')
+    if #page == 0 then break end
+    for j = 1, #page, 2 do
+      if string.sub(page[j], 1, 18) <= now then
+        candidates[#candidates + 1] = {tonumber(page[j + 1]), page[j], queue}
+        found = found + 1
+        if found == limit then break end
+      end
+    end
+    offset = offset + limit
+  end
+end
+table.sort(candidates, claim_order)
+local claimed = {}
+for n = 1, math.min(limit, #candidates) do
+  local rank, queue = candidates[n][2], candidates[n][3]
+  local id = id_of(rank)
+  local t_key = task_key(id)
+  redis.call('ZREM', key(backend, 'ready', queue), rank)
+  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
+  if t[1] == 'READY' then
+    local started = t[2]
+    if not started or started == '' then started = now_iso end
+    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker,
+      'lease_expires_at', ARGV[6], 'started_at', started, 'last_attempted_at', now_iso,
+      'worker_ids', append(t[3], ARGV[5]))
+    redis.call('HINCRBY', t_key, 'attempts', 1)
+    redis.call('ZADD', key(backend, 'running', queue), ARGV[7], id)
+    claimed[#claimed + 1] = redis.call('HGETALL', t_key)
+  end
+end
+return claimed
+"""
+
+# ARGV: prefix, backend, now (stamp), queue names... Returns 1 when a task is claimable.
+HAS_READY = """
+local backend, now = ARGV[2], ARGV[3]
+for q = 4, #ARGV do
+  local queue = ARGV[q]
+  local due = redis.call('ZRANGEBYLEX', key(backend, 'delayed', queue), '-', '(' .. now .. ';',
+    'LIMIT', 0, 1)
+  if #due > 0 then return 1 end
+  local offset = 0
+  while true do
+    local page = redis.call('ZRANGE', key(backend, 'ready', queue), offset, offset + 99)
+    if #page == 0 then break end
+    for _, rank in ipairs(page) do
+      if string.sub(rank, 1, 18) <= now then return 1 end
+    end
+    offset = offset + 100
+  end
+end
+return 0
+"""
+
+# ARGV: prefix, worker id, lease (iso), lease (epoch us), task ids... Returns how many it holds.
+RENEW = """
+local worker, held = ARGV[2], 0
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name')
+  if t[1] == 'RUNNING' and t[2] == worker then
+    redis.call('HSET', t_key, 'lease_expires_at', ARGV[3])
+    redis.call('ZADD', key(t[3], 'running', t[4]), ARGV[4], id)
+    held = held + 1
+  end
+end
+return held
+"""
+
+#: Fields per settlement in ``SETTLE``.
+SETTLE_FIELDS = 11
+
+# ARGV: prefix, result TTL (ms, '0': none), then per settlement: id, worker id, status,
+# finished_at (iso), finished_at (epoch us), finished_at (stamp), return value (JSON), error
+# (JSON or ''), retry_at (iso or ''), retry_at (stamp or ''), TTL trim bound (epoch us).
+# Returns how many were written (the others lost their lease).
+SETTLE = """
+local ttl, written = ARGV[2], 0
+for i = 3, #ARGV, 11 do
+  local id, worker, status, error = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 7]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
+    'errors', 'rank', 'priority', 'unique_key')
+  if t[1] == 'RUNNING' and t[2] == worker then
+    local backend, queue = t[3], t[4]
+    redis.call('ZREM', key(backend, 'running', queue), id)
+    local errors = t[5]
+    if error ~= '' then errors = append(errors, error) end
+    if status == 'READY' then
+      local rank = ARGV[i + 9] .. string.sub(t[6], 19)
+      redis.call('HSET', t_key, 'status', 'READY', 'errors', errors,
+        'available_at', ARGV[i + 8], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
+        'cancel_requested_at', '')
+      make_ready(backend, queue, rank, t[7], ARGV[i + 5])
+    else
+      redis.call('HSET', t_key, 'status', status, 'errors', errors,
+        'finished_at', ARGV[i + 3], 'worker_id', '', 'lease_expires_at', '',
+        'cancel_requested_at', '', 'unique_key', '')
+      if error == '' then redis.call('HSET', t_key, 'return_value', ARGV[i + 6]) end
+      finish(backend, queue, id, status, t[8], ARGV[i + 4], ttl, ARGV[i + 10])
+    end
+    written = written + 1
+  end
+end
+publish_wakes()
+return written
+"""
+
+# ARGV: prefix, worker id, now (iso), now (stamp), Released error (JSON), task ids...
+# Returns how many were put back to READY.
+RELEASE = """
+local worker, released = ARGV[2], 0
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
+    'errors', 'rank', 'priority')
+  if t[1] == 'RUNNING' and t[2] == worker then
+    redis.call('ZREM', key(t[3], 'running', t[4]), id)
+    local rank = ARGV[4] .. string.sub(t[6], 19)
+    redis.call('HSET', t_key, 'status', 'READY', 'errors', append(t[5], ARGV[5]),
+      'available_at', ARGV[3], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
+      'cancel_requested_at', '')
+    make_ready(t[3], t[4], rank, t[7], ARGV[4])
+    released = released + 1
+  end
+end
+publish_wakes()
+return released
+"""
+
+# ARGV: prefix, recovery_max_attempts, now (iso), now (epoch us), now (stamp), result TTL (ms),
+# TTL trim bound (epoch us), then per expired task: id, worker id, lease (iso) as read, WorkerLost
+# error (JSON). A task whose lease was renewed or settled meanwhile is left alone.
+# Returns {id, new status, worker id} per recovered task.
+RECOVER = """
+local recovery_max_attempts = tonumber(ARGV[2])
+local now_iso, now_score, now = ARGV[3], ARGV[4], ARGV[5]
+local recovered = {}
+for i = 8, #ARGV, 4 do
+  local id, worker = ARGV[i], ARGV[i + 1]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'lease_expires_at', 'backend',
+    'queue_name', 'errors', 'attempts', 'max_attempts', 'rank', 'priority', 'unique_key')
+  if t[1] == 'RUNNING' and t[2] == worker and t[3] == ARGV[i + 2] then
+    local backend, queue = t[4], t[5]
+    redis.call('ZREM', key(backend, 'running', queue), id)
+    local errors = append(t[6], ARGV[i + 3])
+    local allowed = math.max(tonumber(t[8]), recovery_max_attempts)
+    if tonumber(t[7]) >= allowed then
+      redis.call('HSET', t_key, 'status', 'FAILED', 'errors', errors, 'finished_at', now_iso,
+        'worker_id', '', 'lease_expires_at', '', 'cancel_requested_at', '', 'unique_key', '')
+      finish(backend, queue, id, 'FAILED', t[11], now_score, ARGV[6], ARGV[7])
+      recovered[#recovered + 1] = {id, 'FAILED', worker}
+    else
+      local rank = now .. string.sub(t[9], 19)
+      redis.call('HSET', t_key, 'status', 'READY', 'errors', errors, 'available_at', now_iso,
+        'rank', rank, 'worker_id', '', 'lease_expires_at', '', 'cancel_requested_at', '')
+      make_ready(backend, queue, rank, t[10], now)
+      recovered[#recovered + 1] = {id, 'READY', worker}
+    end
+  end
+end
+publish_wakes()
+return recovered
+"""
+
+# ARGV: prefix, backend, task id, now (iso), now (epoch us), Cancelled error (JSON), result TTL
+# (ms), TTL trim bound (epoch us). Returns 'cancelled', 'requested', or nil.
+CANCEL = """
+local backend, id, now_iso = ARGV[2], ARGV[3], ARGV[4]
+local t_key = task_key(id)
+local t = redis.call('HMGET', t_key, 'status', 'backend', 'queue_name', 'rank', 'unique_key',
+  'cancel_requested_at', 'errors')
+if not t[1] or t[2] ~= backend then return false end
+if t[1] == 'READY' then
+  redis.call('ZREM', key(backend, 'ready', t[3]), t[4])
+  redis.call('ZREM', key(backend, 'delayed', t[3]), t[4])
+  redis.call('HSET', t_key, 'status', 'FAILED', 'errors', append(t[7], ARGV[6]),
+    'finished_at', now_iso, 'unique_key', '')
+  finish(backend, t[3], id, 'FAILED', t[5], ARGV[5], ARGV[7], ARGV[8])
+  return 'cancelled'
+end
+if t[1] == 'RUNNING' then
+  if not t[6] or t[6] == '' then redis.call('HSET', t_key, 'cancel_requested_at', now_iso) end
+  return 'requested'
+end
+return false
+"""
+
+# ARGV: prefix, task id, worker id, progress (JSON), now (iso). Returns 1 when stored.
+SAVE_PROGRESS = """
+local t_key = task_key(ARGV[2])
+local t = redis.call('HMGET', t_key, 'status', 'worker_id')
+if t[1] ~= 'RUNNING' or t[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', t_key, 'progress', ARGV[4], 'progress_at', ARGV[5])
+return 1
+"""
+
+# ARGV: prefix, backend, finished before (epoch us), batch size, statuses...
+# Deletes up to a batch per queue and status; returns {deleted, index entries examined}.
+PRUNE = """
+local backend, before, batch = ARGV[2], '(' .. ARGV[3], tonumber(ARGV[4])
+local deleted, seen = 0, 0
+for _, queue in ipairs(redis.call('SMEMBERS', key(backend, 'queues'))) do
+  for s = 5, #ARGV do
+    local status = ARGV[s]
+    local done = key(backend, string.lower(status), queue)
+    local ids = redis.call('ZRANGEBYSCORE', done, '-inf', before, 'LIMIT', 0, batch)
+    for _, id in ipairs(ids) do
+      local t_key = task_key(id)
+      if redis.call('HGET', t_key, 'status') == status then
+        redis.call('DEL', t_key)
+        deleted = deleted + 1
+      end
+      redis.call('ZREM', done, id)
+      seen = seen + 1
+    end
+  end
+end
+return {deleted, seen}
+"""
+
+# ARGV: prefix, backend, finished before (epoch us), TTL trim bound (epoch us, '' for none),
+# statuses... Returns how many finished tasks PRUNE would delete (expired ones are not counted).
+COUNT_FINISHED = """
+local backend, before, trim = ARGV[2], '(' .. ARGV[3], ARGV[4]
+local count = 0
+for _, queue in ipairs(redis.call('SMEMBERS', key(backend, 'queues'))) do
+  for s = 5, #ARGV do
+    local done = key(backend, string.lower(ARGV[s]), queue)
+    if trim ~= '' then redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim) end
+    count = count + redis.call('ZCOUNT', done, '-inf', before)
+  end
+end
+return count
+"""
+
+# ARGV: prefix, backend, schedule name, tick (epoch us), tick (stamp), then PUSH_FIELDS for the
+# task. Returns the id the task is known by, or nil when the tick was already recorded.
+FIRE_TICK = """
+if redis.call('ZADD', key(ARGV[2], 'ticks', ARGV[3]), 'NX', ARGV[4], ARGV[5]) == 0 then
+  return false
+end
+local id = push_one(6)
+publish_wakes()
+return id
+"""
+
+# ARGV: prefix, backend, schedule name, bound (epoch us). Deletes the ticks scored below the
+# bound, except the newest. Returns how many were deleted.
+PRUNE_TICKS = """
+local ticks = key(ARGV[2], 'ticks', ARGV[3])
+local newest = redis.call('ZRANGE', ticks, -1, -1, 'WITHSCORES')
+if #newest == 0 then return 0 end
+local bound = math.min(tonumber(ARGV[4]), tonumber(newest[2]))
+return redis.call('ZREMRANGEBYSCORE', ticks, '-inf', '(' .. string.format('%.0f', bound))
+"""
+
+# ARGV: prefix, backend, TTL trim bound (epoch us, '' for none). Returns per queue: {queue,
+# ready, running, failed, successful, oldest available_at among READY (stamp or '')}.
+STATS = """
+local backend, trim = ARGV[2], ARGV[3]
+local out = {}
+for _, queue in ipairs(redis.call('SMEMBERS', key(backend, 'queues'))) do
+  local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
+  local successful, failed = key(backend, 'successful', queue), key(backend, 'failed', queue)
+  if trim ~= '' then
+    redis.call('ZREMRANGEBYSCORE', successful, '-inf', '(' .. trim)
+    redis.call('ZREMRANGEBYSCORE', failed, '-inf', '(' .. trim)
+  end
+  -- The oldest READY task: the delayed set's first, or the first of a priority in the ready set.
+  local oldest = ''
+  local first = redis.call('ZRANGE', delayed, 0, 0)
+  if first[1] then oldest = string.sub(first[1], 1, 18) end
+  local floor = '-inf'
+  while true do
+    local head = redis.call('ZRANGEBYSCORE', ready, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if not head[1] then break end
+    local available = string.sub(head[1], 1, 18)
+    if oldest == '' or available < oldest then oldest = available end
+    floor = '(' .. head[2]
+  end
+  out[#out + 1] = {queue, redis.call('ZCARD', ready) + redis.call('ZCARD', delayed),
+    redis.call('ZCARD', key(backend, 'running', queue)), redis.call('ZCARD', failed),
+    redis.call('ZCARD', successful), oldest}
+end
+return out
+"""
+
+# ARGV: prefix, worker id, backend, hostname, pid, queues (JSON), pools (JSON), started_at
+# (iso), last heartbeat (iso), last heartbeat (epoch us), tasks done.
+REGISTER_WORKER = """
+local id, backend = ARGV[2], ARGV[3]
+local w_key = P .. ':worker:' .. id
+local previous = redis.call('HGET', w_key, 'backend')
+if previous and previous ~= backend then redis.call('ZREM', key(previous, 'workers'), id) end
+redis.call('DEL', w_key)
+redis.call('HSET', w_key, 'id', id, 'backend', backend, 'hostname', ARGV[4], 'pid', ARGV[5],
+  'queues', ARGV[6], 'pools', ARGV[7], 'started_at', ARGV[8], 'last_heartbeat_at', ARGV[9],
+  'tasks_done', ARGV[11])
+redis.call('ZADD', key(backend, 'workers'), ARGV[10], id)
+return 1
+"""
+
+# ARGV: prefix, worker id, now (iso), now (epoch us), tasks done, pools (JSON or '').
+HEARTBEAT_WORKER = """
+local id = ARGV[2]
+local w_key = P .. ':worker:' .. id
+local backend = redis.call('HGET', w_key, 'backend')
+if not backend then return 0 end
+redis.call('HSET', w_key, 'last_heartbeat_at', ARGV[3], 'tasks_done', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', w_key, 'pools', ARGV[6]) end
+redis.call('ZADD', key(backend, 'workers'), ARGV[4], id)
+return 1
+"""
+
+# ARGV: prefix, worker id.
+UNREGISTER_WORKER = """
+local id = ARGV[2]
+local w_key = P .. ':worker:' .. id
+local backend = redis.call('HGET', w_key, 'backend')
+if backend then redis.call('ZREM', key(backend, 'workers'), id) end
+return redis.call('DEL', w_key)
+"""
+
+# ARGV: prefix, backend, silent since (epoch us). Returns how many workers were removed.
+FORGET_WORKERS = """
+local registry = key(ARGV[2], 'workers')
+local ids = redis.call('ZRANGEBYSCORE', registry, '-inf', '(' .. ARGV[3])
+for _, id in ipairs(ids) do
+  redis.call('DEL', P .. ':worker:' .. id)
+  redis.call('ZREM', registry, id)
+end
+return #ids
+"""
+
+#: Every script by name, without the prelude.
+SCRIPTS = {
+    "push": PUSH,
+    "claim": CLAIM,
+    "has_ready": HAS_READY,
+    "renew": RENEW,
+    "settle": SETTLE,
+    "release": RELEASE,
+    "recover": RECOVER,
+    "cancel": CANCEL,
+    "save_progress": SAVE_PROGRESS,
+    "prune": PRUNE,
+    "count_finished": COUNT_FINISHED,
+    "fire_tick": FIRE_TICK,
+    "prune_ticks": PRUNE_TICKS,
+    "stats": STATS,
+    "register_worker": REGISTER_WORKER,
+    "heartbeat_worker": HEARTBEAT_WORKER,
+    "unregister_worker": UNREGISTER_WORKER,
+    "forget_workers": FORGET_WORKERS,
+}

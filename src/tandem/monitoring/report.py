@@ -1,0 +1,121 @@
+"""``manage.py tandem status``: queues, pools and live workers; a non-zero exit when unhealthy.
+
+Exit status: 0 healthy; 1 unhealthy (each problem is printed to stderr with what to do); the
+command's usual 1 with ``CommandError: …`` for an unknown or non-tandem backend or a store that
+cannot be read. Meant for people and for container health probes alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from tandem.monitoring import status
+
+UNHEALTHY = 1
+
+
+def add_arguments(subparsers: Any) -> None:
+    """Add the ``status`` subcommand to ``manage.py tandem``'s subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "status",
+        help="Show queues, pools and live workers; exit 1 when a queue is unserved or starving.",
+        description="Print each queue's ready, running and failed counts and the age of its "
+        "oldest ready task, and the live workers with their pools. Exits 1 when a configured "
+        "queue has no live worker, or (with --max-age) its oldest ready task waited too long.",
+    )
+    parser.add_argument("--json", action="store_true", help="Print one JSON object instead.")
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Unhealthy when a queue's oldest ready task has waited longer than this.",
+    )
+    parser.add_argument(
+        "--backend", default="default", help="The TASKS alias to inspect (default: default)."
+    )
+
+
+def run(command: BaseCommand, *, backend: str, max_age: float | None, **options: Any) -> None:
+    """Print the status of ``backend``; ``SystemExit(1)`` when it is unhealthy."""
+    if max_age is not None and max_age <= 0:
+        raise CommandError(f"--max-age must be > 0, got {max_age:g}.")
+    try:
+        snapshot = status.take(backend, max_age=max_age)
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from exc
+    except (DatabaseError, ConnectionError, OSError) as exc:
+        raise CommandError(f"Cannot read the task store of backend {backend!r}: {exc}") from exc
+    if options.get("json"):
+        command.stdout.write(json.dumps(snapshot.as_json(), indent=2))
+    else:
+        command.stdout.write(text(snapshot))
+    if snapshot.problems:
+        for problem in snapshot.problems:
+            command.stderr.write(f"UNHEALTHY: {problem}")
+        raise SystemExit(UNHEALTHY)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def text(snapshot: status.Snapshot) -> str:
+    """The human report: a queue table, then one line per worker and pool."""
+    rows = [("queue", "pool", "ready", "running", "failed", "oldest ready", "live workers")]
+    for q in snapshot.queues:
+        rows.append(
+            (
+                q.name + ("" if q.configured else " (not configured)"),
+                q.pool or "-",
+                str(q.ready),
+                str(q.running),
+                str(q.failed),
+                _age(q.oldest_ready_age),
+                str(q.live_workers),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"tandem status: backend {snapshot.backend!r} at {snapshot.taken_at:%Y-%m-%d %H:%M:%S} UTC"
+        f" (lease {snapshot.lease_seconds:g}s)",
+        "",
+    ]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(widths[i + 2]) for i, cell in enumerate(row[2:])]
+        lines.append("  ".join(cells).rstrip())
+    live = snapshot.live_workers
+    lines += ["", f"workers: {len(live)} live, {len(snapshot.workers) - len(live)} silent"]
+    for w in snapshot.workers:
+        state = "live" if w.live else "SILENT"
+        lines.append(
+            f"  {w.id} {state}, heartbeat {_age(w.heartbeat_age)} ago, "
+            f"{w.tasks_done} task(s) done, queues {','.join(w.queues) or '-'}"
+        )
+        for name, pool in w.pools.items():
+            lines.append(
+                f"    pool {name}: {pool.get('executor', '?')} x{pool.get('workers', '?')}, "
+                f"{pool.get('in_flight', 0)} busy, {pool.get('restarts', 0)} restart(s), "
+                f"queues {','.join(pool.get('queues', [])) or '-'}"
+            )
+    lines += [
+        "",
+        "healthy" if snapshot.healthy else f"UNHEALTHY: {len(snapshot.problems)} problem(s)",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["UNHEALTHY", "add_arguments", "run", "text"]

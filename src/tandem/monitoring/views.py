@@ -1,0 +1,157 @@
+"""The staff-only dashboard, its JSON twin, the metrics view and the health views.
+
+The dashboard page refreshes its panel every ``TANDEM_DASHBOARD_REFRESH`` seconds (default 5)
+with a few lines of inline JavaScript; without JavaScript a ``<meta http-equiv="refresh">``
+reloads the whole page instead. Everything on it is read through the broker (``stats()``,
+``workers()``), so it works for every store; the throughput chart and the recent failures need a
+database store and say so otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ImproperlyConfigured
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from tandem.monitoring import chart, health, history, metrics, status
+
+DEFAULT_REFRESH = 5.0
+
+
+def refresh_seconds() -> float:
+    value = getattr(settings, "TANDEM_DASHBOARD_REFRESH", DEFAULT_REFRESH)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ImproperlyConfigured(
+            f"TANDEM_DASHBOARD_REFRESH must be a number of seconds > 0, got {value!r}."
+        )
+    return float(value)
+
+
+def _alias(request: HttpRequest) -> str:
+    aliases = status.tandem_aliases()
+    if not aliases:
+        raise Http404("No tandem backend in settings.TASKS.")
+    alias = request.GET.get("backend") or aliases[0]
+    if alias not in aliases:
+        raise Http404(f"No tandem backend {alias!r} in settings.TASKS.")
+    return alias
+
+
+def admin_url(task_id: object) -> str | None:
+    try:
+        return reverse("admin:tandem_taskrecord_change", args=[task_id])
+    except NoReverseMatch:  # the admin is not installed, or TaskRecord is not registered
+        return None
+
+
+def panel_context(alias: str) -> dict[str, Any]:
+    backend = status.tandem_backend(alias)
+    now = timezone.now()
+    snapshot = status.take(alias, now=now)
+    buckets = history.throughput(backend, now)
+    failures = history.recent_failures(backend)
+    totals = None
+    if buckets is not None:
+        succeeded = sum(b.succeeded for b in buckets)
+        failed = sum(b.failed for b in buckets)
+        finished = succeeded + failed
+        totals = {
+            "succeeded": succeeded,
+            "failed": failed,
+            "rate": f"{failed / finished:.0%}" if finished else "—",
+            "minutes": len(buckets),
+        }
+    return {
+        "snapshot": snapshot,
+        "chart": chart.throughput_svg(buckets) if buckets is not None else None,
+        "totals": totals,
+        "failures": [
+            {
+                "record": record,
+                "url": admin_url(record.pk),
+                "error": record.errors[-1]["exception_class_path"] if record.errors else "",
+            }
+            for record in failures
+        ]
+        if failures is not None
+        else None,
+        "now": now,
+    }
+
+
+@never_cache
+@staff_member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    alias = _alias(request)
+    context = panel_context(alias)
+    context.update(
+        backend=alias,
+        backends=status.tandem_aliases(),
+        refresh=refresh_seconds(),
+        panel_url=f"{reverse('tandem:panel')}?backend={alias}",
+        admin_changelist=_changelist_url(),
+    )
+    return render(request, "tandem/monitoring/dashboard.html", context)
+
+
+@never_cache
+@staff_member_required
+def panel(request: HttpRequest) -> HttpResponse:
+    """The part of the dashboard that refreshes (fetched by the page's script)."""
+    return render(request, "tandem/monitoring/panel.html", panel_context(_alias(request)))
+
+
+@never_cache
+@staff_member_required
+def status_json(request: HttpRequest) -> JsonResponse:
+    """What ``tandem status --json`` prints, for the chosen backend."""
+    return JsonResponse(status.take(_alias(request)).as_json())
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for ``Authorization: Bearer <TANDEM_METRICS_TOKEN>`` or staff."""
+    user = getattr(request, "user", None)
+    staff = bool(user is not None and user.is_active and user.is_staff)
+    if not staff and not metrics.bearer_ok(request.headers.get("Authorization")):
+        response = HttpResponse(
+            "Scrape with 'Authorization: Bearer <TANDEM_METRICS_TOKEN>', or log in as staff.\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="tandem metrics"'
+        return response
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+
+
+@never_cache
+@require_GET
+def live(request: HttpRequest) -> HttpResponse:
+    """Liveness: this process answers requests."""
+    return HttpResponse("live\n", content_type="text/plain; charset=utf-8")
+
+
+@never_cache
+@require_GET
+def ready(request: HttpRequest) -> HttpResponse:
+    """Readiness: every tandem backend's store answers (503 with the reason otherwise)."""
+    result = health.readiness()
+    return HttpResponse(
+        result.text, status=200 if result.ready else 503, content_type="text/plain; charset=utf-8"
+    )
+
+
+def _changelist_url() -> str | None:
+    try:
+        return reverse("admin:tandem_taskrecord_changelist")
+    except NoReverseMatch:
+        return None

@@ -1,0 +1,112 @@
+"""Task options: validated with exact messages, accepted by ``tandem.task`` and by Django's
+``@task`` (Django >= 6.1 passes extras to the backend's ``task_class``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+import pytest
+from django.tasks import task as django_task
+from django.tasks.exceptions import InvalidTask
+
+import tandem
+from tandem.tasks import Task
+
+
+def body() -> None:
+    """A module-level function to decorate."""
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be an integer >= 1, got 0."),
+        ({"max_attempts": True}, "max_attempts must be an integer >= 1, got True."),
+        (
+            {"backoff": -1},
+            "backoff must be a number of seconds > 0 or a callable (attempt) -> seconds, got -1.",
+        ),
+        (
+            {"backoff": "fast"},
+            "backoff must be a number of seconds > 0 or a callable (attempt) -> seconds, "
+            "got 'fast'.",
+        ),
+        ({"timeout": 0}, "timeout must be a number of seconds > 0, got 0."),
+        ({"timeout": float("inf")}, "timeout must be a number of seconds > 0, got inf."),
+        ({"unique": "yes"}, "unique must be True or False, got 'yes'."),
+        (
+            {"unique_key": "user_id"},
+            "unique_key must be a callable (*args, **kwargs) -> str, got 'user_id'.",
+        ),
+        (
+            {"on_success": 42},
+            "on_success must be a task or its dotted path ('app.tasks.name'), got 42.",
+        ),
+        (
+            {"on_failure": "nodots"},
+            "on_failure must be a task or its dotted path ('app.tasks.name'), got 'nodots'.",
+        ),
+    ],
+)
+def test_invalid_options_fail_with_exact_messages(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidTask) as caught:
+        tandem.task(**options)(body)
+    assert str(caught.value) == message
+
+
+def test_valid_options_are_kept_on_the_task() -> None:
+    def key(user_id: int) -> str:
+        return str(user_id)
+
+    made = tandem.task(
+        max_attempts=4,
+        backoff=1.5,
+        timeout=30,
+        unique_key=key,
+        on_success="tests.tasks.record_hook",
+    )(body)
+    assert isinstance(made, Task)
+    assert (made.max_attempts, made.backoff, made.timeout, made.unique_key) == (4, 1.5, 30, key)
+    assert made.on_success == "tests.tasks.record_hook"
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="Django 6.1 passes @task extras through")
+def test_djangos_own_decorator_passes_the_options_to_tandems_task_class() -> None:
+    made = django_task(max_attempts=2, timeout=5)(body)  # type: ignore[call-arg]
+    assert isinstance(made, Task)
+    assert (made.max_attempts, made.timeout) == (2, 5)
+    with pytest.raises(InvalidTask, match=r"timeout must be a number of seconds > 0, got -5\."):
+        django_task(timeout=-5)(body)  # type: ignore[call-arg]
+
+
+def test_unique_keys_depend_on_the_task_and_the_chosen_arguments() -> None:
+    plain = tandem.task(unique=True)(body)
+    assert plain.key_for([1], {"a": 2}) == plain.key_for([1], {"a": 2})
+    assert plain.key_for([1], {"a": 2}) != plain.key_for([1], {"a": 3})
+    by_user = tandem.task(unique_key=lambda user_id, **_: f"u{user_id}")(body)
+    assert by_user.key_for([7], {"note": "x"}) == by_user.key_for([7], {"note": "y"})
+    assert by_user.key_for([7], {}) != by_user.key_for([8], {})
+    assert tandem.task(max_attempts=2)(body).key_for([1], {}) is None
+    bad = tandem.task(unique_key=lambda *a: 7)(body)
+    with pytest.raises(InvalidTask, match="must return a str, got 7"):
+        bad.key_for([], {})
+
+
+def test_callable_backoff_is_called_with_the_attempt_and_checked() -> None:
+    seen: list[int] = []
+
+    def backoff(attempt: int) -> float:
+        seen.append(attempt)
+        return 3.0 * attempt
+
+    made = tandem.task(backoff=backoff)(body)
+    assert made.retry_delay(2) == 6.0
+    assert seen == [2]
+    assert tandem.task(max_attempts=2)(body).retry_delay(1) is None
+    exponential = tandem.task(backoff=10)(body)
+    assert all(5.0 <= exponential.retry_delay(1) <= 10.0 for _ in range(20))  # jitter 0.5..1
+    assert all(20.0 <= exponential.retry_delay(3) <= 40.0 for _ in range(20))
+    negative = tandem.task(backoff=lambda attempt: -1)(body)
+    with pytest.raises(InvalidTask, match="returned -1; it must return a number of seconds >= 0"):
+        negative.retry_delay(1)

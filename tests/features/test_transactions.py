@@ -1,0 +1,76 @@
+"""Enqueue inside ``transaction.atomic()``: the task and the caller's data commit together, and
+no worker sees the task before the commit (the classic race)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import transaction
+
+import tandem
+from tandem.brokers.base import SUCCESSFUL
+from tandem.models import TaskRecord
+from tandem.serialization import NotJSONError
+from tests import tasks
+from tests.models import Ledger
+from tests.worker.doubles import wait_for
+from tests.worker.harness import Harness
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_task_loading_the_row_created_in_its_transaction_never_misses_it(
+    harness: Harness,
+) -> None:
+    supervisor = harness.supervisor(workers=2, listen=True)
+    harness.run_in_background(supervisor)
+    results = []
+    for i in range(30):
+        with transaction.atomic():
+            row = Ledger.objects.create(key=f"race-{i}")
+            results.append(tasks.load_ledger.enqueue(row.pk))
+            # Keep the transaction open while a worker looks: it must not see the task yet.
+            time.sleep(0.01)
+    wait_for(
+        lambda: TaskRecord.objects.filter(status__in=["SUCCESSFUL", "FAILED"]).count() == 30,
+        "30 tasks to finish",
+    )
+    for i, result in enumerate(results):
+        result.refresh()
+        assert (result.status, result.return_value) == (SUCCESSFUL, f"race-{i}"), result.errors
+
+
+def test_a_rolled_back_enqueue_leaves_no_task() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        tasks.add.enqueue(1, 2)
+        raise RuntimeError("the view failed")
+    assert not TaskRecord.objects.exists()
+
+
+def test_enqueue_on_commit_waits_for_the_commit() -> None:
+    with transaction.atomic():
+        tandem.enqueue_on_commit(tasks.add, (1, 2))
+        assert not TaskRecord.objects.exists()
+    [row] = TaskRecord.objects.all()
+    assert (row.task_path, row.args) == ("tests.tasks.add", [1, 2])
+
+
+def test_enqueue_on_commit_drops_nothing_but_a_rolled_back_task() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        tandem.enqueue_on_commit(tasks.add, (1, 2))
+        raise RuntimeError("rolled back")
+    assert not TaskRecord.objects.exists()
+
+
+def test_enqueue_on_commit_checks_the_arguments_at_once() -> None:
+    with (
+        pytest.raises(NotJSONError, match=r"kwargs\['when'\] is a builtins.object"),
+        transaction.atomic(),
+    ):
+        tandem.enqueue_on_commit(tasks.echo, (), {"when": object()})
+
+
+def test_enqueue_on_commit_outside_a_transaction_enqueues_now() -> None:
+    tandem.enqueue_on_commit(tasks.add, (), {"a": 1, "b": 2})
+    assert TaskRecord.objects.get().kwargs == {"a": 1, "b": 2}

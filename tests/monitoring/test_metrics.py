@@ -1,0 +1,165 @@
+"""Prometheus metrics: who may scrape, the store's gauges, and the counters the supervisor's
+settle point feeds (with one structured log line per settled attempt)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.tasks import task_backends
+from django.test import Client
+from django.utils import timezone
+
+from tandem.worker import telemetry
+from tandem.worker.supervisor import Supervisor
+from tests.tasks import add, echo, fail
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "s3cret-scrape-token"
+
+
+def sample(name: str, **labels: str) -> float:
+    return telemetry.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def token(settings: object) -> str:
+    settings.TANDEM_METRICS_TOKEN = TOKEN  # type: ignore[attr-defined]
+    return TOKEN
+
+
+def test_scrapers_need_the_token(client: Client, token: str) -> None:
+    anonymous = client.get("/tasks/metrics/")
+    wrong = client.get("/tasks/metrics/", headers={"Authorization": "Bearer nope"})
+    right = client.get("/tasks/metrics/", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"] == 'Bearer realm="tandem metrics"'
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert right["Content-Type"].startswith("text/plain; version=")
+
+
+def test_without_a_token_setting_only_staff_may_scrape(client: Client) -> None:
+    assert client.get("/tasks/metrics/", headers={"Authorization": "Bearer "}).status_code == 401
+    client.force_login(User.objects.create_user("customer"))
+    assert client.get("/tasks/metrics/").status_code == 401
+    client.force_login(User.objects.create_user("ops", is_staff=True))
+    assert client.get("/tasks/metrics/").status_code == 200
+
+
+def test_gauges_are_read_from_the_store_at_scrape_time(client: Client, token: str) -> None:
+    echo.enqueue("a")
+    echo.enqueue("b")
+    from tandem.models import TaskRecord
+
+    TaskRecord.objects.update(available_at=timezone.now() - timedelta(seconds=30))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    text = client.get("/tasks/metrics/", headers=auth).content.decode()
+
+    assert 'tandem_queue_ready_tasks{backend="default",queue="default"} 2.0' in text
+    assert 'tandem_queue_ready_tasks{backend="default",queue="exports"} 0.0' in text
+    assert 'tandem_queue_running_tasks{backend="default",queue="default"} 0.0' in text
+    assert 'tandem_queue_failed_tasks{backend="default",queue="default"} 0.0' in text
+    assert 'tandem_queue_live_workers{backend="default",queue="default"} 0.0' in text
+    assert 'tandem_workers{backend="default"} 0.0' in text
+    assert 'tandem_store_up{backend="default"} 1.0' in text
+    age = next(
+        line
+        for line in text.splitlines()
+        if line.startswith(
+            'tandem_queue_oldest_ready_age_seconds{backend="default",queue="default"}'
+        )
+    )
+    assert 30 <= float(age.split()[-1]) < 60
+    echo.enqueue("c")
+    assert 'queue="default"} 3.0' in client.get("/tasks/metrics/", headers=auth).content.decode()
+
+
+def test_settled_attempts_are_counted_timed_and_logged(
+    drain: Callable[..., Supervisor], caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = {"backend": "default", "queue": "default"}
+    succeeded = sample("tandem_tasks_total", task="tests.tasks.add", outcome="succeeded", **labels)
+    failed = sample("tandem_tasks_total", task="tests.tasks.fail", outcome="failed", **labels)
+    timed = sample("tandem_task_duration_seconds_count", task="tests.tasks.add", **labels)
+    done = add.enqueue(2, 3)
+    fail.enqueue("counted")
+
+    with caplog.at_level(logging.INFO, logger="tandem.tasks"):
+        drain()
+
+    assert sample("tandem_tasks_total", task="tests.tasks.add", outcome="succeeded", **labels) == (
+        succeeded + 1
+    )
+    assert sample("tandem_tasks_total", task="tests.tasks.fail", outcome="failed", **labels) == (
+        failed + 1
+    )
+    assert sample("tandem_task_duration_seconds_count", task="tests.tasks.add", **labels) == (
+        timed + 1
+    )
+    record = next(r for r in caplog.records if getattr(r, "task_id", None) == done.id)
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(f"task finished: tests.tasks.add {done.id} succeeded in ")
+    fields = {
+        k: getattr(record, k)
+        for k in ("task_path", "queue", "status", "outcome", "attempt", "backend")
+    }
+    assert fields == {
+        "task_path": "tests.tasks.add",
+        "queue": "default",
+        "status": "SUCCESSFUL",
+        "outcome": "succeeded",
+        "attempt": 1,
+        "backend": "default",
+    }
+    assert isinstance(record.duration_ms, int) and record.duration_ms >= 0  # type: ignore[attr-defined]
+    assert record.worker_id  # type: ignore[attr-defined]
+    failure = next(r for r in caplog.records if getattr(r, "task_path", "") == "tests.tasks.fail")
+    assert failure.levelno == logging.WARNING and failure.status == "FAILED"  # type: ignore[attr-defined]
+
+
+def test_retries_are_counted_as_retried(drain: Callable[..., Supervisor]) -> None:
+    from tandem.models import TaskRecord
+
+    labels = {"backend": "default", "queue": "default", "task": "tests.tasks.fail"}
+    retried = sample("tandem_tasks_total", outcome="retried", **labels)
+    failed = sample("tandem_tasks_total", outcome="failed", **labels)
+    result = fail.enqueue("twice")
+    TaskRecord.objects.filter(id=result.id).update(max_attempts=2)
+
+    drain()  # the first attempt fails and is retried after a back-off
+    TaskRecord.objects.filter(id=result.id).update(available_at=timezone.now())
+    drain()  # the second fails for good
+
+    assert sample("tandem_tasks_total", outcome="retried", **labels) == retried + 1
+    assert sample("tandem_tasks_total", outcome="failed", **labels) == failed + 1
+    assert TaskRecord.objects.get(id=result.id).attempts == 2
+
+
+def test_recovered_leases_and_pool_state_are_exposed(
+    drain: Callable[..., Supervisor], client: Client, token: str
+) -> None:
+    before = sample("tandem_recovered_leases_total", backend="default", status="READY")
+    echo.enqueue("lost")
+    now = timezone.now()
+    broker = task_backends["default"].broker  # type: ignore[attr-defined]
+    claimed = broker.claim(["default"], 1, "dead:1:worker", now - timedelta(seconds=1), now)
+    assert len(claimed) == 1
+
+    supervisor = drain()  # recovers the expired lease at its first heartbeat, then runs it
+
+    assert sample("tandem_recovered_leases_total", backend="default", status="READY") == before + 1
+    text = client.get("/tasks/metrics/", headers={"Authorization": f"Bearer {TOKEN}"})
+    body = text.content.decode()
+    pool = f'backend="default",pool="default",worker_id="{supervisor.worker_id}"'
+    assert f"tandem_pool_restarts_total{{{pool}}} 0.0" in body
+    assert f"tandem_pool_workers{{{pool}}} " in body
+    assert f"tandem_pool_busy_workers{{{pool}}} 0.0" in body
+    assert "# TYPE tandem_tasks_total counter" in body
+    assert "# TYPE tandem_task_duration_seconds histogram" in body

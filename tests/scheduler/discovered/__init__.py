@@ -1,0 +1,1 @@
+"""An app whose ``tasks`` module declares a schedule: found by the registry's discovery."""
