@@ -1,0 +1,75 @@
+"""``kill -9`` of one of four workers mid-run: the others recover its tasks once their leases expire
+and run them; nothing is lost and nothing stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.process.workers import wait_until
+from tests.scale.harness import (
+    STORES,
+    WORKER_LOST,
+    Scale,
+    check_every_task_succeeded,
+    start_workers,
+    stop_workers,
+    worker_id,
+)
+
+# django_db: the database variant uses the test database (and the Redis one needs none).
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+
+WORKERS = 4
+TASKS = 3000
+#: Short, so recovery comes 2/3 to 4/3 of it after the kill; long enough that a busy machine does
+#: not delay a live worker's heartbeat past it.
+LEASE = "5"
+
+
+@pytest.mark.parametrize("scale", STORES, indirect=True)
+def test_a_killed_workers_tasks_are_recovered_by_the_others(scale: Scale) -> None:
+    workers = start_workers(scale, WORKERS, TANDEM_TEST_LEASE=LEASE)
+    victim, survivors = workers[0], workers[1:]
+    victim_id = worker_id(victim)
+    ids = scale.enqueue(TASKS, "kill")
+
+    # Mid-run: the victim has run some tasks and, with READY tasks left, holds a batch claimed.
+    wait_until(
+        lambda: scale.ledger.per_process()[victim.pid] >= 50 and scale.ledger.total() >= TASKS // 5,
+        "the victim to be busy",
+        timeout=120,
+        alive=workers,
+    )
+    assert scale.ledger.total() < TASKS * 0.9, "the tasks ran out before the kill; use more"
+    victim.kill()  # SIGKILL: no release, no unregistering; its leases just stop being renewed
+
+    wait_until(
+        lambda: len(scale.ledger.runs()) >= TASKS,
+        f"every one of {TASKS} tasks to run",
+        timeout=120,
+        alive=survivors,
+    )
+    assert scale.wait_finished(TASKS) == {"SUCCESSFUL": TASKS}
+    stop_workers(survivors)
+
+    rows = scale.snapshot(ids)
+    outcome = check_every_task_succeeded(ids, rows, scale.ledger, "kill")
+    # The victim's tasks: finished by it before the kill (one attempt, no error), or recovered
+    # with a WorkerLost error naming it and run again, to the end, by a survivor.
+    survivor_ids = {worker_id(w) for w in survivors}
+    held = [row for row in rows if row is not None and victim_id in row["worker_ids"]]
+    recovered = [row for row in held if row["worker_ids"] != [victim_id]]
+    assert recovered, "the victim held no task when it was killed"
+    for row in held:
+        if row["worker_ids"] == [victim_id]:
+            assert row["errors"] == [], row
+            continue
+        assert row["worker_ids"][-1] in survivor_ids, row
+        lost = [
+            trace
+            for error, trace in zip(row["errors"], row["tracebacks"], strict=True)
+            if error == WORKER_LOST and f"worker '{victim_id}' stopped renewing its lease" in trace
+        ]
+        assert lost, row
+    assert all(row in outcome.recovered for row in recovered)
