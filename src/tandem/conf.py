@@ -30,6 +30,8 @@ DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF = 2.0
 DEFAULT_RECOVERY_MAX_ATTEMPTS = 3
+#: The largest arguments (args + kwargs, as stored JSON) ``enqueue()`` accepts: 1 MiB.
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 OPTION_KEYS = frozenset(
     {
@@ -42,6 +44,7 @@ OPTION_KEYS = frozenset(
         "schedule",
         "run_schedules",
         "retention",
+        "max_payload_bytes",
     }
 )
 POOL_KEYS = frozenset(
@@ -125,6 +128,8 @@ class BackendOptions:
     schedules: tuple[ScheduleConfig, ...] = ()
     run_schedules: bool = True
     retention: RetentionConfig = RetentionConfig()
+    #: Bytes of JSON the arguments of one task may take (None: no limit).
+    max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES
 
     @property
     def heartbeat_interval(self) -> float:
@@ -323,7 +328,20 @@ def parse_options(
         schedules=_schedules(alias, reader),
         run_schedules=reader.flag("run_schedules", True),
         retention=_retention(reader),
+        max_payload_bytes=_max_payload_bytes(reader),
     )
+
+
+def _max_payload_bytes(reader: _Reader) -> int | None:
+    if "max_payload_bytes" in reader.mapping and reader.mapping["max_payload_bytes"] is None:
+        return None
+    value = reader.mapping.get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            f"{reader.key('max_payload_bytes')} must be an integer >= 1 (bytes of JSON a "
+            f"task's arguments may take), or None for no limit, got {value!r}."
+        )
+    return value
 
 
 # -- schedules and retention -----------------------------------------------------------------------

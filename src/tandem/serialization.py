@@ -14,6 +14,15 @@ class NotJSONError(TypeError):
     """A value that must be stored as JSON cannot be."""
 
 
+class PayloadTooLarge(ValueError):
+    """A task's arguments take more bytes of JSON than ``OPTIONS["max_payload_bytes"]`` allows."""
+
+
+def payload_bytes(args: Any, kwargs: Any) -> int:
+    """How many bytes of JSON ``args`` and ``kwargs`` take in the store (ASCII, as written)."""
+    return len(json.dumps(args)) + len(json.dumps(kwargs))
+
+
 def _find_problem(value: Any, path: str) -> str | None:
     """The path and type of the first part of ``value`` that JSON cannot hold."""
     if value is None or isinstance(value, str | bool | int):

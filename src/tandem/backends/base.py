@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -16,19 +17,30 @@ from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
-from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TASK_REFRESH_ATTRS, TaskError
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from tandem.brokers.base import Broker, NewTask, StoredTask
+from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
-from tandem.serialization import arguments_to_json
+from tandem.serialization import PayloadTooLarge, arguments_to_json, payload_bytes
 from tandem.tasks import AnyTask, Task, copy_task
 
 type AnyResult = TaskResult[Any, Any]
+
+#: What a decoded JSON value was, by its Python type (for messages about stored rows).
+JSON_TYPES = {
+    dict: "a JSON object",
+    list: "a JSON array",
+    str: "a JSON string",
+    int: "a JSON number",
+    float: "a JSON number",
+    bool: "a JSON boolean",
+    type(None): "JSON null",
+}
 
 #: Tasks per store round trip in ``enqueue_many``.
 ENQUEUE_BATCH = 500
@@ -100,15 +112,37 @@ def resolve_task(task_path: str) -> AnyTask:
     return candidate
 
 
+def unreadable_arguments(name: str, value: Any, kind: type) -> str:
+    """Why a stored row's ``args`` (a JSON array) or ``kwargs`` (a JSON object) cannot be used."""
+    wanted = "a JSON array" if kind is list else "a JSON object"
+    shown = repr(value)
+    if len(shown) > 200:
+        shown = f"{shown[:200]}…"
+    if isinstance(value, Unreadable):
+        found = f"not valid JSON ({value.reason}): {shown}"
+    else:
+        found = f"{JSON_TYPES.get(type(value), type(value).__name__)} {shown}"
+    return (
+        f"The stored row's {name} must be {wanted}, but it is {found}; the row was tampered "
+        "with or corrupted, and the task was not run."
+    )
+
+
 def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult:
     """Build Django's ``TaskResult`` for a stored row."""
     if task is None:
         task = resolve_task(stored.task_path)
+    for name, value, kind in (("args", stored.args, list), ("kwargs", stored.kwargs, dict)):
+        if not isinstance(value, kind):
+            raise TaskNotRunnable(unreadable_arguments(name, value, kind))
+    run_after = stored.run_after
+    if stored.status == TaskResultStatus.READY and stored.errors:
+        run_after = stored.available_at  # waiting for a retry: due once its back-off passed
     task = copy_task(
         task,
         priority=stored.priority,
         queue_name=stored.queue_name,
-        run_after=stored.run_after,
+        run_after=run_after,
         backend=stored.backend,
     )
     result: AnyResult = TandemTaskResult(
@@ -194,11 +228,33 @@ class TandemBackend(BaseTaskBackend):
             )
         return messages
 
+    def validate_task(self, task: AnyTask) -> None:
+        """Django's rules, plus the types it assumes: a priority that is a number (not a bool or
+        a string: one would be stored as something no store reads back as an int) and a
+        ``run_after`` that is a datetime, with the same messages."""
+        priority = task.priority
+        if isinstance(priority, bool) or not isinstance(priority, int | float):
+            raise InvalidTask(
+                f"priority must be a whole number between {TASK_MIN_PRIORITY} and "
+                f"{TASK_MAX_PRIORITY}."
+            )
+        if task.run_after is not None and not isinstance(task.run_after, datetime):
+            raise InvalidTask(f"run_after must be an aware datetime, got {task.run_after!r}.")
+        super().validate_task(task)
+
     # -- enqueue -------------------------------------------------------------------------------
 
     def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
         json_args, json_kwargs = arguments_to_json(args, kwargs)
+        limit = self.tandem_options.max_payload_bytes
+        if limit is not None and (size := payload_bytes(json_args, json_kwargs)) > limit:
+            raise PayloadTooLarge(
+                f"The arguments of task {task.module_path!r} take {size:,} bytes as JSON, more "
+                f"than the {limit:,} that TASKS[{self.alias!r}]['OPTIONS']['max_payload_bytes'] "
+                "allows. Store large data elsewhere (a file, a row) and pass its id, or raise "
+                "the limit (None: no limit)."
+            )
         pool = self.tandem_options.pool_for_queue(task.queue_name)
         max_attempts = getattr(task, "max_attempts", None)
         if max_attempts is None:
@@ -208,7 +264,7 @@ class TandemBackend(BaseTaskBackend):
             backend=self.alias,
             queue_name=task.queue_name,
             task_path=task.module_path,
-            priority=task.priority,
+            priority=int(task.priority),  # Django allows a whole float (2.0)
             takes_context=task.takes_context,
             args=json_args,
             kwargs=json_kwargs,

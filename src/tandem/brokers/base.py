@@ -15,6 +15,7 @@ recovered and maybe re-claimed elsewhere) cannot overwrite the newer attempt.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -25,6 +26,32 @@ READY = "READY"
 RUNNING = "RUNNING"
 FAILED = "FAILED"
 SUCCESSFUL = "SUCCESSFUL"
+
+
+class Unreadable(str):
+    """A stored JSON value that does not parse (a corrupted or tampered row), kept as its text.
+
+    Brokers read a row's arguments with ``load_json``, so one bad row cannot make a claim (and
+    the supervisor's round with it) fail; the row is refused when it is run (``TaskNotRunnable``)
+    and ends FAILED without being executed.
+    """
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Unreadable:
+        value = super().__new__(cls, text)
+        value.reason = reason
+        return value
+
+
+def load_json(text: str | bytes) -> Any:
+    """``text`` decoded as JSON, or ``Unreadable(text)`` when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        return Unreadable(text, str(exc))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

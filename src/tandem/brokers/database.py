@@ -16,13 +16,14 @@ supervisor's writes never share a connection with task code.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -42,6 +43,7 @@ from tandem.brokers.base import (
     WorkerInfo,
     allowed_attempts,
     cancelled_error,
+    load_json,
     lost_lease_error,
     released_error,
 )
@@ -78,6 +80,7 @@ COLUMNS = (
     "cancel_requested_at",
 )
 JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids", "progress"})
+ARGUMENT_COLUMNS = frozenset({"args", "kwargs"})
 DATETIME_COLUMNS = frozenset(
     {
         "run_after",
@@ -94,6 +97,8 @@ DATETIME_COLUMNS = frozenset(
 TICK_TABLE = ScheduleTick._meta.db_table
 #: Rows per statement when pruning: short transactions, so workers are never held up for long.
 PRUNE_BATCH = 1000
+#: How long ``prepare()`` retries switching SQLite to WAL while other connections write.
+SQLITE_WAL_SWITCH_SECONDS = 30.0
 
 
 @contextmanager
@@ -162,7 +167,9 @@ class DatabaseBroker(Broker):
         values: dict[str, Any] = {}
         for name, raw in zip(COLUMNS, row, strict=True):
             value = raw
-            if name in JSON_COLUMNS and isinstance(value, str | bytes):
+            if name in ARGUMENT_COLUMNS and isinstance(value, str | bytes):
+                value = load_json(value)  # a corrupt row fails when run, not in the claim
+            elif name in JSON_COLUMNS and isinstance(value, str | bytes):
                 value = json.loads(value)
             elif name in DATETIME_COLUMNS and value is not None:
                 if isinstance(value, str):
@@ -206,8 +213,18 @@ class DatabaseBroker(Broker):
 
     def prepare(self) -> None:
         if self.connection.vendor == "sqlite":
+            # Switching to WAL needs the database to itself, and SQLite answers "database is
+            # locked" at once (no busy timeout) while another connection writes: retry a while.
+            deadline = time.monotonic() + SQLITE_WAL_SWITCH_SECONDS
             with self.connection.cursor() as cursor:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                while True:
+                    try:
+                        cursor.execute("PRAGMA journal_mode=WAL")
+                        return
+                    except OperationalError:
+                        if time.monotonic() >= deadline:
+                            raise
+                        time.sleep(0.05)
 
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         plain = [t for t in tasks if t.unique_key is None]
@@ -330,10 +347,10 @@ class DatabaseBroker(Broker):
                 ids = self._pick_mysql(cursor, queues, limit, now)
                 if not ids:
                     return []
+                ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
+                if not ids:
+                    return []
                 marks = self._placeholders(len(ids))
-                cursor.execute(
-                    f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({marks})", [*set_params, *ids]
-                )
                 cursor.execute(
                     f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
                 )
@@ -348,6 +365,77 @@ class DatabaseBroker(Broker):
         tasks = [self._row_to_task(row) for row in rows]
         tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
         return tasks
+
+    def _update_mysql(
+        self,
+        cursor: Any,
+        ids: list[Any],
+        set_clause: str,
+        set_params: list[Any],
+        worker_id: str,
+        now: datetime,
+    ) -> list[Any]:
+        """Move the picked rows to RUNNING; return the ids that moved.
+
+        MariaDB checks every CHECK constraint of a row on any UPDATE of it, so a row whose JSON
+        was corrupted past its ``JSON_VALID`` constraints (they were switched off when it was
+        written) refuses every update — and would fail every claim of its batch, forever. Such
+        a row is failed on its own instead (``_fail_unreadable_mysql``), never run.
+        """
+        marks = self._placeholders(len(ids))
+        try:
+            cursor.execute(
+                f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({marks})", [*set_params, *ids]
+            )
+            return ids
+        except IntegrityError:
+            pass
+        moved = []
+        for task_id in ids:
+            try:
+                cursor.execute(
+                    f"UPDATE {TABLE} SET {set_clause} WHERE id = %s", [*set_params, task_id]
+                )
+            except IntegrityError as exc:
+                self._fail_unreadable_mysql(cursor, task_id, exc, worker_id, now)
+            else:
+                moved.append(task_id)
+        return moved
+
+    def _fail_unreadable_mysql(
+        self, cursor: Any, task_id: Any, exc: IntegrityError, worker_id: str, now: datetime
+    ) -> None:
+        """FAIL a row MariaDB refuses to update: text that is not JSON is kept, as a JSON string."""
+        error = ErrorRecord(
+            exception_class_path="tandem.exceptions.TaskNotRunnable",
+            traceback=(
+                "tandem.exceptions.TaskNotRunnable: The stored row could not be claimed: the "
+                f"database refused to update it ({exc}); its JSON columns hold text that is not "
+                "JSON (kept as a JSON string); the row was tampered with or corrupted, and the "
+                "task was not run.\n"
+            ),
+        )
+        keep = ", ".join(
+            f"{c} = IF(JSON_VALID({c}) OR {c} IS NULL, {c}, JSON_QUOTE({c}))"
+            for c in ("args", "kwargs", "return_value", "progress")
+        )
+        appended = {
+            c: f"IF(JSON_VALID({c}), JSON_ARRAY_APPEND({c}, '$', JSON_EXTRACT(%s, '$')), "
+            "JSON_ARRAY(JSON_EXTRACT(%s, '$')))"
+            for c in ("errors", "worker_ids")
+        }
+        cursor.execute(
+            f"UPDATE {TABLE} SET status = 'FAILED', {keep}, errors = {appended['errors']}, "
+            f"worker_ids = {appended['worker_ids']}, started_at = COALESCE(started_at, %s), "
+            "last_attempted_at = %s, finished_at = %s, worker_id = '', "
+            "lease_expires_at = NULL, unique_key = NULL WHERE id = %s",
+            [
+                *[self._json_param(error.as_json())] * 2,
+                *[json.dumps(worker_id)] * 2,
+                *[self._dt_param(now)] * 3,
+                task_id,
+            ],
+        )
 
     def _pick_mysql(
         self, cursor: Any, queues: Sequence[str], limit: int, now: datetime

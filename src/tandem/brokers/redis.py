@@ -43,6 +43,7 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
     cancelled_error,
+    load_json,
     lost_lease_error,
     released_error,
 )
@@ -178,8 +179,9 @@ class RedisBroker(Broker):
             priority=int(fields["priority"]),
             takes_context=fields["takes_context"] == "1",
             status=fields["status"],
-            args=json.loads(fields["args"]),
-            kwargs=json.loads(fields["kwargs"]),
+            # A corrupt row fails when it is run (TaskNotRunnable), not in the claim.
+            args=load_json(fields["args"]),
+            kwargs=load_json(fields["kwargs"]),
             run_after=from_iso(fields["run_after"]),
             available_at=available_at,
             enqueued_at=enqueued_at,

@@ -80,10 +80,16 @@ class StoreCollector(Collector):
 
 
 class _ProcessCollector(Collector):
-    """This process's counters and histograms (tandem's own registry), re-exposed."""
+    """This process's counters and histograms (tandem's own registry), re-exposed.
+
+    Without the ``*_created`` series prometheus_client adds to each counter and histogram: one
+    more gauge per label set (per task and queue), which no dashboard of ours reads.
+    """
 
     def collect(self) -> Iterator[Metric]:
-        yield from telemetry.REGISTRY.collect()
+        for family in telemetry.REGISTRY.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 def exposition() -> bytes:

@@ -53,6 +53,13 @@ DURATION = Histogram(
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )
+RETRIES = Counter(
+    "tandem_task_retries",
+    "Failed attempts this process's supervisors sent back to READY to run again (the same "
+    'count as tandem_tasks_total{outcome="retried"}, as one series for alerts).',
+    ["backend", "queue", "task"],
+    registry=REGISTRY,
+)
 RECOVERED = Counter(
     "tandem_recovered_leases",
     "Expired leases (a worker that died) this process's supervisors recovered, by the status "
@@ -94,6 +101,8 @@ def _settled_one(backend: str, task: StoredTask, ending: Outcome) -> None:
     seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
     TASKS.labels(backend, task.queue_name, task.task_path, outcome).inc()
     DURATION.labels(backend, task.queue_name, task.task_path).observe(seconds)
+    if status == READY:
+        RETRIES.labels(backend, task.queue_name, task.task_path).inc()
     fields = {
         "task_id": task.id,
         "task_path": task.task_path,

@@ -334,6 +334,11 @@ class Command(BaseCommand):
     ) -> None:
         database = getattr(supervisor.broker, "database", None)
         store = describe_store(database) if database else type(supervisor.broker).__name__
+        redis_options = getattr(supervisor.backend, "redis_options", None)
+        if not database and redis_options is not None:
+            from tandem.conf import masked_url
+
+            store = f"redis ({masked_url(redis_options.url)}, prefix {redis_options.prefix!r})"
         pools = ", ".join(
             f"{s.config.name}[{s.config.executor} x{s.config.workers}: {','.join(s.config.queues)}]"
             for s in supervisor.pools
