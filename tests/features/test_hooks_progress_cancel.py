@@ -10,6 +10,7 @@ import tandem
 from tandem.brokers.base import FAILED, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests import tasks
+from tests.features import tasks as features
 from tests.models import Ledger
 from tests.worker.doubles import FrozenClock, wait_for
 from tests.worker.harness import Harness
@@ -123,9 +124,14 @@ def test_process_pool_kills_a_running_cancelled_task(
     warm.refresh()
     assert warm.status == SUCCESSFUL
     result = tasks.timed_spin.enqueue(60.0)
-    clock.advance(supervisor.options.poll_interval + 1)
-    supervisor.step()
-    wait_for(lambda: TaskRecord.objects.get(id=result.id).status == RUNNING, "the claim")
+
+    def claimed() -> bool:
+        # Polled until claimed: on a loaded machine the free slot may show up a poll later.
+        clock.advance(supervisor.options.poll_interval + 1)
+        supervisor.step()
+        return TaskRecord.objects.get(id=result.id).status == RUNNING
+
+    wait_for(claimed, "the claim")
     assert tandem.cancel(result.id) is True
     clock.advance(supervisor.options.heartbeat_interval + 1)
     supervisor.step()
@@ -146,3 +152,29 @@ def test_progress_writes_are_throttled_and_flushed_at_the_end(drain) -> None:
     assert result.status == SUCCESSFUL
     assert result.progress == {"step": 50}  # the last call, held back by the throttle, flushed
     assert result.return_value < 50  # far fewer writes than calls
+
+
+def test_a_retry_reads_the_checkpoint_the_throttle_held_back_when_attempt_one_failed(
+    drain,
+) -> None:
+    result = features.checkpointed.enqueue("held-back")
+    drain()
+    result.refresh()
+    assert (result.status, result.attempts) == (SUCCESSFUL, 2)
+    assert result.return_value == {"checkpoint": {"step": 2}, "attempt": 2}
+    assert result.progress == {"step": 2}
+
+
+def test_progress_is_visible_on_the_result_while_the_task_runs(harness: Harness) -> None:
+    result = features.progress_then_wait.enqueue("visible")
+    assert tandem.get_progress(result.id) is None
+    supervisor = harness.supervisor(workers=1)
+    harness.run_in_background(supervisor)
+    assert tasks.gate("visible:saved").wait(10)
+    running = features.progress_then_wait.get_result(result.id)
+    assert (running.status, running.progress) == (RUNNING, {"done": 7})
+    assert tandem.get_progress(result.id) == {"done": 7}
+    result.refresh()
+    assert result.progress == {"done": 7}
+    tasks.gate("visible").set()
+    wait_for(lambda: TaskRecord.objects.get(id=result.id).status == SUCCESSFUL, "the task")

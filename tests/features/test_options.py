@@ -9,9 +9,14 @@ import django
 import pytest
 from django.tasks import task as django_task
 from django.tasks.exceptions import InvalidTask
+from django.utils import timezone
 
 import tandem
+from tandem.brokers.base import FAILED, READY, SUCCESSFUL
+from tandem.models import TaskRecord
 from tandem.tasks import Task
+from tests.features import tasks as features
+from tests.worker.doubles import FrozenClock
 
 
 def body() -> None:
@@ -49,9 +54,24 @@ def body() -> None:
         ),
     ],
 )
-def test_invalid_options_fail_with_exact_messages(options: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    "decorator",
+    [
+        pytest.param(tandem.task, id="tandem"),
+        pytest.param(
+            django_task,
+            id="django",
+            marks=pytest.mark.skipif(
+                django.VERSION < (6, 1), reason="Django 6.1 passes @task extras through"
+            ),
+        ),
+    ],
+)
+def test_invalid_options_fail_with_exact_messages(
+    decorator: Any, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidTask) as caught:
-        tandem.task(**options)(body)
+        decorator(**options)(body)
     assert str(caught.value) == message
 
 
@@ -110,3 +130,43 @@ def test_callable_backoff_is_called_with_the_attempt_and_checked() -> None:
     negative = tandem.task(backoff=lambda attempt: -1)(body)
     with pytest.raises(InvalidTask, match="returned -1; it must return a number of seconds >= 0"):
         negative.retry_delay(1)
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="Django 6.1 passes @task extras through")
+def test_the_features_tiers_django_tasks_are_made_by_djangos_decorator() -> None:
+    """``tests/features/tasks.py`` defines these with ``django.tasks.task`` on Django >= 6.1."""
+    assert features.extras_task is django_task
+    assert isinstance(features.django_flaky, Task)
+    assert features.django_flaky.max_attempts == 3
+    assert features.django_flaky.retry_delay(2) == 100.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_made_by_djangos_decorator_is_retried_by_its_own_options(harness) -> None:
+    clock = FrozenClock()
+    result = features.django_flaky.enqueue("django-flaky", 1)  # fails once; backoff 50 s
+    assert TaskRecord.objects.get(id=result.id).max_attempts == 3  # the task's, not the pool's 1
+    supervisor = harness.supervisor(workers=1, clock=clock)
+    assert supervisor.step() == 1
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    waiting = features.django_flaky.get_result(result.id)
+    assert waiting.status == READY
+    assert 45 < (waiting.task.run_after - timezone.now()).total_seconds() <= 50
+    clock.move_to(waiting.task.run_after)
+    clock.advance(supervisor.options.poll_interval)
+    assert supervisor.step() == 1
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    result.refresh()
+    assert (result.status, result.attempts, result.return_value) == (SUCCESSFUL, 2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timeout_given_to_djangos_decorator_stops_the_task(drain, tandem_settings) -> None:
+    tandem_settings(pools={"default": {"workers": 1}})  # the pool has no timeout
+    result = features.django_short_timeout.enqueue(3.0)
+    drain()
+    result.refresh()
+    assert result.status == FAILED
+    assert "longer than its timeout of 0.3s" in result.errors[0].traceback

@@ -11,6 +11,7 @@ from django.utils import timezone
 from tandem.brokers.base import FAILED, READY, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests import tasks
+from tests.features import tasks as features
 from tests.models import Ledger
 from tests.worker.doubles import FrozenClock
 from tests.worker.harness import Harness
@@ -90,3 +91,54 @@ def test_retry_available_at_is_in_the_future_by_the_pool_backoff(harness, tandem
     # Exponential with jitter: 40 s * 2**0 * [0.5, 1.0] after the attempt ended (real time).
     delay = row.available_at - timezone.now()
     assert timedelta(seconds=15) < delay <= timedelta(seconds=40)
+
+
+def test_pool_defaults_apply_to_tasks_without_options_and_the_tasks_own_win(
+    harness: Harness, tandem_settings
+) -> None:
+    tandem_settings(pools={"default": {"workers": 3, "max_attempts": 3, "backoff": 1000}})
+    clock = FrozenClock()
+    plain = tasks.fail.enqueue("pool default")  # no options: the pool's 3 attempts, back-off 1000
+    own = features.fails_once_only.enqueue("own-1")  # max_attempts=1 beats the pool's 3
+    linear = tasks.flaky_linear.enqueue("own-backoff", 5)  # backoff 100 * attempt beats 1000
+    stored = {str(r.id): r.max_attempts for r in TaskRecord.objects.all()}
+    assert (stored[plain.id], stored[own.id], stored[linear.id]) == (3, 1, 3)
+    supervisor = harness.supervisor(workers=3, clock=clock)
+    assert supervisor.step() == 3
+    harness.wait_for_outcomes(supervisor, 3)
+    supervisor.step()
+    now = timezone.now()
+    rows = {str(r.id): r for r in TaskRecord.objects.all()}
+    assert rows[own.id].status == FAILED  # its own single attempt
+    assert rows[plain.id].status == READY
+    assert 500 - 5 < (rows[plain.id].available_at - now).total_seconds() <= 1000  # jittered
+    assert rows[linear.id].status == READY
+    assert 95 < (rows[linear.id].available_at - now).total_seconds() <= 100  # its own, exact
+
+
+def test_a_tasks_own_timeout_beats_a_shorter_pool_timeout(drain, tandem_settings) -> None:
+    tandem_settings(pools={"default": {"workers": 2, "timeout": 0.3}})
+    own = features.long_timeout_spin.enqueue(0.8)  # timeout=10
+    plain = tasks.spin.enqueue(0.8)  # the pool's 0.3 s
+    drain()
+    own.refresh()
+    plain.refresh()
+    assert own.status == SUCCESSFUL
+    assert plain.status == FAILED
+    assert "longer than its timeout of 0.3s" in plain.errors[0].traceback
+
+
+def test_a_result_waiting_for_its_retry_shows_when_it_is_due(harness: Harness) -> None:
+    """Only Django's four statuses: a retry is READY with ``task.run_after`` at its back-off."""
+    clock = FrozenClock()
+    result = tasks.flaky_linear.enqueue("due", 1)  # backoff 100 s after attempt 1
+    assert result.task.run_after is None
+    supervisor = harness.supervisor(workers=1, clock=clock)
+    supervisor.step()
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    waiting = tasks.flaky_linear.get_result(result.id)
+    assert waiting.status == READY and waiting.status in STATUSES
+    assert waiting.task.run_after == TaskRecord.objects.get(id=result.id).available_at
+    assert 95 < (waiting.task.run_after - timezone.now()).total_seconds() <= 100
+    assert waiting.finished_at is None and len(waiting.errors) == 1

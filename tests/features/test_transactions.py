@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 import tandem
 from tandem.brokers.base import SUCCESSFUL
@@ -39,6 +39,27 @@ def test_task_loading_the_row_created_in_its_transaction_never_misses_it(
     for i, result in enumerate(results):
         result.refresh()
         assert (result.status, result.return_value) == (SUCCESSFUL, f"race-{i}"), result.errors
+
+
+def test_a_worker_polling_all_along_claims_nothing_until_the_commit(
+    harness: Harness, tandem_settings
+) -> None:
+    """The race made deterministic: the transaction stays open for 25 polls of a live worker.
+    (On a store outside the transaction the same worker runs the task inside it and fails:
+    test_redis_backend.py::test_a_plain_enqueue_inside_a_transaction_races_the_commit.)"""
+    tandem_settings(pools={"default": {"workers": 1, "poll_interval": 0.02}})
+    supervisor = harness.supervisor(workers=1, listen=True)
+    harness.run_in_background(supervisor)
+    wait_for(lambda: supervisor._started, "the supervisor to start")
+    with transaction.atomic():
+        row = Ledger.objects.create(key="held-open")
+        result = tasks.load_ledger.enqueue(row.pk)
+        time.sleep(0.5)
+        claimed_inside = supervisor.claimed
+    assert claimed_inside == 0
+    wait_for(lambda: TaskRecord.objects.get(id=result.id).status == SUCCESSFUL, "the task")
+    result.refresh()
+    assert result.return_value == "held-open"
 
 
 def test_a_rolled_back_enqueue_leaves_no_task() -> None:
@@ -74,3 +95,24 @@ def test_enqueue_on_commit_checks_the_arguments_at_once() -> None:
 def test_enqueue_on_commit_outside_a_transaction_enqueues_now() -> None:
     tandem.enqueue_on_commit(tasks.add, (), {"a": 1, "b": 2})
     assert TaskRecord.objects.get().kwargs == {"a": 1, "b": 2}
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's journal mode")
+def test_a_supervisor_starting_during_a_write_waits_to_switch_sqlite_to_wal(
+    harness: Harness,
+) -> None:
+    """Switching to WAL fails at once ("database is locked", no busy timeout) while another
+    connection writes: ``prepare()`` retries instead of the worker dying at start."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=DELETE")
+    supervisor = harness.supervisor(workers=1, listen=True)
+    with transaction.atomic():
+        row = Ledger.objects.create(key="before-wal")
+        result = tasks.load_ledger.enqueue(row.pk)
+        harness.run_in_background(supervisor)
+        wait_for(lambda: supervisor._started, "the supervisor to start")
+        time.sleep(0.3)  # prepare() meets the open write transaction
+    wait_for(lambda: TaskRecord.objects.get(id=result.id).status == SUCCESSFUL, "the task")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"

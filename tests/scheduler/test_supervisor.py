@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from tandem.management.commands.tandem import Command
 from tandem.models import ScheduleTick, TaskRecord
@@ -47,6 +49,41 @@ def test_two_supervisors_stepping_the_same_tick_enqueue_one_task(harness: Harnes
     )
     assert (a.claimed, b.claimed) == (1, 0)  # woken by its own tick: claimed in the same step
     assert a.scheduler.next_at == b.scheduler.next_at == tick + timedelta(minutes=1)
+
+
+def test_four_supervisors_stepping_one_tick_at_once_enqueue_one_task(harness: Harness, schedules):
+    """Concurrently, each in its own thread and database connection, released by a barrier."""
+    schedules(EVERY_MINUTE, poll_interval=3600)
+    clock = FrozenClock()
+    supervisors = [harness.supervisor(clock=clock, workers=1) for _ in range(4)]
+    for supervisor in supervisors:
+        supervisor.step()
+    tick = supervisors[0].scheduler.next_at
+    clock.move_to(tick)
+    barrier = threading.Barrier(len(supervisors), timeout=60)
+    errors: list[BaseException] = []
+
+    def step(supervisor) -> None:
+        try:
+            barrier.wait()
+            supervisor.step()
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=step, args=(s,)) for s in supervisors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    [row] = noop_rows()
+    [recorded] = ScheduleTick.objects.all()
+    assert (recorded.tick_at, recorded.task_id) == (tick, row.id)
+    assert all(s.scheduler.next_at == tick + timedelta(minutes=1) for s in supervisors)
 
 
 @pytest.mark.parametrize(("catch_up", "caught_up"), [("one", 1), ("none", 0), ("all", 3)])
