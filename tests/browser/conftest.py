@@ -20,6 +20,16 @@ INSTALL = "apt-get install -y chromium chromium-driver"
 
 @pytest.fixture
 def browser() -> Iterator[object]:
+    yield from _chromium(javascript=True)
+
+
+@pytest.fixture
+def browser_without_javascript() -> Iterator[object]:
+    """Headless Chromium with JavaScript turned off for every page."""
+    yield from _chromium(javascript=False)
+
+
+def _chromium(*, javascript: bool) -> Iterator[object]:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         message = f"headless Chromium is missing ({', '.join(missing)}): {INSTALL}"
@@ -40,6 +50,10 @@ def browser() -> Iterator[object]:
         "--disable-gpu",
     ):
         options.add_argument(argument)
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.implicitly_wait(10)  # a click that navigates returns before the next page is there
     try:

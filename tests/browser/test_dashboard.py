@@ -7,6 +7,7 @@ enqueues from this process. Screenshots land in ``tests/browser/screenshots/``.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,8 @@ def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     driver.find_element(By.ID, "tandem-panel")  # the dashboard, after the login's redirect
     assert driver.current_url == f"{base}/tasks/"
+    # Scripting is on: the <noscript> reload stays inert text; the page's script refreshes.
+    assert not driver.find_elements(By.CSS_SELECTOR, 'head meta[http-equiv="refresh"]')
     until(driver, lambda: cells(driver, "default")["live"] == "1", "a live worker", server)
 
     # The queue fills: two tasks run, the rest wait, without reloading the page.
@@ -168,6 +171,56 @@ def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
     driver.get(f"{base}/admin/tandem/taskrecord/{retry.id}/change/")
     assert '"found it"' in driver.find_element(By.CSS_SELECTOR, ".field-return_value_display").text
     driver.save_screenshot(str(screenshots / "07-retry-in-the-admin.png"))
+
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0, server.output()
+
+
+def test_the_dashboard_is_readable_and_refreshes_without_javascript(
+    servers: Servers, browser_without_javascript: Any, screenshots: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser_without_javascript
+    User.objects.create_superuser("ops", "ops@example.com", "correct horse")
+    server, base = serve(servers)
+
+    # The admin's login form works without JavaScript.
+    driver.get(f"{base}/tasks/")
+    driver.find_element(By.ID, "id_username").send_keys("ops")
+    driver.find_element(By.ID, "id_password").send_keys("correct horse")
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    driver.find_element(By.ID, "tandem-panel")
+    assert driver.current_url == f"{base}/tasks/"
+    # Scripting is off: the <noscript> refresh is a real element of the page's head (with
+    # scripting on, a <noscript> in the head is plain text, and the page's script swaps the panel).
+    refresh = driver.find_element(By.CSS_SELECTOR, 'head meta[http-equiv="refresh"]')
+    assert refresh.get_attribute("content") == "1"
+
+    # The numbers are in the HTML, and the page reloads itself as they change.
+    until(driver, lambda: cells(driver, "default")["live"] == "1", "a live worker", server)
+    flag = tmp_path / "go"
+    for _ in range(TASKS):
+        wait_for_file.enqueue(str(flag))
+    filled = {"ready": str(TASKS - WORKERS), "running": str(WORKERS)}
+    until(
+        driver,
+        lambda: {k: cells(driver, "default")[k] for k in filled} == filled,
+        "the queue to fill, without JavaScript",
+        server,
+    )
+    # The worker, its pool and executor as of its last heartbeat: busy/size, restarts, queues.
+    workers = driver.find_element(By.ID, "workers").text
+    assert re.search(r"default \(thread, [0-2]/2, 0 restarts: default\)", workers), workers
+    assert driver.find_element(By.CSS_SELECTOR, "svg.chart")  # the chart is server-drawn SVG
+    driver.save_screenshot(str(screenshots / "08-without-javascript.png"))
+    flag.touch()
+    until(
+        driver,
+        lambda: cells(driver, "default")["successful"] == str(TASKS),
+        "the queue to drain, without JavaScript",
+        server,
+    )
 
     server.send(signal.SIGTERM)
     assert server.wait() == 0, server.output()

@@ -163,3 +163,111 @@ def test_recovered_leases_and_pool_state_are_exposed(
     assert f"tandem_pool_busy_workers{{{pool}}} 0.0" in body
     assert "# TYPE tandem_tasks_total counter" in body
     assert "# TYPE tandem_task_duration_seconds histogram" in body
+
+
+# -- the catalogue: every metric, its type and its labels ---------------------------------------
+
+
+def test_every_metric_is_exposed_with_its_type_and_labels(
+    drain: Callable[..., Supervisor], client: Client, token: str
+) -> None:
+    from tandem.models import TaskRecord
+    from tests.monitoring.catalogue import CATALOGUE, check
+    from tests.tasks import sleep
+
+    # A success, a retry then a failure, a timeout (its thread is replaced: a pool restart), and
+    # an expired lease to recover: every counter gets a sample.
+    add.enqueue(1, 1)
+    retried = fail.enqueue("catalogue")
+    TaskRecord.objects.filter(id=retried.id).update(max_attempts=2)
+    slow = sleep.enqueue(1.0)
+    TaskRecord.objects.filter(id=slow.id).update(timeout=0.1)
+    echo.enqueue("lost")
+    now = timezone.now()
+    broker = task_backends["default"].broker  # type: ignore[attr-defined]
+    assert broker.claim(["default"], 1, "dead:1:worker", now - timedelta(seconds=1), now)
+
+    supervisor = drain()
+    TaskRecord.objects.filter(id=retried.id).update(available_at=timezone.now())
+    drain()
+
+    assert TaskRecord.objects.get(id=retried.id).attempts == 2
+    assert any(s["restarts"] for s in supervisor.pool_states().values())
+    text = client.get("/tasks/metrics/", headers={"Authorization": f"Bearer {TOKEN}"})
+    check(text.content.decode(), with_samples=set(CATALOGUE))
+
+
+def test_the_reference_page_lists_exactly_the_exposed_metrics() -> None:
+    from tests.monitoring.catalogue import CATALOGUE, documented
+
+    assert documented() == set(CATALOGUE)
+
+
+def test_a_retry_is_counted_in_the_retries_counter_too(drain: Callable[..., Supervisor]) -> None:
+    from tandem.models import TaskRecord
+
+    labels = {"backend": "default", "queue": "default", "task": "tests.tasks.fail"}
+    before = sample("tandem_task_retries_total", **labels)
+    result = fail.enqueue("again")
+    TaskRecord.objects.filter(id=result.id).update(max_attempts=3)
+
+    drain()
+    assert sample("tandem_task_retries_total", **labels) == before + 1
+    TaskRecord.objects.filter(id=result.id).update(available_at=timezone.now())
+    drain()
+    assert sample("tandem_task_retries_total", **labels) == before + 2
+    TaskRecord.objects.filter(id=result.id).update(available_at=timezone.now())
+    drain()  # the third attempt fails for good: not a retry
+
+    assert sample("tandem_task_retries_total", **labels) == before + 2
+    assert TaskRecord.objects.get(id=result.id).status == "FAILED"
+
+
+# -- structured log lines -----------------------------------------------------------------------
+
+#: The keys every ``tandem.tasks`` "task finished" record carries, and their types.
+STABLE_KEYS = {
+    "task_id": str,
+    "task_path": str,
+    "queue": str,
+    "backend": str,
+    "status": str,
+    "outcome": str,
+    "duration_ms": int,
+    "attempt": int,
+    "worker_id": str,
+}
+
+
+def test_each_outcome_logs_one_line_with_the_stable_keys(
+    drain: Callable[..., Supervisor], caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from tandem.models import TaskRecord
+
+    done = add.enqueue(1, 2)
+    flaky = fail.enqueue("logged")
+    TaskRecord.objects.filter(id=flaky.id).update(max_attempts=2)
+
+    with caplog.at_level(logging.INFO, logger="tandem.tasks"):
+        drain()
+        TaskRecord.objects.filter(id=flaky.id).update(available_at=timezone.now())
+        drain()
+
+    lines = [r for r in caplog.records if r.name == "tandem.tasks" and hasattr(r, "task_id")]
+    seen = []
+    for record in lines:
+        fields = {key: getattr(record, key) for key in STABLE_KEYS}
+        for key, kind in STABLE_KEYS.items():
+            assert isinstance(fields[key], kind), (key, fields[key])
+        json.dumps(fields)  # a JSON formatter can write them as they are
+        seen.append((fields["task_id"], fields["status"], fields["outcome"], fields["attempt"]))
+        assert record.levelno == (logging.WARNING if fields["status"] == "FAILED" else logging.INFO)
+    assert sorted(seen) == sorted(  # one line per attempt; add and fail settle in either order
+        [
+            (done.id, "SUCCESSFUL", "succeeded", 1),
+            (flaky.id, "READY", "retried", 1),
+            (flaky.id, "FAILED", "failed", 2),
+        ]
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -147,3 +147,85 @@ def test_json_output_when_unhealthy_still_exits_1() -> None:
 def test_bad_arguments(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message.replace(".", r"\.")):
         call_command("tandem", "status", *args, stdout=io.StringIO())
+
+
+#: ``tandem status --json``: the keys of the object, of each queue and of each worker.
+SNAPSHOT_KEYS = {
+    "backend": str,
+    "taken_at": str,
+    "lease_seconds": float,
+    "max_age": (float, type(None)),
+    "queues": list,
+    "workers": list,
+    "problems": list,
+    "healthy": bool,
+}
+QUEUE_KEYS = {
+    "name": str,
+    "pool": (str, type(None)),
+    "configured": bool,
+    "ready": int,
+    "running": int,
+    "failed": int,
+    "successful": int,
+    "oldest_ready_at": (str, type(None)),
+    "oldest_ready_age": (float, type(None)),
+    "live_workers": int,
+}
+WORKER_KEYS = {
+    "id": str,
+    "hostname": str,
+    "pid": int,
+    "queues": list,
+    "pools": dict,
+    "started_at": str,
+    "last_heartbeat_at": str,
+    "heartbeat_age": float,
+    "live": bool,
+    "tasks_done": int,
+}
+
+
+def assert_schema(data: dict[str, object], keys: dict[str, object]) -> None:
+    assert set(data) == set(keys), sorted(set(data) ^ set(keys))
+    for key, kind in keys.items():
+        assert isinstance(data[key], kind), (key, data[key])  # type: ignore[arg-type]
+
+
+def test_the_json_schema() -> None:
+    register()
+    echo.enqueue("x")
+    TaskRecord.objects.update(available_at=timezone.now() - timedelta(seconds=5))
+
+    code, out, _ = status("--json", "--max-age", "60")
+
+    data = json.loads(out)
+    assert code == 0
+    assert_schema(data, SNAPSHOT_KEYS)
+    for queue in data["queues"]:
+        assert_schema(queue, QUEUE_KEYS)
+    for worker in data["workers"]:
+        assert_schema(worker, WORKER_KEYS)
+    default = next(q for q in data["queues"] if q["name"] == "default")
+    assert datetime.fromisoformat(default["oldest_ready_at"]).tzinfo is not None
+    assert data["workers"][0]["pools"]["p"] == {
+        "queues": list(ALL),
+        "workers": 3,
+        "executor": "thread",
+        "restarts": 2,
+        "in_flight": 1,
+    }
+
+
+def test_a_store_that_cannot_be_read_is_a_command_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    broker = task_backends["default"].broker  # type: ignore[attr-defined]
+
+    def down() -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(broker, "stats", down)
+
+    with pytest.raises(CommandError, match="Cannot read the task store of backend 'default'"):
+        call_command("tandem", "status", stdout=io.StringIO())

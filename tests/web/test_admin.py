@@ -204,3 +204,155 @@ def test_workers_are_listed_read_only(
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert "&quot;executor&quot;: &quot;thread&quot;" in page.content.decode()
     assert admin_client.get("/admin/tandem/workerrecord/add/").status_code == 403
+
+
+# -- every filter, exercised ---------------------------------------------------------------------
+
+
+def listed(client: Client, **query: str) -> set[str]:
+    """The task ids the changelist shows for ``query`` (its filter links' parameters)."""
+    import re
+
+    response = client.get(CHANGELIST, query)
+    assert response.status_code == 200
+    assert "?e=1" not in response.get("Location", "")  # a parameter the admin did not accept
+    return set(re.findall(r'name="_selected_action" value="([^"]+)"', response.content.decode()))
+
+
+def test_each_filter_narrows_the_list(admin_client: Client, failed: TaskRecord) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.tasks import critical_noop
+
+    urgent = critical_noop.enqueue().id
+    waiting = echo.enqueue("later").id
+    old = echo.enqueue("old").id
+    other = echo.enqueue("elsewhere").id
+    TaskRecord.objects.filter(id=old).update(enqueued_at=timezone.now() - timedelta(days=30))
+    TaskRecord.objects.filter(id=other).update(backend="reports")
+    everything = {str(failed.pk), urgent, waiting, old, other}
+
+    assert listed(admin_client) == everything
+    assert listed(admin_client, status__exact=FAILED) == {str(failed.pk)}
+    assert listed(admin_client, status__exact=READY) == everything - {str(failed.pk)}
+    assert listed(admin_client, queue_name="critical") == {urgent}
+    assert listed(admin_client, task_path="tests.tasks.echo") == {waiting, old, other}
+    assert listed(admin_client, task_path="tests.tasks.fail") == {str(failed.pk)}
+    assert listed(admin_client, backend="reports") == {other}
+    assert listed(admin_client, backend="default") == everything - {other}
+    # The date filter, through the links the admin offers.
+    page = admin_client.get(CHANGELIST).content.decode()
+    import html
+    import re
+    from urllib.parse import parse_qsl
+
+    links = dict(
+        (text, dict(parse_qsl(html.unescape(href).lstrip("?"))))
+        for href, text in re.findall(r'<a href="(\?enqueued_at__[^"]*)"[^>]*>([^<]+)</a>', page)
+    )
+    assert listed(admin_client, **links["Past 7 days"]) == everything - {old}
+    assert listed(admin_client, **links["Today"]) == everything - {old}
+    # Filters combine.
+    assert listed(admin_client, task_path="tests.tasks.echo", backend="default") == {waiting, old}
+
+
+def test_search_finds_by_id_and_by_part_of_the_task_path(
+    admin_client: Client, failed: TaskRecord
+) -> None:
+    waiting = echo.enqueue("later").id
+
+    assert listed(admin_client, q=waiting) == {waiting}
+    assert listed(admin_client, q=str(failed.pk)) == {str(failed.pk)}
+    assert listed(admin_client, q="tasks.fail") == {str(failed.pk)}
+    assert listed(admin_client, q="tests.tasks") == {waiting, str(failed.pk)}
+    assert listed(admin_client, q="no-such-task") == set()
+
+
+# -- the detail page: every attempt, and progress ------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the task writes its ledger row on its own connection
+def test_the_detail_page_shows_every_attempts_error_and_traceback(
+    admin_client: Client, drain: Callable[..., Supervisor]
+) -> None:
+    from tests.tasks import hooked_flaky
+
+    result = hooked_flaky.enqueue("twice", fail_times=5)  # max_attempts=2, no back-off
+    drain()
+    record = TaskRecord.objects.get(id=result.id)
+    assert (record.status, record.attempts, len(record.errors)) == (FAILED, 2, 2)
+
+    page = admin_client.get(detail(record)).content.decode()
+
+    tracebacks = page.split('<pre class="tandem-traceback">')[1:]
+    assert len(tracebacks) == 2
+    assert "RuntimeError: failure 1 of 5" in tracebacks[0]
+    assert "RuntimeError: failure 2 of 5" in tracebacks[1]
+    assert all(t.startswith("Traceback (most recent call last):") for t in tracebacks)
+    assert "<strong>1.</strong> <code>builtins.RuntimeError</code>" in page
+    assert "<strong>2.</strong> <code>builtins.RuntimeError</code>" in page
+    for worker_id in record.worker_ids:
+        assert f"<li><code>{worker_id}</code></li>" in page
+    assert '<div class="readonly">2</div>' in page  # attempts
+
+
+@pytest.mark.django_db(transaction=True)  # the task writes its ledger row on its own connection
+def test_the_detail_page_shows_progress_and_the_return_value(
+    admin_client: Client, drain: Callable[..., Supervisor]
+) -> None:
+    from tests.tasks import resumable_count
+
+    result = resumable_count.enqueue("progress", total=4, crash_at=2)  # retried from step 2
+    drain()
+    record = TaskRecord.objects.get(id=result.id)
+    assert (record.status, record.progress) == (SUCCESSFUL, {"done": 4, "total": 4})
+
+    page = admin_client.get(detail(record)).content.decode()
+
+    progress = page.split('<div class="form-row field-progress_display">')[1].split("</pre>")[0]
+    assert "&quot;done&quot;: 4" in progress and "&quot;total&quot;: 4" in progress
+    assert "field-progress_at" in page and record.progress_at is not None
+    assert "RuntimeError: crashed at step 2" in page  # the first attempt's error
+    value = page.split('<div class="form-row field-return_value_display">')[1].split("</pre>")[0]
+    assert "&quot;started_at&quot;: 2" in value
+
+
+# -- each action needs its permission, even when posted by hand ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "needs"),
+    [
+        ("retry_tasks", "add_taskrecord"),
+        ("cancel_tasks", "change_taskrecord"),
+        ("delete_selected", "delete_taskrecord"),
+    ],
+)
+def test_an_action_posted_without_its_permission_changes_nothing(
+    action: str, needs: str, drain: Callable[..., Supervisor]
+) -> None:
+    fail.enqueue("kaput")
+    drain()
+    waiting = echo.enqueue("never").id
+    before = sorted(TaskRecord.objects.values_list("id", "status"))
+    every = {"view_taskrecord", "add_taskrecord", "change_taskrecord", "delete_taskrecord"}
+    viewer = staff("view_taskrecord")
+    almost = staff(*sorted(every - {needs}))  # every permission but the one the action needs
+
+    for client in (viewer, almost):
+        listing = client.get(CHANGELIST).content.decode()
+        assert f'value="{action}"' not in listing
+        page = client.post(
+            CHANGELIST,
+            {
+                "action": action,
+                "_selected_action": [str(pk) for pk, _ in before],
+                "post": "yes",  # delete_selected's confirmation
+            },
+            follow=True,
+        )
+        assert page.status_code == 200
+        assert sorted(TaskRecord.objects.values_list("id", "status")) == before
+    assert TaskRecord.objects.get(id=waiting).status == READY
