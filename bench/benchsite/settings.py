@@ -1,12 +1,19 @@
 """Settings for the benchmark site.
 
-``BENCH_DB=sqlite|postgres`` picks the store:
+``BENCH_DB=sqlite|postgres|mariadb`` picks the database (and the task store, unless
+``BENCH_STORE=redis``):
 
 - ``sqlite``: the file named by ``BENCH_SQLITE_PATH`` (the harness makes one in a temp dir), in WAL
   mode, 30 s busy timeout, with SQLite's default ``synchronous`` (FULL: an fsync per commit)
   unless ``BENCH_SQLITE_SYNCHRONOUS`` (e.g. ``NORMAL``) says otherwise;
 - ``postgres``: database ``BENCH_PG_NAME`` (default ``tandem_bench``) on 127.0.0.1:5432 as
-  ``BENCH_PG_USER`` (default ``postgres``); the harness creates and drops it.
+  ``BENCH_PG_USER`` (default ``postgres``); the harness creates and drops it;
+- ``mariadb``: database ``BENCH_MARIADB_NAME`` (default ``tandem_bench``) on 127.0.0.1:3306
+  (``BENCH_MARIADB_PORT``) as ``root`` without a password; ``bench/scale.py`` creates and drops it.
+
+``BENCH_STORE=redis`` keeps the tasks in Redis instead (``tandem.backends.redis.RedisBackend``
+at ``BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/0``, keys under ``BENCH_REDIS_PREFIX``,
+default ``tandem-bench``); the database (normally ``sqlite``) then only holds Django's own tables.
 
 ``BENCH_EXECUTOR`` (thread, subinterpreter, process) and ``BENCH_POLL_INTERVAL`` (seconds) override
 tandem's defaults when set.
@@ -51,8 +58,23 @@ elif BENCH_DB == "postgres":
             "PORT": "5432",
         }
     }
+elif BENCH_DB == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("BENCH_MARIADB_NAME", "tandem_bench"),
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": os.environ.get("BENCH_MARIADB_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
 else:
-    raise RuntimeError(f"BENCH_DB must be 'sqlite' or 'postgres', got {BENCH_DB!r}")
+    raise RuntimeError(f"BENCH_DB must be 'sqlite', 'postgres' or 'mariadb', got {BENCH_DB!r}")
+
+BENCH_STORE = os.environ.get("BENCH_STORE", "database")
+if BENCH_STORE not in ("database", "redis"):
+    raise RuntimeError(f"BENCH_STORE must be 'database' or 'redis', got {BENCH_STORE!r}")
 
 _options: dict[str, object] = {}
 if os.environ.get("BENCH_EXECUTOR"):
@@ -60,9 +82,17 @@ if os.environ.get("BENCH_EXECUTOR"):
 if os.environ.get("BENCH_POLL_INTERVAL"):
     _options["poll_interval"] = float(os.environ["BENCH_POLL_INTERVAL"])
 
+if BENCH_STORE == "redis":
+    _options["url"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    _options["prefix"] = os.environ.get("BENCH_REDIS_PREFIX", "tandem-bench")
+
 TASKS = {
     "default": {
-        "BACKEND": "tandem.backends.database.DatabaseBackend",
+        "BACKEND": (
+            "tandem.backends.redis.RedisBackend"
+            if BENCH_STORE == "redis"
+            else "tandem.backends.database.DatabaseBackend"
+        ),
         "QUEUES": ["default"],
         "OPTIONS": _options,
     }

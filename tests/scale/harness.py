@@ -98,6 +98,11 @@ class Scale:
         """Until ``count`` tasks have finished and none is READY or RUNNING (bounded)."""
         return dict(json.loads(self.ops("wait", str(count), repr(timeout), timeout=timeout + 60)))
 
+    def registry_without(self, worker_id: str, timeout: float = 60.0) -> dict[str, str]:
+        """Once ``worker_id`` has left the worker registry: worker id -> last heartbeat (iso)."""
+        out = self.ops("forgotten", worker_id, repr(timeout), timeout=timeout + 60)
+        return {worker["id"]: worker["last_heartbeat_at"] for worker in json.loads(out)}
+
     def snapshot(self, ids: list[str]) -> list[dict[str, Any] | None]:
         """What the store holds for each id, in order (None: the store has no such task)."""
         ids_file = self.directory / f"snapshot-ids-{self._ops}.json"

@@ -3,11 +3,14 @@
     python -m tests.scale.ops enqueue COUNT PREFIX SECONDS IDS_FILE
     python -m tests.scale.ops wait COUNT TIMEOUT
     python -m tests.scale.ops snapshot IDS_FILE OUT_FILE
+    python -m tests.scale.ops forgotten WORKER_ID TIMEOUT
 
 ``enqueue`` stores COUNT ``mark`` tasks with one ``tandem.enqueue_many()`` call (keys
 ``PREFIX-<n>``) and writes their ids, in order, to IDS_FILE. ``wait`` blocks until COUNT tasks of
 the store have finished and none is READY or RUNNING (exit 1 after TIMEOUT seconds). ``snapshot``
-writes what the store holds for each id (JSON, one object per task) to OUT_FILE.
+writes what the store holds for each id (JSON, one object per task) to OUT_FILE. ``forgotten``
+blocks until WORKER_ID is no longer in the worker registry (exit 1 after TIMEOUT seconds), then
+prints the registry (JSON: id and last heartbeat of each worker).
 
 Everything goes through tandem's broker API, so the same code reads the database and Redis, and the
 test process needs no connection to a store it may restart (tests/scale/servers.py).
@@ -60,6 +63,20 @@ def wait(count: int, timeout: float) -> dict[str, int]:
         time.sleep(0.1)
 
 
+def forgotten(worker_id: str, timeout: float) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = broker().workers()
+        if all(worker.id != worker_id for worker in workers):
+            return [
+                {"id": worker.id, "last_heartbeat_at": worker.last_heartbeat_at.isoformat()}
+                for worker in workers
+            ]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"after {timeout:g}s the registry still holds {worker_id}")
+        time.sleep(0.2)
+
+
 def snapshot(ids: list[str]) -> list[dict[str, Any] | None]:
     store = broker()
     rows: list[dict[str, Any] | None] = []
@@ -99,6 +116,9 @@ def main(argv: list[str]) -> None:
     elif command == "snapshot":
         ids_file, out = args
         Path(out).write_text(json.dumps(snapshot(json.loads(Path(ids_file).read_text()))))
+    elif command == "forgotten":
+        worker_id, timeout = args
+        print(json.dumps(forgotten(worker_id, float(timeout))))
     else:
         raise SystemExit(f"unknown command {command!r}")
 

@@ -253,22 +253,38 @@ class PrivateMariaDB(PrivateServer):
 
 
 class PrivateRedis(PrivateServer):
-    """``redis-server`` as a child process, with the append-only file on and fsynced on every
-    write: a restart keeps every task, as a Redis that stores tasks must."""
+    """``redis-server`` as a child process, by default with the append-only file on and fsynced
+    on every write: a restart keeps every task, as a Redis that stores tasks must.
+
+    ``append_only=False``: no persistence at all (``--appendonly no``, no snapshots), the control
+    of the persistence tests. ``tls``: the server's TLS files (``cert``, ``key``, ``ca``); the
+    server then listens with TLS only, requires a client certificate signed by ``ca``, and
+    ``url`` is a ``rediss://`` URL.
+    """
 
     name = "redis"
 
-    def __init__(self) -> None:
+    def __init__(self, *, append_only: bool = True, tls: dict[str, str] | None = None) -> None:
         self.server_bin = shutil.which("redis-server")
         if not self.server_bin:
             missing("Redis (redis-server)")
         super().__init__()
+        self.append_only = append_only
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def crash(self) -> None:
+        """SIGKILL: the server dies without a shutdown (what a crash or the OOM killer does)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(60)
+        wait_for_port(self.port, self.name, up=False)
 
     @property
     def running(self) -> bool:
@@ -276,28 +292,22 @@ class PrivateRedis(PrivateServer):
 
     def _start(self) -> None:
         assert self.server_bin is not None
+        argv = [self.server_bin, "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        if self.tls:
+            argv += [
+                *("--port", "0", "--tls-port", str(self.port)),
+                *("--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"]),
+                *("--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "yes"),
+            ]
+        else:
+            argv += ["--port", str(self.port)]
+        argv += ["--save", "", "--daemonize", "no"]
+        if self.append_only:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    self.server_bin,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.directory),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--daemonize",
-                    "no",
-                ],
-                stdout=log,
-                stderr=log,
-            )
+            self.process = subprocess.Popen(argv, stdout=log, stderr=log)
 
     def _stop(self) -> None:
         assert self.process is not None

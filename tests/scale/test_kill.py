@@ -1,8 +1,11 @@
 """``kill -9`` of one of four workers mid-run: the others recover its tasks once their leases expire
-and run them; nothing is lost and nothing stays RUNNING.
+and run them; nothing is lost and nothing stays RUNNING. The registry shows who is alive: the
+survivors keep heartbeating, and they remove the silent victim from it (after three leases).
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
@@ -43,6 +46,7 @@ def test_a_killed_workers_tasks_are_recovered_by_the_others(scale: Scale) -> Non
     )
     assert scale.ledger.total() < TASKS * 0.9, "the tasks ran out before the kill; use more"
     victim.kill()  # SIGKILL: no release, no unregistering; its leases just stop being renewed
+    killed_at = datetime.now(UTC)
 
     wait_until(
         lambda: len(scale.ledger.runs()) >= TASKS,
@@ -51,13 +55,18 @@ def test_a_killed_workers_tasks_are_recovered_by_the_others(scale: Scale) -> Non
         alive=survivors,
     )
     assert scale.wait_finished(TASKS) == {"SUCCESSFUL": TASKS}
+    # Nobody unregistered the victim: the survivors forget it once it has been silent for three
+    # leases, while their own heartbeats go on.
+    registry = scale.registry_without(victim_id)
+    survivor_ids = {worker_id(w) for w in survivors}
+    assert set(registry) == survivor_ids, registry
+    assert all(datetime.fromisoformat(beat) > killed_at for beat in registry.values()), registry
     stop_workers(survivors)
 
     rows = scale.snapshot(ids)
     outcome = check_every_task_succeeded(ids, rows, scale.ledger, "kill")
     # The victim's tasks: finished by it before the kill (one attempt, no error), or recovered
     # with a WorkerLost error naming it and run again, to the end, by a survivor.
-    survivor_ids = {worker_id(w) for w in survivors}
     held = [row for row in rows if row is not None and victim_id in row["worker_ids"]]
     recovered = [row for row in held if row["worker_ids"] != [victim_id]]
     assert recovered, "the victim held no task when it was killed"
