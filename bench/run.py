@@ -383,6 +383,27 @@ def render(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
 # -- main --------------------------------------------------------------------------------------
 
 
+def write_results(
+    table: str,
+    meta: dict[str, Any],
+    results: dict[str, Any],
+    output: Path,
+    started: dt.datetime,
+    prefix: str = "",
+) -> None:
+    """Print ``table``, write it to ``output`` and the raw numbers to
+    ``results/raw/<prefix><UTC timestamp>.json``."""
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(table)
+    raw_dir = RESULTS / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    raw = raw_dir / f"{prefix}{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    shown = output.relative_to(REPO) if output.is_relative_to(REPO) else output
+    log(f"wrote {shown} and {raw.relative_to(REPO)}")
+
+
 def run_store(kind: str, executor: str | None, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"enqueue": [], "drain": [], "latency": []}
     loads: list[float] = out.setdefault("load_averages", [])
@@ -526,16 +547,7 @@ def main(argv: Sequence[str]) -> int:
         },
         "command": "bench/run " + " ".join(argv) if argv else "bench/run",
     }
-    table = render(meta, results)
-    print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table)
-    raw_dir = RESULTS / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    raw = raw_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
-    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
-    log(f"wrote {shown} and {raw.relative_to(REPO)}")
+    write_results(render(meta, results), meta, results, args.output, started)
     return 1 if failed else 0
 
 

@@ -38,7 +38,6 @@ if str(BENCH) not in sys.path:
 from run import (  # noqa: E402 — bench/run.py, next to this file
     DASH,
     PROTECTED_DATABASES,
-    REPO,
     RESULTS,
     Failure,
     Store,
@@ -47,6 +46,7 @@ from run import (  # noqa: E402 — bench/run.py, next to this file
     machine_info,
     reap,
     summarize,
+    write_results,
 )
 
 STORES = ("sqlite", "postgres", "mariadb", "redis")
@@ -158,37 +158,13 @@ def ops_reset() -> dict[str, Any]:
 
 
 def ops_fill(count: int) -> dict[str, Any]:
-    import uuid
+    from benchsite.ops import push_noops
+    from django.db import connection
 
-    from benchsite.tasks import noop
-    from django.db import connection, transaction
-    from django.utils import timezone
-
-    from tandem.brokers.base import NewTask
     from tandem.models import TaskRecord
 
     broker = _broker()
-    now = timezone.now()
-    with transaction.atomic():  # the database stores: one transaction; Redis: one script a batch
-        for offset in range(0, count, FILL_BATCH):
-            broker.push(
-                [
-                    NewTask(
-                        id=str(uuid.uuid4()),
-                        backend="default",
-                        queue_name=noop.queue_name,
-                        task_path=noop.module_path,
-                        priority=noop.priority,
-                        takes_context=False,
-                        args=[],
-                        kwargs={},
-                        run_after=None,
-                        enqueued_at=now,
-                        max_attempts=1,
-                    )
-                    for _ in range(min(FILL_BATCH, count - offset))
-                ]
-            )
+    push_noops(broker, count, FILL_BATCH)
     if _redis_store():
         return {"filled": sum(queue.ready for queue in broker.stats())}
     with connection.cursor() as cursor:
@@ -572,16 +548,7 @@ def main(argv: Sequence[str]) -> int:
         },
         "command": "bench/scale.py " + " ".join(argv) if argv else "bench/scale.py",
     }
-    table = render(meta, results)
-    print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table)
-    raw_dir = RESULTS / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    raw = raw_dir / f"scale-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
-    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
-    log(f"wrote {shown} and {raw.relative_to(REPO)}")
+    write_results(render(meta, results), meta, results, args.output, started, "scale-")
     return 1 if failed else 0
 
 

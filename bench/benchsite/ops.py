@@ -128,19 +128,17 @@ def enqueue(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def fill(args: argparse.Namespace) -> dict[str, Any]:
+def push_noops(broker: Any, count: int, batch: int = 500) -> None:
+    """Store ``count`` READY ``noop`` tasks through ``broker``, ``batch`` per push, in one
+    transaction (on Redis: one script call per batch)."""
     import uuid
-
-    from django.tasks import task_backends
 
     from benchsite.tasks import noop
     from tandem.brokers.base import NewTask
 
-    broker = task_backends["default"].broker
     now = timezone.now()
-    batch = 500
     with transaction.atomic():
-        for offset in range(0, args.count, batch):
+        for offset in range(0, count, batch):
             broker.push(
                 [
                     NewTask(
@@ -156,9 +154,15 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
                         enqueued_at=now,
                         max_attempts=1,
                     )
-                    for _ in range(min(batch, args.count - offset))
+                    for _ in range(min(batch, count - offset))
                 ]
             )
+
+
+def fill(args: argparse.Namespace) -> dict[str, Any]:
+    from django.tasks import task_backends
+
+    push_noops(task_backends["default"].broker, args.count)
     with connection.cursor() as cursor:
         # What autovacuum would do soon after a table grew this much: fresh planner statistics.
         cursor.execute(f"ANALYZE {TABLES[0]}")
