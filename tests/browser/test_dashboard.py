@@ -62,13 +62,22 @@ def cells(driver: Any, queue: str) -> dict[str, str]:
 
 def until(driver: Any, predicate: Callable[[], bool], what: str, server: Server) -> None:
     """Poll the page (which refreshes itself) until ``predicate``; fail with what it showed."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
 
     def check() -> bool:
         try:
             return predicate()
-        except StaleElementReferenceException:  # the panel was swapped mid-read
-            return False
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False  # the panel was swapped, or the page reloaded, mid-read
+        except WebDriverException as exc:
+            # Chromium's name for a node read while its page reloads (the no-JS refresh).
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
 
     try:
         wait_until(check, what, 30, alive=[server])
@@ -76,6 +85,13 @@ def until(driver: Any, predicate: Callable[[], bool], what: str, server: Server)
         raise AssertionError(
             f"{what}; the page shows:\n{driver.find_element('tag name', 'body').text}"
         ) from exc
+
+
+def read[T](driver: Any, fn: Callable[[], T], what: str, server: Server) -> T:
+    """``fn()`` once it reads the page without a reload getting in the way."""
+    values: list[T] = []
+    until(driver, lambda: values.append(fn()) is None, what, server)
+    return values[-1]
 
 
 def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
@@ -194,8 +210,15 @@ def test_the_dashboard_is_readable_and_refreshes_without_javascript(
     assert driver.current_url == f"{base}/tasks/"
     # Scripting is off: the <noscript> refresh is a real element of the page's head (with
     # scripting on, a <noscript> in the head is plain text, and the page's script swaps the panel).
-    refresh = driver.find_element(By.CSS_SELECTOR, 'head meta[http-equiv="refresh"]')
-    assert refresh.get_attribute("content") == "1"
+    refresh = read(
+        driver,
+        lambda: driver.find_element(
+            By.CSS_SELECTOR, 'head meta[http-equiv="refresh"]'
+        ).get_attribute("content"),
+        "the refresh tag",
+        server,
+    )
+    assert refresh == "1"
 
     # The numbers are in the HTML, and the page reloads itself as they change.
     until(driver, lambda: cells(driver, "default")["live"] == "1", "a live worker", server)
@@ -210,9 +233,10 @@ def test_the_dashboard_is_readable_and_refreshes_without_javascript(
         server,
     )
     # The worker, its pool and executor as of its last heartbeat: busy/size, restarts, queues.
-    workers = driver.find_element(By.ID, "workers").text
+    workers = read(driver, lambda: driver.find_element(By.ID, "workers").text, "workers", server)
     assert re.search(r"default \(thread, [0-2]/2, 0 restarts: default\)", workers), workers
-    assert driver.find_element(By.CSS_SELECTOR, "svg.chart")  # the chart is server-drawn SVG
+    charts = read(driver, lambda: driver.find_elements(By.CSS_SELECTOR, "svg.chart"), "svg", server)
+    assert charts  # the chart is server-drawn SVG
     driver.save_screenshot(str(screenshots / "08-without-javascript.png"))
     flag.touch()
     until(
