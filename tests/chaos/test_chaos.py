@@ -103,7 +103,7 @@ def test_three_workers_killed_ten_times_lose_nothing(scale: Scale) -> None:
     started = time.monotonic()
     deployment = Deployment(scale, "worker", 3, "-w", "4", TANDEM_TEST_LEASE=LEASE)
     monkey = Monkey(deployment, seed())
-    ids = enqueue(scale, TASKS, "workers", 0.08)
+    ids = enqueue(scale, TASKS, "workers", 0.1)
     monkey.kill(KILLS, TableLedger(), TASKS)
     finish(deployment, ids)
     store = scale.env["TANDEM_SCALE_STORE"]
@@ -120,7 +120,7 @@ def test_three_workers_survive_kills_and_a_store_restart(
     started = time.monotonic()
     deployment = Deployment(scale, "worker", 3, "-w", "4", TANDEM_TEST_LEASE=LEASE)
     monkey = Monkey(deployment, seed())
-    ids = enqueue(scale, TASKS, "restart", 0.08)
+    ids = enqueue(scale, TASKS, "restart", 0.1)
     ledger = TableLedger()
     monkey.kill(KILLS // 2, ledger, TASKS)
 

@@ -25,6 +25,10 @@ pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 WORKERS = 4
 TASKS = 3000
+#: Seconds per task: with no-op tasks one worker can claim most of the queue before the victim
+#: has run its share, and on a quiet machine the tasks ran out before the kill. A short sleep
+#: keeps every worker's threads busy, so claims spread over the workers and the run lasts.
+SECONDS = 0.02
 #: Short, so recovery comes 2/3 to 4/3 of it after the kill; long enough that a busy machine does
 #: not delay a live worker's heartbeat past it.
 LEASE = "5"
@@ -35,7 +39,7 @@ def test_a_killed_workers_tasks_are_recovered_by_the_others(scale: Scale) -> Non
     workers = start_workers(scale, WORKERS, TANDEM_TEST_LEASE=LEASE)
     victim, survivors = workers[0], workers[1:]
     victim_id = worker_id(victim)
-    ids = scale.enqueue(TASKS, "kill")
+    ids = scale.enqueue(TASKS, "kill", SECONDS)
 
     # Mid-run: the victim has run some tasks and, with READY tasks left, holds a batch claimed.
     wait_until(
