@@ -29,6 +29,10 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF = 2.0
+#: Automatic prefetch (a pool's ``"prefetch": None``): claim ahead only as many tasks as the pool's
+#: workers finish in this many seconds at their recent pace, and at most this many per worker.
+PREFETCH_WINDOW = 0.025
+AUTO_PREFETCH_PER_WORKER = 16
 DEFAULT_RECOVERY_MAX_ATTEMPTS = 3
 #: The largest arguments (args + kwargs, as stored JSON) ``enqueue()`` accepts: 1 MiB.
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -57,6 +61,7 @@ POOL_KEYS = frozenset(
         "backoff",
         "timeout",
         "max_tasks_per_worker",
+        "prefetch",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})
@@ -79,6 +84,11 @@ class PoolConfig:
     backoff: float
     timeout: float | None = None
     max_tasks_per_worker: int | None = None
+    #: Tasks claimed beyond ``workers``, waiting in the pool for a free worker: ``None`` (auto)
+    #: buffers only while the pool's tasks are short (``PREFETCH_WINDOW`` of work per worker, at
+    #: most ``AUTO_PREFETCH_PER_WORKER`` each); an int is a fixed maximum; 0 claims no more than
+    #: the free workers.
+    prefetch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,6 +321,7 @@ def parse_options(
                 executor=pool_executor,
                 timeout=pool_reader.optional_number("timeout"),
                 max_tasks_per_worker=max_tasks_per_worker,
+                prefetch=pool_reader.optional_integer("prefetch", 0),
                 poll_interval=pool_reader.number("poll_interval", poll_interval),
                 max_attempts=pool_reader.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
                 backoff=pool_reader.number("backoff", DEFAULT_BACKOFF),

@@ -57,9 +57,19 @@ class TaskRecord(models.Model):
         verbose_name = "task"
         indexes = [
             # The claim: status='READY' AND backend=… AND queue_name IN (…) AND available_at <= now
-            # ORDER BY priority DESC, available_at — an index range scan on SQLite and PostgreSQL.
+            # ORDER BY priority DESC, available_at, enqueued_at — an index range scan on SQLite
+            # and PostgreSQL that, for one queue, yields rows in claim order and stops at LIMIT
+            # (without enqueued_at, rows sharing an available_at — a bulk enqueue — were sorted
+            # in full on every claim).
             models.Index(
-                fields=["status", "backend", "queue_name", "-priority", "available_at"],
+                fields=[
+                    "status",
+                    "backend",
+                    "queue_name",
+                    "-priority",
+                    "available_at",
+                    "enqueued_at",
+                ],
                 name="tandem_claim_idx",
             ),
             # Recovery of expired leases: status='RUNNING' AND lease_expires_at < now.

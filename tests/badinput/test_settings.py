@@ -228,6 +228,8 @@ ROWS = [
     Row("pool", "timeout", "value", -5, number(P % "timeout", -5)),
     Row("pool", "max_tasks_per_worker", "type", "50", integer(P % "max_tasks_per_worker", "50")),
     Row("pool", "max_tasks_per_worker", "value", 0, integer(P % "max_tasks_per_worker", 0)),
+    Row("pool", "prefetch", "type", "8", f"{P % 'prefetch'} must be an integer >= 0, got '8'."),
+    Row("pool", "prefetch", "value", -1, f"{P % 'prefetch'} must be an integer >= 0, got -1."),
     # -- OPTIONS["schedule"][name] ---------------------------------------------------------------
     Row(
         "schedule",

@@ -90,3 +90,43 @@ def test_claim_uses_the_claim_index_on_postgresql():
         "Index Scan using tandem_claim_idx" in line for line in plan
     ), plan
     assert not any("Seq Scan" in line for line in plan), plan
+
+
+@pytest.mark.django_db
+def test_claim_of_one_queue_stops_at_its_limit_when_many_rows_share_a_due_time():
+    """A bulk enqueue stores many rows with the same ``available_at``: the index holds
+    ``enqueued_at`` too, so the claim reads them in order and stops at LIMIT instead of sorting
+    every READY row (SQLite: no temporary B-tree; PostgreSQL: no Sort or Incremental Sort node)."""
+    if connection.vendor == "mysql":
+        pytest.skip("MariaDB claims one queue per branch (its own statement)")
+    when = T0 - timedelta(seconds=5)
+    TaskRecord.objects.bulk_create(
+        [
+            TaskRecord(
+                id=uuid.uuid4(),
+                backend=ALIAS,
+                queue_name="default",
+                task_path="tests.tasks.noop",
+                status="READY",
+                available_at=when,
+                enqueued_at=when + timedelta(microseconds=n),
+            )
+            for n in range(3000)
+        ],
+        batch_size=1000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {TABLE}" if connection.vendor == "postgresql" else "ANALYZE")
+    with CaptureQueriesContext(connection) as queries:
+        claimed = DatabaseBroker(ALIAS).claim(["default"], 10, "w1", at(60), T0)
+    assert [t.enqueued_at for t in claimed] == [when + timedelta(microseconds=n) for n in range(10)]
+    [statement] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {statement}")
+            plan = [row[-1] for row in cursor.fetchall()]
+            assert not any("TEMP B-TREE" in line for line in plan), plan
+        else:
+            cursor.execute(f"EXPLAIN {statement}")
+            plan = [row[0] for row in cursor.fetchall()]
+            assert not any("Sort" in line for line in plan), plan

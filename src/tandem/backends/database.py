@@ -39,9 +39,8 @@ class DatabaseBackend(TandemBackend):
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         broker = self.broker
-        ids = broker.push(tasks)
         queues = sorted({t.queue_name for t in tasks})
-        broker.notify(queues)
+        ids = broker.push_and_notify(tasks, queues)
         alias = self.alias
 
         def wake() -> None:

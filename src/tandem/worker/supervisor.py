@@ -72,7 +72,8 @@ class _PoolState:
 
     @property
     def free(self) -> int:
-        return self.config.workers - len(self.in_flight)
+        """How many more tasks to claim: free workers, plus what the pool buffers ahead."""
+        return self.config.workers + self.pool.prefetch() - len(self.in_flight)
 
 
 def select_pools(

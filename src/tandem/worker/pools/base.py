@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from tandem.brokers.base import StoredTask
-from tandem.conf import PoolConfig
+from tandem.conf import AUTO_PREFETCH_PER_WORKER, PREFETCH_WINDOW, PoolConfig
 from tandem.execution import Outcome
 from tandem.worker.pools.slots import DeadlineMonitor, Slot
 
@@ -41,7 +41,12 @@ class ExecutionPool(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, task: StoredTask) -> None:
-        """Run ``task`` on a free worker; the caller never submits more than ``size`` at once."""
+        """Run ``task`` on the next free worker; tasks beyond ``size`` wait in the pool's inbox
+        (at most ``prefetch()`` of them: the supervisor claims no more)."""
+
+    def prefetch(self) -> int:
+        """How many tasks beyond ``size`` the supervisor may claim for this pool now."""
+        return self.config.prefetch or 0
 
     #: Whether ``cancel()`` can stop a running task (only a process can be killed safely).
     can_kill: ClassVar[bool] = False
@@ -76,6 +81,24 @@ class SlotPool(ExecutionPool):
         self._lock = threading.Lock()
         self._counter = 0
         self._monitor: DeadlineMonitor | None = None
+        self._pace: float | None = None  # moving average of recent attempts' seconds
+
+    def _timed(self, seconds: float) -> None:
+        pace = self._pace
+        self._pace = seconds if pace is None else pace + (seconds - pace) * 0.2
+
+    def prefetch(self) -> int:
+        """Automatic (``prefetch`` None): enough claimed-ahead tasks to keep the workers busy
+        for ``PREFETCH_WINDOW`` at their recent pace — many for tiny tasks, none for long ones,
+        so a host never sits on work another host could start. Before any task has finished, and
+        while tasks take longer than the window, nothing is claimed ahead."""
+        if self.config.prefetch is not None:
+            return self.config.prefetch
+        pace = self._pace
+        if pace is None or pace >= PREFETCH_WINDOW:
+            return 0
+        per_worker = min(AUTO_PREFETCH_PER_WORKER, int(PREFETCH_WINDOW / max(pace, 1e-6)))
+        return per_worker * self.size
 
     def start(self) -> None:
         for _ in range(self.size):
@@ -108,7 +131,7 @@ class SlotPool(ExecutionPool):
             return list(self._slots)
 
     def _spawn(self) -> None:
-        slot = Slot(self.deliver)
+        slot = Slot(self.deliver, self._timed)
         with self._lock:
             self._counter += 1
             self._slots.append(slot)

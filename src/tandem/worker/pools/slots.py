@@ -77,10 +77,12 @@ def crash_outcome(task: StoredTask, what: str) -> Outcome:
 class Slot:
     """One worker's current task, deadline and fate."""
 
-    def __init__(self, deliver: Deliver) -> None:
+    def __init__(self, deliver: Deliver, timed: Callable[[float], None] | None = None) -> None:
         self._deliver = deliver
+        self._timed = timed  # told how long each delivered attempt took, in seconds
         self._lock = threading.Lock()
         self.task: StoredTask | None = None
+        self.began = 0.0  # time.monotonic() when the current task was handed to the worker
         self.deadline: float | None = None
         self.retired = False
         self.tasks_done = 0
@@ -90,7 +92,8 @@ class Slot:
     def begin(self, task: StoredTask, timeout: float | None) -> None:
         with self._lock:
             self.task = task
-            self.deadline = time.monotonic() + timeout if timeout else None
+            self.began = now = time.monotonic()
+            self.deadline = now + timeout if timeout else None
 
     def arm(self, timeout: float | None) -> None:
         """Start the current task's clock now (after a worker's own start-up)."""
@@ -106,7 +109,10 @@ class Slot:
             self.task = None
             self.deadline = None
             self.tasks_done += 1
+            took = time.monotonic() - self.began
         self._deliver(outcome)
+        if self._timed is not None:
+            self._timed(took)
         return True
 
     def overdue(self, now: float, grace: float) -> StoredTask | None:

@@ -1,8 +1,10 @@
 """The subinterpreter pool (Python >= 3.14): each worker is an interpreter with its own GIL.
 
 Tasks run in parallel on all cores, with module state isolated per worker; Django is set up once
-per interpreter. A worker is one OS thread of the supervisor's process that hands tasks to its
-interpreter with ``Interpreter.call()`` (no queue polling on the hot path).
+per interpreter. A worker is an interpreter entered once by a thread of its own, which runs
+``runner.serve``: the slot's thread hands it one task at a time through an ``interpreters`` queue
+and a pipe byte, and reads the outcome back the same way (about 50 µs a round trip, where an
+``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on the hot path).
 
 Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
@@ -15,16 +17,18 @@ signals, fork or daemon threads inside; ``os._exit`` or a segfault ends the whol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 from django.db import connections
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
-from tandem.execution import failed
+from tandem.execution import Outcome, failed
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
@@ -43,6 +47,63 @@ def worker_environment() -> tuple[list[str], dict[str, str], dict[str, Any]]:
     return list(sys.path), environ, databases
 
 
+class _Interpreter:
+    """One worker interpreter and the thread that runs ``runner.serve`` in it."""
+
+    def __init__(self, environment: tuple[Any, ...], name: str) -> None:
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+
+        self.interp = interpreters.create()
+        self.tasks = interpreters.create_queue()
+        self.results = interpreters.create_queue()
+        self.wake_r, self.wake_w = os.pipe()
+        self.done_r, self.done_w = os.pipe()
+        self.crash: str | None = None  # why the loop ended while a task ran
+        self.setup_error: BaseException | None = None
+        try:
+            self.interp.call(runner.setup, *environment)
+        except Exception as exc:
+            self.setup_error = exc
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        if self.setup_error is None:
+            self.thread.start()
+
+    def _serve(self) -> None:
+        lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
+        try:
+            self.crash = self.interp.call(
+                runner.serve, self.tasks, self.results, self.wake_r, self.done_w
+            )
+        except Exception as exc:  # ExecutionFailed: the loop itself failed
+            self.crash = f"the worker interpreter failed: {exc}"
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(self.done_w, b"!")  # wakes a waiting run(): no outcome will come
+
+    def run(self, task: StoredTask, timeout: float | None) -> Outcome | None:
+        """Run ``task`` there; its outcome, or None when the interpreter's loop ended instead."""
+        self.tasks.put((task, timeout))
+        os.write(self.wake_w, b".")
+        if os.read(self.done_r, 1) != b".":
+            return None
+        outcome: Outcome = self.results.get_nowait()
+        return outcome
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.tasks.put(None)
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b".")
+            self.thread.join()
+        try:
+            self.interp.close()
+        except Exception:  # already gone
+            logger.debug("interpreter %s left open", getattr(self.interp, "id", "?"))
+        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class SubinterpreterPool(SlotPool):
     kind = "subinterpreter"
     overdue_grace = 2.0  # after the watchdog's TaskTimeout, before the interpreter is retired
@@ -52,39 +113,30 @@ class SubinterpreterPool(SlotPool):
         self._environment = worker_environment()
 
     def _work(self, slot: Slot) -> None:
-        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
-
-        lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
-        interp = interpreters.create()
-        setup_error: BaseException | None = None
-        try:
-            interp.call(runner.setup, *self._environment)
-        except Exception as exc:
-            setup_error = exc
+        worker = _Interpreter(self._environment, f"{threading.current_thread().name}-run")
+        if worker.setup_error is not None:
             logger.error(
-                "a worker interpreter of pool %s could not set up Django: %s", self.config.name, exc
+                "a worker interpreter of pool %s could not set up Django: %s",
+                self.config.name,
+                worker.setup_error,
             )
         try:
             while (task := self._inbox.get()) is not STOP:
                 slot.begin(task, self.timeout_for(task))
-                if setup_error is not None:
-                    slot.finish(failed(task, setup_error))
+                if worker.setup_error is not None:
+                    slot.finish(failed(task, worker.setup_error))
                     continue
-                try:
-                    outcome = interp.call(runner.run, task, self.timeout_for(task))
-                except interpreters.ExecutionFailed as exc:
+                outcome = worker.run(task, self.timeout_for(task))
+                if outcome is None:
                     # Something escaped the runner itself: record the failure, fresh interpreter.
-                    slot.finish(crash_outcome(task, f"the worker interpreter failed: {exc}"))
+                    slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
                     self._replace(slot)
                     return
                 slot.finish(outcome)
                 if slot.retired:
                     return  # overran its deadline; a replacement already took its seat
         finally:
-            try:
-                interp.close()
-            except Exception:  # still running (retired mid-call) or already gone
-                logger.debug("interpreter %s left open", getattr(interp, "id", "?"))
+            worker.close()
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)
