@@ -100,6 +100,23 @@ INSERT_COLUMNS = (
     "timeout",
 )
 INSERT_BATCH = 500
+#: PostgreSQL's array types for ``_insert_postgresql``'s parameters, in ``INSERT_COLUMNS`` order
+#: less the constant columns (status, errors, worker_ids, worker_id).
+PG_UNNEST_TYPES = (
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "smallint",
+    "boolean",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "integer",
+    "double precision",
+)
 JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids", "progress"})
 ARGUMENT_COLUMNS = frozenset({"args", "kwargs"})
 DATETIME_COLUMNS = frozenset(
@@ -277,6 +294,9 @@ class DatabaseBroker(Broker):
         commit); on PostgreSQL it also notifies ``queues``, delivered at commit."""
         if not tasks and not queues:
             return
+        if self.connection.vendor == "postgresql":
+            self._insert_postgresql(tasks, queues)
+            return
         j = self._json_literal()
         row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s)"
         params: list[Any] = []
@@ -304,19 +324,54 @@ class DatabaseBroker(Broker):
             if tasks
             else ""
         )
-        with self.connection.cursor() as cursor:
-            if queues and self.connection.vendor == "postgresql":
-                payload = f"{self.backend_alias}:{','.join(queues)}"
-                if insert:
-                    # A data-modifying WITH runs whether or not the main query reads it.
-                    cursor.execute(
-                        f"WITH stored AS ({insert}) SELECT pg_notify(%s, %s)",
-                        [*params, NOTIFY_CHANNEL, payload],
-                    )
-                else:
-                    cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, payload])
-            elif insert:
+        if insert:
+            with self.connection.cursor() as cursor:
                 cursor.execute(insert, params)
+
+    def _insert_postgresql(self, tasks: Sequence[NewTask], queues: Sequence[str]) -> None:
+        """PostgreSQL: one column array per parameter (``unnest``), so the statement's text is
+        the same for any number of rows (a 500-row VALUES list cost more to bind than to run),
+        and the ``pg_notify`` in the same statement (a data-modifying WITH always runs)."""
+        arrays: list[list[Any]] = [[] for _ in PG_UNNEST_TYPES]
+        for t in tasks:
+            values = (
+                uuid.UUID(t.id),
+                t.backend,
+                t.queue_name,
+                t.task_path,
+                t.priority,
+                t.takes_context,
+                json.dumps(t.args),
+                json.dumps(t.kwargs),
+                t.run_after,
+                t.available_at,
+                t.enqueued_at,
+                t.max_attempts,
+                t.timeout,
+            )
+            for column, value in zip(arrays, values, strict=True):
+                column.append(value)
+        columns = ", ".join(f"%s::{kind}[]" for kind in PG_UNNEST_TYPES)
+        insert = (
+            f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) SELECT u.id, u.backend, "
+            "u.queue_name, u.task_path, u.priority, u.takes_context, 'READY', u.args::jsonb, "
+            "u.kwargs::jsonb, u.run_after, u.available_at, u.enqueued_at, '[]'::jsonb, "
+            "'[]'::jsonb, u.max_attempts, '', u.timeout "
+            f"FROM unnest({columns}) AS u(id, backend, queue_name, task_path, priority, "
+            "takes_context, args, kwargs, run_after, available_at, enqueued_at, max_attempts, "
+            "timeout)"
+        )
+        with self.connection.cursor() as cursor:
+            if queues:
+                payload = f"{self.backend_alias}:{','.join(queues)}"
+                cursor.execute(
+                    f"WITH stored AS ({insert}) SELECT pg_notify(%s, %s)"
+                    if tasks
+                    else "SELECT pg_notify(%s, %s)",
+                    [*arrays, NOTIFY_CHANNEL, payload] if tasks else [NOTIFY_CHANNEL, payload],
+                )
+            elif tasks:
+                cursor.execute(insert, arrays)
 
     def _record(self, t: NewTask) -> TaskRecord:
         return TaskRecord(

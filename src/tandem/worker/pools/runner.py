@@ -30,10 +30,14 @@ def setup(
         if entry not in sys.path:
             sys.path.insert(0, entry)
     os.environ.update(environ)
-    if _interpreter_id():
-        _load_pure_python_psycopg()
     import django
     from django.conf import settings
+
+    if _interpreter_id() and any(
+        "postg" in str(db.get("ENGINE", "")) for db in settings.DATABASES.values()
+    ):
+        # Only where PostgreSQL is configured: psycopg costs ~13 MiB in every interpreter.
+        _load_pure_python_psycopg()
 
     django.setup()
     for alias, name in databases.items():
