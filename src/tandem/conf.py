@@ -49,6 +49,7 @@ OPTION_KEYS = frozenset(
         "run_schedules",
         "retention",
         "max_payload_bytes",
+        "sqlite_worker_synchronous",
     }
 )
 POOL_KEYS = frozenset(
@@ -140,6 +141,9 @@ class BackendOptions:
     retention: RetentionConfig = RetentionConfig()
     #: Bytes of JSON the arguments of one task may take (None: no limit).
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES
+    #: SQLite's ``synchronous`` on the supervisor's own connection (claims, settlements, leases):
+    #: ``NORMAL`` skips the fsync per commit, ``None`` keeps what DATABASES configures.
+    sqlite_worker_synchronous: str | None = "NORMAL"
 
     @property
     def heartbeat_interval(self) -> float:
@@ -340,7 +344,22 @@ def parse_options(
         run_schedules=reader.flag("run_schedules", True),
         retention=_retention(reader),
         max_payload_bytes=_max_payload_bytes(reader),
+        sqlite_worker_synchronous=_sqlite_worker_synchronous(reader),
     )
+
+
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+
+
+def _sqlite_worker_synchronous(reader: _Reader) -> str | None:
+    name = "sqlite_worker_synchronous"
+    value = reader.mapping.get(name, "NORMAL")
+    if value is not None and value not in SQLITE_SYNCHRONOUS:
+        raise ImproperlyConfigured(
+            f"{reader.key(name)} must be one of {', '.join(map(repr, SQLITE_SYNCHRONOUS))}, or "
+            f"None to keep the connection's own setting, got {value!r}."
+        )
+    return str(value) if value is not None else None
 
 
 def _max_payload_bytes(reader: _Reader) -> int | None:

@@ -94,6 +94,7 @@ class ThreadFront:
                 finally:
                     self.server.socket.close()
                 self.server.wait_idle(None)
+                self.server.release_threads(timeout=1.0)
             except BaseException as exc:
                 logger.exception("the HTTP server failed")
                 self.failure = f"the HTTP server failed: {type(exc).__name__}: {exc}"

@@ -190,6 +190,22 @@ ROWS = [
         f"{K % 'max_payload_bytes'} {PAYLOAD}, got True.",
     ),
     Row("options", "max_payload_bytes", "value", 0, f"{K % 'max_payload_bytes'} {PAYLOAD}, got 0."),
+    Row(
+        "options",
+        "sqlite_worker_synchronous",
+        "type",
+        1,
+        f"{K % 'sqlite_worker_synchronous'} must be one of 'NORMAL', 'FULL', 'EXTRA', or None to "
+        "keep the connection's own setting, got 1.",
+    ),
+    Row(
+        "options",
+        "sqlite_worker_synchronous",
+        "value",
+        "OFF",
+        f"{K % 'sqlite_worker_synchronous'} must be one of 'NORMAL', 'FULL', 'EXTRA', or None to "
+        "keep the connection's own setting, got 'OFF'.",
+    ),
     # -- OPTIONS["pools"][name] ------------------------------------------------------------------
     Row(
         "pool",

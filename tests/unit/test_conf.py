@@ -255,7 +255,7 @@ def test_unknown_option_keys():
     assert error_of({"workers": 2, "wrokers": 4, "timeout": 3}) == (
         f"{OPTIONS} has unknown key(s) 'timeout', 'wrokers'; allowed: executor, lease_seconds, "
         "max_payload_bytes, poll_interval, pools, recovery_max_attempts, retention, run_schedules, "
-        "schedule, workers."
+        "schedule, sqlite_worker_synchronous, workers."
     )
 
 

@@ -5,6 +5,7 @@ host does not sit on work that another host could start."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,25 @@ def test_prefetch_zero_claims_only_for_free_workers(
     harness.wait_for_outcomes(supervisor, 2)
     assert supervisor.step() == 4  # settled two, claimed two: never more than the workers
     assert len(supervisor.pools[0].in_flight) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("option", "expected"), [({}, 1), ({"sqlite_worker_synchronous": None}, 2)]
+)
+def test_supervisor_writes_skip_the_fsync_on_sqlite_unless_told_not_to(
+    harness: Harness, tandem_settings: Callable[..., None], option: dict[str, Any], expected: int
+) -> None:
+    """``PRAGMA synchronous`` 1 is NORMAL (no fsync per commit in WAL mode), 2 FULL (SQLite's
+    default, kept for ``enqueue()``); only the supervisor's own connection changes."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    tandem_settings(**option)
+    noop.enqueue()
+    supervisor = harness.supervisor(clock=FrozenClock())
+    supervisor.step()  # the supervisor runs in this thread: its connection is this one
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == expected

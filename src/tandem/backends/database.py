@@ -25,12 +25,15 @@ class DatabaseBackend(TandemBackend):
 
     @cached_property
     def broker(self) -> DatabaseBroker:  # type: ignore[override]
-        return DatabaseBroker(self.alias)
+        return DatabaseBroker(
+            self.alias, worker_synchronous=self.tandem_options.sqlite_worker_synchronous
+        )
 
     def subinterpreter_blocker(self) -> str | None:
         from django.db import connections
 
-        if connections[self.broker.database].vendor == "mysql":
+        # (not self.broker: the broker is built from the options this check helps to parse)
+        if connections[DatabaseBroker(self.alias).database].vendor == "mysql":
             return (
                 "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
                 "a subinterpreter"

@@ -167,9 +167,17 @@ def write_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
 
 
 class DatabaseBroker(Broker):
-    def __init__(self, backend_alias: str, database: str | None = None) -> None:
+    def __init__(
+        self,
+        backend_alias: str,
+        database: str | None = None,
+        *,
+        worker_synchronous: str | None = None,
+    ) -> None:
         self.backend_alias = backend_alias
         self._database = database
+        #: SQLite: ``PRAGMA synchronous`` for the supervisor's connection (``transaction()``).
+        self.worker_synchronous = worker_synchronous
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -247,7 +255,30 @@ class DatabaseBroker(Broker):
     # -- the contract --------------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[None]:
-        return write_transaction(self.connection)
+        connection = self.connection
+        if self.worker_synchronous and connection.vendor == "sqlite":
+            self._worker_synchronous(connection)
+        return write_transaction(connection)
+
+    def _worker_synchronous(self, connection: BaseDatabaseWrapper) -> None:
+        """Set ``PRAGMA synchronous`` once per SQLite connection the supervisor writes with.
+
+        Only the supervisor's writes (claims, settlements, leases, recoveries) use it, never an
+        ``enqueue()``. In WAL mode ``NORMAL`` skips the fsync of each commit: a process crash
+        loses nothing, and a power loss can undo only the last moments of supervisor writes —
+        which leases make safe: an undone claim is READY again, an undone ending runs its task
+        again (at least once, as after a ``kill -9``). The next fsync (any ``enqueue()`` with the
+        default ``FULL``, or a checkpoint) makes everything before it durable.
+        """
+        if connection.in_atomic_block:
+            return  # not inside somebody's transaction (a test stepping a supervisor)
+        connection.ensure_connection()
+        raw = connection.connection
+        if getattr(connection, "_tandem_synchronous_for", None) is raw:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA synchronous = {self.worker_synchronous}")
+        connection._tandem_synchronous_for = raw  # type: ignore[attr-defined]
 
     def prepare(self) -> None:
         if self.connection.vendor == "sqlite":
