@@ -8,6 +8,7 @@ task: an exception that escapes the runner becomes a failed outcome, and the wor
 from __future__ import annotations
 
 import abc
+import collections
 import queue
 import threading
 import time
@@ -67,6 +68,11 @@ class SlotPool(ExecutionPool):
     """What the three pools share: one supervisor-process thread per slot, fed from one inbox,
     and a deadline monitor when the pool has a ``timeout``.
 
+    The inbox hands a task to the worker that became idle *last* (a stack of idle workers, each
+    waiting on its own mailbox), and only queues it when every worker is busy: under light load
+    one warm worker takes the tasks one after another, instead of each going to the worker idle
+    the longest, whose caches (and, in a subinterpreter, whole interpreter) have gone cold.
+
     Subclasses write ``_work(slot)`` (the thread's loop, returning on ``STOP``) and
     ``_on_overdue(slot, task)`` (what a timeout does to that kind of worker).
     """
@@ -76,7 +82,9 @@ class SlotPool(ExecutionPool):
 
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
-        self._inbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
+        self._backlog: collections.deque[StoredTask | None] = collections.deque()
+        self._idle: list[queue.SimpleQueue[StoredTask | None]] = []  # idle workers' mailboxes
+        self._dispatch = threading.Lock()
         self._slots: list[Slot] = []
         self._lock = threading.Lock()
         self._counter = 0
@@ -151,7 +159,22 @@ class SlotPool(ExecutionPool):
     def submit(self, task: StoredTask) -> None:
         if task.timeout is not None:
             self._watch_deadlines(task.timeout)
-        self._inbox.put(task)
+        self._put(task)
+
+    def _put(self, item: StoredTask | None) -> None:
+        with self._dispatch:
+            if self._idle:
+                self._idle.pop().put(item)  # the most recently idle worker
+                return
+            self._backlog.append(item)
+
+    def _next(self, slot: Slot) -> StoredTask | None:
+        """The next task for ``slot``'s worker (``STOP``: end), waiting while there is none."""
+        with self._dispatch:
+            if self._backlog:
+                return self._backlog.popleft()
+            self._idle.append(slot.mailbox)
+        return slot.mailbox.get()
 
     @abc.abstractmethod
     def _work(self, slot: Slot) -> None: ...
@@ -164,7 +187,7 @@ class SlotPool(ExecutionPool):
             self._monitor.stop()
         slots = self._live_slots()
         for _ in slots:
-            self._inbox.put(STOP)
+            self._put(STOP)
         threads = [s.thread for s in slots if s.thread is not None]
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:

@@ -78,7 +78,7 @@ class ProcessPool(SlotPool):
     def _work(self, slot: Slot) -> None:
         child: _Child | None = None
         try:
-            while (task := self._inbox.get()) is not STOP:
+            while (task := self._next(slot)) is not STOP:
                 slot.begin(task, None)
                 try:
                     if child is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,7 @@ class Slot:
         self.retired = False
         self.tasks_done = 0
         self.thread: threading.Thread | None = None  # the supervisor-side thread of this slot
+        self.mailbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()  # see SlotPool
         self.handle: Any = None  # the pool's own worker object (e.g. a child process)
 
     def begin(self, task: StoredTask, timeout: float | None) -> None:

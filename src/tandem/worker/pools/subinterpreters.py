@@ -121,7 +121,7 @@ class SubinterpreterPool(SlotPool):
                 worker.setup_error,
             )
         try:
-            while (task := self._inbox.get()) is not STOP:
+            while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
                 if worker.setup_error is not None:
                     slot.finish(failed(task, worker.setup_error))

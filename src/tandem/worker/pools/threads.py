@@ -26,7 +26,7 @@ class ThreadPool(SlotPool):
 
     def _work(self, slot: Slot) -> None:
         try:
-            while (task := self._inbox.get()) is not STOP:
+            while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
                 close_old_connections()
                 try:
