@@ -121,3 +121,43 @@ def test_supervisor_writes_skip_the_fsync_on_sqlite_unless_told_not_to(
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA synchronous")
         assert cursor.fetchone()[0] == expected
+
+
+def test_the_most_recently_idle_worker_takes_the_next_task() -> None:
+    """LIFO hand-over: under light load one warm worker runs task after task; the backlog is
+    served in order once every worker is busy."""
+    import threading
+
+    from tandem.worker.pools.slots import Slot
+
+    pool = thread_pool(workers=2)
+    first, second = Slot(lambda outcome: None), Slot(lambda outcome: None)
+    got: dict[str, Any] = {}
+
+    def wait(name: str, slot: Slot) -> threading.Thread:
+        thread = threading.Thread(target=lambda: got.__setitem__(name, pool._next(slot)))
+        thread.start()
+        return thread
+
+    idle_first = wait("first", first)
+    wait_until_idle(pool, 1)
+    idle_second = wait("second", second)
+    wait_until_idle(pool, 2)
+    pool._put("task-1")  # type: ignore[arg-type]
+    idle_second.join(5)
+    assert got == {"second": "task-1"}  # not the worker that has waited longest
+    pool._put("task-2")  # type: ignore[arg-type]
+    idle_first.join(5)
+    assert got == {"second": "task-1", "first": "task-2"}
+    pool._put("task-3")  # type: ignore[arg-type]
+    pool._put("task-4")  # type: ignore[arg-type]
+    assert [pool._next(first), pool._next(second)] == ["task-3", "task-4"]  # backlog: in order
+
+
+def wait_until_idle(pool: ThreadPool, count: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(pool._idle) < count:
+        assert time.monotonic() < deadline, "the worker never went idle"
+        time.sleep(0.001)
