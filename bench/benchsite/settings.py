@@ -72,6 +72,11 @@ elif BENCH_DB == "mariadb":
 else:
     raise RuntimeError(f"BENCH_DB must be 'sqlite', 'postgres' or 'mariadb', got {BENCH_DB!r}")
 
+# Persistent connections, as a production site configures them (Django's default, 0, opens a
+# connection per request: ~1.5 ms on SQLite, more on PostgreSQL, inside every view's enqueue).
+for _db in DATABASES.values():
+    _db["CONN_MAX_AGE"] = int(os.environ.get("BENCH_CONN_MAX_AGE", "600"))
+
 BENCH_STORE = os.environ.get("BENCH_STORE", "database")
 if BENCH_STORE not in ("database", "redis"):
     raise RuntimeError(f"BENCH_STORE must be 'database' or 'redis', got {BENCH_STORE!r}")

@@ -1,14 +1,21 @@
-"""The benchmark's tasks: ``noop`` (tandem's overhead alone) and CPU-bound work for
-``bench/serve.py``."""
+"""The benchmark's tasks: ``noop`` (tandem's overhead alone), ``mark`` (``bench/compare``'s task,
+the same one every peer runs) and CPU-bound work for ``bench/serve.py``."""
 
 import time
 
+from contenders import marks
 from django.tasks import task
 
 
 @task
 def noop() -> None:
     return None
+
+
+@task
+def mark(stamp: float = 0.0) -> None:
+    """Append ``<done time> <stamp>`` to ``$BENCH_MARKS`` (see ``bench/contenders/marks.py``)."""
+    marks.mark(stamp)
 
 
 @task

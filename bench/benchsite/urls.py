@@ -2,4 +2,4 @@ from django.urls import path
 
 from benchsite import views
 
-urlpatterns = [path("ping/", views.ping)]
+urlpatterns = [path("ping/", views.ping), path("enqueue/", views.enqueue_mark)]

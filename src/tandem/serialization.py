@@ -70,13 +70,18 @@ def to_json(value: Any, what: str) -> Any:
     Raises ``NotJSONError`` naming the offending part, e.g. ``args[0]['when'] is a
     datetime.datetime``.
     """
+    return json.loads(to_json_text(value, what))
+
+
+def to_json_text(value: Any, what: str) -> str:
+    """``value`` as the JSON text stored for it (``to_json()`` is this text read back)."""
     problem = _find_problem(value, what)
     if problem is not None:
         raise NotJSONError(
             f"{problem}; task data must be JSON (str, int, float, bool, None, list, dict). "
             "Pass an id or an ISO string instead, and load or parse it inside the task."
         )
-    return json.loads(json.dumps(normalize_json(value), allow_nan=False))
+    return json.dumps(normalize_json(value), allow_nan=False)
 
 
 def arguments_to_json(

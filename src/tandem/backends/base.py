@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -26,7 +27,7 @@ from django.utils.module_loading import import_string
 from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
-from tandem.serialization import PayloadTooLarge, arguments_to_json, payload_bytes
+from tandem.serialization import PayloadTooLarge, to_json_text
 from tandem.tasks import AnyTask, Task, copy_task
 
 type AnyResult = TaskResult[Any, Any]
@@ -246,9 +247,11 @@ class TandemBackend(BaseTaskBackend):
 
     def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
-        json_args, json_kwargs = arguments_to_json(args, kwargs)
+        args_text = to_json_text(list(args), "args")
+        kwargs_text = to_json_text(dict(kwargs), "kwargs")
+        json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)
         limit = self.tandem_options.max_payload_bytes
-        if limit is not None and (size := payload_bytes(json_args, json_kwargs)) > limit:
+        if limit is not None and (size := len(args_text) + len(kwargs_text)) > limit:
             raise PayloadTooLarge(
                 f"The arguments of task {task.module_path!r} take {size:,} bytes as JSON, more "
                 f"than the {limit:,} that TASKS[{self.alias!r}]['OPTIONS']['max_payload_bytes'] "
@@ -273,6 +276,8 @@ class TandemBackend(BaseTaskBackend):
             max_attempts=max_attempts,
             timeout=getattr(task, "timeout", None),
             unique_key=task.key_for(json_args, json_kwargs) if isinstance(task, Task) else None,
+            args_json=args_text,
+            kwargs_json=kwargs_text,
         )
 
     def _result_for(self, task: AnyTask, new: NewTask) -> AnyResult:

@@ -84,10 +84,20 @@ class NewTask:
     # A unique task's key: while a task with the same key (and backend) is READY or RUNNING, a
     # push stores nothing and answers that task's id instead.
     unique_key: str | None = None
+    # ``args`` and ``kwargs`` as JSON text, when the enqueue made it already (stores reuse it).
+    args_json: str | None = None
+    kwargs_json: str | None = None
 
     @property
     def available_at(self) -> datetime:
         return self.run_after or self.enqueued_at
+
+    def json_args(self) -> tuple[str, str]:
+        """``args`` and ``kwargs`` as JSON text."""
+        return (
+            self.args_json if self.args_json is not None else json.dumps(self.args),
+            self.kwargs_json if self.kwargs_json is not None else json.dumps(self.kwargs),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

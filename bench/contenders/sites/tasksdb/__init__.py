@@ -1,0 +1,1 @@
+"""django-tasks-db's project for ``tasksdb-*``: settings and the ``mark`` task."""
