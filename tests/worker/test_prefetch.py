@@ -161,3 +161,12 @@ def wait_until_idle(pool: ThreadPool, count: int) -> None:
     while len(pool._idle) < count:
         assert time.monotonic() < deadline, "the worker never went idle"
         time.sleep(0.001)
+
+
+def test_stop_never_starts_a_task_still_waiting_in_the_backlog() -> None:
+    """After a forced stop released them, claimed-ahead tasks must not start on their own."""
+    pool = thread_pool(workers=1)
+    pool._put("released-1")  # type: ignore[arg-type]
+    pool._put("released-2")  # type: ignore[arg-type]
+    assert pool.stop(timeout=0)  # (no worker threads were started)
+    assert list(pool._backlog) == []  # (and no worker: no stop signal either)

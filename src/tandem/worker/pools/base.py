@@ -186,6 +186,10 @@ class SlotPool(ExecutionPool):
         if self._monitor is not None:
             self._monitor.stop()
         slots = self._live_slots()
+        with self._dispatch:
+            # Claimed-ahead tasks not started yet: a drain stops only once there are none, and
+            # a forced stop has released them to READY already — never start one now.
+            self._backlog.clear()
         for _ in slots:
             self._put(STOP)
         threads = [s.thread for s in slots if s.thread is not None]
