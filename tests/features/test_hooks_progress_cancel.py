@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -89,6 +90,14 @@ def test_a_running_task_sees_the_cancellation_and_is_not_retried(harness: Harnes
     assert [e.exception_class_path for e in result.errors] == ["tandem.exceptions.Cancelled"]
 
 
+def reached_worker(supervisor: Any) -> None:
+    """Wait until the claimed task is in its worker's slot (not still in the pool's hand-over):
+    the heartbeat under test kills only a task a worker has; a later heartbeat (which the
+    frozen clock never brings) would kill one that reached it afterwards."""
+    pool = supervisor.pools[0].pool
+    wait_for(lambda: any(s.task is not None for s in pool._live_slots()), "the task's worker")
+
+
 def test_process_pool_kills_a_cancelled_task_at_the_heartbeat(
     harness: Harness, tandem_settings: Callable[..., None]
 ) -> None:
@@ -98,6 +107,7 @@ def test_process_pool_kills_a_cancelled_task_at_the_heartbeat(
     supervisor = harness.supervisor(workers=1, clock=clock)
     supervisor.step()
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == RUNNING, "the claim")
+    reached_worker(supervisor)
     assert tandem.cancel(result.id) is True
     clock.advance(supervisor.options.heartbeat_interval + 1)
     supervisor.step()  # heartbeat: sees the request, kills the child, settles the cancellation
@@ -132,6 +142,7 @@ def test_process_pool_kills_a_running_cancelled_task(
         return TaskRecord.objects.get(id=result.id).status == RUNNING
 
     wait_for(claimed, "the claim")
+    reached_worker(supervisor)
     assert tandem.cancel(result.id) is True
     clock.advance(supervisor.options.heartbeat_interval + 1)
     supervisor.step()

@@ -170,3 +170,16 @@ def test_stop_never_starts_a_task_still_waiting_in_the_backlog() -> None:
     pool._put("released-2")  # type: ignore[arg-type]
     assert pool.stop(timeout=0)  # (no worker threads were started)
     assert list(pool._backlog) == []  # (and no worker: no stop signal either)
+
+
+def test_a_task_waiting_in_the_backlog_can_be_taken_out() -> None:
+    """What cancelling a claimed-ahead task uses: it leaves the backlog and never starts."""
+    from types import SimpleNamespace
+
+    pool = thread_pool(workers=1)
+    first, second = SimpleNamespace(id="a"), SimpleNamespace(id="b")
+    pool._put(first)  # type: ignore[arg-type]
+    pool._put(second)  # type: ignore[arg-type]
+    assert pool._take_waiting("b") is second
+    assert pool._take_waiting("b") is None
+    assert list(pool._backlog) == [first]

@@ -168,6 +168,15 @@ class SlotPool(ExecutionPool):
                 return
             self._backlog.append(item)
 
+    def _take_waiting(self, task_id: str) -> StoredTask | None:
+        """Remove ``task_id`` from the backlog, if it waits there (claimed ahead, not started)."""
+        with self._dispatch:
+            for item in self._backlog:
+                if item is not None and item.id == task_id:
+                    self._backlog.remove(item)
+                    return item
+        return None
+
     def _next(self, slot: Slot) -> StoredTask | None:
         """The next task for ``slot``'s worker (``STOP``: end), waiting while there is none."""
         with self._dispatch:

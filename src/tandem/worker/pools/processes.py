@@ -133,6 +133,10 @@ class ProcessPool(SlotPool):
             if isinstance(child, _Child):
                 child.kill()  # the worker thread sees the pipe close and starts a fresh child
             return True
+        waiting = self._take_waiting(task_id)
+        if waiting is not None:  # claimed ahead, not started: it never runs
+            self.deliver(cancelled_outcome(waiting, "it had not started yet."))
+            return True
         return False
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
