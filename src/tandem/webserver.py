@@ -100,19 +100,24 @@ class Server(socketserver.ThreadingMixIn, WSGIServer):
     def _serve_requests(self, job: tuple[Any, Any] | None) -> None:
         """A request thread: serve ``job``, then wait for the next one (None: end)."""
         while job is not None:
-            keep = True
             try:
                 self.process_request_thread(*job)
-            finally:
-                # Waiting is recorded before the request counts as done, so that once
-                # wait_idle() returns, release_threads() sees every thread still alive.
+            except BaseException:
+                # (socketserver handles Exception itself) this thread ends: never count it
+                # as waiting, or a request handed to it would wait forever
                 with self._pool_lock:
-                    keep = self._waiting < MAX_IDLE_THREADS
-                    if keep:
-                        self._waiting += 1
-                    else:
-                        self._threads.discard(threading.current_thread())
+                    self._threads.discard(threading.current_thread())
                 self._done()
+                raise
+            # Waiting is recorded before the request counts as done, so that once wait_idle()
+            # returns, release_threads() sees every thread still alive.
+            with self._pool_lock:
+                keep = self._waiting < MAX_IDLE_THREADS
+                if keep:
+                    self._waiting += 1
+                else:
+                    self._threads.discard(threading.current_thread())
+            self._done()
             if not keep:
                 return
             job = self._jobs.get()
