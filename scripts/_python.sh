@@ -4,9 +4,11 @@
 #
 #   tandem_find_python [X.Y]     print the path of a working interpreter (exactly X.Y when given,
 #                                else the best of $TANDEM_PYTHON_VERSIONS); return 1 with a hint
-#   tandem_venv PYTHON EXTRAS    create/update the venv ($TANDEM_VENV or .venv-X.Y in the repo)
-#                                and `pip install -e .[EXTRAS]` when pyproject.toml changed;
-#                                sets TANDEM_VENV_DIR and TANDEM_VENV_PYTHON
+#   tandem_venv PYTHON EXTRAS [CONSTRAINTS]
+#                                create/update the venv ($TANDEM_VENV or .venv-X.Y in the repo;
+#                                .venv-X.Y-NAME with constraints/NAME.txt) and `pip install -e
+#                                .[EXTRAS]` (under those constraints) when pyproject.toml or the
+#                                constraints changed; sets TANDEM_VENV_DIR and TANDEM_VENV_PYTHON
 #
 # Set TANDEM_PYTHON=/path/to/python to skip the search.
 
@@ -93,11 +95,16 @@ tandem_find_python() {
     return 1
 }
 
-# tandem_venv PYTHON EXTRAS ("" or "test"): a venv for PYTHON with this checkout installed.
+# tandem_venv PYTHON EXTRAS ("" or "test") [CONSTRAINTS FILE]: a venv for PYTHON with this
+# checkout installed (pinned by the constraints file, e.g. constraints/django-6.0.txt, when given).
 tandem_venv() {
-    local python=$1 extras=$2 version venv spec stamp digest
+    local python=$1 extras=$2 constraints=${3:-} version venv spec stamp digest suffix=""
     version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    venv=${TANDEM_VENV:-$TANDEM_ROOT/.venv-$version}
+    if [ -n "$constraints" ]; then
+        [ -f "$constraints" ] || { tandem_log "error: constraints file $constraints not found."; return 1; }
+        suffix=-$(basename "$constraints" .txt)
+    fi
+    venv=${TANDEM_VENV:-$TANDEM_ROOT/.venv-$version$suffix}
     if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import sys; sys.exit(0 if sys.version_info[:2] == tuple(map(int, "'"$version"'".split("."))) else 1)' 2>/dev/null; then
         tandem_log "error: $venv exists but is not a working Python $version venv; remove it or set TANDEM_VENV."
         return 1
@@ -109,7 +116,8 @@ tandem_venv() {
     spec=.
     [ -n "$extras" ] && spec=".[$extras]"
     # Reinstall when pyproject.toml, the checkout or the interpreter changed since the last install.
-    digest=$( { cat "$TANDEM_ROOT/pyproject.toml"; echo "$TANDEM_ROOT"; "$venv/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
+    digest=$( { cat "$TANDEM_ROOT/pyproject.toml"; echo "$TANDEM_ROOT"; "$venv/bin/python" -VV;
+        [ -z "$constraints" ] || cat "$constraints"; } | sha256sum | cut -d' ' -f1)
     stamp="$venv/.tandem-installed-${extras:-base}"
     local current=""
     [ -f "$stamp" ] && current=$(cat "$stamp")
@@ -120,7 +128,9 @@ tandem_venv() {
     if [ "$current" != "$digest" ]; then
         tandem_log "installing -e '$spec' into $venv (pyproject.toml changed or first run) ..."
         local log="$venv/.tandem-pip.log"
-        if ! (cd "$TANDEM_ROOT" && "$venv/bin/python" -m pip install --disable-pip-version-check -e "$spec") >"$log" 2>&1; then
+        local pin=()
+        [ -z "$constraints" ] || pin=(-c "$constraints")
+        if ! (cd "$TANDEM_ROOT" && "$venv/bin/python" -m pip install --disable-pip-version-check -e "$spec" "${pin[@]}") >"$log" 2>&1; then
             tail -n 40 "$log" >&2
             tandem_log "error: pip install -e '$spec' failed in $venv (full log: $log)"
             return 1

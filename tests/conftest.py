@@ -15,19 +15,35 @@ DB_KIND = settings.DB_KIND
 IN_CI = bool(os.environ.get("CI"))
 
 
-#: The run (``TANDEM_TEST_DB``) each of these markers confines a test to. Redis does not depend on
-#: the SQL database, so tests marked ``redis`` run once, in the SQLite run.
-RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"}
+#: The run (``TANDEM_TEST_DB``) each of these markers confines a test to. Redis and whatever is
+#: marked ``once`` do not depend on the SQL database, so they run once, in the SQLite run.
+RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite", "once": "sqlite"}
+
+#: Tiers (folders, or single files) whose tests do not depend on the run's SQL database: the
+#: settings and API units, the admin and dashboard pages, the browser, the embedding servers, the
+#: restarting parent and the Redis store. They are marked ``once`` here, so they run in the SQLite
+#: run only; everything else runs once per database. Parameters that do not touch the SQL store
+#: (the memory twin, Redis) carry ``once``/``redis`` marks where they are declared.
+ONCE_TIERS = ("unit/", "web/", "browser/", "embedded/", "redis/", "serve/test_supervise.py")
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Tiers that each start many processes and thousands of tasks: under pytest-xdist they share one
+#: group, so at most one of them runs at a time (the others run beside lighter tests).
+HEAVY_TIERS = ("chaos/", "scale/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``postgres`` belong to the PostgreSQL run, ``mariadb`` to the MariaDB run and
-    ``redis`` to the SQLite run: in the other runs they are deselected (not skipped).
+    ``redis`` or ``once`` to the SQLite run: in the other runs they are deselected (not skipped).
 
     In the PostgreSQL run a missing server is an error, never a skip.
     """
     selected, deselected = [], []
     for item in items:
+        where = os.path.relpath(str(item.path), TESTS_DIR)
+        if where.startswith(ONCE_TIERS):
+            item.add_marker(pytest.mark.once)
+        if where.startswith(HEAVY_TIERS):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
         runs = {RUN_OF_MARKER[m.name] for m in item.iter_markers() if m.name in RUN_OF_MARKER}
         (deselected if runs and DB_KIND not in runs else selected).append(item)
     if deselected:

@@ -158,6 +158,25 @@ def timed_spin(seconds: float) -> dict[str, float]:
     return {"started": started, "ended": time.time(), **where.call()}
 
 
+@task
+def rendezvous(directory: str, name: str, expected: int, spin_seconds: float) -> dict[str, Any]:
+    """Marks its arrival as file ``name`` in ``directory``, waits (up to 60 s) until ``expected``
+    tasks have arrived there, then spins CPU-bound for ``spin_seconds``. ``met`` says whether all
+    of them were in flight at once: a gate, so a test of parallelism never hopes for timing."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "w"):
+        pass
+    deadline = time.monotonic() + 60
+    met = False
+    while time.monotonic() < deadline:
+        if len(os.listdir(directory)) >= expected:
+            met = True
+            break
+        time.sleep(0.005)
+    spin.call(spin_seconds)
+    return {"met": met, **where.call()}
+
+
 def _raise_once(sender: object, **kwargs: object) -> None:
     from django.tasks.signals import task_finished
 

@@ -168,7 +168,7 @@ def _worker_id(child: Child) -> str:
 class Monkey:
     """Kills a random process of ``deployment`` every ``low``..``high`` seconds."""
 
-    def __init__(self, deployment: Deployment, seed: int, low: float = 1.0, high: float = 3.0):
+    def __init__(self, deployment: Deployment, seed: int, low: float = 0.5, high: float = 1.5):
         self.deployment = deployment
         self.seed = seed
         self.rng = random.Random(seed)

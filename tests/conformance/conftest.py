@@ -14,7 +14,11 @@ from django.tasks import task_backends
 from tandem.backends.base import TandemBackend
 from tests.redis import store as redis_store
 
-BACKENDS = ["tandem.backends.database.DatabaseBackend", redis_store.REDIS_BACKEND]
+BACKENDS = [
+    "tandem.backends.database.DatabaseBackend",
+    # Redis does not depend on the run's SQL database: once, in the SQLite run.
+    pytest.param(redis_store.REDIS_BACKEND, marks=pytest.mark.redis),
+]
 QUEUES = ["default", "critical", "exports"]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,7 +169,14 @@ def test_aenqueue_and_aget_result(backend: TandemBackend) -> None:
     assert backend.get_result(result.id) == result
 
 
-UNKNOWN_IDS = [str(uuid.uuid4()), "not-a-uuid", "", "123", uuid.uuid4().hex.upper()]
+#: Fixed values (never generated at import): pytest-xdist workers must collect the same test ids.
+UNKNOWN_IDS = [
+    "6561e225-f48f-487a-a3f8-d637a5758ba2",
+    "not-a-uuid",
+    "",
+    "123",
+    "0B4A8C7E1F2D4E6A9B3C5D7E8F9A1B2C",
+]
 
 
 @pytest.mark.parametrize("result_id", UNKNOWN_IDS)

@@ -26,7 +26,13 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["memory", "database", "redis"])
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.once),
+        "database",
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def broker(request: pytest.FixtureRequest) -> Broker:
     if request.param == "memory":
         return MemoryBroker(ALIAS)

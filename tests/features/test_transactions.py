@@ -42,19 +42,37 @@ def test_task_loading_the_row_created_in_its_transaction_never_misses_it(
 
 
 def test_a_worker_polling_all_along_claims_nothing_until_the_commit(
-    harness: Harness, tandem_settings
+    harness: Harness, tandem_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race made deterministic: the transaction stays open for 25 polls of a live worker.
+    """The race made deterministic: the transaction stays open until a live worker has looked
+    for work while it was open — five whole claim rounds on PostgreSQL and MariaDB; on SQLite a
+    round that waits for the write lock the open transaction holds.
     (On a store outside the transaction the same worker runs the task inside it and fails:
     test_redis_backend.py::test_a_plain_enqueue_inside_a_transaction_races_the_commit.)"""
     tandem_settings(pools={"default": {"workers": 1, "poll_interval": 0.02}})
     supervisor = harness.supervisor(workers=1, listen=True)
+    rounds = {"begun": 0, "ended": 0}
+    one_round = supervisor.step
+
+    def counted_round() -> int:
+        rounds["begun"] += 1
+        done = one_round()
+        rounds["ended"] += 1
+        return done
+
+    monkeypatch.setattr(supervisor, "step", counted_round)
     harness.run_in_background(supervisor)
-    wait_for(lambda: supervisor._started, "the supervisor to start")
+    wait_for(lambda: rounds["ended"] > 0, "the supervisor's first round")
     with transaction.atomic():
         row = Ledger.objects.create(key="held-open")
         result = tasks.load_ledger.enqueue(row.pk)
-        time.sleep(0.5)
+        ended = rounds["ended"]
+        if connection.vendor == "sqlite":
+            # A round under way now waits for the write lock this transaction holds: it cannot
+            # claim, nor end, before the commit.
+            wait_for(lambda: rounds["begun"] > rounds["ended"], "a round during the transaction")
+        else:
+            wait_for(lambda: rounds["ended"] >= ended + 5, "five rounds during the transaction")
         claimed_inside = supervisor.claimed
     assert claimed_inside == 0
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == SUCCESSFUL, "the task")

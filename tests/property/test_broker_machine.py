@@ -317,7 +317,11 @@ def database_broker() -> Broker:
 
 @pytest.mark.parametrize(
     "store",
-    ["memory", "database", pytest.param("redis", marks=pytest.mark.redis)],
+    [
+        pytest.param("memory", marks=pytest.mark.once),
+        "database",
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
 )
 def test_the_broker_contract_holds_for_random_runs(store: str) -> None:
     make: Callable[[], Broker]

@@ -88,6 +88,7 @@ class SlotPool(ExecutionPool):
         self._slots: list[Slot] = []
         self._lock = threading.Lock()
         self._counter = 0
+        self._stopping = False
         self._monitor: DeadlineMonitor | None = None
         self._pace: float | None = None  # moving average of recent attempts' seconds
 
@@ -141,12 +142,15 @@ class SlotPool(ExecutionPool):
     def _spawn(self) -> None:
         slot = Slot(self.deliver, self._timed)
         with self._lock:
+            if self._stopping:
+                return  # a replacement racing stop(): stop() would never tell it to end
             self._counter += 1
-            self._slots.append(slot)
             name = f"tandem-{self.config.name}-{self.kind}-{self._counter}"
-        # Daemon threads: a task that never returns must not keep the process from exiting.
-        slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
-        slot.thread.start()
+            # Daemon threads: a task that never returns must not keep the process from exiting.
+            # Started before it is listed, so stop() never joins a thread that has not started.
+            slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
+            slot.thread.start()
+            self._slots.append(slot)
 
     def _replace(self, slot: Slot) -> None:
         """Retire ``slot`` for good and give its seat to a fresh worker."""
@@ -194,7 +198,9 @@ class SlotPool(ExecutionPool):
     def stop(self, timeout: float | None) -> bool:
         if self._monitor is not None:
             self._monitor.stop()
-        slots = self._live_slots()
+        with self._lock:
+            self._stopping = True
+            slots = list(self._slots)
         with self._dispatch:
             # Claimed-ahead tasks not started yet: a drain stops only once there are none, and
             # a forced stop has released them to READY already — never start one now.
