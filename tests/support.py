@@ -1,10 +1,21 @@
-"""Helpers shared by the tiers that start servers: a free port and a cookie-aware HTTP request."""
+"""Helpers shared by the tiers: a free port, a cookie-aware HTTP request, Django's version."""
 
 from __future__ import annotations
 
 import http.client
 import socket
 from http.cookies import SimpleCookie
+
+import django
+import pytest
+
+#: Django 6.1 builds ``@task(...)`` with the backend's ``task_class``, so its decorator takes
+#: tandem's extras (``max_attempts`` ...); on 6.0 only ``tandem.task(...)`` does.
+DJANGO_TASK_CLASS = django.VERSION >= (6, 1)
+needs_django_task_class = pytest.mark.skipif(
+    not DJANGO_TASK_CLASS,
+    reason="Django 6.0's @task takes no backend extras (6.1 builds tasks with task_class)",
+)
 
 
 def free_port() -> int:

@@ -17,10 +17,17 @@ from django.utils.module_loading import import_string
 import tandem
 from tandem.backends.base import TandemBackend
 from tests import tasks
+from tests.support import needs_django_task_class
 
 PRIORITY_MESSAGE = (
     f"priority must be a whole number between {TASK_MIN_PRIORITY} and {TASK_MAX_PRIORITY}."
 )
+
+#: The decorators that take tandem's extras: tandem.task always, Django's @task from 6.1 on.
+WITH_EXTRAS = [
+    pytest.param(task, id="django", marks=needs_django_task_class),
+    pytest.param(tandem.task, id="tandem"),
+]
 
 
 def module_function(value: int) -> int:
@@ -101,7 +108,7 @@ def test_unknown_queue_is_refused() -> None:
     assert tasks.noop.using(queue_name="critical").queue_name == "critical"
 
 
-@pytest.mark.parametrize("decorator", [task, tandem.task], ids=["django", "tandem"])
+@pytest.mark.parametrize("decorator", WITH_EXTRAS)
 def test_run_after_cannot_be_set_in_the_decorator(decorator: Any) -> None:
     with pytest.raises(TypeError, match=r"^run_after cannot be defined statically"):
         decorator(run_after=timezone.now())(module_function)
@@ -127,7 +134,7 @@ def test_task_deferred_with_a_timedelta_is_not_run_yet(drain: Any) -> None:
     assert result.task.run_after > timezone.now()
 
 
-@pytest.mark.parametrize("decorator", [task, tandem.task], ids=["django", "tandem"])
+@pytest.mark.parametrize("decorator", WITH_EXTRAS)
 def test_max_attempts_extra(decorator: Any) -> None:
     defined = decorator(max_attempts=3)(module_function)
     assert isinstance(defined, tandem.Task)
@@ -137,7 +144,7 @@ def test_max_attempts_extra(decorator: Any) -> None:
 
 
 @pytest.mark.parametrize("value", [0, -1, True, "3", 1.5])
-@pytest.mark.parametrize("decorator", [task, tandem.task], ids=["django", "tandem"])
+@pytest.mark.parametrize("decorator", WITH_EXTRAS)
 def test_invalid_max_attempts_is_refused(decorator: Any, value: object) -> None:
     message = f"max_attempts must be an integer >= 1, got {value!r}."
     with pytest.raises(InvalidTask, match=f"^{re.escape(message)}$"):
