@@ -26,8 +26,9 @@ RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"
 #: (the memory twin, Redis) carry ``once``/``redis`` marks where they are declared.
 ONCE_TIERS = ("unit/", "web/", "browser/", "embedded/", "redis/", "serve/test_supervise.py")
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-#: Tiers that each start many processes and thousands of tasks: under pytest-xdist they share one
-#: group, so at most one of them runs at a time (the others run beside lighter tests).
+#: Tiers that each start many processes and thousands of tasks: under pytest-xdist each is one
+#: group (its tests run one after another on one worker), so a run has at most one chaos and one
+#: scale test going at a time, beside lighter tests.
 HEAVY_TIERS = ("chaos/", "scale/")
 
 
@@ -43,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if where.startswith(ONCE_TIERS):
             item.add_marker(pytest.mark.once)
         if where.startswith(HEAVY_TIERS):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
+            item.add_marker(pytest.mark.xdist_group(where.split("/", 1)[0]))
         runs = {RUN_OF_MARKER[m.name] for m in item.iter_markers() if m.name in RUN_OF_MARKER}
         (deselected if runs and DB_KIND not in runs else selected).append(item)
     if deselected:
