@@ -364,3 +364,8 @@ class Command(BaseCommand):
         if supervisor.scheduler is not None:
             names = ", ".join(config.name for config in supervisor.scheduler.schedules)
             self.stdout.write(f"  cron:   {names}")
+        from tandem.checks import sqlite_transaction_mode_warnings
+
+        for alias, message, hint in sqlite_transaction_mode_warnings():
+            if alias == supervisor.backend.alias:
+                self.stdout.write(f"  sqlite: WARNING (tandem.W003): {message} {hint}")
