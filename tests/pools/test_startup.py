@@ -34,7 +34,7 @@ def test_the_notice_names_the_module_and_the_setting_that_silences_it() -> None:
     )
     message = notice("default", config.pools[0], [failure], "process")
     assert "the module '_curses' cannot load in a subinterpreter" in message
-    assert "Set \"executor\": 'process' for this pool" in message
+    assert 'Set "executor": "process" for this pool' in message
     assert "TASKS['default']['OPTIONS']['pools']['default']['executor']" in message
 
 
@@ -69,7 +69,7 @@ def test_a_pool_whose_interpreter_cannot_import_its_tasks_runs_on_processes(
     assert len(notices) == 1
     assert "the module '_curses' cannot load in a subinterpreter" in notices[0]
     assert "importing task module 'tests.subinterpreter_unfriendly'" in notices[0]
-    assert "\"executor\": 'process'" in notices[0]
+    assert '"executor": "process"' in notices[0]
     state = supervisor.pool_states()["default"]
     assert state["executor"] == "process"
     assert state["configured_executor"] == "subinterpreter"

@@ -114,7 +114,7 @@ def notice(alias: str, config: PoolConfig, failures: list[StartupFailure], used:
     tried = "; ".join(f.describe() for f in failures)
     return (
         f"pool {config.name!r} of TASKS[{alias!r}] runs on the {used} executor instead of "
-        f'{config.executor}: {what} ({tried}). Set "executor": {used!r} for this pool '
+        f'{config.executor}: {what} ({tried}). Set "executor": "{used}" for this pool '
         f"(TASKS[{alias!r}]['OPTIONS']['pools'][{config.name!r}]['executor']) to silence this "
         "notice."
     )
