@@ -118,3 +118,43 @@ def test_a_task_refused_by_its_interpreter_runs_on_the_process_executor(
     state = supervisor.pool_states()["default"]
     assert state["executor"] == "subinterpreter"
     assert (state["fallback"], state["fallback_tasks"]) == ("process", 2)
+
+
+@needs_subinterpreters
+def test_where_no_worker_can_set_django_up_the_pool_runs_on_threads(
+    use_pools: Any, drain: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Workers set Django up from DJANGO_SETTINGS_MODULE; this process already has its settings.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.no_such_settings")
+    use_pools(pools=pool("subinterpreter", workers=1))
+    placed = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    placed.refresh()
+    assert placed.status == TaskResultStatus.SUCCESSFUL, placed.errors
+    assert placed.return_value == {"pid": os.getpid(), "interpreter": 0}
+    (message,) = [r.getMessage() for r in caplog.records if "instead of" in r.message]
+    assert "runs on the thread executor instead of subinterpreter" in message
+    assert "a subinterpreter worker failed setting Django up: ModuleNotFoundError" in message
+    assert "a process worker failed setting Django up: ModuleNotFoundError" in message
+    assert 'Set "executor": "thread" for this pool' in message
+    assert supervisor.pool_states()["default"]["executor"] == "thread"
+
+
+def test_a_process_pool_whose_children_cannot_start_is_failing(
+    use_pools: Any, drain: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.no_such_settings")
+    use_pools(pools=pool("process", workers=1))
+    result = tasks.where.enqueue()
+    supervisor = drain(max_tasks=1)
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    error = result.errors[-1]
+    assert error.exception_class_path == "tandem.exceptions.WorkerCrashed"
+    assert "the worker process could not start: a process worker failed setting Django up" in (
+        error.traceback
+    )
+    assert "No module named 'tests.no_such_settings'" in error.traceback
+    failing = supervisor.pool_states()["default"]["failing"]
+    assert "a process worker failed setting Django up: ModuleNotFoundError" in str(failing)
