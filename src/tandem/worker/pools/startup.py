@@ -13,14 +13,11 @@ nothing extra.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
-
-from django.apps import apps
 
 from tandem.conf import PoolConfig
 
@@ -73,20 +70,15 @@ def from_exception(executor: str, stage: str, exc: BaseException) -> StartupFail
 def task_modules(config: PoolConfig, alias: str) -> list[str]:
     """The modules that define this pool's tasks, as far as this process can tell.
 
-    Every installed app's ``tasks`` module (imported here first, as a worker would), then every
-    loaded module of the project holding a task of backend ``alias`` on one of the pool's queues.
+    Every loaded module of the project holding a task of backend ``alias`` on one of the pool's
+    queues — after every installed app's ``tasks`` module was imported here.
     """
     from django.tasks import Task as DjangoTask
 
     from tandem.backends.base import _in_project
+    from tandem.scheduler.registry import discover
 
-    for app in apps.get_app_configs():
-        name = f"{app.name}.tasks"
-        try:
-            if name not in sys.modules and importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
-        except Exception:  # broken everywhere, not only in a worker: the task itself will say
-            logger.debug("could not import %s to find its tasks", name, exc_info=True)
+    discover()  # every installed app's tasks module, imported once (as for the schedules)
     found: list[str] = []
     for name, module in list(sys.modules.items()):
         if module is None or not _in_project(name):
