@@ -154,12 +154,14 @@ class SlotPool(ExecutionPool):
     def _spawn(self) -> None:
         slot = Slot(self.deliver, self._timed)
         with self._lock:
+            # Started under the lock: stop() never sees a slot whose thread has not started
+            # (joining it would raise), e.g. a replacement spawned while the pool stops.
             self._counter += 1
             self._slots.append(slot)
             name = f"tandem-{self.config.name}-{self.kind}-{self._counter}"
-        # Daemon threads: a task that never returns must not keep the process from exiting.
-        slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
-        slot.thread.start()
+            # Daemon threads: a task that never returns must not keep the process from exiting.
+            slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
+            slot.thread.start()
 
     def _replace(self, slot: Slot) -> None:
         """Retire ``slot`` for good and give its seat to a fresh worker."""
