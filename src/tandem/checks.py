@@ -31,7 +31,7 @@ def check_sqlite_returning(
     return []
 
 
-@checks.register(checks.Tags.database)
+@checks.register()  # reads settings only (a database tag would hide it from `manage.py check`)
 def check_sqlite_transaction_mode(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[checks.CheckMessage]:

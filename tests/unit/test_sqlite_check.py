@@ -67,3 +67,9 @@ def test_no_banner_warning_with_immediate() -> None:
     out = io.StringIO()
     call_command("tandem", "worker", "--burst", stdout=out)
     assert "tandem.W003" not in out.getvalue()
+
+
+def test_manage_py_check_reports_it(deferred: Any) -> None:
+    out = io.StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "(tandem.W003)" in out.getvalue()

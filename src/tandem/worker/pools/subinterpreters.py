@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,9 @@ from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeo
 from tandem.worker.pools.startup import StartupFailure, from_exception, refused_module
 
 logger = logging.getLogger("tandem.worker")
+
+#: How long a subinterpreter pool's start waits for its workers to set Django up (seconds).
+STARTUP_WAIT = 60.0
 
 
 def available() -> bool:
@@ -128,6 +132,18 @@ class SubinterpreterPool(SlotPool):
         self._fallback: ExecutionPool | None = None
         self._refusing: set[str] = set()  # task paths that import a module refused here
         self.fallback_tasks = 0
+        self._set_up = threading.Semaphore(0)  # released by each worker once Django is set up
+
+    def start(self) -> None:
+        """Start the workers and wait (at most ``STARTUP_WAIT``) until each has set Django up.
+
+        They set up in parallel; waiting keeps the first claimed tasks from queueing behind the
+        one interpreter that is ready first (the one that proved the pool)."""
+        super().start()
+        deadline = time.monotonic() + STARTUP_WAIT
+        for _ in range(self.size):
+            if not self._set_up.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         worker = _Interpreter(self._environment, "", modules)
@@ -196,7 +212,10 @@ class SubinterpreterPool(SlotPool):
         return worker
 
     def _work(self, slot: Slot) -> None:
-        worker = self._interpreter()
+        try:
+            worker = self._interpreter()
+        finally:
+            self._set_up.release()
         try:
             while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
