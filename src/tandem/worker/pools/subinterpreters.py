@@ -10,9 +10,12 @@ Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task a
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
 returned ``RETIRE_GRACE`` seconds later is retired — never given work again — and replaced.
 
-Limits (see docs/explanation/pools.md): C extensions without subinterpreter support do not import
-(the task fails with an error naming the module; use ``"executor": "process"`` for that pool); no
-signals, fork or daemon threads inside; ``os._exit`` or a segfault ends the whole process.
+Limits (see docs/explanation/pools.md): C extensions without subinterpreter support do not
+import. The supervisor proves before the pool starts that one interpreter sets Django up and
+imports the pool's task modules (``startup.choose``: else the pool runs on processes), and a task
+whose attempt fails on a refused import runs again, in the same attempt, on a process pool of this
+pool's own (``_run_elsewhere``). No signals, fork or daemon threads inside; ``os._exit`` or a
+segfault ends the whole process.
 """
 
 from __future__ import annotations
@@ -202,12 +205,14 @@ class SubinterpreterPool(SlotPool):
         if worker is None:
             worker = _Interpreter(self._environment, "")
         worker.start(f"{threading.current_thread().name}-run")
-        if worker.setup_error is not None:
-            self.failing = worker.setup_error.describe()
+        failure = worker.setup_error
+        if failure is not None:
+            if not refused_module(f"{failure.error}\n{failure.details}"):
+                self.failing = failure.describe()  # (a refused import: the fallback runs them)
             logger.error(
                 "a worker interpreter of pool %s could not set up Django: %s",
                 self.config.name,
-                worker.setup_error.error,
+                failure.error,
             )
         return worker
 
