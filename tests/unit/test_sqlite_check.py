@@ -69,6 +69,7 @@ def test_no_banner_warning_with_immediate() -> None:
     assert "tandem.W003" not in out.getvalue()
 
 
+@pytest.mark.django_db  # (other checks may open the connection)
 def test_manage_py_check_reports_it(deferred: Any) -> None:
     out = io.StringIO()
     call_command("check", stdout=out, stderr=out)
