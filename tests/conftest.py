@@ -20,11 +20,20 @@ IN_CI = bool(os.environ.get("CI"))
 RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite", "once": "sqlite"}
 
 #: Tiers (folders, or single files) whose tests do not depend on the run's SQL database: the
-#: settings and API units, the admin and dashboard pages, the browser, the embedding servers, the
-#: restarting parent and the Redis store. They are marked ``once`` here, so they run in the SQLite
-#: run only; everything else runs once per database. Parameters that do not touch the SQL store
-#: (the memory twin, Redis) carry ``once``/``redis`` marks where they are declared.
-ONCE_TIERS = ("unit/", "web/", "browser/", "embedded/", "redis/", "serve/test_supervise.py")
+#: settings and API units, the admin and dashboard pages, the browser, the embedding servers, real
+#: applications (compat), the restarting parent and the Redis store. They are marked ``once``
+#: here, so they run in the SQLite run only; everything else runs once per database. Parameters
+#: that do not touch the SQL store (the memory twin, Redis) carry ``once``/``redis`` marks where
+#: they are declared.
+ONCE_TIERS = (
+    "unit/",
+    "web/",
+    "browser/",
+    "embedded/",
+    "redis/",
+    "compat/",
+    "serve/test_supervise.py",
+)
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 #: Tiers that each start many processes and thousands of tasks: under pytest-xdist each is one
 #: group (its tests run one after another on one worker), so a run has at most one chaos and one

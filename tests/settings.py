@@ -79,7 +79,8 @@ elif DB_KIND == "sqlite":
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("TANDEM_DB_NAME", str(BASE_DIR / "unused.sqlite3")),
-            "OPTIONS": {"timeout": 30},
+            # IMMEDIATE: the site's transactions wait for a worker's write (tandem.W003).
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
             "TEST": {
                 "NAME": os.environ.get(
                     "TANDEM_SQLITE_TEST_DB", f"/tmp/tandem-test-{os.getpid()}.sqlite3"

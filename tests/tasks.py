@@ -136,6 +136,14 @@ def where() -> dict[str, int]:
 
 
 @task
+def where_curses_loads() -> dict[str, int]:
+    """Imports ``_curses`` when it runs (refused in a subinterpreter), then says where it ran."""
+    import _curses  # noqa: F401
+
+    return where.call()
+
+
+@task
 def spin(seconds: float) -> int:
     """CPU-bound pure Python for about ``seconds`` (interruptible by a watchdog)."""
     deadline = time.monotonic() + seconds

@@ -47,7 +47,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("TANDEM_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE: a view's transaction waits for a worker's write instead of failing with
+        # "database is locked" (tandem.W003).
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 }
 

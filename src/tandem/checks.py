@@ -31,6 +31,57 @@ def check_sqlite_returning(
     return []
 
 
+@checks.register()  # reads settings only (a database tag would hide it from `manage.py check`)
+def check_sqlite_transaction_mode(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """tandem.W003: the database a tandem backend writes to is SQLite in Django's default
+    (deferred) transaction mode. A view's ``atomic()`` block that reads and then writes fails at
+    once with ``database is locked`` whenever a worker holds the write lock (SQLite cannot make a
+    reader wait for it); with ``"transaction_mode": "IMMEDIATE"`` it waits its turn."""
+    return [
+        checks.Warning(message, hint=hint, obj=alias, id="tandem.W003")
+        for alias, message, hint in sqlite_transaction_mode_warnings()
+    ]
+
+
+def sqlite_transaction_mode_warnings() -> list[tuple[str, str, str]]:
+    """(backend alias, message, hint) for each tandem backend on SQLite without IMMEDIATE."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+    from django.tasks import task_backends
+
+    from tandem.brokers.database import DatabaseBroker
+
+    found = []
+    for alias, params in task_backends.settings.items():
+        if params.get("BACKEND") != "tandem.backends.database.DatabaseBackend":
+            continue
+        try:
+            database = DatabaseBroker(alias).database
+            connection = connections[database]
+        except (ImproperlyConfigured, KeyError):
+            continue  # reported by tandem.E001
+        if connection.vendor != "sqlite":
+            continue
+        mode = str(connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") or "")
+        if mode.upper() == "IMMEDIATE":
+            continue
+        found.append(
+            (
+                alias,
+                f"TASKS[{alias!r}] writes its tasks to the SQLite database {database!r}, which "
+                f"uses SQLite's {mode.upper() or 'default (DEFERRED)'} transaction mode: while a "
+                "worker writes, the site's transactions that read and then write fail at once "
+                "with 'database is locked' (the timeout does not help).",
+                f'Add "transaction_mode": "IMMEDIATE" to DATABASES[{database!r}]["OPTIONS"], '
+                f'e.g. "OPTIONS": {{"transaction_mode": "IMMEDIATE", "timeout": 20}} '
+                "(docs/how-to/postgres-mariadb-sqlite.md).",
+            )
+        )
+    return found
+
+
 @checks.register()
 def check_schedules(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any

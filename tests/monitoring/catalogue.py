@@ -24,6 +24,11 @@ CATALOGUE: dict[str, tuple[str, frozenset[str]]] = {
     "tandem_queue_live_workers": ("gauge", BACKEND_QUEUE),
     "tandem_workers": ("gauge", frozenset({"backend"})),
     "tandem_store_up": ("gauge", frozenset({"backend"})),
+    "tandem_pool_executor_workers": (
+        "gauge",
+        frozenset({"backend", "pool", "executor", "configured_executor"}),
+    ),
+    "tandem_pool_failing": ("gauge", frozenset({"backend", "pool"})),
     # Kept by the supervisors of the scraped process.
     "tandem_tasks_total": ("counter", frozenset({"backend", "queue", "task", "outcome"})),
     "tandem_task_retries_total": ("counter", frozenset({"backend", "queue", "task"})),

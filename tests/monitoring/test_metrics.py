@@ -13,6 +13,7 @@ from django.tasks import task_backends
 from django.test import Client
 from django.utils import timezone
 
+from tandem.brokers.base import WorkerInfo
 from tandem.worker import telemetry
 from tandem.worker.supervisor import Supervisor
 from tests.tasks import add, echo, fail
@@ -193,6 +194,18 @@ def test_every_metric_is_exposed_with_its_type_and_labels(
 
     assert TaskRecord.objects.get(id=retried.id).attempts == 2
     assert any(s["restarts"] for s in supervisor.pool_states().values())
+    supervisor.broker.register_worker(  # a live supervisor's pools: the pool gauges get samples
+        WorkerInfo(
+            id="host:1:live",
+            backend="default",
+            hostname="host",
+            pid=1,
+            queues=supervisor.queues,
+            pools=supervisor.pool_states(),
+            started_at=timezone.now(),
+            last_heartbeat_at=timezone.now(),
+        )
+    )
     text = client.get("/tasks/metrics/", headers={"Authorization": f"Bearer {TOKEN}"})
     check(text.content.decode(), with_samples=set(CATALOGUE))
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,6 +31,21 @@ def use_pools(settings: Any) -> Callable[..., None]:
         settings.TASKS = tasks
 
     return apply
+
+
+@pytest.fixture
+def unfriendly() -> Iterator[ModuleType]:
+    """``tests.subinterpreter_unfriendly`` (it imports ``_curses``), imported for one test only:
+    a loaded task module is one a subinterpreter pool proves at start-up, and it must not make
+    the pools of later tests fall back to processes."""
+    module = importlib.import_module("tests.subinterpreter_unfriendly")
+    try:
+        yield module
+    finally:
+        sys.modules.pop(module.__name__, None)
+        import tests
+
+        vars(tests).pop("subinterpreter_unfriendly", None)
 
 
 def pool(executor: str, workers: int = 2, **extra: Any) -> dict[str, Any]:

@@ -181,27 +181,11 @@ def test_exception_escaping_the_runner_replaces_the_worker(
     assert supervisor.pools[0].pool.restarts == 1
 
 
-@needs_subinterpreters
-def test_module_that_cannot_load_in_a_subinterpreter_fails_with_advice(
-    use_pools: Any, drain: Any
+def test_a_module_refused_by_subinterpreters_runs_in_the_process_pool(
+    use_pools: Any, drain: Any, unfriendly: Any
 ) -> None:
-    from tests import subinterpreter_unfriendly
-
-    use_pools(pools=pool("subinterpreter", workers=1))
-    result = subinterpreter_unfriendly.uses_curses.enqueue()
-    drain()
-    result.refresh()
-    assert result.status == TaskResultStatus.FAILED
-    message = result.errors[-1].traceback
-    assert "_curses" in message
-    assert '"executor": "process"' in message
-
-
-def test_same_module_runs_in_the_process_pool(use_pools: Any, drain: Any) -> None:
-    from tests import subinterpreter_unfriendly
-
     use_pools(pools=pool("process", workers=1))
-    result = subinterpreter_unfriendly.uses_curses.enqueue()
+    result = unfriendly.uses_curses.enqueue()
     drain()
     result.refresh()
     assert result.return_value == "curses imported"

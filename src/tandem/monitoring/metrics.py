@@ -55,6 +55,17 @@ class StoreCollector(Collector):
         workers = GaugeMetricFamily(
             "tandem_workers", "Live supervisors (heartbeat within the lease).", labels=["backend"]
         )
+        pool_workers = GaugeMetricFamily(
+            "tandem_pool_executor_workers",
+            "Workers of live supervisors per pool and the executor really in use (it differs "
+            "from configured_executor when the configured one could not start).",
+            labels=["backend", "pool", "executor", "configured_executor"],
+        )
+        pool_failing = GaugeMetricFamily(
+            "tandem_pool_failing",
+            "Live supervisors whose pool's workers cannot start (their tasks fail).",
+            labels=["backend", "pool"],
+        )
         up = GaugeMetricFamily(
             "tandem_store_up",
             "1 when the backend's store answered this scrape.",
@@ -69,6 +80,18 @@ class StoreCollector(Collector):
                 continue
             up.add_metric([alias], 1.0)
             workers.add_metric([alias], float(len(snapshot.live_workers)))
+            sizes: dict[tuple[str, str, str], float] = {}
+            failing: dict[str, float] = {}
+            for worker in snapshot.live_workers:
+                for name, pool in worker.pools.items():
+                    executor = str(pool.get("executor", ""))
+                    key3 = (name, executor, str(pool.get("configured_executor") or executor))
+                    sizes[key3] = sizes.get(key3, 0.0) + float(pool.get("workers", 0))
+                    failing[name] = failing.get(name, 0.0) + (1.0 if pool.get("failing") else 0.0)
+            for (name, executor, configured), size in sorted(sizes.items()):
+                pool_workers.add_metric([alias, name, executor, configured], size)
+            for name, count in sorted(failing.items()):
+                pool_failing.add_metric([alias, name], count)
             for queue in snapshot.queues:
                 key = [alias, queue.name]
                 ready.add_metric(key, float(queue.ready))
@@ -76,7 +99,7 @@ class StoreCollector(Collector):
                 failed.add_metric(key, float(queue.failed))
                 age.add_metric(key, queue.oldest_ready_age or 0.0)
                 live.add_metric(key, float(queue.live_workers))
-        yield from (ready, running, failed, age, live, workers, up)
+        yield from (ready, running, failed, age, live, workers, pool_workers, pool_failing, up)
 
 
 class _ProcessCollector(Collector):

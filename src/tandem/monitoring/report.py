@@ -111,6 +111,7 @@ def text(snapshot: status.Snapshot) -> str:
                 f"{pool.get('in_flight', 0)} busy, {pool.get('restarts', 0)} restart(s), "
                 f"queues {','.join(pool.get('queues', [])) or '-'}"
             )
+            lines += [f"      {note}" for note in status.pool_notes(pool)]
     lines += [
         "",
         "healthy" if snapshot.healthy else f"UNHEALTHY: {len(snapshot.problems)} problem(s)",

@@ -51,6 +51,13 @@ class WorkerHealth:
     live: bool
     tasks_done: int
 
+    @property
+    def pool_list(self) -> list[dict[str, Any]]:
+        """Its pools in order, each with its ``name`` and ``notes`` (see ``pool_notes``)."""
+        return [
+            {**pool, "name": name, "notes": pool_notes(pool)} for name, pool in self.pools.items()
+        ]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
@@ -180,12 +187,40 @@ def build(
         max_age=max_age,
         queues=tuple(queues),
         workers=worker_health,
-        problems=tuple(_problems(queues, max_age)),
+        problems=tuple(_problems(queues, max_age, worker_health)),
     )
 
 
-def _problems(queues: Sequence[QueueHealth], max_age: float | None) -> list[str]:
+def pool_notes(pool: dict[str, Any]) -> list[str]:
+    """What a worker's pool (as registered) says beyond its size: the executor it was configured
+    with when it runs on another, why, tasks run on a fallback, and workers that cannot start."""
+    notes = []
+    configured = pool.get("configured_executor")
+    if configured and configured != pool.get("executor"):
+        notes.append(
+            f"runs on {pool.get('executor')} instead of {configured}: {pool.get('startup_error')}"
+        )
+    if pool.get("fallback"):
+        notes.append(
+            f"{pool.get('fallback_tasks', 0)} task(s) ran on its {pool['fallback']} fallback "
+            "(their modules cannot load in a subinterpreter)"
+        )
+    if pool.get("failing"):
+        notes.append(f"FAILING: its workers cannot start: {pool['failing']}")
+    return notes
+
+
+def _problems(
+    queues: Sequence[QueueHealth], max_age: float | None, workers: Sequence[WorkerHealth] = ()
+) -> list[str]:
     problems = []
+    for worker in workers:
+        for name, pool in worker.pools.items():
+            if worker.live and pool.get("failing"):
+                problems.append(
+                    f"worker {worker.id}, pool {name!r}: its {pool.get('executor')} workers "
+                    f"cannot start ({pool['failing']}); its tasks fail until they can."
+                )
     for queue in queues:
         if queue.configured and not queue.live_workers:
             problems.append(
@@ -220,6 +255,7 @@ __all__ = [
     "WorkerHealth",
     "build",
     "configured_queues",
+    "pool_notes",
     "take",
     "tandem_aliases",
     "tandem_backend",

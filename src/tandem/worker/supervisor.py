@@ -53,7 +53,9 @@ from tandem.worker.listener import (
     SQLiteWatcher,
     redis_broker_of,
 )
+from tandem.worker.pools import startup
 from tandem.worker.pools.base import ExecutionPool, create_pool
+from tandem.worker.pools.startup import StartupFailure
 
 logger = logging.getLogger("tandem.worker")
 
@@ -69,6 +71,8 @@ class _PoolState:
     next_poll: datetime | None = None
     dirty: bool = True
     exhausted: bool = False
+    configured_executor: str = ""
+    startup_error: StartupFailure | None = None  # why it does not run on configured_executor
 
     @property
     def free(self) -> int:
@@ -149,9 +153,14 @@ class Supervisor:
         self.lease = timedelta(seconds=self.options.lease_seconds)
         self.heartbeat_every = timedelta(seconds=self.options.heartbeat_interval)
         self.pools = [
-            _PoolState(config=config, pool=create_pool(config, self._deliver))
+            _PoolState(
+                config=config,
+                pool=create_pool(config, self._deliver),
+                configured_executor=config.executor,
+            )
             for config in select_pools(self.options, queues, workers)
         ]
+        self._executors_chosen = False
         self._by_queue = {q: s for s in self.pools for q in s.config.queues}
         self._outcomes: collections.deque[Outcome] = collections.deque()
         self._wake = threading.Event()
@@ -210,17 +219,34 @@ class Supervisor:
         return self._stopping
 
     def pool_states(self) -> dict[str, dict[str, object]]:
-        """What the worker registry shows of each pool: queues, size, executor, restarts."""
+        """What the worker registry shows of each pool: queues, size, the executor really in
+        use (and the configured one with the start-up failure when they differ), restarts, and
+        why its workers cannot start (``failing``) while they cannot."""
         return {
             s.config.name: {
                 "queues": list(s.config.queues),
                 "workers": s.config.workers,
                 "executor": s.config.executor,
+                "configured_executor": s.configured_executor,
+                "startup_error": s.startup_error.describe() if s.startup_error else None,
                 "restarts": s.pool.restarts,
                 "in_flight": len(s.in_flight),
+                **s.pool.describe(),
             }
             for s in self.pools
         }
+
+    def choose_executors(self) -> None:
+        """Prove that each subinterpreter pool's first worker can set Django up and import the
+        pool's task modules; a pool whose worker cannot runs on processes (or threads) instead,
+        with one notice (``tandem.worker.pools.startup``). Done once, before the pools start."""
+        if self._executors_chosen:
+            return
+        self._executors_chosen = True
+        for state in self.pools:
+            state.config, state.pool, state.startup_error = startup.choose(
+                self.backend.alias, state.config, state.pool, self._deliver
+            )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -228,6 +254,7 @@ class Supervisor:
         if self._started:
             return
         self._started = True
+        self.choose_executors()  # before the registry shows the pools
         now = self.clock()
         self.broker.prepare()
         self.broker.register_worker(

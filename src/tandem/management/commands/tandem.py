@@ -332,6 +332,7 @@ class Command(BaseCommand):
     def _banner(
         self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
     ) -> None:
+        supervisor.choose_executors()  # the banner shows the executors really in use
         database = getattr(supervisor.broker, "database", None)
         store = describe_store(database) if database else type(supervisor.broker).__name__
         redis_options = getattr(supervisor.backend, "redis_options", None)
@@ -341,6 +342,12 @@ class Command(BaseCommand):
             store = f"redis ({masked_url(redis_options.url)}, prefix {redis_options.prefix!r})"
         pools = ", ".join(
             f"{s.config.name}[{s.config.executor} x{s.config.workers}: {','.join(s.config.queues)}]"
+            + (
+                f" (not {s.configured_executor}: {s.startup_error.refused or s.startup_error.error}"
+                f"{' refused' if s.startup_error.refused else ''})"
+                if s.startup_error
+                else ""
+            )
             for s in supervisor.pools
         )
         mode = " burst" if burst else ""
@@ -357,3 +364,8 @@ class Command(BaseCommand):
         if supervisor.scheduler is not None:
             names = ", ".join(config.name for config in supervisor.scheduler.schedules)
             self.stdout.write(f"  cron:   {names}")
+        from tandem.checks import sqlite_transaction_mode_warnings
+
+        for alias, message, hint in sqlite_transaction_mode_warnings():
+            if alias == supervisor.backend.alias:
+                self.stdout.write(f"  sqlite: WARNING (tandem.W003): {message} {hint}")

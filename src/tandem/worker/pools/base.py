@@ -12,13 +12,14 @@ import collections
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import AUTO_PREFETCH_PER_WORKER, PREFETCH_WINDOW, PoolConfig
 from tandem.execution import Outcome
 from tandem.worker.pools.slots import DeadlineMonitor, Slot
+from tandem.worker.pools.startup import StartupFailure
 
 Deliver = Callable[[Outcome], None]
 STOP = None
@@ -31,10 +32,22 @@ class ExecutionPool(abc.ABC):
         self.config = config
         self.deliver = deliver
         self.restarts = 0
+        #: Why this pool's workers cannot start now (None: they can); shown as unhealthy.
+        self.failing: str | None = None
 
     @property
     def size(self) -> int:
         return self.config.workers
+
+    def prove(self, modules: Sequence[str]) -> StartupFailure | None:
+        """Before ``start()``: start one worker that sets Django up and imports ``modules``;
+        why it could not, or None (the worker is kept for the pool). Threads share this
+        process's Django and need no proof."""
+        return None
+
+    def describe(self) -> dict[str, object]:
+        """What the worker registry shows of this pool beyond its configuration."""
+        return {"failing": self.failing}
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -147,7 +160,8 @@ class SlotPool(ExecutionPool):
             self._counter += 1
             name = f"tandem-{self.config.name}-{self.kind}-{self._counter}"
             # Daemon threads: a task that never returns must not keep the process from exiting.
-            # Started before it is listed, so stop() never joins a thread that has not started.
+            # Started under the lock, before it is listed: stop() never joins a thread that has
+            # not started (that raises), e.g. a replacement spawned while the pool stops.
             slot.thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
             slot.thread.start()
             self._slots.append(slot)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+from collections.abc import Sequence
 from typing import Any
 
 from tandem.brokers.base import StoredTask
@@ -18,24 +19,41 @@ from tandem.conf import PoolConfig
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
 from tandem.worker.pools.slots import Slot, cancelled_outcome, crash_outcome, timeout_outcome
+from tandem.worker.pools.startup import StartupFailure, from_exception
 from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
 
 
+class ChildFailed(RuntimeError):
+    """A worker process could not start: ``failure`` says at which stage and why."""
+
+    def __init__(self, failure: StartupFailure) -> None:
+        super().__init__(failure.describe())
+        self.failure = failure
+
+
 class _Child:
-    def __init__(self, environment: tuple[Any, ...]) -> None:
+    def __init__(self, environment: tuple[Any, ...], modules: Sequence[str] = ()) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
-            target=runner.process_main, args=(child_end, *environment), daemon=True
+            target=runner.process_main,
+            args=(child_end, *environment, tuple(modules)),
+            daemon=True,
         )
         self.process.start()
         child_end.close()
         self.tasks = 0
 
     def handshake(self) -> None:
+        """Wait until the child is ready; ``ChildFailed`` when it could not start."""
         message = self.connection.recv()
+        if isinstance(message, tuple) and message[0] == "failed":
+            _, stage, error, details = message
+            raise ChildFailed(
+                StartupFailure(executor="process", stage=stage, error=error, details=details)
+            )
         if not (isinstance(message, tuple) and message[0] == "ready"):
             raise RuntimeError(f"unexpected first message from worker process: {message!r}")
 
@@ -69,10 +87,37 @@ class ProcessPool(SlotPool):
         super().__init__(config, deliver)
         self._environment = worker_environment()
         self.recycled = 0
+        self._spare: _Child | None = None  # the child that proved the pool: the first worker's
+
+    def prove(self, modules: Sequence[str]) -> StartupFailure | None:
+        try:
+            child = _Child(self._environment, modules)
+        except Exception as exc:  # e.g. spawn cannot start a child here
+            return from_exception("process", "starting a process", exc)
+        try:
+            child.handshake()
+        except ChildFailed as exc:
+            _reap(child)
+            return exc.failure
+        except (EOFError, OSError, RuntimeError) as exc:
+            exitcode = _reap(child)
+            return from_exception("process", f"starting (exit code {exitcode})", exc)
+        self._spare = child
+        return None
 
     def _new_child(self) -> _Child:
+        with self._lock:
+            child, self._spare = self._spare, None
+        if child is not None:
+            return child
         child = _Child(self._environment)
-        child.handshake()
+        try:
+            child.handshake()
+        except ChildFailed as exc:
+            _reap(child)
+            self.failing = exc.failure.describe()
+            raise
+        self.failing = None
         return child
 
     def _work(self, slot: Slot) -> None:
@@ -90,6 +135,10 @@ class ProcessPool(SlotPool):
                         continue  # cancelled while the child started: never run it
                     child.connection.send((task, None))
                     reply = child.connection.recv()
+                except ChildFailed as exc:
+                    slot.finish(crash_outcome(task, f"the worker process could not start: {exc}"))
+                    self.restarts += 1
+                    continue
                 except (EOFError, OSError, RuntimeError) as exc:
                     exitcode = _reap(child)
                     slot.finish(
@@ -120,6 +169,13 @@ class ProcessPool(SlotPool):
         finally:
             if child is not None:
                 child.close()
+
+    def stop(self, timeout: float | None) -> bool:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+        return super().stop(timeout)
 
     can_kill = True
 

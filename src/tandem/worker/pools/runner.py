@@ -46,6 +46,13 @@ def setup(
     return {"pid": os.getpid(), "interpreter": _interpreter_id()}
 
 
+def import_module(name: str) -> None:
+    """Import ``name`` here (a start-up proof: one of the pool's task modules)."""
+    import importlib
+
+    importlib.import_module(name)
+
+
 def _load_pure_python_psycopg() -> None:
     """psycopg's C build cannot load in a subinterpreter and psycopg falls back silently; pick the
     pure-Python one explicitly. The environment is shared by the whole process, so restore it."""
@@ -162,12 +169,27 @@ def process_main(
     sys_path: Sequence[str],
     environ: Mapping[str, str],
     databases: Mapping[str, Any],
+    modules: Sequence[str] = (),
 ) -> None:
-    """The loop of a process-pool child: receive a task, send its outcome, until told to stop."""
+    """The loop of a process-pool child: receive a task, send its outcome, until told to stop.
+
+    It first sets Django up and imports ``modules``, then sends ``("ready", pid)`` — or
+    ``("failed", stage, error, traceback)`` and ends."""
     from tandem.worker.pools.slots import lower_priority
 
     lower_priority()  # a child's main thread: tasks yield the CPU to the web side
-    setup(sys_path, environ, databases)
+    stage = "setting Django up"
+    try:
+        setup(sys_path, environ, databases)
+        for module in modules:
+            stage = f"importing task module {module!r}"
+            import_module(module)
+    except BaseException as exc:
+        import traceback
+
+        error = f"{type(exc).__name__}: {exc}"
+        connection.send(("failed", stage, error, "".join(traceback.format_exception(exc))))
+        return
     connection.send(("ready", os.getpid()))
     while True:
         try:

@@ -10,9 +10,12 @@ Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task a
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
 returned ``RETIRE_GRACE`` seconds later is retired — never given work again — and replaced.
 
-Limits (see docs/explanation/pools.md): C extensions without subinterpreter support do not import
-(the task fails with an error naming the module; use ``"executor": "process"`` for that pool); no
-signals, fork or daemon threads inside; ``os._exit`` or a segfault ends the whole process.
+Limits (see docs/explanation/pools.md): C extensions without subinterpreter support do not
+import. The supervisor proves before the pool starts that one interpreter sets Django up and
+imports the pool's task modules (``startup.choose``: else the pool runs on processes), and a task
+whose attempt fails on a refused import runs again, in the same attempt, on a process pool of this
+pool's own (``_run_elsewhere``). No signals, fork or daemon threads inside; ``os._exit`` or a
+segfault ends the whole process.
 """
 
 from __future__ import annotations
@@ -22,18 +25,25 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from django.db import connections
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
-from tandem.execution import Outcome, failed
+from tandem.execution import Outcome
 from tandem.worker.pools import runner
-from tandem.worker.pools.base import STOP, Deliver, SlotPool
+from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
+from tandem.worker.pools.startup import StartupFailure, from_exception, refused_module
 
 logger = logging.getLogger("tandem.worker")
+
+#: How long a subinterpreter pool's start waits for its workers to set Django up (seconds).
+STARTUP_WAIT = 60.0
 
 
 def available() -> bool:
@@ -50,7 +60,9 @@ def worker_environment() -> tuple[list[str], dict[str, str], dict[str, Any]]:
 class _Interpreter:
     """One worker interpreter and the thread that runs ``runner.serve`` in it."""
 
-    def __init__(self, environment: tuple[Any, ...], name: str) -> None:
+    def __init__(
+        self, environment: tuple[Any, ...], name: str, modules: Sequence[str] = ()
+    ) -> None:
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
 
         self.interp = interpreters.create()
@@ -59,12 +71,20 @@ class _Interpreter:
         self.wake_r, self.wake_w = os.pipe()
         self.done_r, self.done_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
-        self.setup_error: BaseException | None = None
+        self.setup_error: StartupFailure | None = None
+        stage = "setting Django up"
         try:
             self.interp.call(runner.setup, *environment)
+            for module in modules:
+                stage = f"importing task module {module!r}"
+                self.interp.call(runner.import_module, module)
         except Exception as exc:
-            self.setup_error = exc
+            self.setup_error = from_exception("subinterpreter", stage, exc)
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def start(self, name: str) -> None:
+        """Start serving tasks (only once Django is set up here)."""
+        self.thread.name = name
         if self.setup_error is None:
             self.thread.start()
 
@@ -111,20 +131,106 @@ class SubinterpreterPool(SlotPool):
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
         self._environment = worker_environment()
+        self._spare: _Interpreter | None = None  # the interpreter that proved the pool
+        self._fallback: ExecutionPool | None = None
+        self._refusing: set[str] = set()  # task paths that import a module refused here
+        self.fallback_tasks = 0
+        self._set_up = threading.Semaphore(0)  # released by each worker once Django is set up
 
-    def _work(self, slot: Slot) -> None:
-        worker = _Interpreter(self._environment, f"{threading.current_thread().name}-run")
+    def start(self) -> None:
+        """Start the workers and wait (at most ``STARTUP_WAIT``) until each has set Django up.
+
+        They set up in parallel; waiting keeps the first claimed tasks from queueing behind the
+        one interpreter that is ready first (the one that proved the pool)."""
+        super().start()
+        deadline = time.monotonic() + STARTUP_WAIT
+        for _ in range(self.size):
+            if not self._set_up.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+
+    def prove(self, modules: Sequence[str]) -> StartupFailure | None:
+        worker = _Interpreter(self._environment, "", modules)
         if worker.setup_error is not None:
+            worker.close()
+            return worker.setup_error
+        self._spare = worker
+        return None
+
+    def describe(self) -> dict[str, object]:
+        fallback = self._fallback
+        return {
+            **super().describe(),
+            "fallback": fallback.config.executor if fallback else None,
+            "fallback_tasks": self.fallback_tasks,
+        }
+
+    def submit(self, task: StoredTask) -> None:
+        if task.task_path in self._refusing:
+            self._run_elsewhere(task)
+            return
+        super().submit(task)
+
+    def _run_elsewhere(self, task: StoredTask) -> None:
+        """Run ``task`` on this pool's process executor: its code needs a module that cannot load
+        in a subinterpreter (started on first use, with this pool's settings)."""
+        with self._lock:
+            if self._fallback is None:
+                from tandem.worker.pools.processes import ProcessPool
+
+                self._fallback = ProcessPool(replace(self.config, executor="process"), self.deliver)
+                self._fallback.start()
+            fallback = self._fallback
+            self.fallback_tasks += 1
+        fallback.submit(task)
+
+    def _refused(self, task: StoredTask, error: str) -> None:
+        """Hand ``task`` to the fallback: ``error`` says an import was refused here (the first
+        time for a task path, a notice says so)."""
+        module = refused_module(error)
+        if task.task_path not in self._refusing:
+            self._refusing.add(task.task_path)
+            logger.warning(
+                "pool %s: task %s needs the module %r, which cannot load in a subinterpreter; "
+                "its attempts run on the process executor of this pool from now on. Set "
+                '"executor": "process" for this pool to silence this notice.',
+                self.config.name,
+                task.task_path,
+                module,
+            )
+        self._run_elsewhere(task)
+
+    def _interpreter(self) -> _Interpreter:
+        with self._lock:
+            worker, self._spare = self._spare, None
+        if worker is None:
+            worker = _Interpreter(self._environment, "")
+        worker.start(f"{threading.current_thread().name}-run")
+        failure = worker.setup_error
+        if failure is not None:
+            if not refused_module(f"{failure.error}\n{failure.details}"):
+                self.failing = failure.describe()  # (a refused import: the fallback runs them)
             logger.error(
                 "a worker interpreter of pool %s could not set up Django: %s",
                 self.config.name,
-                worker.setup_error,
+                failure.error,
             )
+        return worker
+
+    def _work(self, slot: Slot) -> None:
+        try:
+            worker = self._interpreter()
+        finally:
+            self._set_up.release()
         try:
             while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
                 if worker.setup_error is not None:
-                    slot.finish(failed(task, worker.setup_error))
+                    failure = worker.setup_error
+                    text = f"{failure.error}\n{failure.details}"
+                    if refused_module(text) and slot.take(task.id) is not None:
+                        self._refused(task, text)
+                    else:
+                        slot.finish(crash_outcome(task, failure.describe()))
                     continue
                 outcome = worker.run(task, self.timeout_for(task))
                 if outcome is None:
@@ -132,11 +238,26 @@ class SubinterpreterPool(SlotPool):
                     slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
                     self._replace(slot)
                     return
-                slot.finish(outcome)
+                error = outcome.error.traceback if outcome.error else ""
+                if refused_module(error) and slot.take(task.id) is not None:
+                    self._refused(task, error)
+                else:
+                    slot.finish(outcome)
                 if slot.retired:
                     return  # overran its deadline; a replacement already took its seat
         finally:
             worker.close()
+
+    def stop(self, timeout: float | None) -> bool:
+        with self._lock:
+            spare, self._spare = self._spare, None
+            fallback = self._fallback
+        if spare is not None:
+            spare.close()
+        clean = super().stop(timeout)
+        if fallback is not None:
+            clean = fallback.stop(timeout) and clean
+        return clean
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)

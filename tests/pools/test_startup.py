@@ -1,0 +1,160 @@
+"""Executors that survive real projects: a subinterpreter pool first proves that a worker can set
+Django up and import the pool's task modules, and falls back to processes when it cannot; a task
+refused by its interpreter's imports is run on the pool's process executor instead of failing."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from tandem.worker.pools.startup import StartupFailure, notice, refused_module, task_modules
+from tests import tasks
+from tests.pools.conftest import needs_subinterpreters, pool
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REFUSED = "module _curses does not support loading in subinterpreters"
+
+
+def test_refused_module_is_read_from_the_error() -> None:
+    assert refused_module(f"ImportError: {REFUSED}") == "_curses"
+    assert refused_module("ImportError: No module named 'x'") is None
+
+
+def test_the_notice_names_the_module_and_the_setting_that_silences_it() -> None:
+    from tandem.conf import parse_options
+
+    config = parse_options("default", {"OPTIONS": {"pools": pool("thread")}}, frozenset())
+    failure = StartupFailure(
+        executor="subinterpreter", stage="setting Django up", error=f"ImportError: {REFUSED}"
+    )
+    message = notice("default", config.pools[0], [failure], "process")
+    assert "the module '_curses' cannot load in a subinterpreter" in message
+    assert 'Set "executor": "process" for this pool' in message
+    assert "TASKS['default']['OPTIONS']['pools']['default']['executor']" in message
+
+
+def test_task_modules_are_those_of_the_pool_queues(unfriendly: ModuleType) -> None:
+    from tandem.conf import parse_options
+
+    pools = {"a": {"queues": ["default"]}, "b": {"queues": ["critical", "exports"]}}
+    options = parse_options("default", {"OPTIONS": {"pools": pools}}, frozenset())
+    first, second = options.pools
+    assert "tests.tasks" in task_modules(first, "default")
+    assert "tests.subinterpreter_unfriendly" in task_modules(first, "default")
+    assert task_modules(first, "other") == []
+    # tests.tasks has a task on "critical"; the unfriendly module has none there
+    assert task_modules(second, "default") == ["tests.tasks"]
+
+
+@needs_subinterpreters
+def test_a_pool_whose_interpreter_cannot_import_its_tasks_runs_on_processes(
+    use_pools: Any, drain: Any, unfriendly: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_pools(pools=pool("subinterpreter", workers=1))
+    result = unfriendly.uses_curses.enqueue()
+    placed = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    result.refresh()
+    placed.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert result.return_value == "curses imported"
+    assert placed.return_value["pid"] != os.getpid()  # in a child process
+    notices = [r.getMessage() for r in caplog.records if "instead of subinterpreter" in r.message]
+    assert len(notices) == 1
+    assert "the module '_curses' cannot load in a subinterpreter" in notices[0]
+    assert "importing task module 'tests.subinterpreter_unfriendly'" in notices[0]
+    assert '"executor": "process"' in notices[0]
+    state = supervisor.pool_states()["default"]
+    assert state["executor"] == "process"
+    assert state["configured_executor"] == "subinterpreter"
+    assert REFUSED in str(state["startup_error"])
+    assert state["failing"] is None
+
+
+@needs_subinterpreters
+def test_a_pool_that_imports_fine_stays_on_subinterpreters(
+    use_pools: Any, drain: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_pools(pools=pool("subinterpreter", workers=1))
+    placed = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    placed.refresh()
+    assert placed.return_value["pid"] == os.getpid()
+    assert placed.return_value["interpreter"] != 0
+    state = supervisor.pool_states()["default"]
+    assert (state["executor"], state["startup_error"]) == ("subinterpreter", None)
+    assert not [r for r in caplog.records if "instead of" in r.message]
+
+
+@needs_subinterpreters
+def test_a_task_refused_by_its_interpreter_runs_on_the_process_executor(
+    use_pools: Any, drain: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_pools(pools=pool("subinterpreter", workers=1))
+    first = tasks.where_curses_loads.enqueue()
+    second = tasks.where_curses_loads.enqueue()
+    ordinary = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    for result in (first, second, ordinary):
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert first.return_value["pid"] != os.getpid()
+    assert second.return_value["pid"] != os.getpid()
+    assert ordinary.return_value["interpreter"] != 0  # the pool itself stays on interpreters
+    assert first.attempts == second.attempts == 1  # not a retry: the same attempt, elsewhere
+    notices = [
+        r.getMessage() for r in caplog.records if "cannot load in a subinterpreter" in r.message
+    ]
+    assert len(notices) == 1
+    assert "tests.tasks.where_curses_loads needs the module '_curses'" in notices[0]
+    state = supervisor.pool_states()["default"]
+    assert state["executor"] == "subinterpreter"
+    assert (state["fallback"], state["fallback_tasks"]) == ("process", 2)
+
+
+@needs_subinterpreters
+def test_where_no_worker_can_set_django_up_the_pool_runs_on_threads(
+    use_pools: Any, drain: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Workers set Django up from DJANGO_SETTINGS_MODULE; this process already has its settings.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.no_such_settings")
+    use_pools(pools=pool("subinterpreter", workers=1))
+    placed = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    placed.refresh()
+    assert placed.status == TaskResultStatus.SUCCESSFUL, placed.errors
+    assert placed.return_value == {"pid": os.getpid(), "interpreter": 0}
+    (message,) = [r.getMessage() for r in caplog.records if "instead of" in r.message]
+    assert "runs on the thread executor instead of subinterpreter" in message
+    assert "a subinterpreter worker failed setting Django up: ModuleNotFoundError" in message
+    assert "a process worker failed setting Django up: ModuleNotFoundError" in message
+    assert 'Set "executor": "thread" for this pool' in message
+    assert supervisor.pool_states()["default"]["executor"] == "thread"
+
+
+def test_a_process_pool_whose_children_cannot_start_is_failing(
+    use_pools: Any, drain: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.no_such_settings")
+    use_pools(pools=pool("process", workers=1))
+    result = tasks.where.enqueue()
+    supervisor = drain(max_tasks=1)
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    error = result.errors[-1]
+    assert error.exception_class_path == "tandem.exceptions.WorkerCrashed"
+    assert "the worker process could not start: a process worker failed setting Django up" in (
+        error.traceback
+    )
+    assert "No module named 'tests.no_such_settings'" in error.traceback
+    failing = supervisor.pool_states()["default"]["failing"]
+    assert "a process worker failed setting Django up: ModuleNotFoundError" in str(failing)
