@@ -167,7 +167,7 @@ def phase_load(site: Site, name: str, args: argparse.Namespace) -> dict[str, Any
     label = f"load-{name}"
     executor = "subinterpreter" if sys.version_info >= (3, 14) else "process"
     proc = site.spawn(server_argv(name, port, None), label, site.env(executor))
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"load_average": os.getloadavg()[0]}
     worker = None
     try:
         wait_serving(port, proc)
@@ -281,7 +281,7 @@ def phase_slow(site: Site, name: str, args: argparse.Namespace) -> dict[str, Any
     port = free_port()
     label = f"slow-{name}"
     proc = site.spawn(server_argv(name, port, 120.0), label, site.env("subinterpreter"))
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"load_average": os.getloadavg()[0]}
     holder = None
     try:
         wait_serving(port, proc)
@@ -340,7 +340,8 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
         "# `tandem serve`'s HTTP side against plain WSGI servers (`bench/web.py`)",
         "",
         f"{meta['date']}, {meta['machine']['nproc']} cores ({meta['machine']['cpu']}), "
-        f"Python {meta['python']}, load average {meta['load']} at the start. View `/page/`: one "
+        f"Python {meta['python']}, load average {meta['load_average']} at the start (other "
+        "work shares the machine: see each row's). View `/page/`: one "
         "ORM query (SQLite), ~2 KB HTML. Commit "
         f"{meta['machine'].get('commit', '?')}.",
     ]
@@ -354,8 +355,8 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
             "separate `tandem worker -w 2`).",
             "",
             "| server | idle req/s | idle p50 | idle p99 | busy req/s | busy p50 | busy p99 | "
-            "p99 busy/idle | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "p99 busy/idle | errors | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         for name, result in raw["load"].items():
             if "error" in result:
@@ -371,7 +372,7 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
                 f"| {name} | {idle['per_second']:.0f} | {idle['p50_ms']:.2f} ms | "
                 f"{idle['p99_ms']:.2f} ms | {busy['per_second']:.0f} | {busy['p50_ms']:.2f} ms | "
                 f"{busy['p99_ms']:.2f} ms | {busy['p99_ms'] / idle['p99_ms']:.1f}x | "
-                f"{'; '.join(errors) or '-'} |"
+                f"{'; '.join(errors) or '-'} | {result['load_average']:.1f} |"
             )
     if raw.get("slow"):
         lines += [
@@ -380,8 +381,8 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
             "requests meanwhile, each on a new connection (5 s timeout)",
             "",
             "| server | RSS idle | RSS slow | + MiB | threads idle | threads slow | "
-            "connected | probe median | probe max | probes failed |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "connected | probe median | probe max | probes failed | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         for name, result in raw["slow"].items():
             if "error" in result:
@@ -395,7 +396,7 @@ def render(meta: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) 
                 f"| {name} | {idle['rss_mib']:.0f} MiB | {slow['rss_mib']:.0f} MiB | "
                 f"{slow['rss_mib'] - idle['rss_mib']:.0f} | {idle['threads']} | "
                 f"{slow['threads']} | {slow['connected']} | {fmt_ms(slow['median_ms'])} | "
-                f"{fmt_ms(slow['max_ms'])} | {failed} |"
+                f"{fmt_ms(slow['max_ms'])} | {failed} | {result['load_average']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -421,7 +422,7 @@ def main(argv: Sequence[str]) -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "python": sys.version.split()[0],
-        "load": f"{os.getloadavg()[0]:.2f}",
+        "load_average": f"{os.getloadavg()[0]:.2f}",
     }
     raw: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-web-") as tmp, Site(Path(tmp)) as site:

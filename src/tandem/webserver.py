@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tandem.serve.http import HttpOptions, HTTPServer, listen, serve
+from tandem.serve.http import HttpOptions, HTTPServer, listen, quiet_waitress, serve
 
 __all__ = ["forward_wakeups", "interpreter_main", "listen", "relay_wakeups"]
 
@@ -81,6 +81,7 @@ def interpreter_main(
 
         setup(sys_path, environ, databases)
         _log_like_the_main_interpreter(log_level)
+        quiet_waitress()
         from django.conf import settings
 
         from tandem.serve import application
@@ -92,7 +93,8 @@ def interpreter_main(
             serve(server, stop_fd)  # closes this worker's copy of the listening socket
             server.drain()  # the main interpreter gives up on us after its grace period
         finally:
-            server.finish(timeout=None)
+            # Its threads must be gone before the interpreter can close; none is serving by now.
+            server.finish(timeout=60.0)
         return len(server.active_channels)
 
 

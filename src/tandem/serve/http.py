@@ -183,9 +183,10 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
                     channel.will_close = True
             wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
 
-    def finish(self, timeout: float | None = 5.0) -> None:
-        """End the request threads and release the loop's descriptors; after ``drain()``."""
-        self.dispatcher.shutdown(cancel_pending=True, timeout=timeout or 0)
+    def finish(self, timeout: float = 5.0) -> None:
+        """End the request threads (waiting up to ``timeout`` seconds for them) and release the
+        loop's descriptors; after ``drain()``, when no request runs any more."""
+        self.dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         wasyncore.close_all(self._map)
 
 
