@@ -161,6 +161,34 @@ def test_many_waiting_connections_hold_no_thread_each() -> None:
             sock.close()
 
 
+def test_a_turn_of_the_loop_asks_only_connections_that_may_have_changed() -> None:
+    with running() as server:
+        waiting = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
+        for sock in waiting:
+            sock.sendall(b"GET / HTTP/1.1\r\n")  # headers never finished: idle, readable
+        loop = server.server.loop
+        wait_for(lambda: len(server.server.active_channels) == 300, "300 connections")
+
+        # Only the listening socket, the trigger and the stop watcher stay on the list.
+        wait_for(lambda: len(loop.watch) == 3, "the idle connections to leave the watch list")
+        assert sum(1 for flags in loop.flags.values() if flags) >= 300  # still registered
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200  # and requests are served
+        connection.close()
+        for sock in waiting[:100]:
+            sock.close()  # their descriptors are reused by the next connections
+        wait_for(lambda: len(server.server.active_channels) == 200, "100 connections to close")
+        again = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
+        for sock in again:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in again:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            sock.close()
+        for sock in waiting[100:]:
+            sock.close()
+
+
 def test_a_stop_lets_the_request_in_flight_finish_and_closes_idle_connections() -> None:
     GATES["stop"] = (threading.Event(), threading.Event())
     entered, release = GATES["stop"]

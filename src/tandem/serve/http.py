@@ -14,7 +14,9 @@ it lacks, added here:
 - **non-daemon request threads** where needed: waitress starts daemon threads, which a
   subinterpreter refuses (``Dispatcher(daemon=False)``);
 - a **stop**: ``serve()`` runs the loop until a stop pipe becomes readable, then stops accepting;
-  ``drain()`` closes idle connections and serves the ones in flight until none is left.
+  ``drain()`` closes idle connections and serves the ones in flight until none is left;
+- a loop whose turns cost nothing per idle connection (``tandem.serve.loop``), and an accept of
+  every waiting connection per turn.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
+
+from tandem.serve.loop import Loop, SocketMap
 
 logger = logging.getLogger("tandem.serve")
 
@@ -132,7 +136,7 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
         try:
             super().__init__(
                 application,
-                map={},
+                map=SocketMap(),
                 _sock=sock,
                 dispatcher=dispatcher,
                 adj=adjustments,
@@ -143,6 +147,7 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
             dispatcher.shutdown(timeout=1)
             raise
         self.dispatcher = dispatcher
+        self.loop = Loop(self._map)
 
     def handle_accept(self) -> None:
         """Accept every waiting connection (up to ``ACCEPT_BATCH``), not waitress's one per turn
@@ -162,6 +167,7 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
         for channel in list(self.active_channels.values()):
             if channel.expired(now, header, keep_alive):
                 channel.will_close = True  # the loop closes it (waitress's own way)
+                self.loop.touch(channel._fileno)
 
     def in_flight(self) -> int:
         return self.dispatcher.busy()
@@ -179,15 +185,17 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
         """
         while self.active_channels:
             for channel in list(self.active_channels.values()):
-                if not channel.busy():
+                if not channel.busy() and not channel.will_close:
                     channel.will_close = True
-            wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+                    self.loop.touch(channel._fileno)
+            self.loop.turn(0.2)
 
     def finish(self, timeout: float = 5.0) -> None:
         """End the request threads (waiting up to ``timeout`` seconds for them) and release the
         loop's descriptors; after ``drain()``, when no request runs any more."""
         self.dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         wasyncore.close_all(self._map)
+        self.loop.close()
 
 
 class _StopWatcher(wasyncore.file_dispatcher):  # type: ignore[misc]
@@ -213,7 +221,7 @@ def serve(server: HTTPServer, stop_fd: int) -> None:
     watcher = _StopWatcher(stop_fd, server._map)
     try:
         while not watcher.fired:
-            wasyncore.loop(timeout=MAINTENANCE_INTERVAL, map=server._map, use_poll=True, count=1)
+            server.loop.turn(MAINTENANCE_INTERVAL)
     finally:
         watcher.close()
         server.stop_accepting()
