@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from tandem.management.commands.tandem import parse_size
 from tandem.serve.access import AccessLog
+from tandem.serve.options import parse_size
 from tandem.serve.proxies import TrustedProxies, parse_allowed
 
 

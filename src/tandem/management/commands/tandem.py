@@ -54,24 +54,6 @@ def describe_store(database: str) -> str:
     return f"{connection.vendor} ({name})"
 
 
-SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-
-
-def parse_size(value: str) -> int:
-    """``--max-body-size``: bytes, or a number with K, M or G (powers of 1024)."""
-    text = value.strip().upper().removesuffix("B")
-    number, suffix = (text[:-1], text[-1]) if text[-1:] in SIZE_SUFFIXES else (text, "")
-    try:
-        size = int(float(number) * SIZE_SUFFIXES[suffix])
-    except ValueError:
-        size = -1
-    if size < 1:
-        raise ValueError(
-            f"--max-body-size must be a size like 1048576, 512K, 100M or 1G, got {value!r}."
-        )
-    return size
-
-
 class Command(BaseCommand):
     help = "Run tandem task workers."
 
@@ -143,63 +125,9 @@ class Command(BaseCommand):
             help="Serve HTTP from N subinterpreters sharing the socket (Python >= 3.14) instead "
             "of threads of the main interpreter (default: 0, threads).",
         )
-        http = serve.add_argument_group("HTTP")
-        http.add_argument(
-            "--threads",
-            type=int,
-            default=8,
-            help="Request threads per HTTP server (one per web interpreter); connections wait "
-            "in the event loop without a thread (default: %(default)s).",
-        )
-        http.add_argument(
-            "--max-connections",
-            type=int,
-            default=10_000,
-            help="Open connections per HTTP server; more wait in the listen backlog "
-            "(default: %(default)s).",
-        )
-        http.add_argument(
-            "--header-timeout",
-            type=float,
-            default=10.0,
-            metavar="SECONDS",
-            help="Drop a connection whose request headers are not complete this long after it "
-            "opened (or after the request's first byte); also the longest a request body may "
-            "stall (default: %(default)s).",
-        )
-        http.add_argument(
-            "--keep-alive-timeout",
-            type=float,
-            default=5.0,
-            metavar="SECONDS",
-            help="Close a kept-alive connection idle this long between requests "
-            "(default: %(default)s).",
-        )
-        http.add_argument(
-            "--max-body-size",
-            default="100M",
-            metavar="BYTES",
-            help="Largest request body; a larger Content-Length is answered 413 without "
-            "reading the body. Suffixes K, M, G (default: %(default)s).",
-        )
-        http.add_argument(
-            "--forwarded-allow-ips",
-            default="",
-            metavar="IPS",
-            help="Comma-separated proxy addresses or networks (or *) whose X-Forwarded-For and "
-            "X-Forwarded-Proto are believed; other peers' X-Forwarded-* headers are removed. "
-            "Default: none (headers passed through untouched).",
-        )
-        http.add_argument(
-            "--no-static",
-            action="store_true",
-            help="Do not serve STATIC_URL (a proxy or CDN in front serves it).",
-        )
-        http.add_argument(
-            "--no-access-log",
-            action="store_true",
-            help="Do not log one line per request on the tandem.access logger.",
-        )
+        from tandem.serve import options as http_options
+
+        http_options.add_arguments(serve)
         serve.add_argument(
             "--supervise",
             action="store_true",
@@ -304,7 +232,12 @@ class Command(BaseCommand):
 
         if grace < 0:
             raise CommandError(f"--grace must be >= 0, got {grace:g}.")
-        http = self._http_options(options)
+        from tandem.serve import options as http_options
+
+        try:
+            http = http_options.from_command_line(options)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if web_interpreters < 0:
             raise CommandError(f"--web-interpreters must be >= 0, got {web_interpreters}.")
         if web_interpreters and sys.version_info < (3, 14):
@@ -351,7 +284,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  proxy:  X-Forwarded-For/Proto trusted from {','.join(http.forwarded_allow_ips)}"
             )
-        self.stdout.write(f"  static: {self._static_line(http)}")
+        self.stdout.write(f"  static: {http_options.static_line(http)}")
         if not web_interpreters:
             self.stdout.write(
                 f"  ops:    http://{host}:{port}/-/health/live, /-/health/ready, /-/metrics"
@@ -385,43 +318,6 @@ class Command(BaseCommand):
             finish_process(1 if stopped.error else 0)
         if stopped.error:
             sys.exit(1)
-
-    @staticmethod
-    def _http_options(options: dict[str, Any]) -> Any:
-        from tandem.serve.http import HttpOptions
-        from tandem.serve.proxies import parse_allowed
-
-        for flag, minimum in (("threads", 1), ("max_connections", 1)):
-            if options[flag] < minimum:
-                name = "--" + flag.replace("_", "-")
-                raise CommandError(f"{name} must be >= {minimum}, got {options[flag]}.")
-        for flag in ("header_timeout", "keep_alive_timeout"):
-            if not options[flag] > 0:
-                name = "--" + flag.replace("_", "-")
-                raise CommandError(f"{name} must be > 0, got {options[flag]:g}.")
-        try:
-            allowed = parse_allowed(options["forwarded_allow_ips"])
-            max_body = parse_size(options["max_body_size"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        return HttpOptions(
-            threads=options["threads"],
-            max_connections=options["max_connections"],
-            header_timeout=options["header_timeout"],
-            keep_alive_timeout=options["keep_alive_timeout"],
-            max_body_size=max_body,
-            forwarded_allow_ips=allowed,
-            static=not options["no_static"],
-            access_log=not options["no_access_log"],
-        )
-
-    @staticmethod
-    def _static_line(http: Any) -> str:
-        if not http.static:
-            return "not served (--no-static)"
-        from tandem.serve.static import plan
-
-        return plan()[1]
 
     @staticmethod
     def _on_serve_signal(server: Any, signum: int, write: Any) -> None:
