@@ -43,3 +43,20 @@ def request(
         return response.status, {k: m.value for k, m in cookies.items()}, response.read().decode()
     finally:
         connection.close()
+
+
+def oversized_post(port: int, path: str = "/", announced: int = 10 * 1024 * 1024) -> bytes:
+    """POST headers announcing an ``announced``-byte body, and no body; the response head.
+
+    An answer at all proves the server did not wait for (read) the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {announced}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = client.recv(4096)
+            assert chunk, f"closed without an answer: {answer!r}"
+            answer += chunk
+    return answer

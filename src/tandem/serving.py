@@ -1,9 +1,10 @@
 """``tandem serve``: the HTTP server, the supervisor and every pool in one process.
 
 The main interpreter owns the signals, the supervisor and the listening socket. The HTTP side is a
-*front*: ``ThreadFront`` serves the project's ``WSGI_APPLICATION`` from a thread of the main
-interpreter (one thread per request); ``InterpreterFront`` runs N web workers, each a
-subinterpreter with its own Django, all accepting on the same socket. An enqueue from a view wakes
+*front*: ``ThreadFront`` serves the project's ``WSGI_APPLICATION`` from the main interpreter (one
+event loop holds the connections, a bounded pool of threads runs the requests: see
+``tandem.serve.http``); ``InterpreterFront`` runs N web workers, each a subinterpreter with its own
+Django and the same server, all accepting on the same socket. An enqueue from a view wakes
 the supervisor directly after commit, so a task starts with no polling delay.
 
 Shutdown: the first ``stop()`` stops accepting connections and lets in-flight requests and tasks
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -26,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tandem.webserver import Server, interpreter_main, listen, relay_wakeups, serve
+from tandem.serve.http import HttpOptions, HTTPServer, listen, serve
+from tandem.webserver import interpreter_main, relay_wakeups
 from tandem.worker.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tandem.serve")
 
 RELEASE_TIMEOUT = 15.0  # how long a forced stop waits for the supervisor to release its tasks
+# run() looks at its state at least this often, whatever wakes it (or fails to).
+WAKE_AT_LEAST = 1.0
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -66,20 +71,24 @@ class Front(Protocol):
 
 
 class ThreadFront:
-    """The WSGI server in a thread of the main interpreter, one daemon thread per request."""
+    """The HTTP server in the main interpreter: its loop in one thread, requests in a pool."""
 
     name = "threads"
 
-    def __init__(self, listening: Any, supervisor_probe: SupervisorProbe | None = None) -> None:
-        from django.core.servers.basehttp import get_internal_wsgi_application
-
-        from tandem.monitoring.ops import OpsApp
+    def __init__(
+        self,
+        listening: Any,
+        options: HttpOptions,
+        supervisor_probe: SupervisorProbe | None = None,
+    ) -> None:
+        from tandem.serve import application
 
         sock = listening.dup()
         try:
             # /-/health/live, /-/health/ready and /-/metrics first; the rest to the project.
-            app = OpsApp(get_internal_wsgi_application(), supervisor_probe)
-            self.server = Server(sock, app, daemon_threads=True)
+            app = application.build(options, supervisor_probe=supervisor_probe)
+            # Daemon request threads: a request that never ends must not keep the process alive.
+            self.server = HTTPServer(sock, app, options, daemon=True)
         except BaseException:
             sock.close()
             raise
@@ -91,10 +100,9 @@ class ThreadFront:
             try:
                 try:
                     serve(self.server, stop_fd)
+                    self.server.drain()
                 finally:
-                    self.server.socket.close()
-                self.server.wait_idle(None)
-                self.server.release_threads(timeout=1.0)
+                    self.server.finish(timeout=1.0)
             except BaseException as exc:
                 logger.exception("the HTTP server failed")
                 self.failure = f"the HTTP server failed: {type(exc).__name__}: {exc}"
@@ -109,7 +117,7 @@ class ThreadFront:
         return self._ended.is_set()
 
     def in_flight(self) -> int:
-        return self.server.in_flight
+        return self.server.in_flight()
 
     def close(self) -> None:
         pass
@@ -125,12 +133,14 @@ class InterpreterFront:
 
     name = "interpreters"
 
-    def __init__(self, listening: Any, workers: int) -> None:
+    def __init__(self, listening: Any, workers: int, options: HttpOptions) -> None:
         from tandem.worker.pools.subinterpreters import worker_environment
 
         if workers < 1:
             raise ValueError(f"need at least one web interpreter, got {workers}")
         self.workers = workers
+        self.options = options
+        self._log_level = logging.getLogger("tandem").getEffectiveLevel()
         self.failure: str | None = None
         self._fds = [os.dup(listening.fileno()) for _ in range(workers)]
         self._environment = worker_environment()
@@ -167,7 +177,15 @@ class InterpreterFront:
             self._end(on_exit)
             return
         try:
-            interp.call(interpreter_main, fd, stop_fd, self._wake_w, *self._environment)
+            interp.call(
+                interpreter_main,
+                fd,
+                stop_fd,
+                self._wake_w,
+                self.options,
+                self._log_level,
+                *self._environment,
+            )
         except interpreters.ExecutionFailed as exc:  # it ran (and owned the socket): it failed
             info = exc.excinfo
             self._fail(f"a web interpreter failed: {info.type.__name__}: {info.msg}", str(exc))
@@ -218,17 +236,24 @@ class Stopped:
 
 class TandemServer:
     def __init__(
-        self, supervisor: Supervisor, bind: str, grace: float, *, web_interpreters: int = 0
+        self,
+        supervisor: Supervisor,
+        bind: str,
+        grace: float,
+        *,
+        web_interpreters: int = 0,
+        http: HttpOptions | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.grace = grace
+        self.http = http or HttpOptions()
         host, port = parse_bind(bind)
         self.socket = listen(host, port)
         try:
             self.front: ThreadFront | InterpreterFront = (
-                InterpreterFront(self.socket, web_interpreters)
+                InterpreterFront(self.socket, web_interpreters, self.http)
                 if web_interpreters
-                else ThreadFront(self.socket, self._supervisor_problem)
+                else ThreadFront(self.socket, self.http, self._supervisor_problem)
             )
         except BaseException:
             self.socket.close()
@@ -284,10 +309,10 @@ class TandemServer:
     def _wait(self, done: Callable[[], bool], deadline: float | None) -> bool:
         """Wait until ``done()`` or the deadline; returns ``done()``."""
         while not done():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = WAKE_AT_LEAST if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
                 return False
-            select.select([self._events_r], [], [], remaining)
+            select.select([self._events_r], [], [], min(remaining, WAKE_AT_LEAST))
             try:
                 while os.read(self._events_r, 512):
                     pass
@@ -305,6 +330,9 @@ class TandemServer:
         return None
 
     def run(self) -> Stopped:
+        # A signal may land on any thread (request threads, pools); the wake-up fd makes it wake
+        # run()'s select() in the main thread, which then runs the Python handler.
+        previous_wakeup = _set_wakeup_fd(self._events_w)
         self._supervisor_thread.start()
         self.front.start(self._stop_r, self._poke)
         try:
@@ -314,6 +342,8 @@ class TandemServer:
                 logger.error("%s; shutting down", error)
             return self._shutdown(error)
         finally:
+            if previous_wakeup is not None:
+                _set_wakeup_fd(previous_wakeup)
             for fd in (self._events_r, self._events_w):
                 os.close(fd)
 
@@ -358,6 +388,14 @@ class TandemServer:
         return Stopped(
             error=error or self._supervisor_error, clean=not found, leftovers=tuple(found)
         )
+
+
+def _set_wakeup_fd(fd: int) -> int | None:
+    """``signal.set_wakeup_fd(fd)``; None (and nothing changed) off the main thread."""
+    try:
+        return signal.set_wakeup_fd(fd)
+    except ValueError:
+        return None
 
 
 def leftovers() -> list[str]:

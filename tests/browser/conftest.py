@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +62,25 @@ def _chromium(*, javascript: bool) -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``collectstatic`` once for the session (the admin's stylesheets, hashed and compressed):
+    ``tandem serve`` serves them from there, as in production."""
+    from tests.process.workers import ROOT, process_env
+
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=process_env(
+            settings_module="tests.browser.settings", TANDEM_TEST_STATIC_ROOT=str(root)
+        ),
+        check=True,
+        timeout=120,
+    )
+    return root
 
 
 @pytest.fixture

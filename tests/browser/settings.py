@@ -1,12 +1,10 @@
-"""Settings of the ``tandem serve`` process the browser test drives: the serve tests' settings,
-plus the admin's static files, the dashboard and the browser test's tasks."""
+"""Settings of the ``tandem serve`` process the browser test drives: the serve tests' settings
+(static files included: the admin's, served by ``tandem serve`` from ``STATIC_ROOT`` after
+``collectstatic``), the dashboard and the browser test's tasks."""
 
 from tests.serve.settings import *  # noqa: F403
-from tests.serve.settings import INSTALLED_APPS
 
 ROOT_URLCONF = "tests.browser.urls"
-INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles"]
-STATIC_URL = "/static/"
 TANDEM_DASHBOARD_REFRESH = 1
 TASKS = {
     "default": {

@@ -29,13 +29,15 @@ TASKS = 8
 WORKERS = 2  # tests/browser/settings.py
 
 
-def serve(servers: Servers) -> tuple[Server, str]:
+def serve(servers: Servers, static_root: Path) -> tuple[Server, str]:
     port = free_port()
     server = Server(
         ["-m", "django", "tandem", "serve", "--bind", f"127.0.0.1:{port}", "--grace", "5"],
         servers.directory,
         "serve-browser",
-        process_env(settings_module="tests.browser.settings"),
+        process_env(
+            settings_module="tests.browser.settings", TANDEM_TEST_STATIC_ROOT=str(static_root)
+        ),
     )
     servers.started.append(server)
     wait_until(lambda: _answers(port), "tandem serve to be ready", 60, alive=[server])
@@ -94,19 +96,37 @@ def read[T](driver: Any, fn: Callable[[], T], what: str, server: Server) -> T:
     return values[-1]
 
 
+def admin_stylesheets(driver: Any) -> list[int]:
+    """The number of CSS rules of each of the admin's stylesheets the page loaded."""
+    return list(
+        driver.execute_script(
+            "return Array.from(document.styleSheets)"
+            ".filter(s => s.href && s.href.includes('/static/admin/css/'))"
+            ".map(s => s.cssRules.length)"
+        )
+    )
+
+
 def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
-    servers: Servers, browser: Any, screenshots: Path, tmp_path: Path
+    servers: Servers, browser: Any, screenshots: Path, tmp_path: Path, static_root: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     driver = browser
     User.objects.create_superuser("ops", "ops@example.com", "correct horse")
-    server, base = serve(servers)
+    server, base = serve(servers, static_root)
 
     # Log in through the admin; the dashboard sends anonymous users there.
     driver.get(f"{base}/tasks/")
     assert "/admin/login/" in driver.current_url
+    # The admin is styled: tandem serve sent its stylesheets (collected, hashed names), the
+    # browser parsed them, and they apply (the header's colour is the admin's, not the default).
+    sheets = admin_stylesheets(driver)
+    assert sheets and all(rules > 0 for rules in sheets), sheets
+    header = driver.find_element(By.ID, "header")
+    assert header.value_of_css_property("background-color") == "rgba(65, 118, 144, 1)"
+    driver.save_screenshot(str(screenshots / "00-styled-login.png"))
     driver.find_element(By.ID, "id_username").send_keys("ops")
     driver.find_element(By.ID, "id_password").send_keys("correct horse")
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
@@ -193,13 +213,17 @@ def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
 
 
 def test_the_dashboard_is_readable_and_refreshes_without_javascript(
-    servers: Servers, browser_without_javascript: Any, screenshots: Path, tmp_path: Path
+    servers: Servers,
+    browser_without_javascript: Any,
+    screenshots: Path,
+    tmp_path: Path,
+    static_root: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser_without_javascript
     User.objects.create_superuser("ops", "ops@example.com", "correct horse")
-    server, base = serve(servers)
+    server, base = serve(servers, static_root)
 
     # The admin's login form works without JavaScript.
     driver.get(f"{base}/tasks/")

@@ -8,7 +8,10 @@ Environment:
 - ``TANDEM_TEST_NO_LISTEN=1``: no cross-process wake-up, so an enqueue in another process waits
   for the poll (see ``tests.serve.apps``);
 - ``TANDEM_TEST_WSGI``: a ``WSGI_APPLICATION`` path;
-- ``TANDEM_TEST_METRICS_TOKEN``: ``TANDEM_METRICS_TOKEN``.
+- ``TANDEM_TEST_METRICS_TOKEN``: ``TANDEM_METRICS_TOKEN``;
+- ``TANDEM_TEST_DEBUG=1``: ``DEBUG`` on (static files from the finders);
+- ``TANDEM_TEST_STATIC_ROOT``: ``STATIC_ROOT``, collected with WhiteNoise's compressing manifest
+  storage (hashed names, ``.gz`` variants).
 """
 
 import os
@@ -21,7 +24,15 @@ ROOT_URLCONF = "tests.serve.urls"
 # /-/metrics (tests/serve/test_ops.py) answers only with this bearer token.
 TANDEM_METRICS_TOKEN = os.environ.get("TANDEM_TEST_METRICS_TOKEN") or None
 WSGI_APPLICATION = os.environ.get("TANDEM_TEST_WSGI") or None
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.serve"]
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.staticfiles", "tests.serve"]
+DEBUG = os.environ.get("TANDEM_TEST_DEBUG") == "1"
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("TANDEM_TEST_STATIC_ROOT") or None
+if STATIC_ROOT:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 SUBINTERPRETERS = sys.version_info >= (3, 14) and DB_KIND != "mariadb"  # mysqlclient: no
 # Parallel executors: CPU-bound test tasks in a thread pool would hold the GIL the server and
 # the supervisor need (the thread pool's own behaviour is covered in tests/pools and tests/worker).

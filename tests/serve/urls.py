@@ -6,4 +6,5 @@ urlpatterns = [
     path("ping/", views.ping),
     path("enqueue/", views.enqueue),
     path("hang/", views.hang),
+    path("whoami/", views.whoami),
 ]

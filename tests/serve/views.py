@@ -29,3 +29,9 @@ def hang(request: HttpRequest) -> HttpResponse:
     while not os.path.exists(request.GET["flag"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return HttpResponse("released")
+
+
+def whoami(request: HttpRequest) -> HttpResponse:
+    """The client as the application sees it: address, scheme, and any X-Forwarded-For left."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "-")
+    return HttpResponse(f"{request.META['REMOTE_ADDR']} {request.scheme} {forwarded}")

@@ -125,6 +125,9 @@ class Command(BaseCommand):
             help="Serve HTTP from N subinterpreters sharing the socket (Python >= 3.14) instead "
             "of threads of the main interpreter (default: 0, threads).",
         )
+        from tandem.serve import options as http_options
+
+        http_options.add_arguments(serve)
         serve.add_argument(
             "--supervise",
             action="store_true",
@@ -222,12 +225,19 @@ class Command(BaseCommand):
         web_interpreters: int,
         supervise: bool,
         no_schedule: bool = False,
-        **_: Any,
+        **options: Any,
     ) -> None:
+        from tandem.serve.http import quiet_waitress, raise_open_files_limit
         from tandem.serving import TandemServer, finish_process
 
         if grace < 0:
             raise CommandError(f"--grace must be >= 0, got {grace:g}.")
+        from tandem.serve import options as http_options
+
+        try:
+            http = http_options.from_command_line(options)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if web_interpreters < 0:
             raise CommandError(f"--web-interpreters must be >= 0, got {web_interpreters}.")
         if web_interpreters and sys.version_info < (3, 14):
@@ -246,19 +256,35 @@ class Command(BaseCommand):
         if web_interpreters and (reason := supervisor.backend.subinterpreter_blocker()):
             raise CommandError(f"--web-interpreters cannot be used: {reason}.")
         try:
-            server = TandemServer(supervisor, bind, grace, web_interpreters=web_interpreters)
+            server = TandemServer(
+                supervisor, bind, grace, web_interpreters=web_interpreters, http=http
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:
             raise CommandError(
                 f"Cannot listen on {bind}: {exc.strerror or exc}. Choose another --bind."
             ) from exc
+        files = raise_open_files_limit(http.max_connections * max(web_interpreters, 1))
+        quiet_waitress()
         host, port = server.address
         self._banner("serve", supervisor, burst=False, max_tasks=None)
-        web = f"{web_interpreters} subinterpreter(s)" if web_interpreters else "threads"
-        self.stdout.write(
-            f"  http:   http://{host}:{port}/ ({web}; Ctrl-C to stop, grace {grace:g}s)"
+        web = (
+            f"{web_interpreters} subinterpreter(s) x {http.threads} threads"
+            if web_interpreters
+            else f"{http.threads} threads"
         )
+        self.stdout.write(
+            f"  http:   http://{host}:{port}/ ({web}; Ctrl-C to stop, grace {grace:g}s)\n"
+            f"          header timeout {http.header_timeout:g}s, keep-alive "
+            f"{http.keep_alive_timeout:g}s, max body {http.max_body_size} bytes, up to "
+            f"{http.max_connections} connections (open files limit {files})"
+        )
+        if http.forwarded_allow_ips:
+            self.stdout.write(
+                f"  proxy:  X-Forwarded-For/Proto trusted from {','.join(http.forwarded_allow_ips)}"
+            )
+        self.stdout.write(f"  static: {http_options.static_line(http)}")
         if not web_interpreters:
             self.stdout.write(
                 f"  ops:    http://{host}:{port}/-/health/live, /-/health/ready, /-/metrics"

@@ -1,0 +1,223 @@
+"""The HTTP server of ``tandem serve`` (waitress, plus tandem's header deadline, stop and drain),
+in this process on a port the OS picks: keep-alive, the header deadline against a client that
+trickles its headers, the idle keep-alive timeout, 413 without reading the body, bounded threads,
+and a stop that lets the request in flight finish."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tandem.serve.http import HttpOptions, HTTPServer, listen, serve
+from tests.support import oversized_post
+
+BOUND = 30.0  # generous bound for "it happened" waits; never a speed assertion
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/wait/":
+        environ_gate = GATES[environ["QUERY_STRING"]]
+        environ_gate[0].set()
+        environ_gate[1].wait(BOUND)
+    body = f"{environ['REMOTE_PORT']} {threading.current_thread().name}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+GATES: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+
+class Running:
+    def __init__(self, server: HTTPServer, port: int, stop_w: int, thread: threading.Thread):
+        self.server, self.port, self._stop_w, self.thread = server, port, stop_w, thread
+
+    def stop(self) -> None:
+        os.write(self._stop_w, b"stop")
+
+
+@contextmanager
+def running(**options: Any) -> Iterator[Running]:
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = HTTPServer(sock, app, HttpOptions(**options), daemon=True)
+    stop_r, stop_w = os.pipe()
+
+    def run() -> None:
+        serve(server, stop_r)
+        server.drain()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    handle = Running(server, port, stop_w, thread)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        thread.join(BOUND)
+        server.finish(timeout=5)
+        os.close(stop_r)
+        os.close(stop_w)
+    assert not thread.is_alive()
+
+
+def wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + BOUND
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (reads EOF or a reset), without blocking."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1024) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_two_requests_share_one_kept_alive_connection() -> None:
+    with running() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        answers = []
+        for _ in range(2):
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            assert (response.status, response.version) == (200, 11)
+            assert response.getheader("Connection") != "close"
+            answers.append(response.read().decode().split()[0])
+        connection.close()
+
+    assert answers[0] == answers[1]  # the same client port: one TCP connection
+
+
+def test_a_client_trickling_its_headers_is_dropped_at_the_header_deadline() -> None:
+    with running(header_timeout=1.0) as server:
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        # One byte every 0.2 s: waitress's inactivity timeout alone would never fire.
+        while not closed_by_peer(slow):
+            assert time.monotonic() - started < BOUND, "never dropped"
+            slow.setblocking(True)
+            try:
+                slow.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.2)
+        slow.close()
+        # Dropped after the deadline, not before it (no speed assertion: only the lower bound).
+        assert time.monotonic() - started >= 1.0
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200  # the server still answers
+        connection.close()
+
+
+def test_a_silent_connection_and_an_idle_kept_alive_one_are_closed() -> None:
+    with running(header_timeout=1.0, keep_alive_timeout=1.0) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        idle = socket.create_connection(("127.0.0.1", server.port))
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200 OK")
+
+        wait_for(lambda: closed_by_peer(silent), "the silent connection to be closed")
+        wait_for(lambda: closed_by_peer(idle), "the idle keep-alive connection to be closed")
+        silent.close()
+        idle.close()
+
+
+def test_a_body_over_the_limit_is_answered_413_without_being_read() -> None:
+    with running(max_body_size=1024) as server:
+        answer = oversized_post(server.port, announced=10 * 1024 * 1024)
+
+    assert answer.startswith(b"HTTP/1.1 413 Request Entity Too Large")
+
+
+def test_many_waiting_connections_hold_no_thread_each() -> None:
+    with running(threads=4) as server:
+        threads_before = threading.active_count()
+        waiting = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
+        for sock in waiting:
+            sock.sendall(b"GET / HTTP/1.1\r\n")  # headers never finished
+        wait_for(lambda: len(server.server.active_channels) == 200, "200 connections")
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+
+        assert response.status == 200
+        assert response.read().decode().split()[1].startswith("tandem-http-")
+        assert threading.active_count() == threads_before
+        connection.close()
+        for sock in waiting:
+            sock.close()
+
+
+def test_a_turn_of_the_loop_asks_only_connections_that_may_have_changed() -> None:
+    with running() as server:
+        waiting = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
+        for sock in waiting:
+            sock.sendall(b"GET / HTTP/1.1\r\n")  # headers never finished: idle, readable
+        loop = server.server.loop
+        wait_for(lambda: len(server.server.active_channels) == 300, "300 connections")
+
+        # Only the listening socket, the trigger and the stop watcher stay on the list.
+        wait_for(lambda: len(loop.watch) == 3, "the idle connections to leave the watch list")
+        assert sum(1 for flags in loop.flags.values() if flags) >= 300  # still registered
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200  # and requests are served
+        connection.close()
+        for sock in waiting[:100]:
+            sock.close()  # their descriptors are reused by the next connections
+        wait_for(lambda: len(server.server.active_channels) == 200, "100 connections to close")
+        again = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
+        for sock in again:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in again:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            sock.close()
+        for sock in waiting[100:]:
+            sock.close()
+
+
+def test_a_stop_lets_the_request_in_flight_finish_and_closes_idle_connections() -> None:
+    GATES["stop"] = (threading.Event(), threading.Event())
+    entered, release = GATES["stop"]
+    with running() as server:
+        idle = socket.create_connection(("127.0.0.1", server.port))
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200 OK")
+        outcome: list[object] = []
+
+        def request() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=BOUND)
+            connection.request("GET", "/wait/?stop")
+            response = connection.getresponse()
+            outcome.append((response.status, response.read()))
+            connection.close()
+
+        client = threading.Thread(target=request)
+        client.start()
+        assert entered.wait(BOUND)
+        server.stop()
+
+        wait_for(lambda: closed_by_peer(idle), "the idle connection to be closed")
+        refused = socket.socket()
+        assert refused.connect_ex(("127.0.0.1", server.port)) != 0  # no longer accepting
+        refused.close()
+        assert server.thread.is_alive()  # still draining the request in flight
+        release.set()
+        client.join(BOUND)
+        server.thread.join(BOUND)
+
+    assert len(outcome) == 1 and outcome[0][0] == 200  # type: ignore[index]
+    idle.close()
