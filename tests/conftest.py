@@ -21,7 +21,7 @@ RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"
 
 #: Tiers (folders, or single files) whose tests do not depend on the run's SQL database: the
 #: settings and API units, the admin and dashboard pages, the browser, the embedding servers, real
-#: applications (compat), the restarting parent and the Redis store. They are marked ``once``
+#: applications (compat), the restarting parent, the HTTP side and the Redis store. They are marked ``once``
 #: here, so they run in the SQLite run only; everything else runs once per database. Parameters
 #: that do not touch the SQL store (the memory twin, Redis) carry ``once``/``redis`` marks where
 #: they are declared.
@@ -33,6 +33,7 @@ ONCE_TIERS = (
     "redis/",
     "compat/",
     "serve/test_supervise.py",
+    "serve/test_http.py",
 )
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 #: Tiers that each start many processes and thousands of tasks: under pytest-xdist each is one
