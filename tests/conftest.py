@@ -21,10 +21,10 @@ RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"
 
 #: Tiers (folders, or single files) whose tests do not depend on the run's SQL database: the
 #: settings and API units, the admin and dashboard pages, the browser, the embedding servers, real
-#: applications (compat), the restarting parent, the HTTP side and the Redis store. They are marked ``once``
-#: here, so they run in the SQLite run only; everything else runs once per database. Parameters
-#: that do not touch the SQL store (the memory twin, Redis) carry ``once``/``redis`` marks where
-#: they are declared.
+#: applications (compat), the restarting parent, the HTTP side and the Redis store. They are
+#: marked ``once`` here, so they run in the SQLite run only; everything else runs once per
+#: database. Parameters that do not touch the SQL store (the memory twin, Redis) carry
+#: ``once``/``redis`` marks where they are declared.
 ONCE_TIERS = (
     "unit/",
     "web/",
@@ -60,6 +60,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """After pytest-timeout cut a test short, close this process's database connections: the
+    timeout may have landed mid-query, and a connection left that way fails every later test of
+    this worker ("another command is already in progress"). Django reconnects on next use."""
+    if call.excinfo is None or "Timeout (>" not in str(call.excinfo.value):
+        return
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        raw = connection.connection
+        try:
+            if raw is not None and hasattr(raw, "cancel"):
+                raw.cancel()  # psycopg: the server stops the query (it would hold the database)
+            connection.close()
+        except Exception:  # already broken: it is gone either way
+            connection.connection = None
 
 
 @pytest.fixture
