@@ -114,7 +114,7 @@ def test_serve_prints_its_banner_and_exposes_every_metric(servers: Servers) -> N
     assert lines["python"] == platform.python_version()
     assert lines["pools"] == f"default[{EXECUTOR} x2: default]"
     assert lines["queues"] == "default"
-    assert lines["http"].startswith(f"http://127.0.0.1:{port}/ (threads; ")
+    assert lines["http"].startswith(f"http://127.0.0.1:{port}/ (8 threads; ")
     assert lines["ops"].endswith("/-/health/live, /-/health/ready, /-/metrics")
 
     done = double.enqueue(21)
