@@ -75,7 +75,7 @@ def test_timeout_fails_the_task_and_the_pool_keeps_its_size(
     assert slow.status == TaskResultStatus.FAILED
     assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
     # The pool went on with a working worker after the timeout.
-    assert after.status == TaskResultStatus.SUCCESSFUL
+    assert after.status == TaskResultStatus.SUCCESSFUL, after.errors
     state = supervisor.pools[0]
     if executor == "subinterpreter":
         # The watchdog inside the interpreter interrupted the loop: no replacement needed.
