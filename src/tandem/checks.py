@@ -51,17 +51,18 @@ def sqlite_transaction_mode_warnings() -> list[tuple[str, str, str]]:
     from django.db import connections
     from django.tasks import task_backends
 
+    from tandem.backends.database import DatabaseBackend
     from tandem.brokers.database import DatabaseBroker
 
     found = []
-    for alias, params in task_backends.settings.items():
-        if params.get("BACKEND") != "tandem.backends.database.DatabaseBackend":
-            continue
+    for alias in task_backends.settings:
         try:
+            if not isinstance(task_backends[alias], DatabaseBackend):
+                continue
             database = DatabaseBroker(alias).database
             connection = connections[database]
         except (ImproperlyConfigured, KeyError):
-            continue  # reported by tandem.E001
+            continue  # a bad backend: reported by the other checks
         if connection.vendor != "sqlite":
             continue
         mode = str(connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") or "")
