@@ -122,7 +122,8 @@ def test_three_workers_survive_kills_and_a_store_restart(
     started = time.monotonic()
     deployment = Deployment(scale, "worker", 3, "-w", "4", TANDEM_TEST_LEASE=LEASE)
     monkey = Monkey(deployment, seed())
-    ids = enqueue(scale, TASKS, "restart", 0.1)
+    # Slower tasks than the other scenarios: the work must also outlast the store's restart.
+    ids = enqueue(scale, TASKS, "restart", 0.2)
     ledger = TableLedger()
     monkey.kill(KILLS // 2, ledger, TASKS)
 

@@ -111,7 +111,7 @@ class Children:
 def wait_until(
     predicate: Callable[[], object],
     what: str,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
     alive: Sequence[Child] = (),
 ) -> None:
     """Poll ``predicate`` every 50 ms; fail after ``timeout`` seconds. Never a speed assertion.

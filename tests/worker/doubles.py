@@ -100,8 +100,11 @@ class SpyBroker(DatabaseBroker):
         super().heartbeat_worker(*args, **kwargs)
 
 
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Poll ``predicate`` every 20 ms until it is true; fail the test after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll ``predicate`` every 20 ms until it is true; fail the test after ``timeout`` seconds.
+
+    The bound is for liveness, never speed: a passing wait returns at once, and a loaded CI
+    machine (three database runs side by side) must not turn a slow start into a failure."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
