@@ -209,11 +209,26 @@ class TandemBackend(BaseTaskBackend):
         raise NotImplementedError
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        from tandem import diagnosis
+
         messages: list[checks.CheckMessage] = list(super().check(**kwargs))
+        if not apps.is_installed("tandem"):
+            return [
+                *messages,
+                checks.Error(diagnosis.NOT_INSTALLED, obj=self.alias, id="tandem.E003"),
+            ]
+        if typo := diagnosis.unknown_backend_keys(self.alias, self.params):
+            messages.append(checks.Error(typo, obj=self.alias, id="tandem.E004"))
         try:
             options = self.tandem_options
         except ImproperlyConfigured as exc:
-            return [*messages, checks.Error(str(exc), obj=self.alias, id="tandem.E001")]
+            return [
+                *messages,
+                *(
+                    checks.Error(text, obj=self.alias, id="tandem.E001")
+                    for text in diagnosis.option_errors(self, exc)
+                ),
+            ]
         served = {q for pool in options.pools for q in pool.queues}
         for queue in sorted(set(self.queues) - served):
             messages.append(
