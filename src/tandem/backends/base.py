@@ -7,7 +7,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -74,6 +74,30 @@ def _in_project(module: str) -> bool:
     return any(module == root or module.startswith(f"{root}.") for root in roots)
 
 
+#: The rule ``resolve_task`` applies before importing a task's module, for messages.
+IMPORT_RULE = (
+    "a worker imports task modules only from the packages of INSTALLED_APPS and the package of "
+    "DJANGO_SETTINGS_MODULE"
+)
+
+
+def unimportable(task: AnyTask) -> str | None:
+    """Why a worker would never import ``task``'s module (so ``enqueue()`` refuses it), or None."""
+    module = task.module_path.rpartition(".")[0]
+    if _in_project(module):
+        return None
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    packages = [app.name for app in apps.get_app_configs()]
+    if "." in settings_module:
+        packages.append(settings_module.partition(".")[0])
+    return (
+        f"Task {task.module_path!r} cannot be enqueued: {IMPORT_RULE} "
+        f"({', '.join(dict.fromkeys(packages))}), and its module {module!r} is in none of "
+        "them, so no worker would ever run it. Move the task into a module of an installed "
+        "app (e.g. yourapp/tasks.py), or add its package to INSTALLED_APPS."
+    )
+
+
 def resolve_task(task_path: str) -> AnyTask:
     """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
 
@@ -113,6 +137,23 @@ def resolve_task(task_path: str) -> AnyTask:
     return candidate
 
 
+def missing_task(stored: StoredTask, reason: str) -> AnyTask:
+    """A stand-in for a stored task whose code moved or vanished: it carries the stored path
+    (``module_path``) and raises ``TaskNotRunnable(reason)`` when called."""
+    module, _, name = stored.task_path.rpartition(".")
+
+    def vanished(*args: Any, **kwargs: Any) -> Any:
+        raise TaskNotRunnable(reason)
+
+    vanished.__module__ = module
+    vanished.__name__ = vanished.__qualname__ = name
+    stand_in = object.__new__(Task)
+    for f in fields(Task):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        object.__setattr__(stand_in, f.name, None if default is MISSING else default)
+    return copy_task(stand_in, func=vanished, takes_context=stored.takes_context)
+
+
 def unreadable_arguments(name: str, value: Any, kind: type) -> str:
     """Why a stored row's ``args`` (a JSON array) or ``kwargs`` (a JSON object) cannot be used."""
     wanted = "a JSON array" if kind is list else "a JSON object"
@@ -130,9 +171,13 @@ def unreadable_arguments(name: str, value: Any, kind: type) -> str:
 
 
 def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult:
-    """Build Django's ``TaskResult`` for a stored row."""
+    """Build Django's ``TaskResult`` for a stored row. A row whose task cannot be resolved (its
+    code moved or vanished) still gives its result, with a stand-in task (``missing_task``)."""
     if task is None:
-        task = resolve_task(stored.task_path)
+        try:
+            task = resolve_task(stored.task_path)
+        except TaskNotRunnable as exc:
+            task = missing_task(stored, str(exc))
     for name, value, kind in (("args", stored.args, list), ("kwargs", stored.kwargs, dict)):
         if not isinstance(value, kind):
             raise TaskNotRunnable(unreadable_arguments(name, value, kind))
@@ -262,6 +307,8 @@ class TandemBackend(BaseTaskBackend):
 
     def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
+        if reason := unimportable(task):
+            raise InvalidTask(reason)
         args_text = to_json_text(list(args), "args")
         kwargs_text = to_json_text(dict(kwargs), "kwargs")
         json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)
