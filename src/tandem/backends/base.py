@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from django.apps import apps
 from django.core import checks
@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
+from tandem.cancellation import CancelOutcome
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
 from tandem.serialization import PayloadTooLarge, to_json_text
@@ -417,13 +418,17 @@ class TandemBackend(BaseTaskBackend):
                 results.append(result)
         return results
 
-    def cancel(self, result_id: str) -> bool:
-        """Cancel a task of this backend: True when it was READY (now FAILED) or RUNNING (told
-        to stop); False when it is unknown or already finished."""
+    def cancel(self, result_id: str) -> CancelOutcome | Literal[False]:
+        """Cancel a task of this backend: ``CancelOutcome.CANCELLED`` when it was READY (it is
+        FAILED now), ``CancelOutcome.REQUESTED`` when it is RUNNING (told to stop: it runs on
+        until its code checks ``context.cancelled``, or a process pool kills it at its next
+        heartbeat); False when it is unknown or already finished. Both outcomes are truthy."""
         if not _is_uuid(result_id):
             return False
         outcome = self.broker.cancel(str(result_id), timezone.now())
-        return outcome is not None
+        if outcome is None:
+            return False
+        return CancelOutcome.CANCELLED if outcome == "cancelled" else CancelOutcome.REQUESTED
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError

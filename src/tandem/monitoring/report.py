@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from tandem.backends.base import TandemBackend
 from tandem.monitoring import status
 
 UNHEALTHY = 1
@@ -56,6 +57,8 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
         command.stdout.write(json.dumps(snapshot.as_json(), indent=2))
     else:
         command.stdout.write(text(snapshot))
+        if watch := running_text(status.tandem_backend(backend), snapshot):
+            command.stdout.write(watch)
     if snapshot.problems:
         for problem in snapshot.problems:
             command.stderr.write(f"UNHEALTHY: {problem}")
@@ -118,4 +121,18 @@ def text(snapshot: status.Snapshot) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["UNHEALTHY", "add_arguments", "run", "text"]
+def running_text(backend: TandemBackend, snapshot: status.Snapshot) -> str:
+    """RUNNING tasks whose worker is lost or that were asked to cancel (a database store only)."""
+    from tandem.monitoring import attention
+
+    notes = attention.running_notes(backend, snapshot.taken_at)
+    if not notes:
+        return ""
+    lines = ["", "running tasks to watch:"]
+    for item in notes:
+        record = item.record
+        lines.append(f"  {record.pk} {record.task_path} ({record.queue_name}): {item.note}")
+    return "\n".join(lines)
+
+
+__all__ = ["UNHEALTHY", "add_arguments", "run", "running_text", "text"]
