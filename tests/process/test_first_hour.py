@@ -58,7 +58,9 @@ SERVE = ("tandem", "serve", "--bind", "127.0.0.1:0")
 WORKER = ("tandem", "worker", "--burst")
 
 
-@pytest.mark.parametrize("command", [SERVE, WORKER], ids=["serve", "worker"])
+@pytest.mark.parametrize(
+    "command", [SERVE, WORKER, ("tandem", "status")], ids=["serve", "worker", "status"]
+)
 def test_unapplied_migrations_stop_serve_and_worker_at_once(tmp_path: Path, command) -> None:
     site = new_site(tmp_path, f'{{"default": {{"BACKEND": "{DATABASE}"}}}}')
 

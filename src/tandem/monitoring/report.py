@@ -52,7 +52,13 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
     except ImproperlyConfigured as exc:
         raise CommandError(str(exc)) from exc
     except (DatabaseError, ConnectionError, OSError) as exc:
-        raise CommandError(f"Cannot read the task store of backend {backend!r}: {exc}") from exc
+        from tandem.diagnosis import store_problem
+
+        # The one-line fix when there is one (e.g. "Run `python manage.py migrate` first.").
+        problem = store_problem(status.tandem_backend(backend))
+        if problem is None:
+            problem = f"Cannot read the task store of backend {backend!r}: {exc}"
+        raise CommandError(problem) from exc
     if options.get("json"):
         command.stdout.write(json.dumps(snapshot.as_json(), indent=2))
     else:
