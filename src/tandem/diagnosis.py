@@ -81,14 +81,19 @@ def option_errors(backend: TandemBackend, first: ImproperlyConfigured) -> list[s
     if not isinstance(raw, Mapping) or "unknown key" in str(first):
         return messages  # unknown keys are listed together already, and stop the parse
     for key in raw:
-        alone = {key: raw[key]}
-        if key != "executor" and "executor" in raw:
-            alone["executor"] = raw["executor"]
-        try:
-            parse_alone(backend, alone)
-        except ImproperlyConfigured as exc:
-            if str(exc) not in messages:
-                messages.append(str(exc))
+        pools = raw[key] if key == "pools" and isinstance(raw[key], Mapping) else None
+        # Each pool on its own too: two bad pools give two messages.
+        parts = (
+            [{key: {name: pool}} for name, pool in pools.items()] if pools else [{key: raw[key]}]
+        )
+        for alone in parts:
+            if key != "executor" and "executor" in raw:
+                alone["executor"] = raw["executor"]
+            try:
+                parse_alone(backend, alone)
+            except ImproperlyConfigured as exc:
+                if str(exc) not in messages:
+                    messages.append(str(exc))
     return messages
 
 

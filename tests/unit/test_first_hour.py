@@ -66,7 +66,10 @@ def test_every_invalid_option_value_is_reported_not_only_the_first(tasks_setting
             "workers": 0,
             "lease_seconds": -1,
             "poll_interval": "x",
-            "pools": {"default": {"queues": ["default"], "timeout": 0}},
+            "pools": {
+                "default": {"queues": ["default"], "timeout": 0},
+                "critical": {"workers": "8"},
+            },
         }
     )
 
@@ -78,6 +81,8 @@ def test_every_invalid_option_value_is_reported_not_only_the_first(tasks_setting
             "TASKS['default']['OPTIONS']['lease_seconds'] must be a finite number > 0, got -1.",
             "TASKS['default']['OPTIONS']['pools']['default']['timeout'] must be a finite number "
             "> 0, got 0.",
+            "TASKS['default']['OPTIONS']['pools']['critical']['workers'] must be an integer >= 1, "
+            "got '8'.",
         )
     ]
 
