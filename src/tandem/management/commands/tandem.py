@@ -262,6 +262,8 @@ class Command(BaseCommand):
         if supervise:
             from tandem import supervise as supervising
 
+            connections.close_all()  # the preflight's: the parent about to exec holds none
+
             try:
                 argv = supervising.child_argv()
             except RuntimeError as exc:
