@@ -45,13 +45,17 @@ _tandem_python_candidates() {
 _tandem_install_hint() {
     local wanted=$1 shared
     shared=$(cd "$TANDEM_ROOT/.." && pwd)/shared/python314.sh
-    [ -f "$shared" ] || shared="../shared/python314.sh (the project's shared/ folder, beside the repo)"
     tandem_log ""
     tandem_log "No usable Python $wanted found (looked in /opt/pythonX.Y, PATH and ~/.pyenv/versions)."
     tandem_log "django-tandem needs Python 3.12 or newer (3.14 recommended). To get one, either"
-    tandem_log "  - run: sudo bash $shared"
-    tandem_log "    (installs CPython 3.14 into /opt/python3.14), or"
-    tandem_log "  - install Python 3.12+ with pyenv: pyenv install 3.12   (or 3.13), or"
+    # The installer script exists only beside the project's own checkouts; a clone has none.
+    if [ -f "$shared" ]; then
+        tandem_log "  - run: sudo bash $shared"
+        tandem_log "    (installs CPython 3.14 into /opt/python3.14), or"
+    fi
+    tandem_log "  - install it from https://www.python.org/downloads/ or your system's packages"
+    tandem_log "    (Ubuntu: the deadsnakes PPA, apt-get install python3.14 python3.14-venv), or"
+    tandem_log "  - install Python 3.12+ with pyenv: pyenv install 3.14   (or 3.12, 3.13), or"
     tandem_log "  - point TANDEM_PYTHON at one: TANDEM_PYTHON=/path/to/python3.13 ${TANDEM_COMMAND:-$0}"
     tandem_log "The interpreter needs its venv and ensurepip modules (Debian: apt-get install python3.X-venv)."
 }

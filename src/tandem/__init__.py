@@ -6,8 +6,9 @@ The public surface is deliberately small; everything else is private and may cha
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from tandem.cancellation import CancelOutcome
 from tandem.scheduler.registry import schedule
 from tandem.tasks import Task, task
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "CancelOutcome",
     "Task",
     "__version__",
     "cancel",
@@ -56,11 +58,17 @@ def enqueue_many(
     return _backend(task.backend).enqueue_many(task, items)
 
 
-def cancel(result_id: str, backend: str = "default") -> bool:
-    """Cancel a task: a READY one ends FAILED at once with a ``Cancelled`` error; a RUNNING one
-    sees ``context.cancelled`` (a process pool also kills it at its next heartbeat).
+def cancel(result_id: str, backend: str = "default") -> CancelOutcome | Literal[False]:
+    """Cancel a task, and say what happened.
 
-    Returns False when the task is unknown or already finished.
+    - ``CancelOutcome.CANCELLED``: the task was READY; it ended FAILED at once with a
+      ``Cancelled`` error and will never run.
+    - ``CancelOutcome.REQUESTED``: the task is RUNNING; it was asked to stop and runs on until
+      its code checks ``context.cancelled`` (a process pool also kills it at its next heartbeat).
+    - ``False``: the task is unknown or already finished; nothing changed.
+
+    Both outcomes are truthy (``str`` enum members), so ``if tandem.cancel(id):`` still reads
+    "the task was cancelled or asked to stop".
     """
     return _backend(backend).cancel(result_id)
 

@@ -97,7 +97,15 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ),
         (
             "Lease",
-            {"fields": ["worker_id", "lease_expires_at", "cancel_requested_at", "unique_key"]},
+            {
+                "fields": [
+                    "running_note",
+                    "worker_id",
+                    "lease_expires_at",
+                    "cancel_requested_at",
+                    "unique_key",
+                ]
+            },
         ),
     ]
 
@@ -126,6 +134,25 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return bool(request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}"))
 
     # -- the detail page -----------------------------------------------------------------------
+
+    @admin.display(description="state")
+    def running_note(self, obj: TaskRecord) -> str:
+        """ "worker lost — recovered within N s" and/or "cancel requested" for a RUNNING task."""
+        from django.db import router
+        from django.tasks import task_backends
+        from django.utils import timezone
+
+        from tandem.backends.base import TandemBackend
+        from tandem.monitoring import attention
+
+        backend = task_backends[obj.backend] if obj.backend in task_backends.settings else None
+        if obj.status != "RUNNING" or not isinstance(backend, TandemBackend):
+            return "—"
+        now = timezone.now()
+        options = backend.tandem_options
+        database = router.db_for_read(TaskRecord) or "default"
+        live = attention.live_worker_ids(database, obj.backend, now, options.lease_seconds)
+        return attention.note_for(obj, now, live, options.heartbeat_interval) or "running"
 
     @admin.display(description="attempts")
     def attempts_count(self, obj: TaskRecord) -> int:
@@ -207,20 +234,31 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Cancel selected tasks", permissions=["cancel"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
         from tandem import cancel
+        from tandem.cancellation import CancelOutcome
 
         cancelled = 0
+        requested = 0
         refused = 0
         for record in queryset:
-            if cancel(str(record.pk), backend=record.backend):
+            outcome = cancel(str(record.pk), backend=record.backend)
+            if outcome == CancelOutcome.REQUESTED:
+                requested += 1
+            elif outcome:
                 cancelled += 1
             else:
                 refused += 1
         if cancelled:
             self.message_user(
                 request,
-                f"Cancelled {cancelled} task(s): ready ones failed at once, running ones were "
-                "asked to stop.",
+                f"Cancelled {cancelled} task(s): they were ready, and failed at once.",
                 messages.SUCCESS,
+            )
+        if requested:
+            self.message_user(
+                request,
+                f"Asked {requested} running task(s) to stop (cancel requested): each runs on "
+                "until its code checks context.cancelled, or a process pool kills it.",
+                messages.WARNING,
             )
         if refused:
             self.message_user(

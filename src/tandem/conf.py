@@ -6,6 +6,7 @@ Every error names the full settings key, e.g.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -156,16 +157,28 @@ class BackendOptions:
         return None
 
 
+def unknown_keys(unknown: list[Any], allowed: frozenset[str]) -> list[str]:
+    """Each unknown key quoted, with the allowed key it is probably a typo of:
+    ``'wrokers' (did you mean 'workers'?)``."""
+    shown = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        if not close:
+            close = [name for name in allowed if name.lower() == str(key).lower()]
+        shown.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return shown
+
+
 class _Reader:
     """Reads typed values out of a settings mapping, naming the full key on error."""
 
     def __init__(self, mapping: Mapping[str, Any], prefix: str, allowed: frozenset[str]) -> None:
         if not isinstance(mapping, Mapping):
             raise ImproperlyConfigured(f"{prefix} must be a dict, got {mapping!r}.")
-        unknown = sorted(set(mapping) - allowed)
+        unknown = sorted(set(mapping) - allowed, key=str)
         if unknown:
             raise ImproperlyConfigured(
-                f"{prefix} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"{prefix} has unknown key(s) {', '.join(unknown_keys(unknown, allowed))}; "
                 f"allowed: {', '.join(sorted(allowed))}."
             )
         self.mapping = mapping

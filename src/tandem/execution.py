@@ -7,6 +7,7 @@ from inside the ``except`` block on failure, as Django does), with the backend c
 
 from __future__ import annotations
 
+import logging
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,8 @@ from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.context import TaskContext
 from tandem.exceptions import Cancelled, TaskNotRunnable
 from tandem.serialization import to_json
+
+logger = logging.getLogger("tandem.worker")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +67,7 @@ def execute(stored: StoredTask) -> Outcome:
         result = to_task_result(stored, task)
         sender = type(result.task.get_backend())
     except TaskNotRunnable as exc:
+        logger.error("task %s (%s) cannot run: %s", stored.id, stored.task_path, exc)
         return failed(stored, exc, retriable=False)
     except Exception as exc:  # e.g. the row names a backend alias this process does not have
         return failed(stored, exc, retriable=False)

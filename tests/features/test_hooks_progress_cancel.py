@@ -61,7 +61,7 @@ def test_a_retried_attempt_resumes_from_its_checkpoint(drain) -> None:
 
 def test_cancel_a_ready_task_fails_it_at_once() -> None:
     result = tasks.add.enqueue(1, 2)
-    assert tandem.cancel(result.id) is True
+    assert tandem.cancel(result.id) == tandem.CancelOutcome.CANCELLED == "cancelled"
     result.refresh()
     assert result.status == FAILED
     assert [e.exception_class_path for e in result.errors] == ["tandem.exceptions.Cancelled"]
@@ -83,7 +83,9 @@ def test_a_running_task_sees_the_cancellation_and_is_not_retried(harness: Harnes
     supervisor = harness.supervisor(workers=1)
     harness.run_in_background(supervisor)
     assert tasks.gate("coop").wait(10)
-    assert tandem.cancel(result.id) is True
+    outcome = tandem.cancel(result.id)
+    assert outcome == tandem.CancelOutcome.REQUESTED == "cancel requested"
+    assert outcome  # truthy: `if tandem.cancel(id):` reads "cancelled or asked to stop"
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == FAILED, "the cancelled task")
     result.refresh()
     assert result.attempts == 1  # never retried
@@ -108,7 +110,7 @@ def test_process_pool_kills_a_cancelled_task_at_the_heartbeat(
     supervisor.step()
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == RUNNING, "the claim")
     reached_worker(supervisor)
-    assert tandem.cancel(result.id) is True
+    assert tandem.cancel(result.id) == tandem.CancelOutcome.REQUESTED
     clock.advance(supervisor.options.heartbeat_interval + 1)
     supervisor.step()  # heartbeat: sees the request, kills the child, settles the cancellation
     wait_for(
@@ -143,7 +145,7 @@ def test_process_pool_kills_a_running_cancelled_task(
 
     wait_for(claimed, "the claim")
     reached_worker(supervisor)
-    assert tandem.cancel(result.id) is True
+    assert tandem.cancel(result.id) == tandem.CancelOutcome.REQUESTED
     clock.advance(supervisor.options.heartbeat_interval + 1)
     supervisor.step()
     wait_for(

@@ -174,7 +174,7 @@ def test_enqueue_many_is_one_script_call_per_batch_and_signals_each(
 
 def test_cancel_a_ready_task_fails_it_at_once() -> None:
     result = tasks.add.enqueue(1, 2)
-    assert tandem.cancel(result.id) is True
+    assert tandem.cancel(result.id) == tandem.CancelOutcome.CANCELLED
     result.refresh()
     assert result.status == FAILED
     assert result.errors[0].exception_class_path == "tandem.exceptions.Cancelled"
@@ -186,7 +186,7 @@ def test_a_running_task_sees_the_cancellation(harness: Harness) -> None:
     supervisor = harness.supervisor(workers=1)
     harness.run_in_background(supervisor)
     assert tasks.gate("redis-coop").wait(10)
-    assert tandem.cancel(result.id) is True
+    assert tandem.cancel(result.id) == tandem.CancelOutcome.REQUESTED
     wait_for(lambda: status(result.id) == FAILED, "the cancelled task")
     result.refresh()
     assert [e.exception_class_path for e in result.errors] == ["tandem.exceptions.Cancelled"]

@@ -78,7 +78,9 @@ def test_unknown_option_key_is_e001(options):
     [error] = tandem_messages(default_task_backend.check())
 
     assert error.id == "tandem.E001"
-    assert error.msg.startswith("TASKS['default']['OPTIONS'] has unknown key(s) 'pool';")
+    assert error.msg.startswith(
+        "TASKS['default']['OPTIONS'] has unknown key(s) 'pool' (did you mean 'pools'?);"
+    )
 
 
 def test_unserved_queue_is_warning_w001(options):

@@ -253,9 +253,9 @@ def test_options_must_be_a_dict():
 
 def test_unknown_option_keys():
     assert error_of({"workers": 2, "wrokers": 4, "timeout": 3}) == (
-        f"{OPTIONS} has unknown key(s) 'timeout', 'wrokers'; allowed: executor, lease_seconds, "
-        "max_payload_bytes, poll_interval, pools, recovery_max_attempts, retention, run_schedules, "
-        "schedule, sqlite_worker_synchronous, workers."
+        f"{OPTIONS} has unknown key(s) 'timeout', 'wrokers' (did you mean 'workers'?); allowed: "
+        "executor, lease_seconds, max_payload_bytes, poll_interval, pools, recovery_max_attempts, "
+        "retention, run_schedules, schedule, sqlite_worker_synchronous, workers."
     )
 
 

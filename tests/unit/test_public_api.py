@@ -9,6 +9,7 @@ import tandem
 
 def test_exported_names():
     assert sorted(tandem.__all__) == [
+        "CancelOutcome",
         "Task",
         "__version__",
         "cancel",

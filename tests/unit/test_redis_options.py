@@ -140,7 +140,10 @@ def test_the_redis_backend_accepts_its_keys_and_refuses_unknown_ones() -> None:
     with pytest.raises(ImproperlyConfigured) as caught:
         backend(RedisBackend, uri="redis://127.0.0.1:6379/1").tandem_options  # noqa: B018
     allowed = ", ".join(sorted(OPTION_KEYS | REDIS_OPTION_KEYS))
-    assert str(caught.value) == f"{OPTIONS} has unknown key(s) 'uri'; allowed: {allowed}."
+    assert (
+        str(caught.value)
+        == f"{OPTIONS} has unknown key(s) 'uri' (did you mean 'url'?); allowed: {allowed}."
+    )
 
 
 def test_the_database_backend_refuses_the_redis_keys() -> None:

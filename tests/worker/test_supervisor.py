@@ -456,3 +456,31 @@ def test_run_retries_after_a_store_error_and_finishes_the_work(harness: Harness)
     assert supervisor.store_errors == 1
     assert {record(r).status for r in results} == {SUCCESSFUL}
     assert sum(len(batch) for batch in broker.settlements[1:]) == 3
+
+
+def test_done_and_busy_reach_the_registry_before_the_next_heartbeat(harness: Harness) -> None:
+    from tandem.worker.supervisor import LIVE_COUNTS_INTERVAL
+
+    clock = FrozenClock()
+    supervisor = harness.supervisor(workers=2, clock=clock)
+    gated_task = gated.enqueue("live-counts")
+    noop.enqueue()
+    supervisor.step()  # claims both; shows 2 busy at once
+
+    worker = WorkerRecord.objects.get(id=supervisor.worker_id)
+    assert (worker.tasks_done, sum(p["in_flight"] for p in worker.pools.values())) == (0, 2)
+
+    harness.wait_for_outcomes(supervisor, 1)  # the noop finished
+    clock.advance(LIVE_COUNTS_INTERVAL)  # far less than the heartbeat interval
+    assert supervisor.heartbeat_every.total_seconds() > LIVE_COUNTS_INTERVAL
+    supervisor.step()
+
+    worker.refresh_from_db()
+    assert (worker.tasks_done, sum(p["in_flight"] for p in worker.pools.values())) == (1, 1)
+    gate("live-counts").set()
+    harness.wait_for_outcomes(supervisor, 1)
+    clock.advance(LIVE_COUNTS_INTERVAL)
+    supervisor.step()
+    worker.refresh_from_db()
+    assert worker.tasks_done == 2
+    assert TaskRecord.objects.get(id=gated_task.id).status == SUCCESSFUL

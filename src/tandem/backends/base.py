@@ -7,10 +7,10 @@ import os
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from django.apps import apps
 from django.core import checks
@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
+from tandem.cancellation import CancelOutcome
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
 from tandem.serialization import PayloadTooLarge, to_json_text
@@ -74,6 +75,30 @@ def _in_project(module: str) -> bool:
     return any(module == root or module.startswith(f"{root}.") for root in roots)
 
 
+#: The rule ``resolve_task`` applies before importing a task's module, for messages.
+IMPORT_RULE = (
+    "a worker imports task modules only from the packages of INSTALLED_APPS and the package of "
+    "DJANGO_SETTINGS_MODULE"
+)
+
+
+def unimportable(task: AnyTask) -> str | None:
+    """Why a worker would never import ``task``'s module (so ``enqueue()`` refuses it), or None."""
+    module = task.module_path.rpartition(".")[0]
+    if _in_project(module):
+        return None
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    packages = [app.name for app in apps.get_app_configs()]
+    if "." in settings_module:
+        packages.append(settings_module.partition(".")[0])
+    return (
+        f"Task {task.module_path!r} cannot be enqueued: {IMPORT_RULE} "
+        f"({', '.join(dict.fromkeys(packages))}), and its module {module!r} is in none of "
+        "them, so no worker would ever run it. Move the task into a module of an installed "
+        "app (e.g. yourapp/tasks.py), or add its package to INSTALLED_APPS."
+    )
+
+
 def resolve_task(task_path: str) -> AnyTask:
     """The registered Task at ``task_path``; anything else raises ``TaskNotRunnable``.
 
@@ -113,6 +138,23 @@ def resolve_task(task_path: str) -> AnyTask:
     return candidate
 
 
+def missing_task(stored: StoredTask, reason: str) -> AnyTask:
+    """A stand-in for a stored task whose code moved or vanished: it carries the stored path
+    (``module_path``) and raises ``TaskNotRunnable(reason)`` when called."""
+    module, _, name = stored.task_path.rpartition(".")
+
+    def vanished(*args: Any, **kwargs: Any) -> Any:
+        raise TaskNotRunnable(reason)
+
+    vanished.__module__ = module
+    vanished.__name__ = vanished.__qualname__ = name
+    stand_in = object.__new__(Task)
+    for f in fields(Task):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        object.__setattr__(stand_in, f.name, None if default is MISSING else default)
+    return copy_task(stand_in, func=vanished, takes_context=stored.takes_context)
+
+
 def unreadable_arguments(name: str, value: Any, kind: type) -> str:
     """Why a stored row's ``args`` (a JSON array) or ``kwargs`` (a JSON object) cannot be used."""
     wanted = "a JSON array" if kind is list else "a JSON object"
@@ -130,9 +172,13 @@ def unreadable_arguments(name: str, value: Any, kind: type) -> str:
 
 
 def to_task_result(stored: StoredTask, task: AnyTask | None = None) -> AnyResult:
-    """Build Django's ``TaskResult`` for a stored row."""
+    """Build Django's ``TaskResult`` for a stored row. A row whose task cannot be resolved (its
+    code moved or vanished) still gives its result, with a stand-in task (``missing_task``)."""
     if task is None:
-        task = resolve_task(stored.task_path)
+        try:
+            task = resolve_task(stored.task_path)
+        except TaskNotRunnable as exc:
+            task = missing_task(stored, str(exc))
     for name, value, kind in (("args", stored.args, list), ("kwargs", stored.kwargs, dict)):
         if not isinstance(value, kind):
             raise TaskNotRunnable(unreadable_arguments(name, value, kind))
@@ -209,11 +255,26 @@ class TandemBackend(BaseTaskBackend):
         raise NotImplementedError
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        from tandem import diagnosis
+
         messages: list[checks.CheckMessage] = list(super().check(**kwargs))
+        if not apps.is_installed("tandem"):
+            return [
+                *messages,
+                checks.Error(diagnosis.NOT_INSTALLED, obj=self.alias, id="tandem.E003"),
+            ]
+        if typo := diagnosis.unknown_backend_keys(self.alias, self.params):
+            messages.append(checks.Error(typo, obj=self.alias, id="tandem.E004"))
         try:
             options = self.tandem_options
         except ImproperlyConfigured as exc:
-            return [*messages, checks.Error(str(exc), obj=self.alias, id="tandem.E001")]
+            return [
+                *messages,
+                *(
+                    checks.Error(text, obj=self.alias, id="tandem.E001")
+                    for text in diagnosis.option_errors(self, exc)
+                ),
+            ]
         served = {q for pool in options.pools for q in pool.queues}
         for queue in sorted(set(self.queues) - served):
             messages.append(
@@ -247,6 +308,8 @@ class TandemBackend(BaseTaskBackend):
 
     def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
         self.validate_task(task)
+        if reason := unimportable(task):
+            raise InvalidTask(reason)
         args_text = to_json_text(list(args), "args")
         kwargs_text = to_json_text(dict(kwargs), "kwargs")
         json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)
@@ -355,13 +418,17 @@ class TandemBackend(BaseTaskBackend):
                 results.append(result)
         return results
 
-    def cancel(self, result_id: str) -> bool:
-        """Cancel a task of this backend: True when it was READY (now FAILED) or RUNNING (told
-        to stop); False when it is unknown or already finished."""
+    def cancel(self, result_id: str) -> CancelOutcome | Literal[False]:
+        """Cancel a task of this backend: ``CancelOutcome.CANCELLED`` when it was READY (it is
+        FAILED now), ``CancelOutcome.REQUESTED`` when it is RUNNING (told to stop: it runs on
+        until its code checks ``context.cancelled``, or a process pool kills it at its next
+        heartbeat); False when it is unknown or already finished. Both outcomes are truthy."""
         if not _is_uuid(result_id):
             return False
         outcome = self.broker.cancel(str(result_id), timezone.now())
-        return outcome is not None
+        if outcome is None:
+            return False
+        return CancelOutcome.CANCELLED if outcome == "cancelled" else CancelOutcome.REQUESTED
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError

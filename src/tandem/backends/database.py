@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -17,7 +18,9 @@ from django.db import transaction
 from tandem import wakeup
 from tandem.backends.base import TandemBackend
 from tandem.brokers.base import NewTask
-from tandem.brokers.database import DatabaseBroker
+
+if TYPE_CHECKING:
+    from tandem.brokers.database import DatabaseBroker
 
 
 class DatabaseBackend(TandemBackend):
@@ -25,7 +28,7 @@ class DatabaseBackend(TandemBackend):
 
     @cached_property
     def broker(self) -> DatabaseBroker:  # type: ignore[override]
-        return DatabaseBroker(
+        return database_broker()(
             self.alias, worker_synchronous=self.tandem_options.sqlite_worker_synchronous
         )
 
@@ -33,7 +36,7 @@ class DatabaseBackend(TandemBackend):
         from django.db import connections
 
         # (not self.broker: the broker is built from the options this check helps to parse)
-        if connections[DatabaseBroker(self.alias).database].vendor == "mysql":
+        if connections[database_broker()(self.alias).database].vendor == "mysql":
             return (
                 "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
                 "a subinterpreter"
@@ -56,3 +59,18 @@ class DatabaseBackend(TandemBackend):
     async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         # The database work runs where Django runs all async ORM calls: its sync thread.
         return await sync_to_async(self._store, thread_sensitive=True)(tasks)
+
+
+def database_broker() -> type[DatabaseBroker]:
+    """The broker class, imported only once tandem is known to be installed: its models cannot
+    load otherwise, and ``manage.py check`` is to say so in one line (tandem.E003)."""
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tandem import diagnosis
+
+    if apps.ready and not apps.is_installed("tandem"):
+        raise ImproperlyConfigured(diagnosis.NOT_INSTALLED)
+    from tandem.brokers.database import DatabaseBroker
+
+    return DatabaseBroker

@@ -28,9 +28,18 @@ from django.core.exceptions import ImproperlyConfigured
 from tandem import wakeup
 from tandem.backends.base import TandemBackend
 from tandem.brokers.base import NewTask
-from tandem.brokers.redis import RedisBroker
-from tandem.brokers.redis_client import connect
 from tandem.conf import REDIS_OPTION_KEYS, RedisOptions, parse_redis_options
+from tandem.diagnosis import extra_hint
+
+try:
+    from tandem.brokers.redis import RedisBroker
+    from tandem.brokers.redis_client import connect
+except ModuleNotFoundError as exc:  # the optional redis package: said by check() and broker
+    if exc.name != "redis":
+        raise
+    MISSING_REDIS: str | None = extra_hint("redis")
+else:
+    MISSING_REDIS = None
 
 
 class RedisBackend(TandemBackend):
@@ -44,6 +53,8 @@ class RedisBackend(TandemBackend):
 
     @cached_property
     def broker(self) -> RedisBroker:  # type: ignore[override]
+        if MISSING_REDIS:
+            raise ImproperlyConfigured(MISSING_REDIS)
         options = self.redis_options
         return RedisBroker(
             self.alias, connect(options), prefix=options.prefix, result_ttl=options.result_ttl
@@ -51,6 +62,8 @@ class RedisBackend(TandemBackend):
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         messages = super().check(**kwargs)
+        if MISSING_REDIS:
+            messages.append(checks.Error(MISSING_REDIS, obj=self.alias, id="tandem.E005"))
         try:
             self.redis_options  # noqa: B018 — parsing is the check
         except ImproperlyConfigured as exc:

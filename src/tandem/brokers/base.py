@@ -321,6 +321,11 @@ class Broker(abc.ABC):
     def prepare(self) -> None:  # noqa: B027 — optional hook
         """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""
 
+    def startup_problem(self) -> str | None:
+        """Why a supervisor cannot start on this store (e.g. its tables are not migrated), or
+        None. Raises when the store does not answer."""
+        return None
+
 
 def allowed_attempts(max_attempts: int, recovery_max_attempts: int) -> int:
     """How many attempts a task whose attempts are lost to crashes may have in all."""

@@ -289,6 +289,21 @@ class DatabaseBroker(Broker):
             cursor.execute(f"PRAGMA synchronous = {self.worker_synchronous}")
         connection._tandem_synchronous_for = raw  # type: ignore[attr-defined]
 
+    def startup_problem(self) -> str | None:
+        """tandem's migrations not applied to the task database: the one-line fix."""
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(self.connection)
+        leaves = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "tandem"]
+        unapplied = [migration.name for migration, _ in executor.migration_plan(leaves)]
+        if not unapplied:
+            return None
+        where = "" if self.database == "default" else f" --database {self.database}"
+        return (
+            f"tandem's tables are not migrated in database {self.database!r} (unapplied: "
+            f"{', '.join(unapplied)}). Run `python manage.py migrate{where}` first."
+        )
+
     def prepare(self) -> None:
         if self.connection.vendor == "sqlite":
             # Switching to WAL needs the database to itself, and SQLite answers "database is

@@ -112,6 +112,11 @@ class RedisBroker(Broker):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    @store_errors
+    def startup_problem(self) -> str | None:
+        self.client.ping()  # raises when Redis does not answer
+        return None
+
     def key(self, *parts: str) -> str:
         """A key of this store: ``key("task", id)``; per alias: ``key(alias, "ready", queue)``."""
         return ":".join((self.prefix, *parts))

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from tandem.backends.base import TandemBackend
 from tandem.monitoring import status
 
 UNHEALTHY = 1
@@ -51,11 +52,19 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
     except ImproperlyConfigured as exc:
         raise CommandError(str(exc)) from exc
     except (DatabaseError, ConnectionError, OSError) as exc:
-        raise CommandError(f"Cannot read the task store of backend {backend!r}: {exc}") from exc
+        from tandem.diagnosis import store_problem
+
+        # The one-line fix when there is one (e.g. "Run `python manage.py migrate` first.").
+        problem = store_problem(status.tandem_backend(backend))
+        if problem is None:
+            problem = f"Cannot read the task store of backend {backend!r}: {exc}"
+        raise CommandError(problem) from exc
     if options.get("json"):
         command.stdout.write(json.dumps(snapshot.as_json(), indent=2))
     else:
         command.stdout.write(text(snapshot))
+        if watch := running_text(status.tandem_backend(backend), snapshot):
+            command.stdout.write(watch)
     if snapshot.problems:
         for problem in snapshot.problems:
             command.stderr.write(f"UNHEALTHY: {problem}")
@@ -119,4 +128,18 @@ def text(snapshot: status.Snapshot) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["UNHEALTHY", "add_arguments", "run", "text"]
+def running_text(backend: TandemBackend, snapshot: status.Snapshot) -> str:
+    """RUNNING tasks whose worker is lost or that were asked to cancel (a database store only)."""
+    from tandem.monitoring import attention
+
+    notes = attention.running_notes(backend, snapshot.taken_at)
+    if not notes:
+        return ""
+    lines = ["", "running tasks to watch:"]
+    for item in notes:
+        record = item.record
+        lines.append(f"  {record.pk} {record.task_path} ({record.queue_name}): {item.note}")
+    return "\n".join(lines)
+
+
+__all__ = ["UNHEALTHY", "add_arguments", "run", "running_text", "text"]

@@ -9,6 +9,7 @@ database store and say so otherwise.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from tandem.monitoring import chart, health, history, metrics, status
+from tandem.backends.base import TandemBackend
+from tandem.monitoring import attention, chart, health, history, metrics, status
 
 DEFAULT_REFRESH = 5.0
 
@@ -83,8 +85,16 @@ def panel_context(alias: str) -> dict[str, Any]:
         ]
         if failures is not None
         else None,
+        "running_notes": _running_notes(backend, now),
         "now": now,
     }
+
+
+def _running_notes(backend: TandemBackend, now: datetime) -> list[dict[str, Any]] | None:
+    notes = attention.running_notes(backend, now)
+    if notes is None:
+        return None
+    return [{"record": n.record, "note": n.note, "url": admin_url(n.record.pk)} for n in notes]
 
 
 @never_cache

@@ -61,6 +61,9 @@ logger = logging.getLogger("tandem.worker")
 
 Clock = Callable[[], datetime]
 STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
+#: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
+#: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
+LIVE_COUNTS_INTERVAL = 1.0
 
 
 @dataclass(slots=True)
@@ -170,6 +173,9 @@ class Supervisor:
         self._listener: PostgresListener | SQLiteWatcher | RedisListener | None = None
         self.claimed = 0
         self.settled = 0
+        #: (settled, busy) as the registry last showed them, and when it may be refreshed next.
+        self._shown: tuple[int, int] = (0, 0)
+        self._next_show: datetime | None = None
         self.store_errors = 0
         self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
         # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
@@ -383,7 +389,19 @@ class Supervisor:
                 state.pool.submit(task)
             self.claimed += len(tasks)
             done += len(tasks)
+        if done:
+            self._show_counts(now)
         return done
+
+    def _show_counts(self, now: datetime) -> None:
+        """Refresh this worker's counts in the registry when they changed, at most once per
+        ``LIVE_COUNTS_INTERVAL`` (the heartbeat refreshes them too)."""
+        counts = (self.settled, sum(len(s.in_flight) for s in self.pools))
+        if counts == self._shown or (self._next_show is not None and now < self._next_show):
+            return
+        self._shown = counts
+        self._next_show = now + timedelta(seconds=LIVE_COUNTS_INTERVAL)
+        self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
 
     def _claims_exhausted(self) -> bool:
         return self.max_tasks is not None and self.claimed >= self.max_tasks
@@ -566,6 +584,7 @@ class Supervisor:
                         state.config.name,
                     )
         self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
+        self._shown = (self.settled, sum(len(s.in_flight) for s in self.pools))
         recovered_tasks = self.broker.recover_expired(now, self.options.recovery_max_attempts)
         telemetry.recovered(self, recovered_tasks)
         for recovered in recovered_tasks:

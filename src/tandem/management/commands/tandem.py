@@ -143,6 +143,31 @@ class Command(BaseCommand):
         schedule_report.add_arguments(sub)
         prune.add_arguments(sub)
 
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """The system checks, with a backend that cannot even be loaded (a bad BACKEND path, a
+        missing package) said in one message instead of a traceback."""
+        try:
+            super().check(*args, **kwargs)
+        except ImproperlyConfigured as exc:
+            from tandem.diagnosis import missing_extra
+
+            raise CommandError(missing_extra(exc) or str(exc)) from exc
+
+    def _preflight(self, backend: str) -> None:
+        """Stop before the banner when the store cannot serve: it does not answer, a driver is
+        missing, or tandem's migrations are not applied — one message, exit status 1."""
+        from tandem.backends.base import TandemBackend
+        from tandem.diagnosis import missing_extra, store_problem
+
+        if backend not in task_backends.settings:
+            raise CommandError(f"No task backend {backend!r} in settings.TASKS.")
+        try:
+            instance = task_backends[backend]
+        except ImproperlyConfigured as exc:
+            raise CommandError(missing_extra(exc) or str(exc)) from exc
+        if isinstance(instance, TandemBackend) and (problem := store_problem(instance)):
+            raise CommandError(problem)
+
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
         if options["subcommand"] == "worker":
@@ -185,6 +210,7 @@ class Command(BaseCommand):
     ) -> None:
         if max_tasks is not None and max_tasks < 1:
             raise CommandError(f"--max-tasks must be >= 1, got {max_tasks}.")
+        self._preflight(backend)
         supervisor = self._supervisor(
             backend,
             queues=queues,
@@ -242,8 +268,11 @@ class Command(BaseCommand):
             raise CommandError(f"--web-interpreters must be >= 0, got {web_interpreters}.")
         if web_interpreters and sys.version_info < (3, 14):
             raise CommandError("--web-interpreters needs Python 3.14 or later.")
+        self._preflight(backend)
         if supervise:
             from tandem import supervise as supervising
+
+            connections.close_all()  # the preflight's: the parent about to exec holds none
 
             try:
                 argv = supervising.child_argv()
