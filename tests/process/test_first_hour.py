@@ -32,7 +32,12 @@ def new_site(root: Path, tasks: str) -> Path:
         timeout=60,
     )
     settings = root / "mysite" / "settings.py"
-    settings.write_text(settings.read_text() + f'\nINSTALLED_APPS += ["tandem"]\nTASKS = {tasks}\n')
+    settings.write_text(
+        settings.read_text()
+        + f'\nINSTALLED_APPS += ["tandem"]\nTASKS = {tasks}\n'
+        # The tutorial's SQLite setting (without it every command also warns tandem.W003).
+        + 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}\n'
+    )
     return root
 
 
