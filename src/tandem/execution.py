@@ -35,6 +35,7 @@ class Outcome:
     return_value: Any = None
     error: ErrorRecord | None = None
     retriable: bool = True
+    attempt_token: str = ""  # the attempt this outcome ends (an outcome of a stale one is dropped)
 
 
 def error_record(exc: BaseException) -> ErrorRecord:
@@ -50,6 +51,7 @@ def failed(stored: StoredTask, exc: BaseException, *, retriable: bool = True) ->
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
+        attempt_token=stored.attempt_token,
         succeeded=False,
         finished_at=timezone.now(),
         error=error_record(exc),
@@ -93,6 +95,7 @@ def execute(stored: StoredTask) -> Outcome:
         return Outcome(
             task_id=stored.id,
             worker_id=stored.worker_id,
+            attempt_token=stored.attempt_token,
             succeeded=False,
             finished_at=finished_at,
             error=error,
@@ -106,6 +109,7 @@ def execute(stored: StoredTask) -> Outcome:
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
+        attempt_token=stored.attempt_token,
         succeeded=True,
         finished_at=finished_at,
         return_value=return_value,

@@ -47,6 +47,7 @@ from tandem.retries import backoff_delay
 from tandem.scheduler.core import Scheduler
 from tandem.tasks import AnyTask, Task
 from tandem.worker import telemetry
+from tandem.worker.heartbeat import Heartbeat, LostAttempt
 from tandem.worker.listener import (
     PostgresListener,
     RedisListener,
@@ -113,6 +114,7 @@ def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
         finished_at=settlement.finished_at,
         error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
         task_path=settlement.task_path,
+        attempt_token=settlement.attempt_token,
     )
 
 
@@ -163,6 +165,19 @@ class Supervisor:
         self.settled = 0
         self.store_errors = 0
         self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
+        # In-flight attempts change on this thread and are read by the heartbeat's.
+        self._flight_lock = threading.Lock()
+        self._lost: collections.deque[LostAttempt] = collections.deque()
+        self.lost_attempts = 0
+        self.rejected_writes = 0
+        self.heartbeat = Heartbeat(
+            broker=self.broker,
+            worker_id=self.worker_id,
+            lease_seconds=self.options.lease_seconds,
+            attempts=self._current_attempts,
+            stop=self._stop_lost,
+            clock=self.clock,
+        )
         # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
         self.scheduler = (
             Scheduler.for_backend(backend, self.broker)
@@ -181,6 +196,35 @@ class Supervisor:
     @property
     def in_flight(self) -> int:
         return sum(len(s.in_flight) for s in self.pools)
+
+    def _current_attempts(self) -> dict[str, dict[str, str]]:
+        """The attempts in flight, per pool: ``{pool: {task id: attempt token}}`` (any thread)."""
+        with self._flight_lock:
+            return {
+                s.config.name: {i: t.attempt_token for i, t in s.in_flight.items()}
+                for s in self.pools
+            }
+
+    def _stop_lost(self, lost: LostAttempt) -> None:
+        """Stop an attempt whose lease is lost, in its pool, now (called by the heartbeat); the
+        supervisor's thread forgets it at its next step."""
+        self.lost_attempts += 1
+        for state in self.pools:
+            if state.config.name == lost.pool:
+                state.pool.stop_attempt(lost.task_id, lost.attempt_token)
+        self._lost.append(lost)
+        self._wake.set()
+
+    def _drop_lost(self) -> None:
+        """Forget attempts the heartbeat stopped: their outcomes, if any come, are discarded."""
+        while self._lost:
+            lost = self._lost.popleft()
+            for state in self.pools:
+                task = state.in_flight.get(lost.task_id)
+                if task is not None and task.attempt_token == lost.attempt_token:
+                    with self._flight_lock:
+                        del state.in_flight[lost.task_id]
+                    state.dirty = True
 
     def _deliver(self, outcome: Outcome) -> None:  # called from pool threads
         self._outcomes.append(outcome)
@@ -286,6 +330,7 @@ class Supervisor:
         """
         forced = self._stopping == 2
         clean = True
+        self.heartbeat.stop()
         for state in self.pools:
             clean = state.pool.stop(timeout=0 if forced else None) and clean
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
@@ -313,6 +358,7 @@ class Supervisor:
         """
         if not self._started:
             self.start()
+        self._drop_lost()
         now = self.clock()
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
@@ -332,10 +378,12 @@ class Supervisor:
             done = 0
         claims: list[tuple[_PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
+        written: list[bool] = []
+        sent = time.monotonic()  # the leases claimed below start no earlier than this
         try:
             with self.broker.transaction():
                 if batch:
-                    self._settle([self._settlement(o, t, s.config) for s, t, o in batch])
+                    written = self._settle([self._settlement(o, t, s.config) for s, t, o in batch])
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
@@ -349,10 +397,13 @@ class Supervisor:
                 # A row the store rejects: settle this batch one by one, claim next round.
                 return self._commit_settlements(self._take_outcomes(), self._write)
             raise
-        done += self._finish(batch)
+        done += self._finish(batch, written)
         for state, tasks in claims:
+            self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
+            with self._flight_lock:
+                for task in tasks:
+                    state.in_flight[task.id] = task
             for task in tasks:
-                state.in_flight[task.id] = task
                 state.pool.submit(task)
             self.claimed += len(tasks)
             done += len(tasks)
@@ -387,37 +438,62 @@ class Supervisor:
             outcome = self._outcomes.popleft()
             for state in self.pools:
                 task = state.in_flight.get(outcome.task_id)
-                if task is not None:
+                if task is not None and task.attempt_token == outcome.attempt_token:
                     batch.append((state, task, outcome))
                     break
-            # else: released or recovered meanwhile; that attempt's lease is gone
+            else:
+                # Released, recovered or stopped meanwhile: that attempt's lease is gone.
+                logger.warning(
+                    "discarded the outcome of a stale attempt of task %s (its lease was lost)",
+                    outcome.task_id,
+                    extra={"task_id": outcome.task_id, "worker_id": self.worker_id},
+                )
         return batch
 
     def _commit_settlements(
         self,
         batch: list[tuple[_PoolState, StoredTask, Outcome]],
-        write: Callable[[list[Settlement]], None],
+        write: Callable[[list[Settlement]], list[bool]],
     ) -> int:
         if not batch:
             return 0
         try:
-            write([self._settlement(o, t, s.config) for s, t, o in batch])
+            written = write([self._settlement(o, t, s.config) for s, t, o in batch])
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             raise
-        return self._finish(batch)
+        return self._finish(batch, written)
 
-    def _finish(self, batch: list[tuple[_PoolState, StoredTask, Outcome]]) -> int:
-        for state, task, _ in batch:
-            del state.in_flight[task.id]
-            state.dirty = True
-        self.settled += len(batch)
-        telemetry.settled(self, [(task, outcome) for _, task, outcome in batch])
+    def _finish(
+        self, batch: list[tuple[_PoolState, StoredTask, Outcome]], written: list[bool]
+    ) -> int:
+        """Forget the settled attempts; report those whose ending the store took, and log the
+        stale ones it rejected (their lease was lost: a newer attempt's ending counts)."""
+        with self._flight_lock:
+            for state, task, _ in batch:
+                del state.in_flight[task.id]
+                state.dirty = True
+        stored = []
+        for (_, task, outcome), kept in zip(batch, written, strict=True):
+            self.heartbeat.forget(task.id, task.attempt_token)
+            if kept:
+                stored.append((task, outcome))
+                continue
+            self.rejected_writes += 1
+            logger.warning(
+                "the store rejected the outcome of a stale attempt of task %s (attempt %d): its "
+                "lease was lost, so the attempt that holds it now decides the task's ending",
+                task.id,
+                task.attempts,
+                extra={"task_id": task.id, "worker_id": self.worker_id, "attempt": task.attempts},
+            )
+        self.settled += len(stored)
+        telemetry.settled(self, stored)
         return len(batch)
 
-    def _write(self, settlements: list[Settlement]) -> None:
+    def _write(self, settlements: list[Settlement]) -> list[bool]:
         """Settle in one batch; a value the store rejects must not block the other outcomes.
 
         A ``DataError`` is about one row's data, not the store (PostgreSQL cannot hold a NUL
@@ -427,37 +503,44 @@ class Supervisor:
         """
         try:
             with self.broker.transaction():
-                self._settle(settlements)
+                return self._settle(settlements)
         except DataError as exc:
             if len(settlements) > 1:
-                for settlement in settlements:
-                    self._write([settlement])
-                return
+                return [kept for s in settlements for kept in self._write([s])]
             logger.error(
                 "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
             )
             with self.broker.transaction():
-                self._settle([_unstorable(settlements[0], exc)])
+                return self._settle([_unstorable(settlements[0], exc)])
 
-    def _settle(self, settlements: list[Settlement]) -> None:
+    def _settle(self, settlements: list[Settlement]) -> list[bool]:
         """Write the settlements, then enqueue the ``on_success``/``on_failure`` hooks of those
         that finished — in the caller's transaction, so a hook is enqueued exactly when its
-        task's ending is written."""
-        written = self.broker.settle(settlements)
-        for settlement in settlements:
-            if settlement.status == READY:
+        task's ending is written. Returns, per settlement, whether the store took it (a stale
+        attempt's ending is rejected)."""
+        count = self.broker.settle(settlements)
+        written = [True] * len(settlements)
+        if count < len(settlements):  # some attempts were stale: which ones were written?
+            written = [self._was_written(s) for s in settlements]
+        for settlement, kept in zip(settlements, written, strict=True):
+            if settlement.status == READY or not kept:
                 continue
             task = self._task(settlement.task_path)
             hook = getattr(
                 task, "on_success" if settlement.status == SUCCESSFUL else "on_failure", None
             )
-            if hook is None:
-                continue
-            if written < len(settlements):  # some leases were lost: was this one written?
-                stored = self.broker.get(settlement.id)
-                if stored is None or stored.finished_at != settlement.finished_at:
-                    continue
-            self._enqueue_hook(hook, settlement.id)
+            if hook is not None:
+                self._enqueue_hook(hook, settlement.id)
+        return written
+
+    def _was_written(self, settlement: Settlement) -> bool:
+        """Whether the store holds ``settlement`` as the task's ending (its attempt was current)."""
+        stored = self.broker.get(settlement.id)
+        if stored is None or stored.attempt_token != settlement.attempt_token:
+            return False
+        if settlement.status == READY:
+            return stored.status == READY and stored.available_at == settlement.retry_at
+        return stored.status == settlement.status and stored.finished_at == settlement.finished_at
 
     def _enqueue_hook(self, hook: AnyTask | str, result_id: str) -> None:
         try:
@@ -494,6 +577,7 @@ class Supervisor:
             return Settlement(
                 id=task.id,
                 worker_id=self.worker_id,
+                attempt_token=task.attempt_token,
                 status=SUCCESSFUL,
                 finished_at=outcome.finished_at,
                 return_value=outcome.return_value,
@@ -503,6 +587,7 @@ class Supervisor:
             return Settlement(
                 id=task.id,
                 worker_id=self.worker_id,
+                attempt_token=task.attempt_token,
                 status=READY,
                 finished_at=outcome.finished_at,
                 error=outcome.error,
@@ -512,6 +597,7 @@ class Supervisor:
         return Settlement(
             id=task.id,
             worker_id=self.worker_id,
+            attempt_token=task.attempt_token,
             status=FAILED,
             finished_at=outcome.finished_at,
             error=outcome.error,
@@ -528,16 +614,8 @@ class Supervisor:
                         logger.warning(
                             "killed cancelled task %s (pool %s)", task_id, state.config.name
                         )
-            if ids:
-                held = self.broker.renew(self.worker_id, ids, now + self.lease)
-                if held < len(ids):
-                    logger.warning(
-                        "worker %s lost %d lease(s) in pool %s (recovered elsewhere); "
-                        "their outcomes will be ignored",
-                        self.worker_id,
-                        len(ids) - held,
-                        state.config.name,
-                    )
+        if not self.heartbeat.running:  # (``run()`` renews on the heartbeat's own thread)
+            self.heartbeat.renew(now)
         self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
         recovered_tasks = self.broker.recover_expired(now, self.options.recovery_max_attempts)
         telemetry.recovered(self, recovered_tasks)
@@ -561,7 +639,10 @@ class Supervisor:
             if ids:
                 released = self.broker.release(self.worker_id, ids, now)
                 logger.warning("released %d in-flight task(s) back to READY", released)
-                state.in_flight.clear()
+                with self._flight_lock:
+                    for task in state.in_flight.values():
+                        self.heartbeat.forget(task.id, task.attempt_token)
+                    state.in_flight.clear()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -590,6 +671,7 @@ class Supervisor:
     def run(self) -> None:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
         self.start()
+        self.heartbeat.start()
         error_delay = 0.5
         completed = False
         try:

@@ -57,6 +57,13 @@ class ExecutionPool(abc.ABC):
         return False
 
     @abc.abstractmethod
+    def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
+        """End this attempt now and deliver no outcome: its lease is lost (another worker may
+        run the task). Process: the child is killed; subinterpreter: the task is interrupted
+        and the interpreter retired; thread: the thread is abandoned and its result discarded.
+        True when the attempt was running or waiting here."""
+
+    @abc.abstractmethod
     def stop(self, timeout: float | None) -> bool:
         """Stop taking work; wait up to ``timeout`` (None: forever) for running tasks to end.
 
@@ -168,14 +175,31 @@ class SlotPool(ExecutionPool):
                 return
             self._backlog.append(item)
 
-    def _take_waiting(self, task_id: str) -> StoredTask | None:
+    def _take_waiting(self, task_id: str, attempt_token: str | None = None) -> StoredTask | None:
         """Remove ``task_id`` from the backlog, if it waits there (claimed ahead, not started)."""
         with self._dispatch:
             for item in self._backlog:
                 if item is not None and item.id == task_id:
+                    if attempt_token is not None and item.attempt_token != attempt_token:
+                        continue
                     self._backlog.remove(item)
                     return item
         return None
+
+    def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
+        for slot in self._live_slots():
+            task = slot.take_attempt(task_id, attempt_token)
+            if task is not None:
+                self._stop_running(slot, task)
+                return True
+        return self._take_waiting(task_id, attempt_token) is not None
+
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        """End ``slot``'s attempt of ``task`` (already taken from the slot: no outcome is
+        delivered). By default the worker is retired and replaced: it runs on until the task
+        returns, and its result is discarded."""
+        slot.retired = True
+        self._replace(slot)
 
     def _next(self, slot: Slot) -> StoredTask | None:
         """The next task for ``slot``'s worker (``STOP``: end), waiting while there is none."""

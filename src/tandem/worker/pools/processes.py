@@ -139,6 +139,11 @@ class ProcessPool(SlotPool):
             return True
         return False
 
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        child = slot.handle
+        if isinstance(child, _Child):
+            child.kill()  # the worker thread sees the pipe close and starts a fresh child
+
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)
         assert timeout is not None
