@@ -2,7 +2,9 @@
 
 The supervisor's claim loop backs off for up to 30 s after a store error; a heartbeat that waited
 with it would let leases expire during a short outage while their tasks run on. So ``run()``
-renews leases here, on a thread that does nothing else (and has its own database connection):
+renews leases here, on a thread that does nothing else (and has its own database connection),
+and guards their deadlines on a second thread that never touches the store (a renewal stuck in a
+dead connection cannot keep an attempt alive past its lease):
 
 - every ``heartbeat_interval`` (a third of ``lease_seconds``) it renews the leases of every
   attempt in flight, in one statement per pool;
@@ -48,6 +50,8 @@ class LostAttempt:
     attempt_token: str
     pool: str
     reason: str
+    at: float  # when it was stopped (monotonic)
+    deadline: float | None  # before which the store cannot expire its lease (monotonic)
 
 
 class Heartbeat:
@@ -82,8 +86,10 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._guard: threading.Thread | None = None
         self.renewals = 0
         self.failures = 0
+        self.stopped: list[LostAttempt] = []  # every attempt stopped, in order
 
     # -- what the supervisor tells it ----------------------------------------------------------
 
@@ -132,6 +138,8 @@ class Heartbeat:
                             pool=pool,
                             reason="the store no longer holds its lease for this attempt "
                             "(recovered elsewhere, or settled)",
+                            at=self._monotonic(),
+                            deadline=self.deadline(task_id, token),
                         )
                     )
         self.renewals += 1
@@ -146,8 +154,10 @@ class Heartbeat:
             for task_id, token in attempts.items()
         }
         with self._lock:
-            overdue = [key for key, deadline in self._deadlines.items() if deadline <= limit]
-        for key in overdue:
+            overdue = [
+                (k, deadline) for k, deadline in self._deadlines.items() if deadline <= limit
+            ]
+        for key, deadline in overdue:
             pool = current.get(key)
             if pool is None:
                 self.forget(*key)  # ended meanwhile
@@ -159,12 +169,15 @@ class Heartbeat:
                     pool=pool,
                     reason=f"its lease could not be renewed within {self.lease_seconds:g}s "
                     "(the store was unreachable, or this process was paused)",
+                    at=self._monotonic(),
+                    deadline=deadline,
                 )
             )
         return len(overdue)
 
     def _lose(self, lost: LostAttempt) -> None:
         self.forget(lost.task_id, lost.attempt_token)
+        self.stopped.append(lost)
         logger.error(
             "stopping task %s (pool %s, worker %s): %s; another worker may run it again",
             lost.task_id,
@@ -187,15 +200,25 @@ class Heartbeat:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(
-            target=self._run, name=f"tandem-heartbeat-{self.worker_id}", daemon=True
-        )
+        # Daemon threads: a renewal stuck in a dead connection must not keep the process alive.
+        self._thread = threading.Thread(target=self._run, name="tandem-heartbeat", daemon=True)
+        self._guard = threading.Thread(target=self._watch, name="tandem-lease-guard", daemon=True)
         self._thread.start()
+        self._guard.start()
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(5.0, self.check_every * 2))
+        for thread in (self._guard, self._thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=max(5.0, self.check_every * 2))
+
+    def _watch(self) -> None:
+        """The guard: stop attempts whose deadline comes before the next check (no store I/O)."""
+        while not self._stopping.wait(self.check_every / 2):
+            try:
+                self.stop_overdue()
+            except Exception:
+                logger.exception("the lease guard failed; checking again")
 
     def _run(self) -> None:
         next_renewal = self._monotonic() + self.renew_every
@@ -218,7 +241,6 @@ class Heartbeat:
                         next_renewal = self._monotonic() + self.check_every
                     else:
                         next_renewal = self._monotonic() + self.renew_every
-                self.stop_overdue()
                 wait = min(self.check_every, max(0.0, next_renewal - self._monotonic()))
                 self._stopping.wait(max(wait, 0.01))
         finally:

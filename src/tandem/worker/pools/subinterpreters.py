@@ -56,8 +56,10 @@ class _Interpreter:
         self.interp = interpreters.create()
         self.tasks = interpreters.create_queue()
         self.results = interpreters.create_queue()
+        self.stops = interpreters.create_queue()  # attempts to interrupt (their lease is lost)
         self.wake_r, self.wake_w = os.pipe()
         self.done_r, self.done_w = os.pipe()
+        self.stop_r, self.stop_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
         self.setup_error: BaseException | None = None
         try:
@@ -72,7 +74,14 @@ class _Interpreter:
         lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
         try:
             self.crash = self.interp.call(
-                runner.serve, self.tasks, self.results, self.wake_r, self.done_w
+                runner.serve,
+                self.tasks,
+                self.results,
+                self.wake_r,
+                self.done_w,
+                self.stops,
+                self.stop_r,
+                self.stop_w,
             )
         except Exception as exc:  # ExecutionFailed: the loop itself failed
             self.crash = f"the worker interpreter failed: {exc}"
@@ -89,6 +98,12 @@ class _Interpreter:
         outcome: Outcome = self.results.get_nowait()
         return outcome
 
+    def interrupt(self, task: StoredTask) -> None:
+        """Raise ``LeaseLost`` in ``task``'s attempt if it still runs here (pure Python only)."""
+        self.stops.put(f"{task.id}:{task.attempt_token}")
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"!")
+
     def close(self) -> None:
         if self.thread.is_alive():
             self.tasks.put(None)
@@ -99,7 +114,7 @@ class _Interpreter:
             self.interp.close()
         except Exception:  # already gone
             logger.debug("interpreter %s left open", getattr(self.interp, "id", "?"))
-        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w):
+        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w, self.stop_r, self.stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -114,6 +129,7 @@ class SubinterpreterPool(SlotPool):
 
     def _work(self, slot: Slot) -> None:
         worker = _Interpreter(self._environment, f"{threading.current_thread().name}-run")
+        slot.handle = worker
         if worker.setup_error is not None:
             logger.error(
                 "a worker interpreter of pool %s could not set up Django: %s",
@@ -137,6 +153,14 @@ class SubinterpreterPool(SlotPool):
                     return  # overran its deadline; a replacement already took its seat
         finally:
             worker.close()
+
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        """Interrupt the task (``LeaseLost``), then retire the interpreter: a fresh one takes
+        its seat at once, and this one closes when the task returns (its result discarded)."""
+        worker = slot.handle
+        if isinstance(worker, _Interpreter):
+            worker.interrupt(task)
+        super()._stop_running(slot, task)
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)
