@@ -31,7 +31,10 @@ def runs(directory: Path) -> dict[str, list[Run]]:
     for path in directory.iterdir():
         key, pid, _ = path.name.rsplit(".", 2)
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        started = next(float(t) for kind, t in lines if kind == "start")
+        starts = [float(t) for kind, t in lines if kind == "start"]
+        if not starts:
+            continue  # created an instant ago (or killed right then): not alive yet
+        started = starts[0]
         ticks = tuple(float(t) for kind, t in lines if kind == "tick")
         ended = next((float(t) for kind, t in lines if kind == "end"), None)
         found[key].append(Run(key=key, pid=int(pid), started=started, ticks=ticks, ended=ended))

@@ -65,7 +65,8 @@ def test_a_worker_whose_clock_runs_ahead_takes_no_live_task(scale: Scale) -> Non
 def test_a_paused_worker_stops_its_stale_runs_when_it_resumes(scale: Scale, executor: str) -> None:
     faults = Faults(scale, executor)
     paused = faults.worker("paused")
-    ids = faults.enqueue(TASKS, "pause", SECONDS)
+    # Long enough that a stale run left alone would still be running long after the resume.
+    ids = faults.enqueue(TASKS, "pause", 4 * LEASE)
     faults.wait_started(TASKS, alive=[paused])
     other = faults.worker("other")
 
