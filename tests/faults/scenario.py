@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from tests.faults import ledger
 from tests.faults.tasks import TICK
 from tests.process.workers import Child, wait_until
@@ -121,8 +123,9 @@ class Faults:
         for key, key_runs in found.items():
             assert any(run.ended is not None for run in key_runs), (key, key_runs)
         numbers = ledger.overlaps(found)
+        store = "redis" if self.scale.env["TANDEM_SCALE_STORE"] == "redis" else settings.DB_KIND
         line = (
-            f"faults {scenario} [{self.executor}] {what}: {numbers.line()}; "
+            f"faults {scenario} [{store}, {self.executor}] {what}: {numbers.line()}; "
             f"{sum(len(r['worker_ids']) for r in present)} attempts; 0 lost, bound {bound:.2f}s"
         )
         REPORTS.append(line)

@@ -15,6 +15,8 @@ import uuid
 
 from django.tasks import task
 
+from tandem import task as tandem_task
+
 TICK = 0.05
 
 
@@ -34,3 +36,10 @@ def hold(key: str, seconds: float) -> str:
     finally:
         os.close(fd)
     return key
+
+
+@tandem_task(timeout=0.3)
+def stuck(seconds: float) -> None:
+    """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
+    cannot interrupt it, so the pool retires the interpreter."""
+    time.sleep(seconds)

@@ -59,6 +59,8 @@ from tandem.worker.pools.base import ExecutionPool, create_pool
 logger = logging.getLogger("tandem.worker")
 
 Clock = Callable[[], datetime]
+#: The exit status of a worker whose pool broke (too many stuck interpreters): restart it.
+EXIT_POOL_BROKEN = 75
 STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 
 
@@ -170,6 +172,7 @@ class Supervisor:
         self._lost: collections.deque[LostAttempt] = collections.deque()
         self.lost_attempts = 0
         self.rejected_writes = 0
+        self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
         self.heartbeat = Heartbeat(
             broker=self.broker,
             worker_id=self.worker_id,
@@ -214,6 +217,17 @@ class Supervisor:
                 state.pool.stop_attempt(lost.task_id, lost.attempt_token)
         self._lost.append(lost)
         self._wake.set()
+
+    def _check_pools(self) -> None:
+        """A broken pool (see ``ExecutionPool.broken``) stops this supervisor: in-flight tasks
+        are released and ``exit_code`` tells the command to exit non-zero, to be restarted."""
+        for state in self.pools:
+            if state.pool.broken and self.exit_code == 0:
+                logger.critical(
+                    "%s: releasing in-flight tasks and exiting for a restart", state.pool.broken
+                )
+                self.exit_code = EXIT_POOL_BROKEN
+                self.request_stop(force=True)
 
     def _drop_lost(self) -> None:
         """Forget attempts the heartbeat stopped: their outcomes, if any come, are discarded."""
@@ -271,7 +285,6 @@ class Supervisor:
     def start(self) -> None:
         if self._started:
             return
-        self._started = True
         now = self.clock()
         self.broker.prepare()
         self.broker.register_worker(
@@ -286,6 +299,7 @@ class Supervisor:
                 last_heartbeat_at=now,
             )
         )
+        self._started = True  # (a store that is down fails the start before anything runs)
         if not SUBINTERPRETERS_AVAILABLE and "executor" not in (self.backend.options or {}):
             logger.info(
                 "Python %s has no subinterpreters with their own GIL (3.14+): the pools run "
@@ -359,6 +373,7 @@ class Supervisor:
         if not self._started:
             self.start()
         self._drop_lost()
+        self._check_pools()
         now = self.clock()
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
@@ -670,7 +685,10 @@ class Supervisor:
 
     def run(self) -> None:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
-        self.start()
+        self._start_when_the_store_answers()
+        if not self._started:
+            self.close()
+            return
         self.heartbeat.start()
         error_delay = 0.5
         completed = False
@@ -704,6 +722,21 @@ class Supervisor:
                 except Exception:
                     logger.exception("could not release in-flight tasks; their leases will expire")
             self.close()
+
+    def _start_when_the_store_answers(self) -> None:
+        """``start()``, retried with the claim loop's back-off while the store is unreachable
+        (a worker started during an outage waits for the store instead of crashing); a stop
+        request ends the wait."""
+        delay = 0.5
+        while not self._started and not self._stopping:
+            try:
+                self.start()
+            except STORE_ERRORS as exc:
+                self.store_errors += 1
+                logger.error("task store unavailable at start (%s); retrying in %.1fs", exc, delay)
+                self._close_connections()
+                self._back_off(delay)
+                delay = min(delay * 2, 30.0)
 
     def _back_off(self, seconds: float) -> None:
         """Wait ``seconds`` after a store error; only a stop request cuts the wait short.

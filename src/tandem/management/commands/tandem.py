@@ -201,16 +201,19 @@ class Command(BaseCommand):
         self.stdout.write(
             f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
         )
-        if supervisor.stopping == 2:
-            # Released while workers were busy: a subinterpreter still running a task would
-            # crash interpreter finalization (SIGSEGV) after the release.
-            from tandem.serving import finish_process, leftovers
+        # After a forced stop, or a drain that left a retired interpreter stuck in a task: a
+        # subinterpreter still running would crash interpreter finalization (SIGSEGV).
+        from tandem.serving import finish_process, leftovers
 
-            if still := leftovers():
-                logger.info(
-                    "exiting without interpreter finalization (still running: %s)", ", ".join(still)
-                )
-                finish_process(0)
+        still = leftovers()
+        stuck = any("subinterpreter" in thing for thing in still)
+        if still and (supervisor.stopping == 2 or stuck):
+            logger.info(
+                "exiting without interpreter finalization (still running: %s)", ", ".join(still)
+            )
+            finish_process(supervisor.exit_code)
+        if supervisor.exit_code:
+            sys.exit(supervisor.exit_code)
 
     def serve(
         self,

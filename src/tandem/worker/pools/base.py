@@ -31,6 +31,9 @@ class ExecutionPool(abc.ABC):
         self.config = config
         self.deliver = deliver
         self.restarts = 0
+        #: Why this pool cannot go on in this process (None: it can); the supervisor then stops
+        #: and exits non-zero, for a process supervisor (``--supervise``, systemd) to restart it.
+        self.broken: str | None = None
 
     @property
     def size(self) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tandem.brokers.base import StoredTask
@@ -21,6 +23,19 @@ from tandem.worker.pools.slots import Slot, cancelled_outcome, crash_outcome, ti
 from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
+
+#: How long a fresh child may take to start (spawn + ``django.setup()``) before it is killed.
+STARTUP_TIMEOUT = 60.0
+#: How often a start-up in progress checks whether it was cancelled.
+STARTUP_POLL = 0.1
+
+
+class StartupFailed(RuntimeError):
+    """A fresh child did not get ready within ``STARTUP_TIMEOUT``."""
+
+
+class StartupAbandoned(Exception):
+    """The task a child was starting for was taken away (cancelled, lease lost, pool stopping)."""
 
 
 class _Child:
@@ -34,7 +49,19 @@ class _Child:
         child_end.close()
         self.tasks = 0
 
-    def handshake(self) -> None:
+    def handshake(self, cancelled: Callable[[], bool]) -> None:
+        """Wait for "ready"; kill the child when ``cancelled()`` or after ``STARTUP_TIMEOUT``."""
+        timeout = STARTUP_TIMEOUT
+        deadline = time.monotonic() + timeout
+        while not self.connection.poll(STARTUP_POLL):
+            if cancelled():
+                self.kill()
+                raise StartupAbandoned("the task was taken away while its worker process started")
+            if not self.process.is_alive():
+                raise EOFError("the worker process exited during start-up")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise StartupFailed(f"the worker process did not start within {timeout:g}s")
         message = self.connection.recv()
         if not (isinstance(message, tuple) and message[0] == "ready"):
             raise RuntimeError(f"unexpected first message from worker process: {message!r}")
@@ -69,11 +96,21 @@ class ProcessPool(SlotPool):
         super().__init__(config, deliver)
         self._environment = worker_environment()
         self.recycled = 0
+        self._stopping = False
 
-    def _new_child(self) -> _Child:
+    def _new_child(self, slot: Slot, task: StoredTask) -> _Child:
         child = _Child(self._environment)
-        child.handshake()
+        slot.handle = child  # a cancel or a lost lease during start-up kills it
+        try:
+            child.handshake(lambda: self._stopping or slot.task is not task)
+        except BaseException:
+            _reap(child)
+            raise
         return child
+
+    def stop(self, timeout: float | None) -> bool:
+        self._stopping = True  # a child still starting is abandoned
+        return super().stop(timeout)
 
     def _work(self, slot: Slot) -> None:
         child: _Child | None = None
@@ -82,14 +119,23 @@ class ProcessPool(SlotPool):
                 slot.begin(task, None)
                 try:
                     if child is None:
-                        # Start-up (spawn + django.setup()) is not part of the task's time.
-                        child = self._new_child()
-                        slot.handle = child
+                        # Start-up (spawn + django.setup()) is not part of the task's time; it
+                        # has a deadline of its own (STARTUP_TIMEOUT) and ends if the task is
+                        # taken away meanwhile.
+                        child = self._new_child(slot, task)
                     slot.arm(self.timeout_for(task))
                     if slot.task is not task:
                         continue  # cancelled while the child started: never run it
                     child.connection.send((task, None))
                     reply = child.connection.recv()
+                except StartupAbandoned:
+                    child = None
+                    continue  # its ending (cancelled, lease lost) was decided elsewhere
+                except StartupFailed as exc:
+                    slot.finish(crash_outcome(task, f"{exc}; it was killed and is replaced."))
+                    child = None
+                    self.restarts += 1
+                    continue
                 except (EOFError, OSError, RuntimeError) as exc:
                     exitcode = _reap(child)
                     slot.finish(

@@ -35,6 +35,11 @@ from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeo
 
 logger = logging.getLogger("tandem.worker")
 
+#: Retired interpreters still running (stuck in a task) per worker of the pool, at most: past
+#: that, the pool is broken and the process must be restarted (a running interpreter cannot be
+#: closed, only abandoned).
+RETIRED_PER_WORKER = 2
+
 
 def available() -> bool:
     return sys.version_info >= (3, 14)
@@ -126,6 +131,27 @@ class SubinterpreterPool(SlotPool):
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
         self._environment = worker_environment()
+        self._retired: list[_Interpreter] = []
+
+    @property
+    def retired_running(self) -> int:
+        """Retired interpreters still running their task."""
+        self._retired = [w for w in self._retired if w.thread.is_alive()]
+        return len(self._retired)
+
+    def _retire(self, slot: Slot) -> None:
+        """Count ``slot``'s interpreter as retired; break the pool past the cap."""
+        worker = slot.handle
+        if isinstance(worker, _Interpreter):
+            self._retired.append(worker)
+        cap = RETIRED_PER_WORKER * self.size
+        if self.retired_running > cap and self.broken is None:
+            self.broken = (
+                f"pool {self.config.name}: {self.retired_running} retired interpreters are still "
+                f"running their tasks (at most {cap}); a running interpreter cannot be closed, "
+                "so this process must be restarted"
+            )
+            logger.critical("%s", self.broken)
 
     def _work(self, slot: Slot) -> None:
         worker = _Interpreter(self._environment, f"{threading.current_thread().name}-run")
@@ -160,6 +186,7 @@ class SubinterpreterPool(SlotPool):
         worker = slot.handle
         if isinstance(worker, _Interpreter):
             worker.interrupt(task)
+        self._retire(slot)
         super()._stop_running(slot, task)
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
@@ -176,4 +203,5 @@ class SubinterpreterPool(SlotPool):
         logger.warning(
             "pool %s: retired an interpreter stuck in task %s", self.config.name, task.id
         )
+        self._retire(slot)
         self._replace(slot)
