@@ -29,13 +29,10 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from tandem import wakeup
-from tandem.backends.base import TandemBackend, resolve_task
+from tandem.backends.base import TandemBackend
 from tandem.brokers.base import (
-    FAILED,
     READY,
-    SUCCESSFUL,
     Broker,
-    ErrorRecord,
     Settlement,
     StoredTask,
     WorkerInfo,
@@ -43,9 +40,7 @@ from tandem.brokers.base import (
 from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retention import Retention
-from tandem.retries import backoff_delay
 from tandem.scheduler.core import Scheduler
-from tandem.tasks import AnyTask, Task
 from tandem.worker import telemetry
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
 from tandem.worker.listener import (
@@ -55,6 +50,7 @@ from tandem.worker.listener import (
     redis_broker_of,
 )
 from tandem.worker.pools.base import ExecutionPool, create_pool
+from tandem.worker.settlement import Settler
 
 logger = logging.getLogger("tandem.worker")
 
@@ -105,21 +101,6 @@ def _in_memory(name: object) -> bool:
     return ":memory:" in str(name) or "mode=memory" in str(name)
 
 
-def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
-    """The FAILED ending written instead of an attempt's outcome that the store rejected."""
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    message = f"{kind}: the task store rejected this attempt's outcome ({settlement.status}): {exc}"
-    return Settlement(
-        id=settlement.id,
-        worker_id=settlement.worker_id,
-        status=FAILED,
-        finished_at=settlement.finished_at,
-        error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
-        task_path=settlement.task_path,
-        attempt_token=settlement.attempt_token,
-    )
-
-
 class Supervisor:
     def __init__(
         self,
@@ -166,7 +147,7 @@ class Supervisor:
         self.claimed = 0
         self.settled = 0
         self.store_errors = 0
-        self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
+        self.settler = Settler(self.broker, self.worker_id)
         # In-flight attempts change on this thread and are read by the heartbeat's.
         self._flight_lock = threading.Lock()
         self._lost: collections.deque[LostAttempt] = collections.deque()
@@ -383,7 +364,7 @@ class Supervisor:
         claiming = not self._stopping and not self._claims_exhausted()
         if not claiming:
             # No claim follows: settle on its own (one bad row cannot take the others down).
-            done = self._commit_settlements(batch, self._write)
+            done = self._commit_settlements(batch, self.settler.write)
             batch = []
             if self._stopping == 2:
                 self._release_all(now)
@@ -398,7 +379,9 @@ class Supervisor:
         try:
             with self.broker.transaction():
                 if batch:
-                    written = self._settle([self._settlement(o, t, s.config) for s, t, o in batch])
+                    written = self.settler.settle(
+                        [self.settler.ending(o, t, s.config) for s, t, o in batch]
+                    )
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
@@ -410,7 +393,7 @@ class Supervisor:
                 state.dirty = True
             if isinstance(exc, DataError) and batch:
                 # A row the store rejects: settle this batch one by one, claim next round.
-                return self._commit_settlements(self._take_outcomes(), self._write)
+                return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
         done += self._finish(batch, written)
         for state, tasks in claims:
@@ -473,7 +456,7 @@ class Supervisor:
         if not batch:
             return 0
         try:
-            written = write([self._settlement(o, t, s.config) for s, t, o in batch])
+            written = write([self.settler.ending(o, t, s.config) for s, t, o in batch])
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
@@ -507,117 +490,6 @@ class Supervisor:
         self.settled += len(stored)
         telemetry.settled(self, stored)
         return len(batch)
-
-    def _write(self, settlements: list[Settlement]) -> list[bool]:
-        """Settle in one batch; a value the store rejects must not block the other outcomes.
-
-        A ``DataError`` is about one row's data, not the store (PostgreSQL cannot hold a NUL
-        character in JSON): writing the same batch again would fail forever while no lease is
-        renewed. So the batch is written one by one, and a settlement the store still rejects is
-        written as FAILED with the store's error instead.
-        """
-        try:
-            with self.broker.transaction():
-                return self._settle(settlements)
-        except DataError as exc:
-            if len(settlements) > 1:
-                return [kept for s in settlements for kept in self._write([s])]
-            logger.error(
-                "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
-            )
-            with self.broker.transaction():
-                return self._settle([_unstorable(settlements[0], exc)])
-
-    def _settle(self, settlements: list[Settlement]) -> list[bool]:
-        """Write the settlements, then enqueue the ``on_success``/``on_failure`` hooks of those
-        that finished — in the caller's transaction, so a hook is enqueued exactly when its
-        task's ending is written. Returns, per settlement, whether the store took it (a stale
-        attempt's ending is rejected)."""
-        count = self.broker.settle(settlements)
-        written = [True] * len(settlements)
-        if count < len(settlements):  # some attempts were stale: which ones were written?
-            written = [self._was_written(s) for s in settlements]
-        for settlement, kept in zip(settlements, written, strict=True):
-            if settlement.status == READY or not kept:
-                continue
-            task = self._task(settlement.task_path)
-            hook = getattr(
-                task, "on_success" if settlement.status == SUCCESSFUL else "on_failure", None
-            )
-            if hook is not None:
-                self._enqueue_hook(hook, settlement.id)
-        return written
-
-    def _was_written(self, settlement: Settlement) -> bool:
-        """Whether the store holds ``settlement`` as the task's ending (its attempt was current)."""
-        stored = self.broker.get(settlement.id)
-        if stored is None or stored.attempt_token != settlement.attempt_token:
-            return False
-        if settlement.status == READY:
-            return stored.status == READY and stored.available_at == settlement.retry_at
-        return stored.status == settlement.status and stored.finished_at == settlement.finished_at
-
-    def _enqueue_hook(self, hook: AnyTask | str, result_id: str) -> None:
-        try:
-            hook_task = resolve_task(hook) if isinstance(hook, str) else hook
-            hook_task.enqueue(result_id)
-        except STORE_ERRORS:
-            raise  # the round is retried with the outcome
-        except Exception:
-            logger.exception("could not enqueue hook %r for task %s", hook, result_id)
-
-    def _task(self, task_path: str) -> AnyTask | None:
-        """The task a row names, resolved once per path (None when it does not resolve)."""
-        if task_path not in self._tasks:
-            try:
-                self._tasks[task_path] = resolve_task(task_path)
-            except Exception:
-                self._tasks[task_path] = None
-        return self._tasks[task_path]
-
-    def _retry_delay(self, task: StoredTask, pool: PoolConfig) -> timedelta:
-        resolved = self._task(task.task_path)
-        if isinstance(resolved, Task):
-            try:
-                seconds = resolved.retry_delay(task.attempts)
-            except Exception:
-                logger.exception("backoff of %s failed; using the pool's", task.task_path)
-                seconds = None
-            if seconds is not None:
-                return timedelta(seconds=seconds)
-        return backoff_delay(task.attempts, pool.backoff)
-
-    def _settlement(self, outcome: Outcome, task: StoredTask, pool: PoolConfig) -> Settlement:
-        if outcome.succeeded:
-            return Settlement(
-                id=task.id,
-                worker_id=self.worker_id,
-                attempt_token=task.attempt_token,
-                status=SUCCESSFUL,
-                finished_at=outcome.finished_at,
-                return_value=outcome.return_value,
-                task_path=task.task_path,
-            )
-        if outcome.retriable and task.attempts < task.max_attempts:
-            return Settlement(
-                id=task.id,
-                worker_id=self.worker_id,
-                attempt_token=task.attempt_token,
-                status=READY,
-                finished_at=outcome.finished_at,
-                error=outcome.error,
-                retry_at=outcome.finished_at + self._retry_delay(task, pool),
-                task_path=task.task_path,
-            )
-        return Settlement(
-            id=task.id,
-            worker_id=self.worker_id,
-            attempt_token=task.attempt_token,
-            status=FAILED,
-            finished_at=outcome.finished_at,
-            error=outcome.error,
-            task_path=task.task_path,
-        )
 
     def _heartbeat(self, now: datetime) -> None:
         self._next_heartbeat = now + self.heartbeat_every
