@@ -266,21 +266,25 @@ class Supervisor:
     def start(self) -> None:
         if self._started:
             return
+        self._started = True
         now = self.clock()
-        self.broker.prepare()
-        self.broker.register_worker(
-            WorkerInfo(
-                id=self.worker_id,
-                backend=self.backend.alias,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=self.queues,
-                pools=self.pool_states(),
-                started_at=now,
-                last_heartbeat_at=now,
+        try:
+            self.broker.prepare()
+            self.broker.register_worker(
+                WorkerInfo(
+                    id=self.worker_id,
+                    backend=self.backend.alias,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=self.queues,
+                    pools=self.pool_states(),
+                    started_at=now,
+                    last_heartbeat_at=now,
+                )
             )
-        )
-        self._started = True  # (a store that is down fails the start before anything runs)
+        except BaseException:
+            self._started = False  # a store that is down fails the start before anything runs
+            raise
         if not SUBINTERPRETERS_AVAILABLE and "executor" not in (self.backend.options or {}):
             logger.info(
                 "Python %s has no subinterpreters with their own GIL (3.14+): the pools run "

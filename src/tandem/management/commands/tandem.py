@@ -192,9 +192,17 @@ class Command(BaseCommand):
         )
         self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
         bar = self._progress_bar(supervisor) if burst else None
+        from tandem.serving import finish_process, leftovers
+
         with stop_signals(supervisor, self.stderr.write):
             try:
                 supervisor.run()
+            except BaseException:
+                if any("subinterpreter" in thing for thing in leftovers()):
+                    # An open interpreter would hang or crash finalization: exit now, non-zero.
+                    logger.exception("the worker failed; exiting without interpreter finalization")
+                    finish_process(1)
+                raise
             finally:
                 if bar is not None:
                     bar.stop()
@@ -203,8 +211,6 @@ class Command(BaseCommand):
         )
         # After a forced stop, or a drain that left a retired interpreter stuck in a task: a
         # subinterpreter still running would crash interpreter finalization (SIGSEGV).
-        from tandem.serving import finish_process, leftovers
-
         still = leftovers()
         stuck = any("subinterpreter" in thing for thing in still)
         if still and (supervisor.stopping == 2 or stuck):

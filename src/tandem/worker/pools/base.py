@@ -228,7 +228,9 @@ class SlotPool(ExecutionPool):
             self._backlog.clear()
         for _ in slots:
             self._put(STOP)
-        threads = [s.thread for s in slots if s.thread is not None]
+        # (a seat given to a fresh worker a moment ago may not have started its thread yet:
+        # it takes its STOP when it does)
+        threads = [s.thread for s in slots if s.thread is not None and s.thread.ident is not None]
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
