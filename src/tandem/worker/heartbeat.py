@@ -130,7 +130,8 @@ class Heartbeat:
                         self._deadlines[key] = sent + self.lease_seconds
             renewed += len(held)
             for task_id, token in attempts.items():
-                if task_id not in held:
+                # (forgotten meanwhile: settled or released by the supervisor, not lost)
+                if task_id not in held and self.deadline(task_id, token) is not None:
                     self._lose(
                         LostAttempt(
                             task_id=task_id,
