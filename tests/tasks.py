@@ -154,6 +154,23 @@ def spin(seconds: float) -> int:
 
 
 @task
+def lease_probe(path: str, seconds: float) -> int:
+    """Pure Python for ``seconds``; writes ``start <pid>`` to ``path``, then ``end`` or the
+    name of the exception that stopped it (``LeaseLost`` when its worker interrupted it)."""
+    with open(path, "w") as out:
+        out.write(f"start {os.getpid()}\n")
+    try:
+        spin.call(seconds)
+    except BaseException as exc:
+        with open(path, "a") as out:
+            out.write(f"{type(exc).__name__}\n")
+        raise
+    with open(path, "a") as out:
+        out.write("end\n")
+    return os.getpid()
+
+
+@task
 def hard_exit(code: int = 7) -> None:
     os._exit(code)
 

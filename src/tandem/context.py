@@ -84,7 +84,11 @@ class TaskContext(DjangoTaskContext):  # type: ignore[misc,type-arg]  # frozen i
         if self._state["lease_lost"]:
             return False
         written = self.broker.save_progress(
-            self.stored.id, self.stored.worker_id, data, timezone.now()
+            self.stored.id,
+            self.stored.worker_id,
+            data,
+            timezone.now(),
+            attempt_token=self.stored.attempt_token,
         )
         if not written:
             self._state["lease_lost"] = True

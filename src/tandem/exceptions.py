@@ -33,3 +33,10 @@ class Cancelled(TaskException):
     Task code raises it through ``context.raise_if_cancelled()``; a cancelled task is never
     retried.
     """
+
+
+class LeaseLost(BaseException):
+    """The attempt's worker could not keep its lease, so it stopped the attempt: another worker
+    may run the task now. Raised inside the task by the subinterpreter pool (a ``BaseException``,
+    like ``TaskTimeout``); the attempt's ending is never stored and ``task_finished`` is not sent.
+    """

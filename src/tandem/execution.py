@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from django.utils import timezone
 from tandem.backends.base import TandemBackend, resolve_task, to_task_result
 from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.context import TaskContext
-from tandem.exceptions import Cancelled, TaskNotRunnable
+from tandem.exceptions import Cancelled, LeaseLost, TaskNotRunnable
 from tandem.serialization import to_json
 
 logger = logging.getLogger("tandem.worker")
@@ -38,6 +39,7 @@ class Outcome:
     return_value: Any = None
     error: ErrorRecord | None = None
     retriable: bool = True
+    attempt_token: str = ""  # the attempt this outcome ends (an outcome of a stale one is dropped)
 
 
 def error_record(exc: BaseException) -> ErrorRecord:
@@ -53,6 +55,7 @@ def failed(stored: StoredTask, exc: BaseException, *, retriable: bool = True) ->
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
+        attempt_token=stored.attempt_token,
         succeeded=False,
         finished_at=timezone.now(),
         error=error_record(exc),
@@ -60,8 +63,13 @@ def failed(stored: StoredTask, exc: BaseException, *, retriable: bool = True) ->
     )
 
 
-def execute(stored: StoredTask) -> Outcome:
-    """Run the claimed ``stored`` task once; never raises for anything the task does."""
+def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Outcome:
+    """Run the claimed ``stored`` task once; never raises for anything the task does.
+
+    ``current`` tells whether this attempt still holds its lease (the thread pool's abandoned
+    attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
+    never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
+    """
     try:
         task = resolve_task(stored.task_path)
         result = to_task_result(stored, task)
@@ -93,10 +101,12 @@ def execute(stored: StoredTask) -> Outcome:
         result.errors.append(
             TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
         )
-        task_finished.send(sender=sender, task_result=result)
+        if not isinstance(exc, LeaseLost) and (current is None or current()):
+            task_finished.send(sender=sender, task_result=result)
         return Outcome(
             task_id=stored.id,
             worker_id=stored.worker_id,
+            attempt_token=stored.attempt_token,
             succeeded=False,
             finished_at=finished_at,
             error=error,
@@ -106,10 +116,12 @@ def execute(stored: StoredTask) -> Outcome:
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(result, "finished_at", finished_at)
     object.__setattr__(result, "_return_value", return_value)
-    task_finished.send(sender=sender, task_result=result)
+    if current is None or current():
+        task_finished.send(sender=sender, task_result=result)
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
+        attempt_token=stored.attempt_token,
         succeeded=True,
         finished_at=finished_at,
         return_value=return_value,

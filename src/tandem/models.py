@@ -42,6 +42,8 @@ class TaskRecord(models.Model):
     # The lease: who runs it now and until when the claim holds without a heartbeat.
     worker_id = models.CharField(max_length=64, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # A fresh token per claim: every later write of that attempt must name it (fencing).
+    attempt_token = models.CharField(max_length=32, blank=True, default="", db_default="")
     # Per-task extras stored with the row (the rest are read from the task itself).
     timeout = models.FloatField(null=True, blank=True)
     # A unique task's key while it is READY or RUNNING, NULL otherwise: at most one active task

@@ -26,6 +26,10 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+#: The broker of the running test, for ``succeed()`` (which settles the current attempt).
+_current: list[Broker] = []
+
+
 @pytest.fixture(
     params=[
         pytest.param("memory", marks=pytest.mark.once),
@@ -34,13 +38,19 @@ def at(seconds: float) -> datetime:
     ]
 )
 def broker(request: pytest.FixtureRequest) -> Broker:
+    """Each broker on the caller's clock (the fixed ``T0`` clock); ``test_store_clock`` covers
+    leases on the store's clock."""
+    made: Broker
     if request.param == "memory":
-        return MemoryBroker(ALIAS)
-    if request.param == "redis":
+        made = MemoryBroker(ALIAS)
+    elif request.param == "redis":
         client = redis_store.client()  # fails (never skips) without Redis
         request.addfinalizer(lambda: redis_store.delete_keys(client))
-        return RedisBroker(ALIAS, client, prefix=redis_store.PREFIX)
-    return DatabaseBroker(ALIAS)
+        made = RedisBroker(ALIAS, client, prefix=redis_store.PREFIX, store_clock=False)
+    else:
+        made = DatabaseBroker(ALIAS, store_clock=False)
+    _current[:] = [made]
+    return made
 
 
 @pytest.fixture
@@ -51,7 +61,7 @@ def other_broker(broker: Broker) -> Broker:
     share their dictionaries, as two aliases on one store would.
     """
     if isinstance(broker, RedisBroker):
-        return RedisBroker("other", broker.client, prefix=broker.prefix)
+        return RedisBroker("other", broker.client, prefix=broker.prefix, store_clock=False)
     if isinstance(broker, MemoryBroker):
         other = MemoryBroker("other")
         other._tasks = broker._tasks
@@ -59,7 +69,7 @@ def other_broker(broker: Broker) -> Broker:
         other._lock = broker._lock
         other._ticks = broker._ticks
         return other
-    return DatabaseBroker("other")
+    return DatabaseBroker("other", store_clock=False)
 
 
 @pytest.fixture
@@ -99,7 +109,21 @@ def push(broker: Broker, make_task: Callable[..., NewTask]) -> Callable[..., New
     return push_one
 
 
-def succeed(task_id: str, worker_id: str, when: datetime, value: Any = None) -> Settlement:
+def token(task_id: str) -> str:
+    """The token of the task's latest attempt (what its worker got from the claim)."""
+    stored = _current[0].get(task_id)
+    return stored.attempt_token if stored is not None else ""
+
+
+def succeed(
+    task_id: str, worker_id: str, when: datetime, value: Any = None, *, attempt: str | None = None
+) -> Settlement:
+    """A SUCCESSFUL ending of ``attempt`` (default: the task's current attempt)."""
     return Settlement(
-        id=task_id, worker_id=worker_id, status="SUCCESSFUL", finished_at=when, return_value=value
+        id=task_id,
+        attempt_token=token(task_id) if attempt is None else attempt,
+        worker_id=worker_id,
+        status="SUCCESSFUL",
+        finished_at=when,
+        return_value=value,
     )

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tandem.brokers.base import FAILED, READY, RUNNING, Settlement
-from tests.contract.conftest import ALIAS, T0, at, succeed
+from tests.contract.conftest import ALIAS, T0, at, succeed, token
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,13 @@ def test_claim_takes_only_ready_tasks(broker, push):
     broker.settle(
         [
             succeed(done.id, "w0", T0),
-            Settlement(id=failed.id, worker_id="w0", status=FAILED, finished_at=T0),
+            Settlement(
+                id=failed.id,
+                attempt_token=token(failed.id),
+                worker_id="w0",
+                status=FAILED,
+                finished_at=T0,
+            ),
         ]
     )
     assert broker.get(running.id).status == RUNNING
@@ -139,6 +145,7 @@ def test_started_at_is_set_only_on_the_first_attempt(broker, push):
     broker.claim(["default"], 1, "w1", LEASE, T0)
     error_settlement = Settlement(
         id=new.id,
+        attempt_token=token(new.id),
         worker_id="w1",
         status=READY,
         finished_at=at(1),

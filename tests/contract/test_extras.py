@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tandem.brokers.base import FAILED, READY, RUNNING, Broker, NewTask, Settlement
-from tests.contract.conftest import at, succeed
+from tests.contract.conftest import at, succeed, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 W = "worker-a"
@@ -18,6 +18,7 @@ def fail(task_id: str, when_seconds: float, *, retry: bool = False) -> Settlemen
 
     return Settlement(
         id=task_id,
+        attempt_token=token(task_id),
         worker_id=W,
         status=READY if retry else FAILED,
         finished_at=at(when_seconds),
@@ -152,12 +153,18 @@ def test_progress_is_saved_under_the_lease_and_survives_a_retry(
     task = make_task(max_attempts=2)
     broker.push([task])
     broker.claim(["default"], 1, W, at(60), at(0))
-    assert broker.save_progress(task.id, W, {"done": 3, "note": "ünïcode"}, at(1)) is True
-    assert broker.save_progress(task.id, "someone-else", {"done": 99}, at(2)) is False
+    first = token(task.id)
+    assert broker.save_progress(
+        task.id, W, {"done": 3, "note": "ünïcode"}, at(1), attempt_token=first
+    )
+    assert not broker.save_progress(
+        task.id, "someone-else", {"done": 99}, at(2), attempt_token=first
+    )
     stored = broker.get(task.id)
     assert stored is not None
     assert (stored.progress, stored.progress_at) == ({"done": 3, "note": "ünïcode"}, at(1))
     broker.settle([fail(task.id, 2, retry=True)])
-    assert broker.save_progress(task.id, W, {"done": 4}, at(3)) is False  # not running
+    # not running
+    assert broker.save_progress(task.id, W, {"done": 4}, at(3), attempt_token=first) is False
     [again] = broker.claim(["default"], 1, W, at(100), at(20))
     assert again.progress == {"done": 3, "note": "ünïcode"}  # the checkpoint to resume from

@@ -13,7 +13,7 @@ from tandem.brokers.base import (
     Recovered,
     Settlement,
 )
-from tests.contract.conftest import T0, at, succeed
+from tests.contract.conftest import T0, at, succeed, token
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +44,10 @@ def test_renew_extends_only_leases_the_worker_holds(broker, claimed):
     finished = claimed("w1")
     broker.settle([succeed(finished, "w1", at(1))])
 
-    held = broker.renew("w1", [mine, also_mine, theirs, finished], at(120))
+    asked = {i: token(i) for i in (mine, also_mine, theirs, finished)}
+    held = broker.renew("w1", asked, at(120), T0)
 
-    assert held == 2
+    assert held == {mine, also_mine}
     assert broker.get(mine).lease_expires_at == at(120)
     assert broker.get(also_mine).lease_expires_at == at(120)
     assert broker.get(theirs).lease_expires_at == LEASE
@@ -58,8 +59,8 @@ def test_renew_extends_only_leases_the_worker_holds(broker, claimed):
 def test_renew_nothing_held(broker, claimed):
     task_id = claimed("w1")
 
-    assert broker.renew("w1", [], at(120)) == 0
-    assert broker.renew("nobody", [task_id], at(120)) == 0
+    assert broker.renew("w1", {}, at(120), T0) == set()
+    assert broker.renew("nobody", {task_id: token(task_id)}, at(120), T0) == set()
     assert broker.get(task_id).lease_expires_at == LEASE
 
 
@@ -97,7 +98,16 @@ def test_settle_failed_appends_the_error(broker, claimed):
     task_id = claimed()
 
     written = broker.settle(
-        [Settlement(id=task_id, worker_id="w1", status=FAILED, finished_at=at(5), error=BOOM)]
+        [
+            Settlement(
+                id=task_id,
+                attempt_token=token(task_id),
+                worker_id="w1",
+                status=FAILED,
+                finished_at=at(5),
+                error=BOOM,
+            )
+        ]
     )
 
     task = broker.get(task_id)
@@ -112,7 +122,13 @@ def test_settle_failed_appends_the_error(broker, claimed):
 def test_settle_retry_is_ready_again_at_retry_at(broker, claimed):
     task_id = claimed(max_attempts=3)
     retry = Settlement(
-        id=task_id, worker_id="w1", status=READY, finished_at=at(5), error=BOOM, retry_at=at(30)
+        id=task_id,
+        attempt_token=token(task_id),
+        worker_id="w1",
+        status=READY,
+        finished_at=at(5),
+        error=BOOM,
+        retry_at=at(30),
     )
 
     written = broker.settle([retry])
@@ -134,15 +150,23 @@ def test_settle_retry_is_ready_again_at_retry_at(broker, claimed):
 
 def test_settle_batch_counts_each_written_row(broker, claimed):
     ok_1, ok_2, failed, retried, lost = (claimed() for _ in range(5))
-    broker.renew("w1", [lost], LEASE)
+    broker.renew("w1", {lost: token(lost)}, LEASE, T0)
 
     written = broker.settle(
         [
             succeed(ok_1, "w1", at(5), 1),
             succeed(ok_2, "w1", at(5), 2),
-            Settlement(id=failed, worker_id="w1", status=FAILED, finished_at=at(5), error=BOOM),
+            Settlement(
+                id=failed,
+                attempt_token=token(failed),
+                worker_id="w1",
+                status=FAILED,
+                finished_at=at(5),
+                error=BOOM,
+            ),
             Settlement(
                 id=retried,
+                attempt_token=token(retried),
                 worker_id="w1",
                 status=READY,
                 finished_at=at(5),
@@ -181,7 +205,16 @@ def test_settle_after_the_lease_was_lost_is_ignored(broker, claimed):
     assert recovered.status == READY
 
     written = broker.settle(
-        [Settlement(id=task_id, worker_id="w1", status=FAILED, finished_at=at(62), error=BOOM)]
+        [
+            Settlement(
+                id=task_id,
+                attempt_token=token(task_id),
+                worker_id="w1",
+                status=FAILED,
+                finished_at=at(62),
+                error=BOOM,
+            )
+        ]
     )
 
     assert written == 0
@@ -190,12 +223,13 @@ def test_settle_after_the_lease_was_lost_is_ignored(broker, claimed):
 
 def test_a_stale_worker_cannot_overwrite_the_newer_attempt(broker, claimed):
     task_id = claimed("w1")
+    old = token(task_id)
     broker.recover_expired(at(61), recovery_max_attempts=3)
     [again] = broker.claim(["default"], 1, "w2", at(200), at(70))
     assert again.id == task_id
 
-    assert broker.settle([succeed(task_id, "w1", at(71), "old")]) == 0
-    assert broker.renew("w1", [task_id], at(500)) == 0
+    assert broker.settle([succeed(task_id, "w1", at(71), "old", attempt=old)]) == 0
+    assert broker.renew("w1", {task_id: old}, at(500), at(70)) == set()
     assert broker.release("w1", [task_id], at(72)) == 0
     assert broker.get(task_id).status == RUNNING
     assert broker.get(task_id).lease_expires_at == at(200)
@@ -288,7 +322,7 @@ def test_recovery_allows_the_larger_of_max_attempts_and_recovery_max_attempts(
 
 def test_recover_expired_leaves_live_leases_alone(broker, claimed):
     live = claimed("w1")
-    broker.renew("w1", [live], at(120))
+    broker.renew("w1", {live: token(live)}, at(120), T0)
     expired = claimed("w2")
 
     recovered = broker.recover_expired(at(61), recovery_max_attempts=3)
@@ -323,3 +357,48 @@ def test_recover_expired_ignores_other_backends(broker, other_broker, push):
     assert broker.recover_expired(at(10_000), recovery_max_attempts=3) == []
     assert broker.get(other.id).status == RUNNING
     assert [r.id for r in other_broker.recover_expired(at(10_000), 3)] == [other.id]
+
+
+# -- attempt tokens ----------------------------------------------------------------------------
+
+
+def test_each_claim_gets_a_fresh_attempt_token(broker, claimed):
+    task_id = claimed("w1", max_attempts=3)
+    first = token(task_id)
+    broker.recover_expired(at(61), recovery_max_attempts=3)
+    [again] = broker.claim(["default"], 1, "w1", at(200), at(70))
+
+    assert first and again.attempt_token and again.attempt_token != first
+    assert again.attempt_token == token(task_id)
+
+
+def test_a_stale_attempt_of_the_same_worker_is_fenced_off(broker, claimed):
+    """The same worker lost the task and claimed it again: only the new attempt may write."""
+    task_id = claimed("w1", max_attempts=3)
+    stale = token(task_id)
+    broker.recover_expired(at(61), recovery_max_attempts=3)
+    [again] = broker.claim(["default"], 1, "w1", at(200), at(70))
+    current = again.attempt_token
+
+    assert broker.renew("w1", {task_id: stale}, at(500), at(71)) == set()
+    assert not broker.save_progress(task_id, "w1", {"stale": True}, at(71), attempt_token=stale)
+    assert broker.settle([succeed(task_id, "w1", at(72), "stale", attempt=stale)]) == 0
+    task = broker.get(task_id)
+    assert (task.status, task.lease_expires_at, task.progress) == (RUNNING, at(200), None)
+
+    assert broker.renew("w1", {task_id: current}, at(300), at(73)) == {task_id}
+    assert broker.save_progress(task_id, "w1", {"n": 1}, at(74), attempt_token=current)
+    assert broker.settle([succeed(task_id, "w1", at(75), "current", attempt=current)]) == 1
+    task = broker.get(task_id)
+    assert (task.status, task.return_value, task.progress) == (SUCCESSFUL, "current", {"n": 1})
+
+
+def test_a_wrong_token_is_rejected_while_the_attempt_runs(broker, claimed):
+    task_id = claimed("w1")
+    forged = "0" * 32
+
+    assert broker.renew("w1", {task_id: forged}, at(500), T0) == set()
+    assert not broker.save_progress(task_id, "w1", {"x": 1}, at(1), attempt_token=forged)
+    assert broker.settle([succeed(task_id, "w1", at(2), "forged", attempt=forged)]) == 0
+    assert broker.get(task_id).status == RUNNING
+    assert broker.get(task_id).lease_expires_at == LEASE

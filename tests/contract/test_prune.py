@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL, Settlement
-from tests.contract.conftest import T0, at, succeed
+from tests.contract.conftest import T0, at, succeed, token
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,15 @@ def finish(broker, push):
             store.settle([succeed(task.id, worker, when)])
         else:
             store.settle(
-                [Settlement(id=task.id, worker_id=worker, status=FAILED, finished_at=when)]
+                [
+                    Settlement(
+                        id=task.id,
+                        attempt_token=token(task.id),
+                        worker_id=worker,
+                        status=FAILED,
+                        finished_at=when,
+                    )
+                ]
             )
         return task.id
 

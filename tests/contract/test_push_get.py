@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tandem.brokers.base import READY, ErrorRecord, Settlement
-from tests.contract.conftest import ALIAS, T0, at, succeed
+from tests.contract.conftest import ALIAS, T0, at, succeed, token
 
 pytestmark = pytest.mark.django_db
 
@@ -141,6 +141,7 @@ def test_errors_round_trip_in_order(broker, push):
         [
             Settlement(
                 id=new.id,
+                attempt_token=token(new.id),
                 worker_id="w1",
                 status=READY,
                 finished_at=at(1),
@@ -151,7 +152,16 @@ def test_errors_round_trip_in_order(broker, push):
     )
     broker.claim(["default"], 1, "w2", at(60), at(2))
     broker.settle(
-        [Settlement(id=new.id, worker_id="w2", status="FAILED", finished_at=at(3), error=second)]
+        [
+            Settlement(
+                id=new.id,
+                attempt_token=token(new.id),
+                worker_id="w2",
+                status="FAILED",
+                finished_at=at(3),
+                error=second,
+            )
+        ]
     )
 
     assert broker.get(new.id).errors == (first, second)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from tandem.brokers.base import FAILED, QueueStats, Settlement, WorkerInfo
-from tests.contract.conftest import ALIAS, T0, at, succeed
+from tests.contract.conftest import ALIAS, T0, at, succeed, token
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,13 @@ def test_stats_counts_per_queue_and_oldest_ready(broker, push):
     broker.settle(
         [
             succeed(done.id, "w1", T0),
-            Settlement(id=failed.id, worker_id="w1", status=FAILED, finished_at=T0),
+            Settlement(
+                id=failed.id,
+                attempt_token=token(failed.id),
+                worker_id="w1",
+                status=FAILED,
+                finished_at=T0,
+            ),
         ]
     )
 

@@ -135,7 +135,15 @@ def test_a_running_unique_task_holds_its_key(harness: Harness) -> None:
     assert claimed.id == first.id and status(first.id) == RUNNING
     assert tasks.unique_ledger.enqueue("held").id == first.id
     broker.settle(
-        [Settlement(id=first.id, worker_id="w", status=SUCCESSFUL, finished_at=timezone.now())]
+        [
+            Settlement(
+                id=first.id,
+                attempt_token=broker.get(first.id).attempt_token,
+                worker_id="w",
+                status=SUCCESSFUL,
+                finished_at=timezone.now(),
+            )
+        ]
     )
     assert tasks.unique_ledger.enqueue("held").id != first.id
 
@@ -246,7 +254,17 @@ def test_prune_command_and_retention_delete_old_finished_tasks(
     ):
         [claimed] = broker.claim(["default"], 1, "w", now + timedelta(minutes=1), now)
         assert claimed.id == task_id
-        broker.settle([Settlement(id=task_id, worker_id="w", status=final, finished_at=now - age)])
+        broker.settle(
+            [
+                Settlement(
+                    id=task_id,
+                    attempt_token=broker.get(task_id).attempt_token,
+                    worker_id="w",
+                    status=final,
+                    finished_at=now - age,
+                )
+            ]
+        )
     out = io.StringIO()
     call_command("tandem", "prune", "--older-than", "2d", "--status", "successful", stdout=out)
     assert out.getvalue().startswith("Deleted 1 successful task(s) of backend 'default'")

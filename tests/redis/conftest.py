@@ -22,6 +22,7 @@ def make_broker(redis_client: redis.Redis) -> Callable[..., RedisBroker]:
 
     def build(alias: str = ALIAS, **kwargs: Any) -> RedisBroker:
         kwargs.setdefault("prefix", PREFIX)
+        kwargs.setdefault("store_clock", False)  # these tests drive a fixed clock
         return RedisBroker(alias, redis_client, **kwargs)
 
     return build

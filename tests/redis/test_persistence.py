@@ -62,13 +62,20 @@ def server(request: pytest.FixtureRequest) -> Iterator[PrivateRedis]:
 
 def test_what_a_redis_crash_keeps(server: PrivateRedis) -> None:
     client = connect(RedisOptions(url=server.url, prefix=PREFIX))
-    broker = RedisBroker("default", client, prefix=PREFIX)
+    broker = RedisBroker("default", client, prefix=PREFIX, store_clock=False)
     now = timezone.now()
     tasks = [new_task(n) for n in range(TASKS)]
     assert broker.push(tasks) == [t.id for t in tasks]
     running = broker.claim(["default"], 10, "w1", now + timedelta(seconds=30), now)
     done = [
-        Settlement(id=t.id, worker_id="w1", status=SUCCESSFUL, finished_at=now, return_value=1)
+        Settlement(
+            id=t.id,
+            attempt_token=broker.get(t.id).attempt_token,
+            worker_id="w1",
+            status=SUCCESSFUL,
+            finished_at=now,
+            return_value=1,
+        )
         for t in running[:5]
     ]
     assert broker.settle(done) == 5

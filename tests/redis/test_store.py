@@ -95,7 +95,15 @@ def test_a_task_moves_between_the_documented_keys(
     ]
 
     broker.settle(
-        [Settlement(id=now_task.id, worker_id="w1", status=SUCCESSFUL, finished_at=at(1))]
+        [
+            Settlement(
+                id=now_task.id,
+                attempt_token=broker.get(now_task.id).attempt_token,
+                worker_id="w1",
+                status=SUCCESSFUL,
+                finished_at=at(1),
+            )
+        ]
     )
     assert not redis_client.exists(k("default", "running", "default"))
     assert redis_client.zrange(k("default", "successful", "default"), 0, -1, withscores=True) == [
@@ -131,7 +139,13 @@ def test_a_retry_waits_in_the_delayed_set_until_a_claim_finds_it_due(
     broker.push([task])
     broker.claim(["default"], 1, "w1", LEASE, T0)
     retry = Settlement(
-        id=task.id, worker_id="w1", status=READY, finished_at=at(1), error=BOOM, retry_at=at(20)
+        id=task.id,
+        attempt_token=broker.get(task.id).attempt_token,
+        worker_id="w1",
+        status=READY,
+        finished_at=at(1),
+        error=BOOM,
+        retry_at=at(20),
     )
     assert broker.settle([retry]) == 1
 
@@ -149,7 +163,12 @@ def finish_by_settle(broker: RedisBroker, task_id: str, status: str) -> None:
     broker.claim(["default"], 1, "w1", LEASE, T0)
     error = BOOM if status == FAILED else None
     settlement = Settlement(
-        id=task_id, worker_id="w1", status=status, finished_at=at(1), error=error
+        id=task_id,
+        attempt_token=broker.get(task_id).attempt_token,
+        worker_id="w1",
+        status=status,
+        finished_at=at(1),
+        error=error,
     )
     assert broker.settle([settlement]) == 1
 
@@ -194,7 +213,17 @@ def test_running_tasks_never_expire_and_the_default_ttl_is_a_week(
     broker.claim(["default"], 1, "w1", LEASE, T0)
     assert redis_client.pttl(k("task", task.id)) == -1
 
-    broker.settle([Settlement(id=task.id, worker_id="w1", status=SUCCESSFUL, finished_at=at(1))])
+    broker.settle(
+        [
+            Settlement(
+                id=task.id,
+                attempt_token=broker.get(task.id).attempt_token,
+                worker_id="w1",
+                status=SUCCESSFUL,
+                finished_at=at(1),
+            )
+        ]
+    )
 
     assert redis_client.pttl(k("task", task.id)) > (DEFAULT_RESULT_TTL - 60) * 1000
 
@@ -221,7 +250,17 @@ def test_an_expired_result_is_gone_and_no_longer_counted(
     task = new_task(enqueued_at=now)
     broker.push([task])
     broker.claim(["default"], 1, "w1", now + timedelta(seconds=60), now)
-    broker.settle([Settlement(id=task.id, worker_id="w1", status=SUCCESSFUL, finished_at=now)])
+    broker.settle(
+        [
+            Settlement(
+                id=task.id,
+                attempt_token=broker.get(task.id).attempt_token,
+                worker_id="w1",
+                status=SUCCESSFUL,
+                finished_at=now,
+            )
+        ]
+    )
     assert [s.successful for s in broker.stats()] == [1]
 
     wait_for(lambda: broker.get(task.id) is None, "the result to expire", timeout=10)
@@ -275,7 +314,7 @@ def test_scripts_are_loaded_again_after_script_flush(
 def test_an_unreachable_redis_is_a_connection_error_the_supervisor_retries() -> None:
     # A loopback port nobody listens on: the connection is refused at once.
     client = connect(RedisOptions(url=f"redis://127.0.0.1:{free_port()}/0", prefix=PREFIX))
-    broker = RedisBroker("default", client, prefix=PREFIX)
+    broker = RedisBroker("default", client, prefix=PREFIX, store_clock=False)
 
     with pytest.raises(ConnectionError, match=r"^Redis: ") as caught:
         broker.claim(["default"], 1, "w1", LEASE, T0)
@@ -316,14 +355,25 @@ def test_every_script_is_run_by_a_broker_method(
     broker.push([task])
     broker.has_ready(["default"], T0)
     broker.claim(["default"], 1, "w1", LEASE, T0)
-    broker.renew("w1", [task.id], LEASE)
-    broker.save_progress(task.id, "w1", {"done": 1}, T0)
+    current = broker.get(task.id).attempt_token
+    broker.renew("w1", {task.id: current}, LEASE, T0)
+    broker.save_progress(task.id, "w1", {"done": 1}, T0, attempt_token=current)
     broker.cancel(task.id, T0)
     broker.release("w1", [task.id], T0)
     broker.claim(["default"], 1, "w1", LEASE, T0)
     broker.recover_expired(at(61), recovery_max_attempts=3)
     broker.claim(["default"], 1, "w1", at(120), at(61))
-    broker.settle([Settlement(id=task.id, worker_id="w1", status=SUCCESSFUL, finished_at=at(62))])
+    broker.settle(
+        [
+            Settlement(
+                id=task.id,
+                attempt_token=broker.get(task.id).attempt_token,
+                worker_id="w1",
+                status=SUCCESSFUL,
+                finished_at=at(62),
+            )
+        ]
+    )
     broker.count_finished(at(100), [SUCCESSFUL])
     broker.prune(at(100), [SUCCESSFUL])
     broker.fire_tick("nightly", T0, tick_task)

@@ -10,12 +10,22 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tandem.brokers.base import FAILED, READY, SUCCESSFUL, Broker, ErrorRecord, NewTask, Settlement
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    SUCCESSFUL,
+    Broker,
+    ErrorRecord,
+    NewTask,
+    Settlement,
+    StoredTask,
+)
 from tandem.brokers.memory import MemoryBroker
 from tandem.brokers.redis import RedisBroker
 
@@ -27,6 +37,21 @@ OPERATIONS = [
     *("cancel", "progress", "prune", "count", "tick", "has_ready", "stats", "requested"),
 ]
 BOOM = ErrorRecord(exception_class_path="builtins.ValueError", traceback="ValueError: boom\n")
+
+
+def token_in(broker: Broker, task_id: str) -> str:
+    """The task's current attempt token in ``broker`` (each store draws its own tokens)."""
+    task = broker.get(task_id)
+    return task.attempt_token if task is not None else ""
+
+
+def untokened(value: Any) -> Any:
+    """``value`` with attempt tokens blanked: the twins agree on everything but their tokens."""
+    if isinstance(value, StoredTask):
+        return replace(value, attempt_token="")
+    if isinstance(value, list):
+        return [untokened(v) for v in value]
+    return value
 
 
 class Run:
@@ -48,7 +73,7 @@ class Run:
 
     def both(self, call: Callable[[Broker], Any], *, unordered: bool = False) -> Any:
         pair = self.pairs[0] if self.random.random() < 0.85 else self.pairs[1]
-        expected, got = call(pair[0]), call(pair[1])
+        expected, got = untokened(call(pair[0])), untokened(call(pair[1]))
         if unordered:
             expected, got = sorted(expected, key=repr), sorted(got, key=repr)
         assert got == expected, "\n".join(self.log[-15:])
@@ -110,11 +135,19 @@ class Run:
             self.both(lambda b: b.claim(queues, limit, worker, now + timedelta(seconds=60), now))
         elif op == "settle":
             settlements = self.settlements(now)
-            self.both(lambda b: b.settle(settlements))
+            self.both(
+                lambda b: b.settle(
+                    [replace(s, attempt_token=token_in(b, s.id)) for s in settlements]
+                )
+            )
         elif op == "renew":
             ids = r.sample(known, min(3, len(known)))
             worker = self.worker_for(ids[0])
-            self.both(lambda b: b.renew(worker, ids, now + timedelta(seconds=60)))
+            self.both(
+                lambda b: b.renew(
+                    worker, {i: token_in(b, i) for i in ids}, now + timedelta(seconds=60), now
+                )
+            )
         elif op == "release":
             ids = r.sample(known, min(3, len(known)))
             worker = self.worker_for(ids[0])
@@ -129,7 +162,11 @@ class Run:
             task_id = r.choice(known)
             worker = self.worker_for(task_id)
             data = {"done": r.randint(0, 9), "of": [1, None]}
-            self.both(lambda b: b.save_progress(task_id, worker, data, now))
+            self.both(
+                lambda b: b.save_progress(
+                    task_id, worker, data, now, attempt_token=token_in(b, task_id)
+                )
+            )
         elif op == "prune":
             statuses = r.sample([SUCCESSFUL, FAILED, READY], r.randint(0, 3))
             before = now - timedelta(seconds=r.choice([0, 10, 100]))
@@ -164,6 +201,7 @@ class Run:
                 chosen.append(
                     Settlement(
                         id=task_id,
+                        attempt_token="",  # each broker's own: see settle
                         worker_id=worker,
                         status=SUCCESSFUL,
                         finished_at=now,
@@ -175,6 +213,7 @@ class Run:
                 chosen.append(
                     Settlement(
                         id=task_id,
+                        attempt_token="",  # each broker's own: see settle
                         worker_id=worker,
                         status=READY,
                         finished_at=now,
@@ -186,7 +225,12 @@ class Run:
                 error = BOOM if kind == "FAILED-error" else None
                 chosen.append(
                     Settlement(
-                        id=task_id, worker_id=worker, status=FAILED, finished_at=now, error=error
+                        id=task_id,
+                        attempt_token="",
+                        worker_id=worker,
+                        status=FAILED,
+                        finished_at=now,
+                        error=error,
                     )
                 )
         return chosen
@@ -194,7 +238,7 @@ class Run:
     def check_every_task(self) -> None:
         memory, redis_broker = self.pairs[0]
         for task_id in self.ids:
-            assert redis_broker.get(task_id) == memory.get(task_id), task_id
+            assert untokened(redis_broker.get(task_id)) == untokened(memory.get(task_id)), task_id
 
 
 @pytest.mark.parametrize("seed", range(12))

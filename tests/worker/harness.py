@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
 from django.db import connections
+from django.tasks import task_backends
 
 from tandem.worker.supervisor import Supervisor
 from tests.tasks import GATES
@@ -20,7 +22,16 @@ class Harness:
         self.threads: list[tuple[Supervisor, threading.Thread]] = []
 
     def supervisor(self, **kwargs: Any) -> Supervisor:
+        """A supervisor; with an injected ``clock``, its broker leases on that clock too (a
+        frozen clock could not expire a lease measured on the store's)."""
         kwargs.setdefault("listen", False)
+        if "clock" in kwargs:
+            broker = kwargs.get("broker")
+            if broker is None:
+                alias = kwargs.get("backend_alias", "default")
+                broker = copy.copy(task_backends[alias].broker)  # type: ignore[attr-defined]
+            broker.store_clock = False
+            kwargs["broker"] = broker
         supervisor = Supervisor(**kwargs)
         self.supervisors.append(supervisor)
         return supervisor

@@ -9,14 +9,22 @@ State machine (only Django's four statuses are ever stored):
     RUNNING --release (shutdown) / recover (lease expired)--> READY | FAILED
 
 Every transition out of RUNNING is conditional on the lease: a worker that lost its lease (it was
-recovered and maybe re-claimed elsewhere) cannot overwrite the newer attempt.
+recovered and maybe re-claimed elsewhere) cannot overwrite the newer attempt. Each claim gives the
+attempt a fresh ``attempt_token``; every later write of that attempt (renew, settle, progress)
+names it, so a stale attempt's write is rejected even when the same worker claimed the task again.
+
+Leases are measured on the store's clock where the store is shared between hosts (PostgreSQL and
+MariaDB server time, Redis ``TIME``): the caller's ``lease_until - now`` is only the lease's
+*length*. A broker with ``store_clock = False`` (SQLite, the memory twin, a test's injected clock)
+uses the caller's ``now`` and ``lease_until`` as given.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,6 +138,8 @@ class StoredTask:
     progress: Any = None
     progress_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    #: The token of the latest attempt (fresh at every claim; "" before the first).
+    attempt_token: str = ""
 
     @property
     def attempts(self) -> int:
@@ -142,6 +152,7 @@ class Settlement:
 
     id: str
     worker_id: str
+    attempt_token: str  # the attempt that ended: its write is rejected when it is not current
     status: str
     finished_at: datetime
     return_value: Any = None
@@ -188,6 +199,8 @@ class Broker(abc.ABC):
     """The storage contract every store implements (database, Redis, memory)."""
 
     backend_alias: str
+    #: Whether leases are measured on the store's own clock (see the module docstring).
+    store_clock: bool = False
 
     @abc.abstractmethod
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
@@ -220,16 +233,22 @@ class Broker(abc.ABC):
         Claimable: READY, on one of ``queues``, ``available_at <= now``; taken by priority
         (highest first), then ``available_at``, then ``enqueued_at``. Each claim appends
         ``worker_id`` to ``worker_ids``, sets ``last_attempted_at = now`` and ``started_at`` on the
-        first attempt. Returned in claim order.
+        first attempt, and a fresh ``attempt_token``. The lease lasts ``lease_until - now`` (on
+        the store's clock when ``store_clock``). Returned in claim order.
         """
 
     @abc.abstractmethod
-    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
-        """Extend the leases ``worker_id`` still holds; return how many it holds."""
+    def renew(
+        self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
+    ) -> set[str]:
+        """Extend the leases of ``attempts`` (task id -> attempt token) that ``worker_id`` still
+        holds in that very attempt, by ``lease_until - now``; return the ids still held."""
 
     @abc.abstractmethod
     def settle(self, settlements: Sequence[Settlement]) -> int:
-        """Write attempt endings in one batch; those whose lease was lost are ignored."""
+        """Write attempt endings in one batch; those whose attempt is no longer the current,
+        RUNNING one (lease lost, recovered, re-claimed) are ignored. Returns how many were
+        written."""
 
     @abc.abstractmethod
     def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
@@ -254,8 +273,10 @@ class Broker(abc.ABC):
         """Which of ``task_ids`` are RUNNING with a cancellation request."""
 
     @abc.abstractmethod
-    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
-        """Store a running attempt's progress (JSON); False when ``worker_id`` lost the lease."""
+    def save_progress(
+        self, task_id: str, worker_id: str, data: Any, now: datetime, *, attempt_token: str
+    ) -> bool:
+        """Store a running attempt's progress (JSON); False when that attempt lost its lease."""
 
     @abc.abstractmethod
     def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
@@ -325,6 +346,12 @@ class Broker(abc.ABC):
         """Why a supervisor cannot start on this store (e.g. its tables are not migrated), or
         None. Raises when the store does not answer."""
         return None
+
+
+def new_attempt_token() -> str:
+    """A fresh, unguessable attempt token (one per claim call: with the task id it names one
+    attempt)."""
+    return uuid.uuid4().hex
 
 
 def allowed_attempts(max_attempts: int, recovery_max_attempts: int) -> int:

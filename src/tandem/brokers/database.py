@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
@@ -31,7 +31,6 @@ from django.utils.dateparse import parse_datetime
 from tandem.brokers.base import (
     FAILED,
     READY,
-    RUNNING,
     SUCCESSFUL,
     Broker,
     ErrorRecord,
@@ -45,6 +44,7 @@ from tandem.brokers.base import (
     cancelled_error,
     load_json,
     lost_lease_error,
+    new_attempt_token,
     released_error,
 )
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
@@ -78,6 +78,7 @@ COLUMNS = (
     "progress",
     "progress_at",
     "cancel_requested_at",
+    "attempt_token",
 )
 #: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
 INSERT_COLUMNS = (
@@ -182,9 +183,14 @@ class DatabaseBroker(Broker):
         database: str | None = None,
         *,
         worker_synchronous: str | None = None,
+        store_clock: bool = True,
     ) -> None:
         self.backend_alias = backend_alias
         self._database = database
+        #: Leases on the database server's clock (PostgreSQL ``now()``, MariaDB
+        #: ``UTC_TIMESTAMP(6)``); False: on the ``now`` the caller passes (an injected test clock).
+        #: SQLite is one host: its leases are always on the caller's clock.
+        self.store_clock = store_clock
         #: SQLite: ``PRAGMA synchronous`` for the supervisor's connection (``transaction()``).
         self.worker_synchronous = worker_synchronous
 
@@ -206,6 +212,40 @@ class DatabaseBroker(Broker):
 
     def _dt_param(self, value: datetime | None) -> Any:
         return self.connection.ops.adapt_datetimefield_value(value)
+
+    def _server_now(self) -> str | None:
+        """SQL for the database server's current time, when leases are on the store's clock.
+
+        PostgreSQL's ``now()`` is the transaction's start: never later than the moment the
+        statement runs, so a lease it grants ends no later than the worker's own deadline for it.
+        MariaDB's ``UTC_TIMESTAMP(6)`` is UTC whatever the session's time zone (the column holds
+        UTC, as Django writes it). None on SQLite, or when the caller's clock is the lease clock.
+        """
+        if not self.store_clock:
+            return None
+        vendor = self.connection.vendor
+        if vendor == "postgresql":
+            return "now()"
+        if vendor == "mysql":
+            return "UTC_TIMESTAMP(6)"
+        return None
+
+    def _lease_sql(self, lease_until: datetime, now: datetime) -> tuple[str, list[Any]]:
+        """SQL (and its parameter) for a lease ending ``lease_until - now`` from the store's now."""
+        server_now = self._server_now()
+        if server_now is None:
+            return "%s", [self._dt_param(lease_until)]
+        micros = (lease_until - now) // timedelta(microseconds=1)
+        if self.connection.vendor == "postgresql":
+            return f"{server_now} + %s * interval '1 microsecond'", [micros]
+        return f"{server_now} + INTERVAL %s MICROSECOND", [micros]
+
+    def _now_sql(self, now: datetime) -> tuple[str, list[Any]]:
+        """SQL (and its parameters) for "now" when comparing leases."""
+        server_now = self._server_now()
+        if server_now is None:
+            return "%s", [self._dt_param(now)]
+        return server_now, []
 
     def _json_param(self, value: Any) -> str:
         return json.dumps(value)
@@ -510,14 +550,17 @@ class DatabaseBroker(Broker):
         if vendor == "sqlite" and not self.has_ready(queues, now):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
+        lease_sql, lease_params = self._lease_sql(lease_until, now)
         set_clause = (
-            "status = 'RUNNING', worker_id = %s, lease_expires_at = %s, "
+            f"status = 'RUNNING', worker_id = %s, attempt_token = %s, "
+            f"lease_expires_at = {lease_sql}, "
             "started_at = COALESCE(started_at, %s), last_attempted_at = %s, "
             f"worker_ids = {self._append_json('worker_ids')}"
         )
         set_params = [
             worker_id,
-            self._dt_param(lease_until),
+            new_attempt_token(),
+            *lease_params,
             self._dt_param(now),
             self._dt_param(now),
             json.dumps(worker_id),
@@ -645,27 +688,36 @@ class DatabaseBroker(Broker):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2]))
         return [row[0] for row in rows[:limit]]
 
-    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
-        if not task_ids:
-            return 0
-        with write_transaction(self.connection):
-            return (
-                TaskRecord.objects.using(self.database)
-                .filter(id__in=list(task_ids), status=RUNNING, worker_id=worker_id)
-                .update(lease_expires_at=lease_until)
-            )
+    def renew(
+        self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
+    ) -> set[str]:
+        if not attempts:
+            return set()
+        lease_sql, lease_params = self._lease_sql(lease_until, now)
+        pairs = ", ".join(["(%s, %s)"] * len(attempts))
+        keys = [v for task_id, token in attempts.items() for v in (self._id_param(task_id), token)]
+        where = f"(id, attempt_token) IN ({pairs}) AND worker_id = %s AND status = 'RUNNING'"
+        connection = self.connection
+        with write_transaction(connection), connection.cursor() as cursor:
+            update = f"UPDATE {TABLE} SET lease_expires_at = {lease_sql} WHERE {where}"
+            if connection.vendor == "mysql":
+                cursor.execute(update, [*lease_params, *keys, worker_id])
+                cursor.execute(f"SELECT id FROM {TABLE} WHERE {where}", [*keys, worker_id])
+            else:
+                cursor.execute(f"{update} RETURNING id", [*lease_params, *keys, worker_id])
+            return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
 
     def settle(self, settlements: Sequence[Settlement]) -> int:
         if not settlements:
             return 0
-        guard = "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'"
+        guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
         release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
         free_key = "unique_key = NULL"
         finished_plain: list[list[Any]] = []
         finished_error: list[list[Any]] = []
         retried: list[list[Any]] = []
         for s in settlements:
-            key = [self._id_param(s.id), s.worker_id]
+            key = [self._id_param(s.id), s.worker_id, s.attempt_token]
             if s.status == READY:
                 assert s.error is not None and s.retry_at is not None
                 retried.append(
@@ -741,11 +793,12 @@ class DatabaseBroker(Broker):
         connection = self.connection
         lock = " FOR UPDATE SKIP LOCKED" if connection.vendor in ("postgresql", "mysql") else ""
         recovered: list[Recovered] = []
+        now_sql, now_params = self._now_sql(now)
         with write_transaction(connection), connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {self._select_columns()} FROM {TABLE} WHERE status = 'RUNNING' "
-                f"AND lease_expires_at < %s AND backend = %s LIMIT 500{lock}",
-                [self._dt_param(now), self.backend_alias],
+                f"AND lease_expires_at < {now_sql} AND backend = %s LIMIT 500{lock}",
+                [*now_params, self.backend_alias],
             )
             expired = [self._row_to_task(row) for row in cursor.fetchall()]
             for task in expired:
@@ -757,7 +810,8 @@ class DatabaseBroker(Broker):
                     f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
                     "finished_at = %s, available_at = %s, worker_id = '', lease_expires_at = NULL, "
                     f"cancel_requested_at = NULL{free_key} "
-                    "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                    "WHERE id = %s AND worker_id = %s AND attempt_token = %s "
+                    "AND status = 'RUNNING'",
                     [
                         status,
                         self._json_param(error.as_json()),
@@ -765,6 +819,7 @@ class DatabaseBroker(Broker):
                         self._dt_param(task.available_at if spent else now),
                         self._id_param(task.id),
                         task.worker_id,
+                        task.attempt_token,
                     ],
                 )
                 if cursor.rowcount:
@@ -804,12 +859,20 @@ class DatabaseBroker(Broker):
             )
             return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
 
-    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+    def save_progress(
+        self, task_id: str, worker_id: str, data: Any, now: datetime, *, attempt_token: str
+    ) -> bool:
         with write_transaction(self.connection), self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {TABLE} SET progress = {self._json_literal()}, progress_at = %s "
-                "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
-                [self._json_param(data), self._dt_param(now), self._id_param(task_id), worker_id],
+                "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
+                [
+                    self._json_param(data),
+                    self._dt_param(now),
+                    self._id_param(task_id),
+                    worker_id,
+                    attempt_token,
+                ],
             )
             return bool(cursor.rowcount)
 

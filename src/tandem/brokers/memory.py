@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from tandem.brokers.base import (
     allowed_attempts,
     cancelled_error,
     lost_lease_error,
+    new_attempt_token,
     released_error,
 )
 
@@ -118,6 +119,7 @@ class MemoryBroker(Broker):
         lease_until: datetime,
         now: datetime,
     ) -> list[StoredTask]:
+        token = new_attempt_token()
         with self._lock:
             claimed = []
             for task in self._claimable(queues, now)[:limit]:
@@ -125,6 +127,7 @@ class MemoryBroker(Broker):
                     task,
                     status=RUNNING,
                     worker_id=worker_id,
+                    attempt_token=token,
                     lease_expires_at=lease_until,
                     started_at=task.started_at or now,
                     last_attempted_at=now,
@@ -134,27 +137,32 @@ class MemoryBroker(Broker):
                 claimed.append(task)
             return claimed
 
-    def _held(self, worker_id: str, task_id: str) -> StoredTask | None:
+    def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
+        """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None: release)."""
         task = self._tasks.get(task_id)
         if task is None or task.status != RUNNING or task.worker_id != worker_id:
             return None
+        if token is not None and task.attempt_token != token:
+            return None
         return task
 
-    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
+    def renew(
+        self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
+    ) -> set[str]:
         with self._lock:
-            held = 0
-            for task_id in task_ids:
-                task = self._held(worker_id, task_id)
+            held = set()
+            for task_id, token in attempts.items():
+                task = self._held(worker_id, task_id, token)
                 if task is not None:
                     self._tasks[task_id] = replace(task, lease_expires_at=lease_until)
-                    held += 1
+                    held.add(task_id)
             return held
 
     def settle(self, settlements: Sequence[Settlement]) -> int:
         with self._lock:
             written = 0
             for s in settlements:
-                task = self._held(s.worker_id, s.id)
+                task = self._held(s.worker_id, s.id, s.attempt_token)
                 if task is None:
                     continue
                 errors = (*task.errors, s.error) if s.error else task.errors
@@ -254,9 +262,11 @@ class MemoryBroker(Broker):
                 and task.cancel_requested_at is not None
             }
 
-    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+    def save_progress(
+        self, task_id: str, worker_id: str, data: Any, now: datetime, *, attempt_token: str
+    ) -> bool:
         with self._lock:
-            task = self._held(worker_id, task_id)
+            task = self._held(worker_id, task_id, attempt_token)
             if task is None:
                 return False
             self._tasks[task_id] = replace(task, progress=data, progress_at=now)

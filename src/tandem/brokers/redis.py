@@ -45,6 +45,7 @@ from tandem.brokers.base import (
     cancelled_error,
     load_json,
     lost_lease_error,
+    new_attempt_token,
     released_error,
 )
 from tandem.brokers.redis_client import store_errors
@@ -99,8 +100,11 @@ class RedisBroker(Broker):
         *,
         prefix: str = DEFAULT_REDIS_PREFIX,
         result_ttl: float | None = DEFAULT_RESULT_TTL,
+        store_clock: bool = True,
     ) -> None:
         self.backend_alias = backend_alias
+        #: Leases on Redis's clock (``TIME`` inside the scripts); False: on the caller's ``now``.
+        self.store_clock = store_clock
         self.client = client
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -204,7 +208,22 @@ class RedisBroker(Broker):
             progress=json.loads(fields["progress"]),
             progress_at=from_iso(fields["progress_at"]),
             cancel_requested_at=from_iso(fields["cancel_requested_at"]),
+            attempt_token=fields.get("attempt_token") or "",
         )
+
+    def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
+        """A lease end for the scripts: (iso, epoch us), or ('', its length in us) when leases
+        are on the store's clock (the script adds it to ``TIME``)."""
+        if self.store_clock:
+            return "", str((lease_until - now) // MICROSECOND)
+        return iso(lease_until), score(lease_until)
+
+    def _store_now(self, now: datetime) -> datetime:
+        """Now on the lease clock: Redis's ``TIME``, or the caller's ``now``."""
+        if not self.store_clock:
+            return now
+        seconds, micros = self.client.time()  # type: ignore[misc]
+        return EPOCH + timedelta(seconds=int(seconds), microseconds=int(micros))
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -251,20 +270,27 @@ class RedisBroker(Broker):
             limit,
             worker_id,
             json.dumps(worker_id),
-            iso(lease_until),
-            score(lease_until),
+            *self._lease_args(lease_until, now),
             iso(now),
             stamp(now),
+            new_attempt_token(),
             *queues,
         )
         return [self._task(fields) for fields in claimed]
 
     @store_errors
-    def renew(self, worker_id: str, task_ids: Sequence[str], lease_until: datetime) -> int:
-        ids = [i for i in map(_canonical, task_ids) if i is not None]
-        if not ids:
-            return 0
-        return int(self._run("renew", worker_id, iso(lease_until), score(lease_until), *ids))
+    def renew(
+        self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
+    ) -> set[str]:
+        pairs: list[str] = []
+        for task_id, token in attempts.items():
+            canonical = _canonical(task_id)
+            if canonical is not None:
+                pairs += [canonical, token]
+        if not pairs:
+            return set()
+        held = self._run("renew", worker_id, *self._lease_args(lease_until, now), *pairs)
+        return {str(i) for i in held}
 
     @store_errors
     def settle(self, settlements: Sequence[Settlement]) -> int:
@@ -287,6 +313,7 @@ class RedisBroker(Broker):
                 iso(s.retry_at),
                 "" if s.retry_at is None else stamp(s.retry_at),
                 self._ttl_args(s.finished_at)[1],
+                s.attempt_token,
             ]
         return int(self._run("settle", ttl_ms, *args))
 
@@ -304,12 +331,13 @@ class RedisBroker(Broker):
         # a lease renewed (or a task settled) in between is left alone.
         members: set[str] = self.client.smembers(self.key(self.backend_alias, "queues"))  # type: ignore[assignment]
         queues = sorted(members)
+        expired_before = self._store_now(now)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             pipe.zrangebyscore(
                 self.key(self.backend_alias, "running", queue),
                 "-inf",
-                f"({score(now)}",
+                f"({score(expired_before)}",
                 start=0,
                 num=RECOVER_BATCH,
             )
@@ -365,11 +393,17 @@ class RedisBroker(Broker):
         }
 
     @store_errors
-    def save_progress(self, task_id: str, worker_id: str, data: Any, now: datetime) -> bool:
+    def save_progress(
+        self, task_id: str, worker_id: str, data: Any, now: datetime, *, attempt_token: str
+    ) -> bool:
         canonical = _canonical(task_id)
         if canonical is None:
             return False
-        return bool(self._run("save_progress", canonical, worker_id, json.dumps(data), iso(now)))
+        return bool(
+            self._run(
+                "save_progress", canonical, worker_id, json.dumps(data), iso(now), attempt_token
+            )
+        )
 
     @store_errors
     def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:

@@ -52,6 +52,41 @@ local function claim_order(a, b)
   return string.sub(a[2], 20, 37) < string.sub(b[2], 20, 37)
 end
 
+-- The store's clock (TIME), in microseconds since the Unix epoch (exact in a Lua number).
+local function store_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Epoch microseconds as ISO 8601 UTC text (days to a civil date: H. Hinnant's algorithm).
+local function iso_of(us)
+  local secs = math.floor(us / 1000000)
+  local micro = us - secs * 1000000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00', y, m, d,
+    math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, micro)
+end
+
+-- A lease end as (iso, epoch us text): as the caller sent it, or, when `iso` is '' (leases on
+-- the store's clock), `us` microseconds after the store's TIME.
+local function lease_of(iso, us)
+  if iso ~= '' then return iso, us end
+  local at = store_now_us() + tonumber(us)
+  return iso_of(at), string.format('%.0f', at)
+end
+
 -- Append one JSON value to a JSON array held as text.
 local function append(array, item)
   if not array or array == '[]' or array == '' then return '[' .. item .. ']' end
@@ -140,14 +175,16 @@ publish_wakes()
 return ids
 """
 
-# ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso), lease (epoch us),
-# now (iso), now (stamp), queue names... Returns the claimed tasks (HGETALL each), in order.
+# ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso, or '' on the store's
+# clock), lease (epoch us, or its length in us on the store's clock), now (iso), now (stamp),
+# attempt token, queue names... Returns the claimed tasks (HGETALL each), in order.
 CLAIM = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local now_iso, now = ARGV[8], ARGV[9]
+local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]
+local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
 local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
 local candidates = {}
-for q = 10, #ARGV do
+for q = 11, #ARGV do
   local queue = ARGV[q]
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
@@ -184,11 +221,11 @@ for n = 1, math.min(limit, #candidates) do
   if t[1] == 'READY' then
     local started = t[2]
     if not started or started == '' then started = now_iso end
-    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker,
-      'lease_expires_at', ARGV[6], 'started_at', started, 'last_attempted_at', now_iso,
+    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
+      'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
       'worker_ids', append(t[3], ARGV[5]))
     redis.call('HINCRBY', t_key, 'attempts', 1)
-    redis.call('ZADD', key(backend, 'running', queue), ARGV[7], id)
+    redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
     claimed[#claimed + 1] = redis.call('HGETALL', t_key)
   end
 end
@@ -216,37 +253,40 @@ end
 return 0
 """
 
-# ARGV: prefix, worker id, lease (iso), lease (epoch us), task ids... Returns how many it holds.
+# ARGV: prefix, worker id, lease (iso, or '' on the store's clock), lease (epoch us, or its
+# length in us), then per attempt: task id, attempt token. Returns the ids still held.
 RENEW = """
-local worker, held = ARGV[2], 0
-for i = 5, #ARGV do
+local worker, held = ARGV[2], {}
+local lease_iso, lease_score = lease_of(ARGV[3], ARGV[4])
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local t_key = task_key(id)
-  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name')
-  if t[1] == 'RUNNING' and t[2] == worker then
-    redis.call('HSET', t_key, 'lease_expires_at', ARGV[3])
-    redis.call('ZADD', key(t[3], 'running', t[4]), ARGV[4], id)
-    held = held + 1
+  local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
+    'attempt_token')
+  if t[1] == 'RUNNING' and t[2] == worker and t[5] == ARGV[i + 1] then
+    redis.call('HSET', t_key, 'lease_expires_at', lease_iso)
+    redis.call('ZADD', key(t[3], 'running', t[4]), lease_score, id)
+    held[#held + 1] = id
   end
 end
 return held
 """
 
 #: Fields per settlement in ``SETTLE``.
-SETTLE_FIELDS = 11
+SETTLE_FIELDS = 12
 
 # ARGV: prefix, result TTL (ms, '0': none), then per settlement: id, worker id, status,
 # finished_at (iso), finished_at (epoch us), finished_at (stamp), return value (JSON), error
-# (JSON or ''), retry_at (iso or ''), retry_at (stamp or ''), TTL trim bound (epoch us).
-# Returns how many were written (the others lost their lease).
+# (JSON or ''), retry_at (iso or ''), retry_at (stamp or ''), TTL trim bound (epoch us), attempt
+# token. Returns how many were written (the others' attempts lost their lease).
 SETTLE = """
 local ttl, written = ARGV[2], 0
-for i = 3, #ARGV, 11 do
+for i = 3, #ARGV, 12 do
   local id, worker, status, error = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 7]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
-    'errors', 'rank', 'priority', 'unique_key')
-  if t[1] == 'RUNNING' and t[2] == worker then
+    'errors', 'rank', 'priority', 'unique_key', 'attempt_token')
+  if t[1] == 'RUNNING' and t[2] == worker and t[9] == ARGV[i + 11] then
     local backend, queue = t[3], t[4]
     redis.call('ZREM', key(backend, 'running', queue), id)
     local errors = t[5]
@@ -353,11 +393,12 @@ end
 return false
 """
 
-# ARGV: prefix, task id, worker id, progress (JSON), now (iso). Returns 1 when stored.
+# ARGV: prefix, task id, worker id, progress (JSON), now (iso), attempt token. Returns 1 when
+# stored.
 SAVE_PROGRESS = """
 local t_key = task_key(ARGV[2])
-local t = redis.call('HMGET', t_key, 'status', 'worker_id')
-if t[1] ~= 'RUNNING' or t[2] ~= ARGV[3] then return 0 end
+local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'attempt_token')
+if t[1] ~= 'RUNNING' or t[2] ~= ARGV[3] or t[3] ~= ARGV[6] then return 0 end
 redis.call('HSET', t_key, 'progress', ARGV[4], 'progress_at', ARGV[5])
 return 1
 """

@@ -29,13 +29,10 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from tandem import wakeup
-from tandem.backends.base import TandemBackend, resolve_task
+from tandem.backends.base import TandemBackend
 from tandem.brokers.base import (
-    FAILED,
     READY,
-    SUCCESSFUL,
     Broker,
-    ErrorRecord,
     Settlement,
     StoredTask,
     WorkerInfo,
@@ -43,10 +40,9 @@ from tandem.brokers.base import (
 from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retention import Retention
-from tandem.retries import backoff_delay
 from tandem.scheduler.core import Scheduler
-from tandem.tasks import AnyTask, Task
 from tandem.worker import telemetry
+from tandem.worker.heartbeat import Heartbeat, LostAttempt
 from tandem.worker.listener import (
     PostgresListener,
     RedisListener,
@@ -56,10 +52,13 @@ from tandem.worker.listener import (
 from tandem.worker.pools import startup
 from tandem.worker.pools.base import ExecutionPool, create_pool
 from tandem.worker.pools.startup import StartupFailure
+from tandem.worker.settlement import Settler
 
 logger = logging.getLogger("tandem.worker")
 
 Clock = Callable[[], datetime]
+#: The exit status of a worker whose pool broke (too many stuck interpreters): restart it.
+EXIT_POOL_BROKEN = 75
 STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 #: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
 #: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
@@ -107,20 +106,6 @@ def select_pools(
 
 def _in_memory(name: object) -> bool:
     return ":memory:" in str(name) or "mode=memory" in str(name)
-
-
-def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
-    """The FAILED ending written instead of an attempt's outcome that the store rejected."""
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    message = f"{kind}: the task store rejected this attempt's outcome ({settlement.status}): {exc}"
-    return Settlement(
-        id=settlement.id,
-        worker_id=settlement.worker_id,
-        status=FAILED,
-        finished_at=settlement.finished_at,
-        error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
-        task_path=settlement.task_path,
-    )
 
 
 class Supervisor:
@@ -177,7 +162,21 @@ class Supervisor:
         self._shown: tuple[int, int] = (0, 0)
         self._next_show: datetime | None = None
         self.store_errors = 0
-        self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
+        self.settler = Settler(self.broker, self.worker_id)
+        # In-flight attempts change on this thread and are read by the heartbeat's.
+        self._flight_lock = threading.Lock()
+        self._lost: collections.deque[LostAttempt] = collections.deque()
+        self.lost_attempts = 0
+        self.rejected_writes = 0
+        self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
+        self.heartbeat = Heartbeat(
+            broker=self.broker,
+            worker_id=self.worker_id,
+            lease_seconds=self.options.lease_seconds,
+            attempts=self._current_attempts,
+            stop=self._stop_lost,
+            clock=self.clock,
+        )
         # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
         self.scheduler = (
             Scheduler.for_backend(backend, self.broker)
@@ -196,6 +195,46 @@ class Supervisor:
     @property
     def in_flight(self) -> int:
         return sum(len(s.in_flight) for s in self.pools)
+
+    def _current_attempts(self) -> dict[str, dict[str, str]]:
+        """The attempts in flight, per pool: ``{pool: {task id: attempt token}}`` (any thread)."""
+        with self._flight_lock:
+            return {
+                s.config.name: {i: t.attempt_token for i, t in s.in_flight.items()}
+                for s in self.pools
+            }
+
+    def _stop_lost(self, lost: LostAttempt) -> None:
+        """Stop an attempt whose lease is lost, in its pool, now (called by the heartbeat); the
+        supervisor's thread forgets it at its next step."""
+        self.lost_attempts += 1
+        for state in self.pools:
+            if state.config.name == lost.pool:
+                state.pool.stop_attempt(lost.task_id, lost.attempt_token)
+        self._lost.append(lost)
+        self._wake.set()
+
+    def _check_pools(self) -> None:
+        """A broken pool (see ``ExecutionPool.broken``) stops this supervisor: in-flight tasks
+        are released and ``exit_code`` tells the command to exit non-zero, to be restarted."""
+        for state in self.pools:
+            if state.pool.broken and self.exit_code == 0:
+                logger.critical(
+                    "%s: releasing in-flight tasks and exiting for a restart", state.pool.broken
+                )
+                self.exit_code = EXIT_POOL_BROKEN
+                self.request_stop(force=True)
+
+    def _drop_lost(self) -> None:
+        """Forget attempts the heartbeat stopped: their outcomes, if any come, are discarded."""
+        while self._lost:
+            lost = self._lost.popleft()
+            for state in self.pools:
+                task = state.in_flight.get(lost.task_id)
+                if task is not None and task.attempt_token == lost.attempt_token:
+                    with self._flight_lock:
+                        del state.in_flight[lost.task_id]
+                    state.dirty = True
 
     def _deliver(self, outcome: Outcome) -> None:  # called from pool threads
         self._outcomes.append(outcome)
@@ -262,19 +301,23 @@ class Supervisor:
         self._started = True
         self.choose_executors()  # before the registry shows the pools
         now = self.clock()
-        self.broker.prepare()
-        self.broker.register_worker(
-            WorkerInfo(
-                id=self.worker_id,
-                backend=self.backend.alias,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=self.queues,
-                pools=self.pool_states(),
-                started_at=now,
-                last_heartbeat_at=now,
+        try:
+            self.broker.prepare()
+            self.broker.register_worker(
+                WorkerInfo(
+                    id=self.worker_id,
+                    backend=self.backend.alias,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=self.queues,
+                    pools=self.pool_states(),
+                    started_at=now,
+                    last_heartbeat_at=now,
+                )
             )
-        )
+        except BaseException:
+            self._started = False  # a store that is down fails the start before anything runs
+            raise
         if not SUBINTERPRETERS_AVAILABLE and "executor" not in (self.backend.options or {}):
             logger.info(
                 "Python %s has no subinterpreters with their own GIL (3.14+): the pools run "
@@ -319,6 +362,7 @@ class Supervisor:
         """
         forced = self._stopping == 2
         clean = True
+        self.heartbeat.stop()
         for state in self.pools:
             clean = state.pool.stop(timeout=0 if forced else None) and clean
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
@@ -346,6 +390,8 @@ class Supervisor:
         """
         if not self._started:
             self.start()
+        self._drop_lost()
+        self._check_pools()
         now = self.clock()
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
@@ -355,7 +401,7 @@ class Supervisor:
         claiming = not self._stopping and not self._claims_exhausted()
         if not claiming:
             # No claim follows: settle on its own (one bad row cannot take the others down).
-            done = self._commit_settlements(batch, self._write)
+            done = self._commit_settlements(batch, self.settler.write)
             batch = []
             if self._stopping == 2:
                 self._release_all(now)
@@ -365,10 +411,14 @@ class Supervisor:
             done = 0
         claims: list[tuple[_PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
+        written: list[bool] = []
+        sent = time.monotonic()  # the leases claimed below start no earlier than this
         try:
             with self.broker.transaction():
                 if batch:
-                    self._settle([self._settlement(o, t, s.config) for s, t, o in batch])
+                    written = self.settler.settle(
+                        [self.settler.ending(o, t, s.config) for s, t, o in batch]
+                    )
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
@@ -380,12 +430,15 @@ class Supervisor:
                 state.dirty = True
             if isinstance(exc, DataError) and batch:
                 # A row the store rejects: settle this batch one by one, claim next round.
-                return self._commit_settlements(self._take_outcomes(), self._write)
+                return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
-        done += self._finish(batch)
+        done += self._finish(batch, written)
         for state, tasks in claims:
+            self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
+            with self._flight_lock:
+                for task in tasks:
+                    state.in_flight[task.id] = task
             for task in tasks:
-                state.in_flight[task.id] = task
                 state.pool.submit(task)
             self.claimed += len(tasks)
             done += len(tasks)
@@ -432,136 +485,60 @@ class Supervisor:
             outcome = self._outcomes.popleft()
             for state in self.pools:
                 task = state.in_flight.get(outcome.task_id)
-                if task is not None:
+                if task is not None and task.attempt_token == outcome.attempt_token:
                     batch.append((state, task, outcome))
                     break
-            # else: released or recovered meanwhile; that attempt's lease is gone
+            else:
+                # Released, recovered or stopped meanwhile: that attempt's lease is gone.
+                logger.warning(
+                    "discarded the outcome of a stale attempt of task %s (its lease was lost)",
+                    outcome.task_id,
+                    extra={"task_id": outcome.task_id, "worker_id": self.worker_id},
+                )
         return batch
 
     def _commit_settlements(
         self,
         batch: list[tuple[_PoolState, StoredTask, Outcome]],
-        write: Callable[[list[Settlement]], None],
+        write: Callable[[list[Settlement]], list[bool]],
     ) -> int:
         if not batch:
             return 0
         try:
-            write([self._settlement(o, t, s.config) for s, t, o in batch])
+            written = write([self.settler.ending(o, t, s.config) for s, t, o in batch])
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             raise
-        return self._finish(batch)
+        return self._finish(batch, written)
 
-    def _finish(self, batch: list[tuple[_PoolState, StoredTask, Outcome]]) -> int:
-        for state, task, _ in batch:
-            del state.in_flight[task.id]
-            state.dirty = True
-        self.settled += len(batch)
-        telemetry.settled(self, [(task, outcome) for _, task, outcome in batch])
+    def _finish(
+        self, batch: list[tuple[_PoolState, StoredTask, Outcome]], written: list[bool]
+    ) -> int:
+        """Forget the settled attempts; report those whose ending the store took, and log the
+        stale ones it rejected (their lease was lost: a newer attempt's ending counts)."""
+        with self._flight_lock:
+            for state, task, _ in batch:
+                del state.in_flight[task.id]
+                state.dirty = True
+        stored = []
+        for (_, task, outcome), kept in zip(batch, written, strict=True):
+            self.heartbeat.forget(task.id, task.attempt_token)
+            if kept:
+                stored.append((task, outcome))
+                continue
+            self.rejected_writes += 1
+            logger.warning(
+                "the store rejected the outcome of a stale attempt of task %s (attempt %d): its "
+                "lease was lost, so the attempt that holds it now decides the task's ending",
+                task.id,
+                task.attempts,
+                extra={"task_id": task.id, "worker_id": self.worker_id, "attempt": task.attempts},
+            )
+        self.settled += len(stored)
+        telemetry.settled(self, stored)
         return len(batch)
-
-    def _write(self, settlements: list[Settlement]) -> None:
-        """Settle in one batch; a value the store rejects must not block the other outcomes.
-
-        A ``DataError`` is about one row's data, not the store (PostgreSQL cannot hold a NUL
-        character in JSON): writing the same batch again would fail forever while no lease is
-        renewed. So the batch is written one by one, and a settlement the store still rejects is
-        written as FAILED with the store's error instead.
-        """
-        try:
-            with self.broker.transaction():
-                self._settle(settlements)
-        except DataError as exc:
-            if len(settlements) > 1:
-                for settlement in settlements:
-                    self._write([settlement])
-                return
-            logger.error(
-                "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
-            )
-            with self.broker.transaction():
-                self._settle([_unstorable(settlements[0], exc)])
-
-    def _settle(self, settlements: list[Settlement]) -> None:
-        """Write the settlements, then enqueue the ``on_success``/``on_failure`` hooks of those
-        that finished — in the caller's transaction, so a hook is enqueued exactly when its
-        task's ending is written."""
-        written = self.broker.settle(settlements)
-        for settlement in settlements:
-            if settlement.status == READY:
-                continue
-            task = self._task(settlement.task_path)
-            hook = getattr(
-                task, "on_success" if settlement.status == SUCCESSFUL else "on_failure", None
-            )
-            if hook is None:
-                continue
-            if written < len(settlements):  # some leases were lost: was this one written?
-                stored = self.broker.get(settlement.id)
-                if stored is None or stored.finished_at != settlement.finished_at:
-                    continue
-            self._enqueue_hook(hook, settlement.id)
-
-    def _enqueue_hook(self, hook: AnyTask | str, result_id: str) -> None:
-        try:
-            hook_task = resolve_task(hook) if isinstance(hook, str) else hook
-            hook_task.enqueue(result_id)
-        except STORE_ERRORS:
-            raise  # the round is retried with the outcome
-        except Exception:
-            logger.exception("could not enqueue hook %r for task %s", hook, result_id)
-
-    def _task(self, task_path: str) -> AnyTask | None:
-        """The task a row names, resolved once per path (None when it does not resolve)."""
-        if task_path not in self._tasks:
-            try:
-                self._tasks[task_path] = resolve_task(task_path)
-            except Exception:
-                self._tasks[task_path] = None
-        return self._tasks[task_path]
-
-    def _retry_delay(self, task: StoredTask, pool: PoolConfig) -> timedelta:
-        resolved = self._task(task.task_path)
-        if isinstance(resolved, Task):
-            try:
-                seconds = resolved.retry_delay(task.attempts)
-            except Exception:
-                logger.exception("backoff of %s failed; using the pool's", task.task_path)
-                seconds = None
-            if seconds is not None:
-                return timedelta(seconds=seconds)
-        return backoff_delay(task.attempts, pool.backoff)
-
-    def _settlement(self, outcome: Outcome, task: StoredTask, pool: PoolConfig) -> Settlement:
-        if outcome.succeeded:
-            return Settlement(
-                id=task.id,
-                worker_id=self.worker_id,
-                status=SUCCESSFUL,
-                finished_at=outcome.finished_at,
-                return_value=outcome.return_value,
-                task_path=task.task_path,
-            )
-        if outcome.retriable and task.attempts < task.max_attempts:
-            return Settlement(
-                id=task.id,
-                worker_id=self.worker_id,
-                status=READY,
-                finished_at=outcome.finished_at,
-                error=outcome.error,
-                retry_at=outcome.finished_at + self._retry_delay(task, pool),
-                task_path=task.task_path,
-            )
-        return Settlement(
-            id=task.id,
-            worker_id=self.worker_id,
-            status=FAILED,
-            finished_at=outcome.finished_at,
-            error=outcome.error,
-            task_path=task.task_path,
-        )
 
     def _heartbeat(self, now: datetime) -> None:
         self._next_heartbeat = now + self.heartbeat_every
@@ -573,16 +550,8 @@ class Supervisor:
                         logger.warning(
                             "killed cancelled task %s (pool %s)", task_id, state.config.name
                         )
-            if ids:
-                held = self.broker.renew(self.worker_id, ids, now + self.lease)
-                if held < len(ids):
-                    logger.warning(
-                        "worker %s lost %d lease(s) in pool %s (recovered elsewhere); "
-                        "their outcomes will be ignored",
-                        self.worker_id,
-                        len(ids) - held,
-                        state.config.name,
-                    )
+        if not self.heartbeat.running:  # (``run()`` renews on the heartbeat's own thread)
+            self.heartbeat.renew(now)
         self.broker.heartbeat_worker(self.worker_id, now, self.settled, self.pool_states())
         self._shown = (self.settled, sum(len(s.in_flight) for s in self.pools))
         recovered_tasks = self.broker.recover_expired(now, self.options.recovery_max_attempts)
@@ -607,7 +576,10 @@ class Supervisor:
             if ids:
                 released = self.broker.release(self.worker_id, ids, now)
                 logger.warning("released %d in-flight task(s) back to READY", released)
-                state.in_flight.clear()
+                with self._flight_lock:
+                    for task in state.in_flight.values():
+                        self.heartbeat.forget(task.id, task.attempt_token)
+                    state.in_flight.clear()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -635,7 +607,11 @@ class Supervisor:
 
     def run(self) -> None:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
-        self.start()
+        self._start_when_the_store_answers()
+        if not self._started:
+            self.close()
+            return
+        self.heartbeat.start()
         error_delay = 0.5
         completed = False
         try:
@@ -668,6 +644,21 @@ class Supervisor:
                 except Exception:
                     logger.exception("could not release in-flight tasks; their leases will expire")
             self.close()
+
+    def _start_when_the_store_answers(self) -> None:
+        """``start()``, retried with the claim loop's back-off while the store is unreachable
+        (a worker started during an outage waits for the store instead of crashing); a stop
+        request ends the wait."""
+        delay = 0.5
+        while not self._started and not self._stopping:
+            try:
+                self.start()
+            except STORE_ERRORS as exc:
+                self.store_errors += 1
+                logger.error("task store unavailable at start (%s); retrying in %.1fs", exc, delay)
+                self._close_connections()
+                self._back_off(delay)
+                delay = min(delay * 2, 30.0)
 
     def _back_off(self, seconds: float) -> None:
         """Wait ``seconds`` after a store error; only a stop request cuts the wait short.

@@ -221,25 +221,34 @@ class Command(BaseCommand):
         )
         self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
         bar = self._progress_bar(supervisor) if burst else None
+        from tandem.serving import finish_process, leftovers
+
         with stop_signals(supervisor, self.stderr.write):
             try:
                 supervisor.run()
+            except BaseException:
+                if any("subinterpreter" in thing for thing in leftovers()):
+                    # An open interpreter would hang or crash finalization: exit now, non-zero.
+                    logger.exception("the worker failed; exiting without interpreter finalization")
+                    finish_process(1)
+                raise
             finally:
                 if bar is not None:
                     bar.stop()
         self.stdout.write(
             f"tandem worker {supervisor.worker_id} stopped: {supervisor.settled} task(s) settled."
         )
-        if supervisor.stopping == 2:
-            # Released while workers were busy: a subinterpreter still running a task would
-            # crash interpreter finalization (SIGSEGV) after the release.
-            from tandem.serving import finish_process, leftovers
-
-            if still := leftovers():
-                logger.info(
-                    "exiting without interpreter finalization (still running: %s)", ", ".join(still)
-                )
-                finish_process(0)
+        # After a forced stop, or a drain that left a retired interpreter stuck in a task: a
+        # subinterpreter still running would crash interpreter finalization (SIGSEGV).
+        still = leftovers()
+        stuck = any("subinterpreter" in thing for thing in still)
+        if still and (supervisor.stopping == 2 or stuck):
+            logger.info(
+                "exiting without interpreter finalization (still running: %s)", ", ".join(still)
+            )
+            finish_process(supervisor.exit_code)
+        if supervisor.exit_code:
+            sys.exit(supervisor.exit_code)
 
     def serve(
         self,

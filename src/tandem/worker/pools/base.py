@@ -34,6 +34,9 @@ class ExecutionPool(abc.ABC):
         self.restarts = 0
         #: Why this pool's workers cannot start now (None: they can); shown as unhealthy.
         self.failing: str | None = None
+        #: Why this pool cannot go on in this process (None: it can); the supervisor then stops
+        #: and exits non-zero, for a process supervisor (``--supervise``, systemd) to restart it.
+        self.broken: str | None = None
 
     @property
     def size(self) -> int:
@@ -68,6 +71,13 @@ class ExecutionPool(abc.ABC):
     def cancel(self, task_id: str) -> bool:
         """Stop the running task ``task_id`` by force, recording it cancelled; True if stopped."""
         return False
+
+    @abc.abstractmethod
+    def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
+        """End this attempt now and deliver no outcome: its lease is lost (another worker may
+        run the task). Process: the child is killed; subinterpreter: the task is interrupted
+        and the interpreter retired; thread: the thread is abandoned and its result discarded.
+        True when the attempt was running or waiting here."""
 
     @abc.abstractmethod
     def stop(self, timeout: float | None) -> bool:
@@ -186,14 +196,31 @@ class SlotPool(ExecutionPool):
                 return
             self._backlog.append(item)
 
-    def _take_waiting(self, task_id: str) -> StoredTask | None:
+    def _take_waiting(self, task_id: str, attempt_token: str | None = None) -> StoredTask | None:
         """Remove ``task_id`` from the backlog, if it waits there (claimed ahead, not started)."""
         with self._dispatch:
             for item in self._backlog:
                 if item is not None and item.id == task_id:
+                    if attempt_token is not None and item.attempt_token != attempt_token:
+                        continue
                     self._backlog.remove(item)
                     return item
         return None
+
+    def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
+        for slot in self._live_slots():
+            task = slot.take_attempt(task_id, attempt_token)
+            if task is not None:
+                self._stop_running(slot, task)
+                return True
+        return self._take_waiting(task_id, attempt_token) is not None
+
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        """End ``slot``'s attempt of ``task`` (already taken from the slot: no outcome is
+        delivered). By default the worker is retired and replaced: it runs on until the task
+        returns, and its result is discarded."""
+        slot.retired = True
+        self._replace(slot)
 
     def _next(self, slot: Slot) -> StoredTask | None:
         """The next task for ``slot``'s worker (``STOP``: end), waiting while there is none."""
@@ -221,7 +248,9 @@ class SlotPool(ExecutionPool):
             self._backlog.clear()
         for _ in slots:
             self._put(STOP)
-        threads = [s.thread for s in slots if s.thread is not None]
+        # (a seat given to a fresh worker a moment ago may not have started its thread yet:
+        # it takes its STOP when it does)
+        threads = [s.thread for s in slots if s.thread is not None and s.thread.ident is not None]
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

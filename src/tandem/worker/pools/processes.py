@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tandem.brokers.base import StoredTask
@@ -23,6 +24,19 @@ from tandem.worker.pools.startup import StartupFailure, from_exception
 from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
+
+#: How long a fresh child may take to start (spawn + ``django.setup()``) before it is killed.
+STARTUP_TIMEOUT = 60.0
+#: How often a start-up in progress checks whether it was cancelled.
+STARTUP_POLL = 0.1
+
+
+class StartupFailed(RuntimeError):
+    """A fresh child did not get ready within ``STARTUP_TIMEOUT``."""
+
+
+class StartupAbandoned(Exception):
+    """The task a child was starting for was taken away (cancelled, lease lost, pool stopping)."""
 
 
 class ChildFailed(RuntimeError):
@@ -46,8 +60,20 @@ class _Child:
         child_end.close()
         self.tasks = 0
 
-    def handshake(self) -> None:
-        """Wait until the child is ready; ``ChildFailed`` when it could not start."""
+    def handshake(self, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Wait until the child is ready; ``ChildFailed`` when it could not start. Kill it when
+        ``cancelled()`` (``StartupAbandoned``) or after ``STARTUP_TIMEOUT`` (``StartupFailed``)."""
+        timeout = STARTUP_TIMEOUT
+        deadline = time.monotonic() + timeout
+        while not self.connection.poll(STARTUP_POLL):
+            if cancelled():
+                self.kill()
+                raise StartupAbandoned("the task was taken away while its worker process started")
+            if not self.process.is_alive():
+                raise EOFError("the worker process exited during start-up")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise StartupFailed(f"the worker process did not start within {timeout:g}s")
         message = self.connection.recv()
         if isinstance(message, tuple) and message[0] == "failed":
             _, stage, error, details = message
@@ -88,6 +114,7 @@ class ProcessPool(SlotPool):
         self._environment = worker_environment()
         self.recycled = 0
         self._spare: _Child | None = None  # the child that proved the pool: the first worker's
+        self._stopping = False
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         try:
@@ -95,27 +122,32 @@ class ProcessPool(SlotPool):
         except Exception as exc:  # e.g. spawn cannot start a child here
             return from_exception("process", "starting a process", exc)
         try:
-            child.handshake()
+            child.handshake(lambda: self._stopping)
         except ChildFailed as exc:
             _reap(child)
             return exc.failure
-        except (EOFError, OSError, RuntimeError) as exc:
+        except (EOFError, OSError, RuntimeError, StartupAbandoned) as exc:
             exitcode = _reap(child)
             return from_exception("process", f"starting (exit code {exitcode})", exc)
         self._spare = child
         return None
 
-    def _new_child(self) -> _Child:
+    def _new_child(self, slot: Slot, task: StoredTask) -> _Child:
         with self._lock:
             child, self._spare = self._spare, None
         if child is not None:
+            slot.handle = child
             return child
         child = _Child(self._environment)
+        slot.handle = child  # a cancel or a lost lease during start-up kills it
         try:
-            child.handshake()
+            child.handshake(lambda: self._stopping or slot.task is not task)
         except ChildFailed as exc:
             _reap(child)
             self.failing = exc.failure.describe()
+            raise
+        except BaseException:
+            _reap(child)
             raise
         self.failing = None
         return child
@@ -127,9 +159,10 @@ class ProcessPool(SlotPool):
                 slot.begin(task, None)
                 try:
                     if child is None:
-                        # Start-up (spawn + django.setup()) is not part of the task's time.
-                        child = self._new_child()
-                        slot.handle = child
+                        # Start-up (spawn + django.setup()) is not part of the task's time; it
+                        # has a deadline of its own (STARTUP_TIMEOUT) and ends if the task is
+                        # taken away meanwhile.
+                        child = self._new_child(slot, task)
                     slot.arm(self.timeout_for(task))
                     if slot.task is not task:
                         continue  # cancelled while the child started: never run it
@@ -137,6 +170,15 @@ class ProcessPool(SlotPool):
                     reply = child.connection.recv()
                 except ChildFailed as exc:
                     slot.finish(crash_outcome(task, f"the worker process could not start: {exc}"))
+                    child = None
+                    self.restarts += 1
+                    continue
+                except StartupAbandoned:
+                    child = None
+                    continue  # its ending (cancelled, lease lost) was decided elsewhere
+                except StartupFailed as exc:
+                    slot.finish(crash_outcome(task, f"{exc}; it was killed and is replaced."))
+                    child = None
                     self.restarts += 1
                     continue
                 except (EOFError, OSError, RuntimeError) as exc:
@@ -171,6 +213,7 @@ class ProcessPool(SlotPool):
                 child.close()
 
     def stop(self, timeout: float | None) -> bool:
+        self._stopping = True  # a child still starting is abandoned
         with self._lock:
             spare, self._spare = self._spare, None
         if spare is not None:
@@ -194,6 +237,11 @@ class ProcessPool(SlotPool):
             self.deliver(cancelled_outcome(waiting, "it had not started yet."))
             return True
         return False
+
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        child = slot.handle
+        if isinstance(child, _Child):
+            child.kill()  # the worker thread sees the pipe close and starts a fresh child
 
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)

@@ -54,6 +54,7 @@ def ended_outcome(
     return Outcome(
         task_id=task.id,
         worker_id=task.worker_id,
+        attempt_token=task.attempt_token,
         succeeded=False,
         finished_at=timezone.now(),
         error=ErrorRecord(exception_class_path=path, traceback=f"{path}: {message}\n"),
@@ -132,6 +133,15 @@ class Slot:
             if self.task is None or self.task.id != task_id:
                 return None
             task, self.task, self.deadline = self.task, None, None
+            return task
+
+    def take_attempt(self, task_id: str, attempt_token: str) -> StoredTask | None:
+        """End this very attempt here (its lease is lost), if this slot still runs it."""
+        with self._lock:
+            task = self.task
+            if task is None or task.id != task_id or task.attempt_token != attempt_token:
+                return None
+            self.task, self.deadline = None, None
             return task
 
     def abandon(self) -> StoredTask | None:

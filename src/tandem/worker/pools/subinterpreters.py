@@ -44,6 +44,10 @@ logger = logging.getLogger("tandem.worker")
 
 #: How long a subinterpreter pool's start waits for its workers to set Django up (seconds).
 STARTUP_WAIT = 60.0
+#: Retired interpreters still running (stuck in a task) per worker of the pool, at most: past
+#: that, the pool is broken and the process must be restarted (a running interpreter cannot be
+#: closed, only abandoned).
+RETIRED_PER_WORKER = 2
 
 
 def available() -> bool:
@@ -68,8 +72,10 @@ class _Interpreter:
         self.interp = interpreters.create()
         self.tasks = interpreters.create_queue()
         self.results = interpreters.create_queue()
+        self.stops = interpreters.create_queue()  # attempts to interrupt (their lease is lost)
         self.wake_r, self.wake_w = os.pipe()
         self.done_r, self.done_w = os.pipe()
+        self.stop_r, self.stop_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
         self.setup_error: StartupFailure | None = None
         stage = "setting Django up"
@@ -92,7 +98,14 @@ class _Interpreter:
         lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
         try:
             self.crash = self.interp.call(
-                runner.serve, self.tasks, self.results, self.wake_r, self.done_w
+                runner.serve,
+                self.tasks,
+                self.results,
+                self.wake_r,
+                self.done_w,
+                self.stops,
+                self.stop_r,
+                self.stop_w,
             )
         except Exception as exc:  # ExecutionFailed: the loop itself failed
             self.crash = f"the worker interpreter failed: {exc}"
@@ -109,6 +122,12 @@ class _Interpreter:
         outcome: Outcome = self.results.get_nowait()
         return outcome
 
+    def interrupt(self, task: StoredTask) -> None:
+        """Raise ``LeaseLost`` in ``task``'s attempt if it still runs here (pure Python only)."""
+        self.stops.put(f"{task.id}:{task.attempt_token}")
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"!")
+
     def close(self) -> None:
         if self.thread.is_alive():
             self.tasks.put(None)
@@ -119,7 +138,7 @@ class _Interpreter:
             self.interp.close()
         except Exception:  # already gone
             logger.debug("interpreter %s left open", getattr(self.interp, "id", "?"))
-        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w):
+        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w, self.stop_r, self.stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -136,6 +155,27 @@ class SubinterpreterPool(SlotPool):
         self._refusing: set[str] = set()  # task paths that import a module refused here
         self.fallback_tasks = 0
         self._set_up = threading.Semaphore(0)  # released by each worker once Django is set up
+        self._retired: list[_Interpreter] = []
+
+    @property
+    def retired_running(self) -> int:
+        """Retired interpreters still running their task."""
+        self._retired = [w for w in self._retired if w.thread.is_alive()]
+        return len(self._retired)
+
+    def _retire(self, slot: Slot) -> None:
+        """Count ``slot``'s interpreter as retired; break the pool past the cap."""
+        worker = slot.handle
+        if isinstance(worker, _Interpreter):
+            self._retired.append(worker)
+        cap = RETIRED_PER_WORKER * self.size
+        if self.retired_running > cap and self.broken is None:
+            self.broken = (
+                f"pool {self.config.name}: {self.retired_running} retired interpreters are still "
+                f"running their tasks (at most {cap}); a running interpreter cannot be closed, "
+                "so this process must be restarted"
+            )
+            logger.critical("%s", self.broken)
 
     def start(self) -> None:
         """Start the workers and wait (at most ``STARTUP_WAIT``) until each has set Django up.
@@ -221,6 +261,7 @@ class SubinterpreterPool(SlotPool):
             worker = self._interpreter()
         finally:
             self._set_up.release()
+        slot.handle = worker
         try:
             while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
@@ -259,6 +300,15 @@ class SubinterpreterPool(SlotPool):
             clean = fallback.stop(timeout) and clean
         return clean
 
+    def _stop_running(self, slot: Slot, task: StoredTask) -> None:
+        """Interrupt the task (``LeaseLost``), then retire the interpreter: a fresh one takes
+        its seat at once, and this one closes when the task returns (its result discarded)."""
+        worker = slot.handle
+        if isinstance(worker, _Interpreter):
+            worker.interrupt(task)
+        self._retire(slot)
+        super()._stop_running(slot, task)
+
     def _on_overdue(self, slot: Slot, task: StoredTask) -> None:
         timeout = self.timeout_for(task)
         assert timeout is not None
@@ -273,4 +323,5 @@ class SubinterpreterPool(SlotPool):
         logger.warning(
             "pool %s: retired an interpreter stuck in task %s", self.config.name, task.id
         )
+        self._retire(slot)
         self._replace(slot)

@@ -9,6 +9,7 @@ threads, so a forced shutdown never waits for a task that does not return.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.db import close_old_connections, connections
@@ -21,6 +22,10 @@ from tandem.worker.pools.slots import Slot, timeout_outcome
 logger = logging.getLogger("tandem.worker")
 
 
+def _still_runs(slot: Slot, task: StoredTask) -> bool:
+    return slot.task is task
+
+
 class ThreadPool(SlotPool):
     kind = "thread"
 
@@ -30,7 +35,8 @@ class ThreadPool(SlotPool):
                 slot.begin(task, self.timeout_for(task))
                 close_old_connections()
                 try:
-                    outcome = execute(task)
+                    # Abandoned (timeout, lost lease): its late ending sends no task_finished.
+                    outcome = execute(task, current=functools.partial(_still_runs, slot, task))
                 except BaseException as exc:  # a signal receiver or the runner itself failed
                     logger.exception("runner failed for task %s; replacing worker", task.id)
                     slot.finish(failed(task, exc))

@@ -1,0 +1,32 @@
+"""``python -m tests.faults.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``hold``
+tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call; write their ids, in order, to
+IDS_FILE. The other commands are the scale tier's (``tests/scale/ops.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.scale import ops
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    if command != "enqueue":
+        ops.main(argv)
+        return
+    import django
+
+    django.setup()
+    import tandem
+    from tests.faults.tasks import hold
+
+    count, prefix, seconds, out = args
+    items = [((f"{prefix}-{n}", float(seconds)), {}) for n in range(int(count))]
+    ids = [result.id for result in tandem.enqueue_many(hold, items)]
+    Path(out).write_text(json.dumps(ids))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
