@@ -42,7 +42,8 @@ KILLS = scaled("KILLS", 10)
 #: delay a live process's heartbeat past it (which would make a duplicate of a live attempt).
 LEASE = "5"
 #: The bounds of the waits grow with the work (the soak runs ten times more).
-WAIT = 300 * max(1.0, TASKS / 2000)
+#: Below the per-test deadline (180 s), so a stuck run fails here, with every process's output.
+WAIT = 150 * max(1.0, TASKS / 2000)
 PARALLEL = (
     "subinterpreter" if sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb" else "thread"
 )
