@@ -80,7 +80,8 @@ def test_a_cancel_during_start_up_ends_it_at_once(harness: Harness) -> None:
     harness.run_in_background(supervisor)
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == "RUNNING", "the claim")
 
-    assert tandem.cancel(result.id) is True  # found by the next heartbeat (a process can die)
+    # Asked to stop (it is RUNNING); the next heartbeat finds it and kills its starting child.
+    assert tandem.cancel(result.id) is tandem.CancelOutcome.REQUESTED
     wait_for(lambda: TaskRecord.objects.get(id=result.id).status == "FAILED", "the cancel", 30)
     row = TaskRecord.objects.get(id=result.id)
     assert row.errors[-1]["exception_class_path"] == "tandem.exceptions.Cancelled"

@@ -128,6 +128,13 @@ class _Interpreter:
         with contextlib.suppress(OSError):
             os.write(self.stop_w, b"!")
 
+    def abandon(self) -> None:
+        """Give up on this interpreter, still running a task: end its interrupter thread, which
+        interpreter finalization would otherwise wait for forever (it joins every thread that
+        is not a daemon, and a subinterpreter has no daemon threads)."""
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"q")
+
     def close(self) -> None:
         if self.thread.is_alive():
             self.tasks.put(None)
@@ -293,9 +300,13 @@ class SubinterpreterPool(SlotPool):
         with self._lock:
             spare, self._spare = self._spare, None
             fallback = self._fallback
+            slots = list(self._slots)
         if spare is not None:
             spare.close()
         clean = super().stop(timeout)
+        for worker in [slot.handle for slot in slots] + self._retired:
+            if isinstance(worker, _Interpreter) and worker.thread.is_alive():
+                worker.abandon()  # still in a task past the stop: never joined
         if fallback is not None:
             clean = fallback.stop(timeout) and clean
         return clean
