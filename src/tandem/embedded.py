@@ -260,7 +260,12 @@ def stop(grace: float = DEFAULT_GRACE) -> bool:
 
 
 def _release_at_exit() -> None:
-    """The host is exiting without having called ``stop()``: release in-flight tasks now."""
+    """The host is exiting without having called ``stop()``: release in-flight tasks now.
+
+    A subinterpreter still inside a task would then hang or crash (SIGSEGV) the interpreter's
+    finalization: when one is left, the process ends here (status 0, everything durable is
+    written), without the atexit handlers registered before tandem's."""
+    released = False
     for worker in list(_workers.values()):
         if worker.running:
             logger.warning(
@@ -269,6 +274,18 @@ def _release_at_exit() -> None:
                 worker.worker_id,
             )
             worker.stop(grace=0)
+            released = True
+    if not released:
+        return
+    from tandem.serving import finish_process, leftovers
+
+    busy = [thing for thing in leftovers() if "subinterpreter" in thing]
+    if busy:
+        logger.warning(
+            "exiting without interpreter finalization: %s still in a task would hang or crash it",
+            ", ".join(busy),
+        )
+        finish_process(0)
 
 
 # -- ASGI lifespan ---------------------------------------------------------------------------------

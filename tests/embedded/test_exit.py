@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,15 +42,14 @@ def test_exiting_without_stop_releases_in_flight_tasks(executor: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=40,
+        timeout=150,  # far below the task's 600 s: an exit that waited for it fails here
     )
     took = time.monotonic() - began
     output = f"--- stdout ---\n{child.stdout}--- stderr ---\n{child.stderr}"
-    # A subinterpreter still running task code when the process ends can crash the exit itself
-    # (SIGSEGV, see docs/how-to/deploying.md) -- after the release, so nothing is lost.
-    allowed = (0, -signal.SIGSEGV) if executor == "subinterpreter" else (0,)
-    assert child.returncode in allowed, output
-    assert took < 30, f"the host took {took:.1f}s to exit (the task sleeps 60 s)\n{output}"
+    # A subinterpreter still in a task would hang or crash (SIGSEGV) finalization: the exit hook
+    # ends the process itself, after the release.
+    assert child.returncode == 0, output
+    assert took < 150, f"the host took {took:.1f}s to exit (the task sleeps 600 s)\n{output}"
     record = TaskRecord.objects.get(pk=child.stdout.strip())
     assert record.status == "READY", output
     assert record.errors[-1]["exception_class_path"] == "tandem.exceptions.Released"

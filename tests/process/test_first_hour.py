@@ -11,16 +11,20 @@ from pathlib import Path
 
 import pytest
 
+import tandem
 from tests.support import free_port
 
 pytestmark = [pytest.mark.process, pytest.mark.once]
 
 DATABASE = "tandem.backends.database.DatabaseBackend"
 REDIS = "tandem.backends.redis.RedisBackend"
+#: Every migration tandem ships, in order: a fresh site has applied none of them.
+MIGRATIONS = sorted(
+    path.stem for path in (Path(tandem.__file__).parent / "migrations").glob("0*.py")
+)
 UNMIGRATED = (
     "CommandError: tandem's tables are not migrated in database 'default' (unapplied: "
-    "0001_initial, 0002_extras_ticks, 0003_claim_order_index). Run `python manage.py migrate` "
-    "first.\n"
+    f"{', '.join(MIGRATIONS)}). Run `python manage.py migrate` first.\n"
 )
 
 
