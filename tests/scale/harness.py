@@ -36,7 +36,11 @@ PRIVATE = [
 
 BANNER = re.compile(r"^tandem worker (\S+)", re.MULTILINE)
 # A driver's message may span lines ("Connection refused\n\tIs the server running …").
-RETRY = re.compile(r"task store unavailable \(.*?\); retrying in ([0-9.]+)s", re.DOTALL)
+#: A back-off after a store error: in the claim loop, or at start (a worker started while the
+#: store was down waits for it).
+RETRY = re.compile(
+    r"task store unavailable(?: at start)? \(.*?\); retrying in ([0-9.]+)s", re.DOTALL
+)
 
 
 class Scale:

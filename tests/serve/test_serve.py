@@ -71,7 +71,8 @@ def test_an_enqueue_from_a_view_starts_the_task_without_polling(
     code, task_id = get(port, "/enqueue/?value=woken")
 
     assert code == 200
-    wait_until(lambda: status(task_id) == SUCCESSFUL, "the task to run", 5.0, alive=[server])
+    # 30 s bounds liveness on a loaded machine; a poll would come only after 3600 s.
+    wait_until(lambda: status(task_id) == SUCCESSFUL, "the task to run", 30.0, alive=[server])
     assert TaskRecord.objects.get(id=task_id).return_value == "woken"
     server.send(signal.SIGTERM)
     assert server.wait() == 0, server.output()
