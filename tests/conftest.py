@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -114,3 +115,24 @@ def tandem_settings(settings: pytest.FixtureRequest) -> Iterator[Callable[..., N
         settings.TASKS = tasks  # type: ignore[attr-defined]
 
     yield apply
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _free_the_test_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """PostgreSQL refuses to drop the test database while any session is connected to it: at the
+    end of the run, end the sessions still there (an abandoned subinterpreter still in its task,
+    a thread a failed test left behind) and say which, instead of failing the teardown."""
+    yield
+    if DB_KIND != "postgres":
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, application_name, state FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        left = cursor.fetchall()
+        for pid, application, state in left:
+            print(f"\nending a session left on the test database: pid {pid} {application} {state}")
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])

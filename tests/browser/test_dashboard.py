@@ -166,10 +166,19 @@ def test_watch_a_queue_drain_then_retry_a_failure_from_the_admin(
     needed = tmp_path / "needed.txt"
     failing = needs_file.enqueue(str(needed))
     until(driver, lambda: cells(driver, "default")["failed"] == "1", "the failure", server)
-    link = driver.find_element(By.CSS_SELECTOR, "#failures a")
-    assert link.text == "tests.browser.tasks.needs_file"
+    # Read the link whole in one go: the panel refreshes itself, and a node found before a
+    # refresh is stale after it (clicking it raised StaleElementReferenceException).
+    link: dict[str, str] = {}
+
+    def read_link() -> bool:
+        found = driver.find_element(By.CSS_SELECTOR, "#failures a")
+        link.update(text=found.text, href=found.get_attribute("href") or "")
+        return True
+
+    until(driver, read_link, "the failure's link", server)
+    assert link["text"] == "tests.browser.tasks.needs_file"
     driver.save_screenshot(str(screenshots / "03-failure-on-dashboard.png"))
-    link.click()
+    driver.get(link["href"])  # where the link leads
     shown = driver.find_element(By.CSS_SELECTOR, "pre.tandem-traceback")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", shown)
     traceback = shown.text
