@@ -33,7 +33,7 @@ from tests.scale.harness import STORES, Scale, store_retries
 from tests.scale.servers import PrivateServer
 
 #: A longer deadline than the suite's 180 s: on a loaded 2-core machine ``serve`` with
-#: subinterpreters takes seconds to restart after each kill, and the scenario 60–140 s in all.
+#: subinterpreters takes seconds to restart after each kill, and the scenario 60 to 140 s in all.
 pytestmark = [
     pytest.mark.process,
     pytest.mark.django_db(transaction=True),
