@@ -34,7 +34,9 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         TANDEM_DEMO_DB=str(tmp_path / "demo.sqlite3"),
         TANDEM_DEMO_EXPORTS=str(tmp_path / "exports"),
-        TANDEM_DEMO_LEASE_SECONDS="2",
+        # Long enough that a loaded machine never delays the live worker's renewals past it (its
+        # lease guard would stop the attempt): the kill test waits for the dead worker's lease.
+        TANDEM_DEMO_LEASE_SECONDS="5",
     )
     return env
 
