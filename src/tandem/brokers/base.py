@@ -201,6 +201,8 @@ class Broker(abc.ABC):
     backend_alias: str
     #: Whether leases are measured on the store's own clock (see the module docstring).
     store_clock: bool = False
+    #: Whether the tasks are rows of ``tandem.models.TaskRecord`` (pages in the Django admin).
+    rows_in_admin: bool = False
 
     @abc.abstractmethod
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
@@ -308,6 +310,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> list[QueueStats]:
         """Counts per queue for this backend."""
+
+    @abc.abstractmethod
+    def running(self, limit: int) -> list[StoredTask]:
+        """This backend's RUNNING tasks, earliest started first (at most ``limit``): what the
+        dashboard and ``tandem status`` check for a lost worker or a cancel request."""
 
     @abc.abstractmethod
     def register_worker(self, worker: WorkerInfo) -> None:

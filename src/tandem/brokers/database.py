@@ -177,6 +177,8 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
 
 
 class DatabaseBroker(Broker):
+    rows_in_admin = True
+
     def __init__(
         self,
         backend_alias: str,
@@ -526,6 +528,15 @@ class DatabaseBroker(Broker):
             f"AND queue_name IN ({self._placeholders(len(queues))})"
             " AND available_at <= %s"
         )
+
+    def running(self, limit: int) -> list[StoredTask]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} "
+                "WHERE backend = %s AND status = 'RUNNING' ORDER BY started_at, id LIMIT %s",
+                [self.backend_alias, int(limit)],
+            )
+            return [self._row_to_task(row) for row in cursor.fetchall()]
 
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
         with self.connection.cursor() as cursor:

@@ -248,6 +248,25 @@ class RedisBroker(Broker):
         return self._task(fields) if fields else None
 
     @store_errors
+    def running(self, limit: int) -> list[StoredTask]:
+        # Each queue's running set is ordered by lease end; the first ``limit`` of each is read,
+        # then the tasks, ordered by start like the database's.
+        members: set[str] = self.client.smembers(self.key(self.backend_alias, "queues"))  # type: ignore[assignment]
+        pipe = self.client.pipeline(transaction=False)
+        for queue in sorted(members):
+            pipe.zrange(self.key(self.backend_alias, "running", queue), 0, max(0, limit - 1))
+        ids = [task_id for found in pipe.execute() for task_id in found]
+        if not ids or limit <= 0:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self.key("task", task_id))
+        tasks = [self._task(fields) for fields in pipe.execute() if fields]
+        tasks = [t for t in tasks if t.status == "RUNNING"]
+        tasks.sort(key=lambda t: (t.started_at or t.enqueued_at, t.id))
+        return tasks[:limit]
+
+    @store_errors
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
         if not queues:
             return False
