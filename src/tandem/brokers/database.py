@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
 from tandem.brokers.base import (
@@ -48,6 +49,9 @@ from tandem.brokers.base import (
     released_error,
 )
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
+
+if TYPE_CHECKING:
+    from tandem.brokers.listeners import Listener
 
 TABLE = TaskRecord._meta.db_table
 NOTIFY_CHANNEL = "tandem"
@@ -290,6 +294,65 @@ class DatabaseBroker(Broker):
         if vendor == "mysql":
             return f"JSON_ARRAY_APPEND({column}, '$', JSON_EXTRACT(%s, '$'))"
         return f"json_insert({column}, '$[#]', json(%s))"
+
+    def describe(self) -> str:
+        connection = self.connection
+        return f"{connection.vendor} ({connection.settings_dict.get('NAME')})"
+
+    def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
+        """PostgreSQL: LISTEN; a SQLite file: its commit watcher; MariaDB (and an in-memory
+        SQLite, which no other process shares): none, the supervisor polls."""
+        from tandem.brokers.listeners import PostgresListener, SQLiteWatcher
+
+        connection = self.connection
+        name = str(connection.settings_dict["NAME"])
+        if connection.vendor == "postgresql":
+            return PostgresListener(self.database, self.backend_alias, on_wake)
+        if connection.vendor == "sqlite" and ":memory:" not in name and "mode=memory" not in name:
+            return SQLiteWatcher(name, on_wake)
+        return None
+
+    def ping(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    def due_ready(self, queues: Sequence[str], now: datetime) -> int:
+        return (
+            TaskRecord.objects.using(self.database)
+            .filter(
+                backend=self.backend_alias,
+                status=READY,
+                queue_name__in=list(queues),
+                available_at__lte=now,
+            )
+            .count()
+        )
+
+    def throughput(self, since: datetime) -> dict[tuple[datetime, str], int] | None:
+        # The (status, finished_at) index serves the query.
+        rows = (
+            TaskRecord.objects.using(self.database)
+            .filter(
+                backend=self.backend_alias,
+                status__in=[SUCCESSFUL, FAILED],
+                finished_at__gte=since,
+            )
+            .annotate(minute=TruncMinute("finished_at"))
+            .values("minute", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        return {(r["minute"], r["status"]): r["n"] for r in rows if r["minute"] is not None}
+
+    def recent_failures(self, limit: int) -> list[StoredTask] | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} "
+                "WHERE backend = %s AND status = 'FAILED' ORDER BY finished_at DESC, id LIMIT %s",
+                [self.backend_alias, int(limit)],
+            )
+            return [self._row_to_task(row) for row in cursor.fetchall()]
 
     def notify(self, queues: Sequence[str]) -> None:
         """PostgreSQL: tell listening supervisors (delivered when the caller's transaction commits).

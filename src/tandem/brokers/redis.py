@@ -12,7 +12,7 @@ The scripts and the key layout are in ``redis_scripts``. What differs from the d
 - **Finished tasks expire** after ``result_ttl`` seconds (Redis's own key expiry); ``prune``
   deletes them earlier.
 - **Wake-ups** are published by the scripts on ``<prefix>:<alias>:wake`` whenever tasks become
-  claimable; ``tandem.worker.listener.RedisListener`` subscribes to it.
+  claimable; ``tandem.brokers.listeners.RedisListener`` subscribes to it.
 
 Connection failures surface as Python's ``ConnectionError``/``TimeoutError`` (``OSError``s), which
 the supervisor treats as "store unavailable, retry", as it does for the database.
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.client import PubSub
@@ -51,6 +51,9 @@ from tandem.brokers.base import (
 from tandem.brokers.redis_client import store_errors
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
+
+if TYPE_CHECKING:
+    from tandem.brokers.listeners import Listener
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
@@ -101,8 +104,10 @@ class RedisBroker(Broker):
         prefix: str = DEFAULT_REDIS_PREFIX,
         result_ttl: float | None = DEFAULT_RESULT_TTL,
         store_clock: bool = True,
+        url: str = "",
     ) -> None:
         self.backend_alias = backend_alias
+        self.url = url  # as configured, password masked: for describe()
         #: Leases on Redis's clock (``TIME`` inside the scripts); False: on the caller's ``now``.
         self.store_clock = store_clock
         self.client = client
@@ -246,6 +251,19 @@ class RedisBroker(Broker):
             return None
         fields: dict[str, str] = self.client.hgetall(self.key("task", canonical))  # type: ignore[assignment]
         return self._task(fields) if fields else None
+
+    def describe(self) -> str:
+        where = self.url or "a client given in code"
+        return f"redis ({where}, prefix {self.prefix!r})"
+
+    def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
+        from tandem.brokers.listeners import RedisListener
+
+        return RedisListener(self, on_wake)
+
+    @store_errors
+    def ping(self) -> None:
+        self.client.ping()
 
     @store_errors
     def running(self, limit: int) -> list[StoredTask]:

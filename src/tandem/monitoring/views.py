@@ -78,8 +78,8 @@ def panel_context(alias: str) -> dict[str, Any]:
         "failures": [
             {
                 "record": record,
-                "url": admin_url(record.pk),
-                "error": record.errors[-1]["exception_class_path"] if record.errors else "",
+                "url": admin_url(record.id) if backend.broker.rows_in_admin else None,
+                "error": record.errors[-1].exception_class_path if record.errors else "",
             }
             for record in failures
         ]

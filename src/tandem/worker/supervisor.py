@@ -37,18 +37,13 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
 )
+from tandem.brokers.listeners import Listener
 from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retention import Retention
 from tandem.scheduler.core import Scheduler
 from tandem.worker import telemetry
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
-from tandem.worker.listener import (
-    PostgresListener,
-    RedisListener,
-    SQLiteWatcher,
-    redis_broker_of,
-)
 from tandem.worker.pools import startup
 from tandem.worker.pools.base import ExecutionPool, create_pool
 from tandem.worker.pools.startup import StartupFailure
@@ -104,10 +99,6 @@ def select_pools(
     return tuple(pools)
 
 
-def _in_memory(name: object) -> bool:
-    return ":memory:" in str(name) or "mode=memory" in str(name)
-
-
 class Supervisor:
     def __init__(
         self,
@@ -155,7 +146,7 @@ class Supervisor:
         self._stopping = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
-        self._listener: PostgresListener | SQLiteWatcher | RedisListener | None = None
+        self._listener: Listener | None = None
         self.claimed = 0
         self.settled = 0
         #: (settled, busy) as the registry last showed them, and when it may be refreshed next.
@@ -331,28 +322,14 @@ class Supervisor:
         self._next_heartbeat = now  # recover stale leases straight away
 
     def _start_listener(self) -> None:
-        """Cross-process wake-up: LISTEN on PostgreSQL, commit watching on a SQLite file,
-        SUBSCRIBE on Redis."""
-        redis_broker = redis_broker_of(self.broker)
-        if self.listen and redis_broker is not None:
-            self._listener = RedisListener(redis_broker, self.notify)
-            self._listener.start()
+        """Cross-process wake-up, as the store offers it (``Broker.listener``: LISTEN on
+        PostgreSQL, commit watching on a SQLite file, SUBSCRIBE on Redis)."""
+        if not self.listen:
             return
-        database = getattr(self.broker, "database", None)
-        if not self.listen or database is None:
-            return
-        from django.db import connections
-
-        connection = connections[database]
-        listener: PostgresListener | SQLiteWatcher
-        if connection.vendor == "postgresql":
-            listener = PostgresListener(database, self.backend.alias, self.notify)
-        elif connection.vendor == "sqlite" and not _in_memory(connection.settings_dict["NAME"]):
-            listener = SQLiteWatcher(str(connection.settings_dict["NAME"]), self.notify)
-        else:
-            return
-        listener.start()
-        self._listener = listener
+        listener = self.broker.listener(self.notify)
+        if listener is not None:
+            listener.start()
+            self._listener = listener
 
     def close(self) -> bool:
         """Stop pools and listener and leave the registry; in-flight work must be settled first.

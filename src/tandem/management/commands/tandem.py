@@ -48,12 +48,6 @@ NO_SCHEDULE_HELP = (
 )
 
 
-def describe_store(database: str) -> str:
-    connection = connections[database]
-    name = connection.settings_dict.get("NAME")
-    return f"{connection.vendor} ({name})"
-
-
 class Command(BaseCommand):
     help = "Run tandem task workers."
 
@@ -397,13 +391,7 @@ class Command(BaseCommand):
         self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
     ) -> None:
         supervisor.choose_executors()  # the banner shows the executors really in use
-        database = getattr(supervisor.broker, "database", None)
-        store = describe_store(database) if database else type(supervisor.broker).__name__
-        redis_options = getattr(supervisor.backend, "redis_options", None)
-        if not database and redis_options is not None:
-            from tandem.conf import masked_url
-
-            store = f"redis ({masked_url(redis_options.url)}, prefix {redis_options.prefix!r})"
+        store = supervisor.broker.describe()
         pools = ", ".join(
             f"{s.config.name}[{s.config.executor} x{s.config.workers}: {','.join(s.config.queues)}]"
             + (
