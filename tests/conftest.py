@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from tandem.worker.supervisor import Supervisor
-from tests.worker.harness import Harness
+from tests.support.harness import Harness
 
 DB_KIND = settings.DB_KIND
 IN_CI = bool(os.environ.get("CI"))

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tandem.cron import Cron, CronError, zone_named
+from tandem.scheduler.cron import Cron, CronError, zone_named
 from tandem.serialization import NotJSONError, to_json
 
 EXECUTORS = ("subinterpreter", "thread", "process")

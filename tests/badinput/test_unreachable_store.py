@@ -29,9 +29,8 @@ import tandem
 from tandem.models import TaskRecord
 from tandem.worker.supervisor import Supervisor
 from tests import tasks
-from tests.conformance.support import capture
-from tests.redis import store as redis_store
-from tests.support import free_port
+from tests.support import free_port, redis_store
+from tests.support.conformance import capture
 
 ALIAS = "tandem_unreachable"
 PASSWORD = "hunter2-never-in-a-message"

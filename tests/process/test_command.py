@@ -8,7 +8,7 @@ from django.tasks import task_backends
 
 from tandem.brokers.base import READY, SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.process.workers import Children
+from tests.support.processes import Children
 from tests.tasks import critical_noop, noop
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

@@ -16,8 +16,8 @@ from django.utils import timezone
 from tandem.brokers.base import SUCCESSFUL, NewTask
 from tandem.brokers.listeners import RedisListener
 from tandem.brokers.redis import RedisBroker
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
 
 
 def new_task(queue: str = "default", **fields: Any) -> NewTask:

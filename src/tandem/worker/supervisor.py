@@ -44,8 +44,8 @@ from tandem.retention import Retention
 from tandem.scheduler.core import Scheduler
 from tandem.worker import telemetry
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
-from tandem.worker.pools import startup
-from tandem.worker.pools.base import ExecutionPool, create_pool
+from tandem.worker.pools import create_pool, startup
+from tandem.worker.pools.base import ExecutionPool
 from tandem.worker.pools.startup import StartupFailure
 from tandem.worker.settlement import Settler
 

@@ -215,7 +215,7 @@ class Command(BaseCommand):
         )
         self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
         bar = self._progress_bar(supervisor) if burst else None
-        from tandem.serving import finish_process, leftovers
+        from tandem.serve.server import finish_process, leftovers
 
         with stop_signals(supervisor, self.stderr.write):
             try:
@@ -257,7 +257,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         from tandem.serve.http import quiet_waitress, raise_open_files_limit
-        from tandem.serving import TandemServer, finish_process
+        from tandem.serve.server import TandemServer, finish_process
 
         if grace < 0:
             raise CommandError(f"--grace must be >= 0, got {grace:g}.")
@@ -273,7 +273,7 @@ class Command(BaseCommand):
             raise CommandError("--web-interpreters needs Python 3.14 or later.")
         self._preflight(backend)
         if supervise:
-            from tandem import supervise as supervising
+            from tandem.serve import supervise as supervising
 
             connections.close_all()  # the preflight's: the parent about to exec holds none
 

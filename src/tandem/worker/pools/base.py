@@ -255,14 +255,3 @@ class SlotPool(ExecutionPool):
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in threads)
-
-
-def create_pool(config: PoolConfig, deliver: Deliver) -> ExecutionPool:
-    from tandem.worker.pools.processes import ProcessPool
-    from tandem.worker.pools.subinterpreters import SubinterpreterPool
-    from tandem.worker.pools.threads import ThreadPool
-
-    kinds: dict[str, type[ExecutionPool]] = {
-        pool.kind: pool for pool in (ThreadPool, SubinterpreterPool, ProcessPool)
-    }
-    return kinds[config.executor](config, deliver)
