@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from tandem.models import TaskRecord
 from tests import tasks
 from tests.models import Ledger
 from tests.pools.conftest import EXECUTORS, pool
+from tests.redis import store as redis_store
 from tests.worker.doubles import FrozenClock, wait_for
 from tests.worker.harness import Harness
 
@@ -151,3 +152,42 @@ def test_the_async_orm_works_in_coroutine_tasks(executor: str, use_pools: Any, d
             assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
             assert len(result.return_value) == 1
     assert Ledger.objects.filter(key__startswith="orm-").count() == 40
+
+
+@pytest.fixture
+def on_redis(settings: Any) -> Iterator[Callable[..., None]]:
+    """TASKS['default'] on a RedisBackend; ``apply(pools)`` sets its pools."""
+    client = redis_store.client()  # fails (never skips) without Redis
+
+    def apply(pools: dict[str, Any]) -> None:
+        settings.TASKS = {
+            "default": {
+                "BACKEND": redis_store.REDIS_BACKEND,
+                "QUEUES": ["default", "critical", "exports"],
+                "OPTIONS": {**redis_store.backend_options(), "lease_seconds": 60, "pools": pools},
+            }
+        }
+
+    yield apply
+    redis_store.delete_keys(client)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_coroutines_run_at_once_and_are_cancelled_on_redis(
+    executor: str, on_redis: Callable[..., None], drain: Any, tmp_path: pathlib.Path
+) -> None:
+    """The same on the Redis store: 20 coroutines meet on one worker; a timeout cancels one."""
+    on_redis(pool(executor, workers=1, timeout=5))
+    gate = str(tmp_path / "arrived")
+    marker = str(tmp_path / "slow")
+    results = [tasks.async_rendezvous.enqueue(gate, f"t{i}", 20, 0.1) for i in range(20)]
+    slow = tasks.async_until_cancelled.enqueue(marker, 60)
+    drain()
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+        assert result.return_value["met"]
+    slow.refresh()
+    assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+    assert os.path.exists(f"{marker}.cancelled")
