@@ -399,3 +399,13 @@ async def async_orm(key: str) -> list[int]:
 async def async_fail(message: str) -> None:
     await asyncio.sleep(0)
     raise ValueError(message)
+
+
+@task
+async def async_logs(text: str) -> str:
+    """Logs ``text`` from inside a coroutine (after an await: other coroutines ran meanwhile)."""
+    import logging
+
+    await asyncio.sleep(0.01)
+    logging.getLogger("tests.tasks").info("async %s", text)
+    return text

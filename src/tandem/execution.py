@@ -26,6 +26,7 @@ from tandem.backends.base import TandemBackend, resolve_task, to_task_result
 from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.context import TaskContext
 from tandem.exceptions import Cancelled, LeaseLost, TaskNotRunnable, TaskTimeout
+from tandem.logging import attempt
 from tandem.serialization import to_json
 
 logger = logging.getLogger("tandem.worker")
@@ -131,6 +132,11 @@ def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Ou
     attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
     never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
     """
+    with attempt(stored):
+        return _execute(stored, current)
+
+
+def _execute(stored: StoredTask, current: Callable[[], bool] | None) -> Outcome:
     prepared = _prepare(stored)
     if isinstance(prepared, Outcome):
         return prepared
@@ -179,48 +185,58 @@ async def aexecute(
     ``TaskTimeout``; cancelling the awaiting ``asyncio`` task (``tandem.cancel``, a lost lease)
     cancels the coroutine too. Code that blocks the loop without awaiting cannot be interrupted.
     """
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-attempt")
+    try:
+        with attempt(stored):  # (this coroutine's own context: its records carry its fields)
+            return await _aexecute(stored, timeout, current, executor)
+    finally:
+        executor.shutdown(wait=False)
+
+
+async def _aexecute(
+    stored: StoredTask,
+    timeout: float | None,
+    current: Callable[[], bool] | None,
+    executor: ThreadPoolExecutor,
+) -> Outcome:
     from asgiref.sync import sync_to_async
     from django.db import connections
 
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-attempt")
-    try:
-        async with _attempt_context(executor):
+    async with _attempt_context(executor):
+        try:
+            prepared = await sync_to_async(_prepare)(stored)
+            if isinstance(prepared, Outcome):
+                return prepared
+            result, sender = prepared
+            await sync_to_async(task_started.send)(sender=sender, task_result=result)
+            context = _context(stored, result) if result.task.takes_context else None
+            args = (context, *result.args) if context is not None else tuple(result.args)
             try:
-                prepared = await sync_to_async(_prepare)(stored)
-                if isinstance(prepared, Outcome):
-                    return prepared
-                result, sender = prepared
-                await sync_to_async(task_started.send)(sender=sender, task_result=result)
-                context = _context(stored, result) if result.task.takes_context else None
-                args = (context, *result.args) if context is not None else tuple(result.args)
                 try:
-                    try:
-                        async with asyncio.timeout(timeout) as deadline:
-                            raw = await result.task.func(*args, **result.kwargs)
-                    except TimeoutError:
-                        if not deadline.expired():
-                            raise
-                        raise TaskTimeout(
-                            f"the task ran longer than its timeout of {timeout:g}s; its coroutine "
-                            "was cancelled."
-                        ) from None
-                    finally:
-                        if context is not None:
-                            await sync_to_async(context.flush)()
-                    return_value = to_json(raw, "the return value")
-                except BaseException as exc:
-                    outcome, notify = _failure(stored, result, exc, current is None or current())
-                    if notify:
-                        await sync_to_async(task_finished.send)(sender=sender, task_result=result)
-                    return outcome
-                outcome = _success(stored, result, return_value)
-                if current is None or current():
+                    async with asyncio.timeout(timeout) as deadline:
+                        raw = await result.task.func(*args, **result.kwargs)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise TaskTimeout(
+                        f"the task ran longer than its timeout of {timeout:g}s; its coroutine "
+                        "was cancelled."
+                    ) from None
+                finally:
+                    if context is not None:
+                        await sync_to_async(context.flush)()
+                return_value = to_json(raw, "the return value")
+            except BaseException as exc:
+                outcome, notify = _failure(stored, result, exc, current is None or current())
+                if notify:
                     await sync_to_async(task_finished.send)(sender=sender, task_result=result)
                 return outcome
-            finally:
-                await sync_to_async(connections.close_all)()
-    finally:
-        executor.shutdown(wait=False)
+            outcome = _success(stored, result, return_value)
+            if current is None or current():
+                await sync_to_async(task_finished.send)(sender=sender, task_result=result)
+            return outcome
+        finally:
+            await sync_to_async(connections.close_all)()
 
 
 def _attempt_context(executor: ThreadPoolExecutor) -> Any:
