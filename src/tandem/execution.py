@@ -22,6 +22,7 @@ from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
+from tandem import tracing
 from tandem.backends.base import TandemBackend, resolve_task, to_task_result
 from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.context import TaskContext
@@ -132,13 +133,14 @@ def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Ou
     attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
     never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
     """
-    with attempt(stored):
-        return _execute(stored, current)
+    with attempt(stored), tracing.consumer(stored) as span:
+        return _execute(stored, current, span)
 
 
-def _execute(stored: StoredTask, current: Callable[[], bool] | None) -> Outcome:
+def _execute(stored: StoredTask, current: Callable[[], bool] | None, span: Any) -> Outcome:
     prepared = _prepare(stored)
     if isinstance(prepared, Outcome):
+        tracing.ended(span, prepared)
         return prepared
     result, sender = prepared
     task_started.send(sender=sender, task_result=result)
@@ -153,6 +155,7 @@ def _execute(stored: StoredTask, current: Callable[[], bool] | None) -> Outcome:
             raw = result.task.call(*result.args, **result.kwargs)
         return_value = to_json(raw, "the return value")
     except BaseException as exc:
+        tracing.failed(span, exc)
         outcome, notify = _failure(stored, result, exc, current is None or current())
         if notify:
             task_finished.send(sender=sender, task_result=result)
@@ -187,8 +190,9 @@ async def aexecute(
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-attempt")
     try:
-        with attempt(stored):  # (this coroutine's own context: its records carry its fields)
-            return await _aexecute(stored, timeout, current, executor)
+        # (this coroutine's own context: its records and spans are its own)
+        with attempt(stored), tracing.consumer(stored) as span:
+            return await _aexecute(stored, timeout, current, executor, span)
     finally:
         executor.shutdown(wait=False)
 
@@ -198,6 +202,7 @@ async def _aexecute(
     timeout: float | None,
     current: Callable[[], bool] | None,
     executor: ThreadPoolExecutor,
+    span: Any,
 ) -> Outcome:
     from asgiref.sync import sync_to_async
     from django.db import connections
@@ -206,6 +211,7 @@ async def _aexecute(
         try:
             prepared = await sync_to_async(_prepare)(stored)
             if isinstance(prepared, Outcome):
+                tracing.ended(span, prepared)
                 return prepared
             result, sender = prepared
             await sync_to_async(task_started.send)(sender=sender, task_result=result)
@@ -227,6 +233,7 @@ async def _aexecute(
                         await sync_to_async(context.flush)()
                 return_value = to_json(raw, "the return value")
             except BaseException as exc:
+                tracing.failed(span, exc)
                 outcome, notify = _failure(stored, result, exc, current is None or current())
                 if notify:
                     await sync_to_async(task_finished.send)(sender=sender, task_result=result)

@@ -21,7 +21,6 @@ from tandem.serve.http import HttpOptions, HTTPServer, listen, quiet_waitress, s
 __all__ = ["forward_wakeups", "interpreter_main", "listen", "relay_wakeups"]
 
 
-
 def forward_wakeups(aliases: Sequence[str], wake_fd: int) -> None:
     """In a web interpreter: pass this interpreter's enqueue wake-ups on to the main one.
 
