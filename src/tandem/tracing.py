@@ -30,6 +30,8 @@ TRACER_NAME = "tandem"
 SYSTEM = "tandem"
 
 _installed: bool | None = None  # whether the ``opentelemetry`` package can be imported
+_tracer: tuple[Any, Any] = (None, None)  # (provider, its tracer): made once per provider
+_propagator: Any = None  # W3C trace context, made once
 
 
 def _api() -> Any:
@@ -53,6 +55,20 @@ def enabled() -> bool:
     return _api() is not None
 
 
+def _tracer_and_propagator(trace: Any) -> tuple[Any, Any]:
+    """tandem's tracer from the current provider (cached while it stays the same) and the W3C
+    propagator."""
+    global _tracer, _propagator
+    provider = trace.get_tracer_provider()
+    if _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    if _propagator is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _propagator = TraceContextTextMapPropagator()
+    return _tracer[1], _propagator
+
+
 def _attributes(queue: str, task_id: str) -> dict[str, Any]:
     return {
         "messaging.system": SYSTEM,
@@ -71,16 +87,14 @@ def producer(new: NewTask) -> Iterator[NewTask]:
         return
     from dataclasses import replace
 
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    tracer = trace.get_tracer(TRACER_NAME)
+    tracer, propagator = _tracer_and_propagator(trace)
     with tracer.start_as_current_span(
         f"tandem enqueue {new.task_path}",
         kind=trace.SpanKind.PRODUCER,
         attributes={**_attributes(new.queue_name, new.id), "messaging.operation.type": "send"},
     ):
         carrier: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(carrier)
+        propagator.inject(carrier)
         yield replace(new, trace_context=carrier or None)
 
 
@@ -92,10 +106,8 @@ def consumer(stored: StoredTask) -> Iterator[Any]:
     if trace is None:
         yield None
         return
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    parent = TraceContextTextMapPropagator().extract(stored.trace_context or {})
-    tracer = trace.get_tracer(TRACER_NAME)
+    tracer, propagator = _tracer_and_propagator(trace)
+    parent = propagator.extract(stored.trace_context or {})
     with tracer.start_as_current_span(
         f"tandem run {stored.task_path}",
         context=parent,
