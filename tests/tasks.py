@@ -409,3 +409,10 @@ async def async_logs(text: str) -> str:
     await asyncio.sleep(0.01)
     logging.getLogger("tests.tasks").info("async %s", text)
     return text
+
+
+@task
+async def async_hard_exit(code: int) -> None:
+    """Ends the process its event loop runs in (a crash of the process executor's loop)."""
+    await asyncio.sleep(0)
+    os._exit(code)

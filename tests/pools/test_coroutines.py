@@ -191,3 +191,39 @@ def test_coroutines_run_at_once_and_are_cancelled_on_redis(
     slow.refresh()
     assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
     assert os.path.exists(f"{marker}.cancelled")
+
+
+def test_a_dead_event_loop_process_fails_its_coroutines_and_a_fresh_one_runs_the_next(
+    use_pools: Any, drain: Any
+) -> None:
+    use_pools(pools=pool("process", workers=1))
+    crash = tasks.async_hard_exit.enqueue(7)
+    drain()
+    after = tasks.async_add.enqueue(2, 2)
+    drain()
+    crash.refresh()
+    after.refresh()
+    assert crash.status == TaskResultStatus.FAILED
+    assert crash.errors[-1].exception_class_path == "tandem.exceptions.WorkerCrashed"
+    assert "exit code 7" in crash.errors[-1].traceback
+    assert after.status == TaskResultStatus.SUCCESSFUL and after.return_value == 4
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_lost_lease_cancels_the_coroutine_and_delivers_nothing(
+    executor: str, harness: Harness, tandem_settings: Callable[..., None], tmp_path: pathlib.Path
+) -> None:
+    tandem_settings(pools={"default": {"workers": 1, "executor": executor}})
+    marker = str(tmp_path / "lost")
+    result = tasks.async_until_cancelled.enqueue(marker, 60)
+    supervisor = harness.supervisor(workers=1, clock=FrozenClock())
+    supervisor.step()
+    wait_for(lambda: os.path.exists(f"{marker}.started"), "the coroutine to start", 90)
+    state = supervisor.pools[0]
+    task = state.in_flight[result.id]
+    assert state.pool.stop_attempt(task.id, task.attempt_token)
+    wait_for(lambda: os.path.exists(f"{marker}.cancelled"), "the coroutine to be cancelled")
+    assert not state.pool.runs_coroutines
+    assert not state.pool.stop_attempt(task.id, task.attempt_token)  # ended already
+    supervisor.step()
+    assert TaskRecord.objects.get(id=result.id).status == RUNNING  # no outcome was delivered
