@@ -35,6 +35,8 @@ DEFAULT_BACKOFF = 2.0
 PREFETCH_WINDOW = 0.025
 AUTO_PREFETCH_PER_WORKER = 16
 DEFAULT_RECOVERY_MAX_ATTEMPTS = 3
+#: Coroutines (``async def`` tasks) in flight at once on one worker's event loop.
+DEFAULT_ASYNC_CONCURRENCY = 100
 #: The largest arguments (args + kwargs, as stored JSON) ``enqueue()`` accepts: 1 MiB.
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -64,6 +66,7 @@ POOL_KEYS = frozenset(
         "timeout",
         "max_tasks_per_worker",
         "prefetch",
+        "async_concurrency",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})
@@ -91,6 +94,8 @@ class PoolConfig:
     #: most ``AUTO_PREFETCH_PER_WORKER`` each); an int is a fixed maximum; 0 claims no more than
     #: the free workers.
     prefetch: int | None = None
+    #: ``async def`` tasks in flight at once on each worker's event loop (beside its sync slot).
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -342,6 +347,9 @@ def parse_options(
                 poll_interval=pool_reader.number("poll_interval", poll_interval),
                 max_attempts=pool_reader.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
                 backoff=pool_reader.number("backoff", DEFAULT_BACKOFF),
+                async_concurrency=pool_reader.integer(
+                    "async_concurrency", DEFAULT_ASYNC_CONCURRENCY, 1
+                ),
             )
         )
     return BackendOptions(

@@ -98,6 +98,8 @@ class NewTask:
     # ``args`` and ``kwargs`` as JSON text, when the enqueue made it already (stores reuse it).
     args_json: str | None = None
     kwargs_json: str | None = None
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the enqueue's span, if traced.
+    trace_context: dict[str, str] | None = None
 
     @property
     def available_at(self) -> datetime:
@@ -143,6 +145,8 @@ class StoredTask:
     cancel_requested_at: datetime | None = None
     #: The token of the latest attempt (fresh at every claim; "" before the first).
     attempt_token: str = ""
+    #: The W3C trace context stored at enqueue (None: not traced).
+    trace_context: dict[str, str] | None = None
 
     @property
     def attempts(self) -> int:

@@ -83,6 +83,7 @@ COLUMNS = (
     "progress_at",
     "cancel_requested_at",
     "attempt_token",
+    "trace_context",
 )
 #: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
 INSERT_COLUMNS = (
@@ -92,6 +93,7 @@ INSERT_COLUMNS = (
     "max_attempts",
     "worker_id",
     "timeout",
+    "trace_context",
 )
 INSERT_BATCH = 500
 #: PostgreSQL's array types for ``_insert_postgresql``'s parameters, in ``INSERT_COLUMNS`` order
@@ -110,8 +112,11 @@ PG_UNNEST_TYPES = (
     "timestamptz",
     "integer",
     "double precision",
+    "text",
 )
-JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids", "progress"})
+JSON_COLUMNS = frozenset(
+    {"args", "kwargs", "return_value", "errors", "worker_ids", "progress", "trace_context"}
+)
 ARGUMENT_COLUMNS = frozenset({"args", "kwargs"})
 DATETIME_COLUMNS = frozenset(
     {
@@ -177,6 +182,7 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
         t.enqueued_at,
         t.max_attempts,
         t.timeout,
+        None if t.trace_context is None else json.dumps(t.trace_context),
     )
 
 
@@ -459,13 +465,13 @@ class DatabaseBroker(Broker):
             self._insert_postgresql(tasks, queues)
             return
         j = self._json_literal()
-        row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s)"
+        row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s, {j})"
         params: list[Any] = []
         connection = self.connection  # looked up once: a per-value lookup cost ~10 % of a batch
         adapt = connection.ops.adapt_datetimefield_value
         native_uuid = connection.features.has_native_uuid_field
         for t in tasks:
-            (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout) = (
+            (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout, trace) = (
                 _row_values(t)
             )
             params += [
@@ -478,6 +484,7 @@ class DatabaseBroker(Broker):
                 "[]",
                 max_attempts,
                 timeout,
+                trace,
             ]
         insert = (
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
@@ -512,10 +519,10 @@ class DatabaseBroker(Broker):
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) SELECT u.id, u.backend, "
             "u.queue_name, u.task_path, u.priority, u.takes_context, 'READY', u.args::jsonb, "
             "u.kwargs::jsonb, u.run_after, u.available_at, u.enqueued_at, '[]'::jsonb, "
-            "'[]'::jsonb, u.max_attempts, '', u.timeout "
+            "'[]'::jsonb, u.max_attempts, '', u.timeout, u.trace_context::jsonb "
             f"FROM unnest({columns}) AS u(id, backend, queue_name, task_path, priority, "
             "takes_context, args, kwargs, run_after, available_at, enqueued_at, max_attempts, "
-            "timeout)"
+            "timeout, trace_context)"
         )
         with self.connection.cursor() as cursor:
             if queues:
@@ -546,6 +553,7 @@ class DatabaseBroker(Broker):
             max_attempts=t.max_attempts,
             timeout=t.timeout,
             unique_key=t.unique_key,
+            trace_context=t.trace_context,
         )
 
     def _push_unique(self, tasks: Sequence[NewTask]) -> dict[tuple[str, str], str]:

@@ -86,6 +86,7 @@ class MemoryBroker(Broker):
             lease_expires_at=None,
             timeout=new.timeout,
             unique_key=new.unique_key,
+            trace_context=new.trace_context,
         )
         return new.id
 

@@ -176,6 +176,7 @@ class RedisBroker(Broker):
             "" if t.timeout is None else repr(float(t.timeout)),
             t.unique_key or "",
             f"{stamp(t.available_at)}:{stamp(t.enqueued_at)}:{uuid.UUID(t.id)}",
+            "" if t.trace_context is None else json.dumps(t.trace_context),
         ]
 
     @staticmethod
@@ -214,6 +215,7 @@ class RedisBroker(Broker):
             progress_at=from_iso(fields["progress_at"]),
             cancel_requested_at=from_iso(fields["cancel_requested_at"]),
             attempt_token=fields.get("attempt_token") or "",
+            trace_context=json.loads(fields.get("trace_context") or "null"),
         )
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:

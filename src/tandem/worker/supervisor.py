@@ -74,7 +74,8 @@ class _PoolState:
     @property
     def free(self) -> int:
         """How many more tasks to claim: free workers, plus what the pool buffers ahead."""
-        return self.config.workers + self.pool.prefetch() - len(self.in_flight)
+        pool = self.pool
+        return self.config.workers + pool.prefetch() + pool.async_room() - len(self.in_flight)
 
 
 def select_pools(
@@ -521,7 +522,7 @@ class Supervisor:
         self._next_heartbeat = now + self.heartbeat_every
         for state in self.pools:
             ids = list(state.in_flight)
-            if ids and state.pool.can_kill:
+            if ids and (state.pool.can_kill or state.pool.runs_coroutines):
                 for task_id in self.broker.cancel_requested(ids):
                     if state.pool.cancel(task_id):
                         logger.warning(

@@ -184,12 +184,17 @@ class Command(BaseCommand):
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
         if not tandem_logger.handlers and not logging.getLogger().handlers:
+            from tandem.logging import PlainFormatter
+
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-            )
+            handler.setFormatter(PlainFormatter())
             tandem_logger.addHandler(handler)
             tandem_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+            # Django's task lines in the same format (timestamp, attempt fields), once.
+            django_tasks = logging.getLogger("django.tasks")
+            django_tasks.addHandler(handler)
+            django_tasks.setLevel(tandem_logger.level)
+            django_tasks.propagate = False
 
     def worker(
         self,
