@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import tasks
-from tests.pools.conftest import EXECUTORS
+from tests.support.pools import EXECUTORS
 from tests.spans import as_dict, in_memory, read_file
 from tests.support.processes import Children
 
