@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests import tasks
-from tests.support.pools import EXECUTORS
 from tests.spans import as_dict, in_memory, read_file
+from tests.support.pools import EXECUTORS
 from tests.support.processes import Children
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
