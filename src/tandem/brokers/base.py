@@ -28,7 +28,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tandem.brokers.workflow import Dependency, GroupSpec, GroupState
 
 READY = "READY"
 RUNNING = "RUNNING"
@@ -334,6 +337,35 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def forget_workers(self, silent_since: datetime) -> int:
         """Remove workers whose last heartbeat is older than ``silent_since``."""
+
+    # -- workflows (tandem.brokers.workflow) ----------------------------------------------------
+
+    def push_workflow(
+        self,
+        tasks: Sequence[NewTask],
+        dependencies: Sequence[Dependency] = (),
+        group: GroupSpec | None = None,
+    ) -> list[str]:
+        """Store ``tasks`` at once (one transaction on the database): those named by a
+        dependency wait for their parents (READY, not claimable); ``group`` records a group.
+        Parents already finished count at once. Unique tasks are refused."""
+        raise NotImplementedError(f"{type(self).__name__} does not store workflows")
+
+    def parent_ids(self, task_id: str) -> list[str]:
+        """The ids of the tasks ``task_id`` waited (or waits) for, in the order given."""
+        return []
+
+    def child_ids(self, task_id: str) -> list[str]:
+        """The ids of the tasks that wait (or waited) for ``task_id``."""
+        return []
+
+    def get_group(self, group_id: str) -> GroupState | None:
+        """A stored group of this backend, or None."""
+        return None
+
+    def recent_groups(self, limit: int) -> list[GroupState]:
+        """This backend's newest groups, newest first."""
+        return []
 
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit around several calls (the supervisor's settle + claim round)."""

@@ -47,6 +47,7 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
+from tandem.brokers.database_workflow import DatabaseWorkflows
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
 
 TABLE = TaskRecord._meta.db_table
@@ -176,7 +177,7 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
     )
 
 
-class DatabaseBroker(Broker):
+class DatabaseBroker(DatabaseWorkflows, Broker):
     def __init__(
         self,
         backend_alias: str,
@@ -764,6 +765,9 @@ class DatabaseBroker(Broker):
                     retried,
                 )
                 written += max(cursor.rowcount, 0)
+            if finished := [s for s in settlements if s.status != READY]:  # workflows
+                now = max(s.finished_at for s in finished)
+                self._parents_finished(cursor, [s.id for s in finished], now)
         return written
 
     def _json_literal(self) -> str:
@@ -824,6 +828,8 @@ class DatabaseBroker(Broker):
                 )
                 if cursor.rowcount:
                     recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
+                    if spent:  # workflows
+                        self._parents_finished(cursor, [task.id], now)
         return recovered
 
     def cancel(self, task_id: str, now: datetime) -> str | None:
@@ -840,6 +846,7 @@ class DatabaseBroker(Broker):
                 [self._json_param(error.as_json()), self._dt_param(now), key, self.backend_alias],
             )
             if cursor.rowcount:
+                self._parents_finished(cursor, [str(task_id)], now)  # workflows
                 return "cancelled"
             cursor.execute(
                 f"UPDATE {TABLE} SET cancel_requested_at = COALESCE(cancel_requested_at, %s) "

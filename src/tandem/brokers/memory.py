@@ -30,9 +30,10 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
+from tandem.brokers.memory_workflow import MemoryWorkflows
 
 
-class MemoryBroker(Broker):
+class MemoryBroker(MemoryWorkflows, Broker):
     def __init__(self, backend_alias: str = "default") -> None:
         self.backend_alias = backend_alias
         self._tasks: dict[str, StoredTask] = {}
@@ -103,6 +104,7 @@ class MemoryBroker(Broker):
                 and t.backend == self.backend_alias
                 and t.queue_name in queues
                 and t.available_at <= now
+                and not self._is_waiting(t.id)
             ),
             key=lambda t: (-t.priority, t.available_at, t.enqueued_at),
         )
@@ -182,6 +184,8 @@ class MemoryBroker(Broker):
                     task, worker_id="", lease_expires_at=None, cancel_requested_at=None
                 )
                 written += 1
+                if s.status != READY:
+                    self._parents_finished([s.id], s.finished_at)
             return written
 
     def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
@@ -229,6 +233,8 @@ class MemoryBroker(Broker):
                         id=task.id, status=FAILED if spent else READY, worker_id=task.worker_id
                     )
                 )
+                if spent:
+                    self._parents_finished([task.id], now)
             return recovered
 
     def cancel(self, task_id: str, now: datetime) -> str | None:
@@ -245,6 +251,7 @@ class MemoryBroker(Broker):
                     finished_at=now,
                     unique_key=None,
                 )
+                self._parents_finished([task.id], now)
                 return "cancelled"
             if task.status == RUNNING:
                 if task.cancel_requested_at is None:
