@@ -42,3 +42,9 @@ def spin(seconds: float) -> int:
     while time.monotonic() < deadline:
         n += 1
     return n
+
+
+@task
+def group_report(group_id: str) -> str:
+    """A group's ``then`` (``bench/workflows.py``): returns the group id it was given."""
+    return group_id

@@ -62,8 +62,21 @@ def _step(item: Any, where: str) -> tuple[AnyTask, Sequence[Any], dict[str, Any]
     return task, args, dict(kwargs or {})
 
 
-def _new_task(backend: TandemBackend, task: AnyTask, args: Any, kwargs: Any) -> NewTask:
-    new = backend._new_task(task, args, kwargs)
+def _new_task(
+    backend: TandemBackend,
+    task: AnyTask,
+    args: Any,
+    kwargs: Any,
+    checked: set[int] | None = None,
+) -> NewTask:
+    """``backend._new_task``; ``checked``: ids of the task objects already validated (a group's
+    10,000 items of one task are validated once)."""
+    if checked is None or id(task) not in checked:
+        new = backend._new_task(task, args, kwargs)
+        if checked is not None:
+            checked.add(id(task))
+    else:
+        new = backend._new_task(task, args, kwargs, checked=True)
     if new.unique_key is not None:
         raise ValueError(
             f"task {task.module_path!r} is unique: unique tasks cannot wait for other tasks or "
@@ -207,7 +220,10 @@ def group(items: Sequence[Step], then: AnyTask | None = None) -> Group:
     alias = _same_backend(tasks, "group()")
     backend = _backend(alias)
     group_id = str(uuid.uuid4())
-    pairs = [(task, _new_task(backend, task, args, kwargs)) for task, args, kwargs in triples]
+    checked: set[int] = set()
+    pairs = [
+        (task, _new_task(backend, task, args, kwargs, checked)) for task, args, kwargs in triples
+    ]
     members = tuple(new.id for _, new in pairs)
     dependencies = []
     then_id = None

@@ -306,10 +306,18 @@ class TandemBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------------------------
 
-    def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
-        self.validate_task(task)
-        if reason := unimportable(task):
-            raise InvalidTask(reason)
+    def _new_task(
+        self,
+        task: AnyTask,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        checked: bool = False,  # the task itself was validated already (a workflow's items)
+    ) -> NewTask:
+        if not checked:
+            self.validate_task(task)
+            if reason := unimportable(task):
+                raise InvalidTask(reason)
         args_text = to_json_text(list(args), "args")
         kwargs_text = to_json_text(dict(kwargs), "kwargs")
         json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)

@@ -101,12 +101,32 @@ class DatabaseWorkflows:
             return " LOCK IN SHARE MODE" if share else " FOR UPDATE"
         return ""
 
+    def _id_params(self, ids: Iterable[str]) -> list[Any]:
+        """``_id_param`` of many ids (the connection looked up once)."""
+        if self.connection.features.has_native_uuid_field:
+            return [uuid.UUID(i) for i in ids]
+        return [uuid.UUID(i).hex for i in ids]
+
     def _uuid(self, raw: Any) -> str:
         return str(uuid.UUID(str(raw)))
 
     def _insert_rows(
-        self, cursor: Any, table: str, columns: Sequence[str], rows: list[list[Any]]
+        self,
+        cursor: Any,
+        table: str,
+        columns: Sequence[str],
+        rows: list[list[Any]],
+        pg_types: Sequence[str] = (),
     ) -> None:
+        if self.connection.vendor == "postgresql" and pg_types and rows:
+            # One statement whatever the number of rows: one array per column (``unnest``).
+            arrays = [list(column) for column in zip(*rows, strict=True)]
+            unnest = ", ".join(f"%s::{kind}[]" for kind in pg_types)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
+                arrays,
+            )
+            return
         row = f"({self._placeholders(len(columns))})"
         for chunk in _chunks(rows, ROWS_PER_STATEMENT):
             cursor.execute(
@@ -130,7 +150,9 @@ class DatabaseWorkflows:
         check_dependencies(dependencies, [t.id for t in tasks])
         waiting = {d.task_id for d in dependencies}
         with write_transaction(self.connection), self.connection.cursor() as cursor:
-            for chunk in _chunks(tasks, INSERT_BATCH):
+            # PostgreSQL's insert is one statement of column arrays whatever its size.
+            batch = 5000 if self.connection.vendor == "postgresql" else INSERT_BATCH
+            for chunk in _chunks(tasks, batch):
                 self._insert(chunk, ())
             if waiting:
                 # Stored unclaimable (the transaction is not committed yet: nobody saw them).
@@ -141,17 +163,22 @@ class DatabaseWorkflows:
                         f"WHERE id IN ({self._placeholders(len(part))})",
                         [self._dt_param(WAITING_UNTIL), *part],
                     )
-                self._push_dependencies(cursor, dependencies, tasks[0].enqueued_at)
+                self._push_dependencies(cursor, dependencies, tasks[0].enqueued_at, tasks)
             if group is not None:
                 self._push_group(cursor, group)
             self.notify(sorted({t.queue_name for t in tasks if t.id not in waiting}))
         return [t.id for t in tasks]
 
     def _push_dependencies(
-        self, cursor: Any, dependencies: Sequence[Dependency], now: datetime
+        self,
+        cursor: Any,
+        dependencies: Sequence[Dependency],
+        now: datetime,
+        pushed: Sequence[NewTask],
     ) -> None:
-        parents = sorted({p for d in dependencies for p in d.parent_ids})
-        status: dict[str, str] = {}
+        # Tasks stored by this very call are READY (and invisible to others): no read, no lock.
+        status: dict[str, str] = {t.id: "READY" for t in pushed}
+        parents = sorted({p for d in dependencies for p in d.parent_ids} - set(status))
         for chunk in _chunks(parents, IDS_PER_STATEMENT):
             cursor.execute(
                 f"SELECT id, status FROM {TASKS} WHERE id IN ({self._placeholders(len(chunk))}) "
@@ -168,13 +195,13 @@ class DatabaseWorkflows:
         resolvable: list[str] = []
         for dep in dependencies:
             remaining = failed = 0
-            for position, parent in enumerate(dep.parent_ids):
+            child = self._id_param(dep.task_id)
+            keys = self._id_params(dep.parent_ids)
+            for position, (parent, key) in enumerate(zip(dep.parent_ids, keys, strict=True)):
                 finished = status[parent] in ("SUCCESSFUL", "FAILED")
                 failed += status[parent] == FAILED
                 remaining += not finished
-                edges.append(
-                    [self._id_param(dep.task_id), self._id_param(parent), position, finished]
-                )
+                edges.append([child, key, position, finished])
             waits.append(
                 [
                     self._id_param(dep.task_id),
@@ -186,7 +213,13 @@ class DatabaseWorkflows:
             )
             if remaining == 0:
                 resolvable.append(dep.task_id)
-        self._insert_rows(cursor, EDGES, ("child_id", "parent_id", "position", "resolved"), edges)
+        self._insert_rows(
+            cursor,
+            EDGES,
+            ("child_id", "parent_id", "position", "resolved"),
+            edges,
+            ("uuid", "uuid", "integer", "boolean"),
+        )
         self._insert_rows(
             cursor,
             WAITS,
@@ -213,7 +246,8 @@ class DatabaseWorkflows:
             cursor,
             MEMBERS,
             ("group_id", "task_id", "position"),
-            [[gid, self._id_param(m), n] for n, m in enumerate(group.member_ids)],
+            [[gid, m, n] for n, m in enumerate(self._id_params(group.member_ids))],
+            ("uuid", "uuid", "integer"),
         )
 
     # -- resolution, in the write that finished the parents --------------------------------------

@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Workflow benchmark: store a group of N items with a ``then`` callback, then run it.
+
+    .venv-3.14/bin/python bench/workflows.py [--db sqlite postgres] [--items 10000] [--repeat 3]
+
+For each store and repetition, in a fresh database: ``tandem.group()`` of N ``noop`` items plus a
+``then`` task is stored (timed: "store"), then a burst supervisor in this process (thread pool,
+4 workers) runs everything; "callback" is the time from the end of the store to the callback's
+``finished_at``. Checked: every item SUCCESSFUL, the callback stored once, claimed once
+(one attempt) and SUCCESSFUL with the group id as its argument. Numbers are printed as a
+markdown table; nothing here is asserted about speed beyond reporting it.
+
+SQLite uses a temporary file (WAL); PostgreSQL a database ``tandem_bench_workflows`` on
+127.0.0.1:5432 that this script creates and drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+PG_NAME = "tandem_bench_workflows"
+
+
+def one_run(items: int) -> dict[str, float]:
+    """Runs in a fresh process (``bench/workflows.py run N``) with the store chosen by env."""
+    import django
+
+    django.setup()
+    from benchsite import tasks
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    import tandem
+    from tandem.models import TaskRecord
+    from tandem.worker.supervisor import Supervisor
+
+    call_command("migrate", verbosity=0)
+    steps = [(tasks.noop, [], None)] * items
+    started = time.perf_counter()
+    group = tandem.group(steps, then=tasks.group_report)
+    stored = time.perf_counter()
+    stored_at = timezone.now()
+    supervisor = Supervisor(workers=4, burst=True, listen=False, schedules=False)
+    supervisor.run()
+    ran = time.perf_counter()
+    then = TaskRecord.objects.get(id=group.then_id)
+    assert then.status == "SUCCESSFUL", then.status
+    assert then.attempts == 1, then.attempts
+    assert then.args == [group.id], then.args
+    assert TaskRecord.objects.filter(task_path=then.task_path).count() == 1
+    statuses = set(
+        TaskRecord.objects.filter(id__in=list(group.member_ids)).values_list("status", flat=True)
+    )
+    assert statuses == {"SUCCESSFUL"}, statuses
+    assert then.finished_at is not None
+    return {
+        "store": stored - started,
+        "callback": (then.finished_at - stored_at).total_seconds(),
+        "all": ran - started,
+    }
+
+
+def run_store(kind: str, items: int) -> dict[str, float]:
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join([str(BENCH), str(BENCH.parent / "src")])
+    env["DJANGO_SETTINGS_MODULE"] = "benchsite.settings"
+    env["BENCH_DB"] = kind
+    env["BENCH_EXECUTOR"] = "thread"
+    with tempfile.TemporaryDirectory() as directory:
+        if kind == "sqlite":
+            env["BENCH_SQLITE_PATH"] = str(Path(directory) / "bench.sqlite3")
+        else:
+            env["BENCH_PG_NAME"] = PG_NAME
+            _pg(f"DROP DATABASE IF EXISTS {PG_NAME}")
+            _pg(f"CREATE DATABASE {PG_NAME}")
+        try:
+            out = subprocess.run(
+                [sys.executable, __file__, "run", str(items)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        finally:
+            if kind == "postgres":
+                _pg(f"DROP DATABASE IF EXISTS {PG_NAME}")
+    store, callback, total = (float(x) for x in out.split())
+    return {"store": store, "callback": callback, "all": total}
+
+
+def _pg(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres") as conn:
+        conn.autocommit = True
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["run"]:
+        numbers = one_run(int(argv[1]))
+        print(numbers["store"], numbers["callback"], numbers["all"])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(f"group of {args.items:,} items + then, {args.repeat} runs each (median [min-max], s)")
+    print("| store | store the group | callback finished after store | whole run |")
+    print("|---|---|---|---|")
+    for kind in args.db:
+        runs = [run_store(kind, args.items) for _ in range(args.repeat)]
+
+        def cell(key: str, runs: list[dict[str, float]] = runs) -> str:
+            values = [r[key] for r in runs]
+            return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+
+        print(f"| {kind} | {cell('store')} | {cell('callback')} | {cell('all')} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
