@@ -192,12 +192,12 @@ class Group:
 
     @property
     def done(self) -> int:
-        """How many members have finished (SUCCESSFUL or FAILED)."""
-        return sum(r.status in FINISHED for r in self.results)
+        """How many members have finished (SUCCESSFUL or FAILED), counted by the store."""
+        return _backend(self.backend).broker.finished_count(self.member_ids)
 
     @property
     def finished(self) -> bool:
-        return all(r.status in FINISHED for r in self.results)
+        return self.done == self.total
 
     @property
     def successful(self) -> bool:

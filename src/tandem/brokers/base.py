@@ -367,6 +367,14 @@ class Broker(abc.ABC):
         """This backend's newest groups, newest first."""
         return []
 
+    def finished_count(self, task_ids: Sequence[str]) -> int:
+        """How many of ``task_ids`` are SUCCESSFUL or FAILED (a group's progress)."""
+        done = 0
+        for task_id in task_ids:
+            task = self.get(task_id)
+            done += task is not None and task.status in (SUCCESSFUL, FAILED)
+        return done
+
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit around several calls (the supervisor's settle + claim round)."""
         return nullcontext()

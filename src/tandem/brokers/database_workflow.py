@@ -430,6 +430,19 @@ class DatabaseWorkflows:
             then_id=None if row[3] is None else self._uuid(row[3]),
         )
 
+    def finished_count(self, task_ids: Sequence[str]) -> int:
+        done = 0
+        with self.connection.cursor() as cursor:
+            for chunk in _chunks(list(task_ids), IDS_PER_STATEMENT):
+                cursor.execute(
+                    f"SELECT COUNT(*) FROM {TASKS} WHERE id IN ({self._placeholders(len(chunk))}) "
+                    "AND status IN ('SUCCESSFUL', 'FAILED')",
+                    self._id_params(chunk),
+                )
+                row = cursor.fetchone()
+                done += int(row[0]) if row else 0
+        return done
+
     def recent_groups(self, limit: int) -> list[GroupState]:
         with self.connection.cursor() as cursor:
             cursor.execute(

@@ -125,6 +125,13 @@ class RedisWorkflows:
         )
 
     @store_errors
+    def finished_count(self, task_ids: Sequence[str]) -> int:
+        pipeline = self.client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipeline.hget(self.key("task", str(task_id)), "status")
+        return sum(status in ("SUCCESSFUL", "FAILED") for status in pipeline.execute())
+
+    @store_errors
     def recent_groups(self, limit: int) -> list[GroupState]:
         ids = self.client.zrevrange(self.key(self.backend_alias, "groups"), 0, limit - 1)
         groups = [self.get_group(str(i)) for i in ids]  # type: ignore[union-attr]
