@@ -200,3 +200,43 @@ def test_unique_tasks_are_refused(broker: Broker, make_task: Callable[..., NewTa
     parent, child = make_task(), make_task(unique_key="k")
     with pytest.raises(ValueError, match="unique tasks cannot be part of a workflow"):
         broker.push_workflow([parent, child], [after(child, parent)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_items_settled_at_once_by_four_threads_release_the_callback_exactly_once(
+    broker: Broker, make_task: Callable[..., NewTask]
+) -> None:
+    """Four threads settle a group's items in lock-step rounds (each round a four-way race on
+    the callback's counter); the callback becomes claimable once, after the last round."""
+    import threading
+
+    from django.db import connection
+
+    items = [make_task(args=[n]) for n in range(40)]
+    then = make_task(task_path="tests.tasks.echo")
+    broker.push_workflow([*items, then], [after(then, *items, policy="run")])
+    claimed = broker.claim(["default"], 100, W, at(600), at(0))
+    assert sorted(t.id for t in claimed) == sorted(i.id for i in items)
+    tokens = {t.id: t.attempt_token for t in claimed}
+    barrier = threading.Barrier(4, timeout=120)
+    errors: list[BaseException] = []
+
+    def settle_share(share: int) -> None:
+        try:
+            for task in items[share::4]:
+                barrier.wait()
+                broker.settle([succeed(task.id, W, at(1), attempt=tokens[task.id])])
+        except BaseException as exc:  # a failing thread must fail the test, not hang it
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=settle_share, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert claim_ids(broker, 2) == [then.id]
+    assert claim_ids(broker, 3) == []
