@@ -240,3 +240,25 @@ def test_items_settled_at_once_by_four_threads_release_the_callback_exactly_once
     assert errors == []
     assert claim_ids(broker, 2) == [then.id]
     assert claim_ids(broker, 3) == []
+
+
+def test_pruning_finished_tasks_forgets_their_edges(
+    broker: Broker, make_task: Callable[..., NewTask]
+) -> None:
+    parent, child, waiting = make_task(), make_task(), make_task()
+    broker.push_workflow(
+        [parent, child, waiting],
+        [after(child, parent), after(waiting, parent, child)],
+    )
+    claim_ids(broker)
+    broker.settle([succeed(parent.id, W, at(1))])
+    claim_ids(broker, 2)
+    broker.settle([succeed(child.id, W, at(3))])
+    assert broker.prune(at(2), [SUCCESSFUL]) == 1  # the parent only
+    assert broker.get(parent.id) is None
+    assert broker.parent_ids(waiting.id) == [parent.id, child.id]  # kept while it lives
+    assert claim_ids(broker, 4) == [waiting.id]  # still resolved as it should be
+    broker.settle([succeed(waiting.id, W, at(5))])
+    assert broker.prune(at(10), [SUCCESSFUL]) == 2
+    assert broker.parent_ids(waiting.id) == []
+    assert broker.child_ids(child.id) == []

@@ -903,6 +903,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 if not batch:
                     return deleted
                 deleted += TaskRecord.objects.using(self.database).filter(id__in=batch).delete()[0]
+                self._forget_workflows(batch)  # workflows: their edges and group entries
 
     def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
         vendor = self.connection.vendor

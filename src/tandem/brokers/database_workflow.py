@@ -377,6 +377,33 @@ class DatabaseWorkflows:
             [json.dumps([value, *args]), self._id_param(task_id)],
         )
 
+    # -- pruning -------------------------------------------------------------------------------
+
+    def _forget_workflows(self, task_ids: Sequence[Any]) -> None:
+        """Pruned tasks (ids as the ORM gave them): delete the edges to their parents, their
+        waits, their group memberships, and the groups left without members (a surviving
+        child keeps its edge to a pruned parent until it is pruned itself, so its
+        ``parent_ids`` stay whole). Every delete is index-backed."""
+        if not task_ids:
+            return
+        keys = [self._id_param(str(i)) for i in task_ids]
+        with self.connection.cursor() as cursor:
+            for chunk in _chunks(keys, IDS_PER_STATEMENT):
+                marks = self._placeholders(len(chunk))
+                for table, column in ((EDGES, "child_id"), (WAITS, "task_id")):
+                    cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+                cursor.execute(
+                    f"SELECT DISTINCT group_id FROM {MEMBERS} WHERE task_id IN ({marks})", chunk
+                )
+                groups = [row[0] for row in cursor.fetchall()]
+                cursor.execute(f"DELETE FROM {MEMBERS} WHERE task_id IN ({marks})", chunk)
+                for group in groups:
+                    cursor.execute(
+                        f"DELETE FROM {GROUPS} WHERE id = %s AND NOT EXISTS "
+                        f"(SELECT 1 FROM {MEMBERS} WHERE group_id = %s)",
+                        [group, group],
+                    )
+
     # -- reads ---------------------------------------------------------------------------------
 
     def parent_ids(self, task_id: str) -> list[str]:

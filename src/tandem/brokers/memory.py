@@ -295,6 +295,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
             doomed = self._finished(finished_before, statuses)
             for task_id in doomed:
                 del self._tasks[task_id]
+            self._forget_workflows(doomed)
             return len(doomed)
 
     def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:

@@ -137,6 +137,14 @@ class MemoryWorkflows:
         if failed_now:
             self._parents_finished(failed_now, now)
 
+    def _forget_workflows(self, task_ids: Iterable[str]) -> None:
+        """Pruned tasks: their own parent and child lists go (under the lock); a surviving
+        child keeps a pruned parent's id; groups keep their member ids."""
+        _waits, parents, children, _groups = self._workflow_state()
+        for task_id in task_ids:
+            parents.pop(task_id, None)
+            children.pop(task_id, None)
+
     def parent_ids(self, task_id: str) -> list[str]:
         with self._lock:
             return list(self._workflow_state()[1].get(task_id, ()))

@@ -486,7 +486,7 @@ for _, queue in ipairs(redis.call('SMEMBERS', key(backend, 'queues'))) do
     for _, id in ipairs(ids) do
       local t_key = task_key(id)
       if redis.call('HGET', t_key, 'status') == status then
-        redis.call('DEL', t_key)
+        redis.call('DEL', t_key, P .. ':parents:' .. id, P .. ':children:' .. id)
         deleted = deleted + 1
       end
       redis.call('ZREM', done, id)
