@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db import DEFAULT_DB_ALIAS, transaction
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from tandem import wakeup
 from tandem.brokers.base import NewTask
 from tandem.brokers.workflow import ON_PARENT_FAILURE, Dependency, GroupSpec
 
@@ -101,15 +99,8 @@ def _store(
     broker = backend.broker
     broker.push_workflow([new for _, new in pairs], dependencies, group)
     waiting = {d.task_id for d in dependencies}
-    queues = sorted({new.queue_name for _, new in pairs if new.id not in waiting})
-    alias = backend.alias
-
-    def wake() -> None:
-        for queue in queues:
-            wakeup.notify(alias, queue)
-
-    if queues:
-        transaction.on_commit(wake, using=getattr(broker, "database", DEFAULT_DB_ALIAS))
+    if queues := sorted({new.queue_name for _, new in pairs if new.id not in waiting}):
+        backend.wake_after_store(queues)
     results = [backend._result_for(task, new) for task, new in pairs]
     for result in results:
         task_enqueued.send(type(backend), task_result=result)

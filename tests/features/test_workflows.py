@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from django.db import transaction
 from django.tasks.exceptions import TaskResultDoesNotExist
 
 import tandem
-from tandem.brokers.base import FAILED, READY, SUCCESSFUL
+from tandem.brokers.base import FAILED, READY, SUCCESSFUL, Settlement
 from tandem.models import TaskRecord
 from tests import tasks
 from tests.features import tasks as features
@@ -148,3 +149,40 @@ def test_bad_input_is_refused_with_a_clear_message() -> None:
         tandem.enqueue_after([parent], tasks.unique_ledger, ["u"])
     with pytest.raises(LookupError, match="no group 'nope'"):
         tandem.get_group("nope")
+
+
+def test_supervisors_are_woken_after_the_commit_and_when_a_child_is_released() -> None:
+    from django.utils import timezone
+
+    from tandem import wakeup
+
+    parent = tasks.noop.enqueue()
+    child = tandem.enqueue_after([parent], tasks.critical_noop)
+    woken: list[str] = []
+    wakeup.subscribe("default", woken.append)
+    try:
+        with transaction.atomic():
+            tandem.chain([(tasks.noop, [], None), (tasks.critical_noop, [], None)])
+            assert woken == []  # nothing is visible before the commit
+        assert woken == ["default"]  # the chain's first step; its second step waits
+        woken.clear()
+        broker = tasks.noop.get_backend().broker  # type: ignore[attr-defined]
+        now = timezone.now()
+        claimed = broker.claim(["default"], 10, "w", now + timedelta(seconds=60), now)
+        ending = next(t for t in claimed if t.id == parent.id)
+        broker.settle(
+            [
+                Settlement(
+                    id=parent.id,
+                    worker_id="w",
+                    attempt_token=ending.attempt_token,
+                    status=SUCCESSFUL,
+                    finished_at=now,
+                )
+            ]
+        )
+        assert woken == ["critical"]  # the write that settled the parent released the child
+        child.refresh()
+        assert child.status == READY
+    finally:
+        wakeup.unsubscribe("default", woken.append)

@@ -441,6 +441,14 @@ class TandemBackend(BaseTaskBackend):
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError
 
+    def wake_after_store(self, queues: Sequence[str]) -> None:
+        """Wake this process's supervisors of ``queues`` once what was just stored is visible:
+        at once here (the store has it); after the commit on the database backend."""
+        from tandem import wakeup
+
+        for queue in queues:
+            wakeup.notify(self.alias, queue)
+
     async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError
 
