@@ -262,3 +262,22 @@ def test_pruning_finished_tasks_forgets_their_edges(
     assert broker.prune(at(10), [SUCCESSFUL]) == 2
     assert broker.parent_ids(waiting.id) == []
     assert broker.child_ids(child.id) == []
+
+
+def test_a_cancelled_waiting_task_stays_cancelled_and_fails_its_own_children(
+    broker: Broker, make_task: Callable[..., NewTask]
+) -> None:
+    parent, waiting, grandchild = make_task(), make_task(), make_task()
+    broker.push_workflow(
+        [parent, waiting, grandchild], [after(waiting, parent), after(grandchild, waiting)]
+    )
+    assert broker.cancel(waiting.id, at(1)) == "cancelled"
+    stored = broker.get(grandchild.id)
+    assert stored is not None and stored.status == FAILED
+    assert stored.errors[-1].exception_class_path == "tandem.exceptions.DependencyFailed"
+    assert claim_ids(broker, 2) == [parent.id]
+    broker.settle([succeed(parent.id, W, at(3))])
+    assert claim_ids(broker, 4) == []  # the cancelled task is not brought back
+    stored = broker.get(waiting.id)
+    assert stored is not None and stored.status == FAILED
+    assert [e.exception_class_path for e in stored.errors] == ["tandem.exceptions.Cancelled"]
