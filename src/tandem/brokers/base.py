@@ -310,7 +310,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> list[QueueStats]:
-        """Counts per queue for this backend."""
+        """Counts per queue for this backend (a task waiting for its parents is not counted
+        until it is claimable)."""
 
     @abc.abstractmethod
     def register_worker(self, worker: WorkerInfo) -> None:

@@ -48,6 +48,7 @@ from tandem.brokers.base import (
     released_error,
 )
 from tandem.brokers.database_workflow import DatabaseWorkflows
+from tandem.brokers.workflow import WAITING_UNTIL
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
 
 TABLE = TaskRecord._meta.db_table
@@ -968,8 +969,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT queue_name, status, COUNT(*), MIN(available_at) FROM {TABLE} "
-                "WHERE backend = %s GROUP BY queue_name, status ORDER BY queue_name",
-                [self.backend_alias],
+                "WHERE backend = %s AND available_at < %s "  # not waiting tasks (workflows)
+                "GROUP BY queue_name, status ORDER BY queue_name",
+                [self.backend_alias, self._dt_param(WAITING_UNTIL)],
             )
             rows = cursor.fetchall()
         by_queue: dict[str, dict[str, Any]] = {}

@@ -327,7 +327,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
             by_queue: dict[str, dict[str, int]] = {}
             oldest: dict[str, datetime] = {}
             for task in self._tasks.values():
-                if task.backend != self.backend_alias:
+                if task.backend != self.backend_alias or self._is_waiting(task.id):
                     continue
                 counts = by_queue.setdefault(task.queue_name, {})
                 counts[task.status] = counts.get(task.status, 0) + 1
