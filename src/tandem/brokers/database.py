@@ -967,9 +967,10 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
 
     def stats(self) -> list[QueueStats]:
         with self.connection.cursor() as cursor:
+            # Workflows: not the READY tasks still waiting for their parents.
             cursor.execute(
                 f"SELECT queue_name, status, COUNT(*), MIN(available_at) FROM {TABLE} "
-                "WHERE backend = %s AND available_at < %s "  # not waiting tasks (workflows)
+                "WHERE backend = %s AND (status <> 'READY' OR available_at < %s) "
                 "GROUP BY queue_name, status ORDER BY queue_name",
                 [self.backend_alias, self._dt_param(WAITING_UNTIL)],
             )

@@ -175,7 +175,9 @@ local function resolve_waiting(child, finished_score, ttl_ms, trim_below, now_is
     redis.call('HSET', c_key, 'args', args)
   end
   local rank = c[7]
-  if string.sub(rank, 1, 18) < now_stamp then
+  -- Claimable from now on, or from its run_after when that is later.
+  local run_after = redis.call('HGET', c_key, 'run_after')
+  if not run_after or run_after == '' or string.sub(rank, 1, 18) < now_stamp then
     rank = now_stamp .. string.sub(rank, 19)
     redis.call('HSET', c_key, 'available_at', now_iso)
   end
