@@ -57,7 +57,11 @@ def edge_lookup(make_task) -> str:  # type: ignore[no-untyped-def]
         broker.settle([succeed(parent.id, "w1", at(1), attempt=claimed.attempt_token)])
     [claimed] = broker.claim(["default"], 5, "w1", at(62), at(2))
     assert claimed.id == child.id
-    [statement] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT d.id")]
+    [statement] = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith(f"SELECT id, child_id, parent_id FROM {EDGES}")
+    ]
     return statement
 
 
@@ -70,7 +74,10 @@ def test_a_parents_edges_are_found_by_the_parent_index_on_sqlite(make_task) -> N
         cursor.execute(f"EXPLAIN QUERY PLAN {statement}")
         plan = [row[-1] for row in cursor.fetchall()]
     print("\n".join(plan))
-    assert any("SEARCH d USING INDEX tandem_dep_parent_idx" in line for line in plan), plan
+    assert any(
+        line.startswith(f"SEARCH {EDGES} USING INDEX tandem_dep_parent_idx (parent_id=?")
+        for line in plan
+    ), plan
     assert not any(line.startswith("SCAN") for line in plan), plan
 
 

@@ -256,17 +256,33 @@ class DatabaseWorkflows:
         """Resolve the unresolved edges of ``parent_ids`` that have finished (others: no-op)."""
         pending = list(parent_ids)
         while pending:
-            hits: list[tuple[Any, Any, str]] = []
+            # The edges first, by the parent index alone (no join the planner could start from
+            # the task table): with no workflow in use this is one probe that finds nothing.
+            edges: list[tuple[Any, Any, Any]] = []
             for chunk in _chunks(pending, IDS_PER_STATEMENT):
                 cursor.execute(
-                    f"SELECT d.id, d.child_id, p.status FROM {EDGES} d "
-                    f"JOIN {TASKS} p ON p.id = d.parent_id "
-                    f"WHERE d.parent_id IN ({self._placeholders(len(chunk))}) "
-                    "AND d.resolved = %s AND p.status IN ('SUCCESSFUL', 'FAILED')"
-                    + self._lock_clause(of="d"),
-                    [*[self._id_param(p) for p in chunk], False],
+                    f"SELECT id, child_id, parent_id FROM {EDGES} "
+                    f"WHERE parent_id IN ({self._placeholders(len(chunk))}) AND resolved = %s"
+                    + self._lock_clause(),
+                    [*self._id_params(chunk), False],
                 )
-                hits += cursor.fetchall()
+                edges += cursor.fetchall()
+            if not edges:
+                return
+            status: dict[str, str] = {}
+            parents = sorted({self._uuid(parent) for _, _, parent in edges})
+            for chunk in _chunks(parents, IDS_PER_STATEMENT):
+                cursor.execute(
+                    f"SELECT id, status FROM {TASKS} WHERE id IN "
+                    f"({self._placeholders(len(chunk))}){self._lock_clause(share=True)}",
+                    self._id_params(chunk),
+                )
+                status.update((self._uuid(i), s) for i, s in cursor.fetchall())
+            hits = [
+                (edge, child, status[self._uuid(parent)])
+                for edge, child, parent in edges
+                if status.get(self._uuid(parent)) in ("SUCCESSFUL", "FAILED")
+            ]
             if not hits:
                 return
             for chunk in _chunks([h[0] for h in hits], IDS_PER_STATEMENT):
