@@ -78,7 +78,74 @@ def one_run(items: int) -> dict[str, float]:
     }
 
 
-def run_store(kind: str, items: int) -> dict[str, float]:
+def settle_cost(count: int = 3000, batch: int = 10) -> dict[str, float]:
+    """What the workflow hook adds to ``settle()`` when no workflow is in use: ``count`` tasks
+    settled in batches of ``batch``, with the hook and with it switched off (3 rounds each)."""
+    import django
+
+    django.setup()
+    import uuid
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from tandem.brokers.base import NewTask, Settlement
+    from tandem.brokers.database import DatabaseBroker
+
+    call_command("migrate", verbosity=0)
+
+    def one(hook: bool) -> float:
+        broker = DatabaseBroker("default", store_clock=False)
+        if not hook:
+            broker._parents_finished = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        now = timezone.now()
+        broker.push(
+            [
+                NewTask(
+                    id=str(uuid.uuid4()),
+                    backend="default",
+                    queue_name="settle",
+                    task_path="benchsite.tasks.noop",
+                    priority=0,
+                    takes_context=False,
+                    args=[],
+                    kwargs={},
+                    run_after=None,
+                    enqueued_at=now,
+                )
+                for _ in range(count)
+            ]
+        )
+        claimed = []
+        while more := broker.claim(
+            ["settle"], 500, "w", now + timedelta(seconds=600), now + timedelta(seconds=1)
+        ):
+            claimed += more
+        started = time.perf_counter()
+        for start in range(0, len(claimed), batch):
+            broker.settle(
+                [
+                    Settlement(
+                        id=t.id,
+                        worker_id="w",
+                        attempt_token=t.attempt_token,
+                        status="SUCCESSFUL",
+                        finished_at=now + timedelta(seconds=2),
+                    )
+                    for t in claimed[start : start + batch]
+                ]
+            )
+        return (time.perf_counter() - started) / (len(claimed) / batch) * 1000
+
+    rounds: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(3):
+        for hook in (False, True):
+            rounds[hook].append(one(hook))
+    return {"without": statistics.median(rounds[False]), "with": statistics.median(rounds[True])}
+
+
+def run_store(kind: str, items: int, mode: str = "run") -> dict[str, float]:
     env = os.environ.copy()
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH), str(BENCH.parent / "src")])
     env["DJANGO_SETTINGS_MODULE"] = "benchsite.settings"
@@ -97,7 +164,7 @@ def run_store(kind: str, items: int) -> dict[str, float]:
             _pg(f"CREATE DATABASE {PG_NAME}")
         try:
             out = subprocess.run(
-                [sys.executable, __file__, "run", str(items)],
+                [sys.executable, __file__, mode, str(items)],
                 env=env,
                 check=True,
                 capture_output=True,
@@ -108,6 +175,9 @@ def run_store(kind: str, items: int) -> dict[str, float]:
                 _pg(f"DROP DATABASE IF EXISTS {PG_NAME}")
             if kind == "redis":
                 _redis_delete(env["BENCH_REDIS_PREFIX"])
+    if mode == "settle":
+        without, with_hook = (float(x) for x in out.split())
+        return {"without": without, "with": with_hook}
     store, callback, total = (float(x) for x in out.split())
     return {"store": store, "callback": callback, "all": total}
 
@@ -134,11 +204,30 @@ def main(argv: list[str]) -> int:
         numbers = one_run(int(argv[1]))
         print(numbers["store"], numbers["callback"], numbers["all"])
         return 0
+    if argv[:1] == ["settle"]:
+        cost = settle_cost()
+        print(cost["without"], cost["with"])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--settle-cost",
+        action="store_true",
+        help="measure what the workflow hook adds to settle() when no workflow is in use",
+    )
     args = parser.parse_args(argv)
+    if args.settle_cost:
+        print("settle() of 10 tasks, ms per call (median of 3 rounds of 300 calls)")
+        print("| store | without the workflow hook | with it |")
+        print("|---|---|---|")
+        for kind in args.db:
+            if kind == "redis":
+                continue  # the hook is inside the Lua script: nothing to switch off
+            cost = run_store(kind, 0, mode="settle")
+            print(f"| {kind} | {cost['without']:.2f} | {cost['with']:.2f} |", flush=True)
+        return 0
     print(f"group of {args.items:,} items + then, {args.repeat} runs each (median [min-max], s)")
     print("| store | store the group | callback finished after store | whole run |")
     print("|---|---|---|---|")
