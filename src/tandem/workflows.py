@@ -192,7 +192,11 @@ class Group:
 
     @property
     def successful(self) -> bool:
-        return all(r.status == TaskResultStatus.SUCCESSFUL for r in self.results)
+        """Every member SUCCESSFUL (read afresh; stops at the first that is not)."""
+        backend = _backend(self.backend)
+        return all(
+            backend.get_result(i).status == TaskResultStatus.SUCCESSFUL for i in self.member_ids
+        )
 
 
 def group(items: Sequence[Step], then: AnyTask | None = None) -> Group:

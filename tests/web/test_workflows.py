@@ -75,3 +75,18 @@ def test_status_json_shows_each_groups_progress(tandem_settings) -> None:  # typ
     Supervisor(burst=True, listen=False).run()
     [entry] = groups()
     assert (entry["done"], entry["total"], entry["finished"]) == (4, 4, True)
+
+
+def test_the_dashboards_status_json_shows_each_groups_progress(admin_client: Client) -> None:
+    group = tandem.group([(tasks.add, [n, 1], None) for n in range(3)], then=features.add_to)
+    TaskRecord.objects.filter(id=group.member_ids[1]).update(status="FAILED")
+
+    data = json.loads(admin_client.get("/tasks/status.json").content)
+
+    [entry] = data["groups"]
+    assert (entry["id"], entry["done"], entry["total"], entry["then_id"]) == (
+        group.id,
+        1,
+        3,
+        group.then_id,
+    )
