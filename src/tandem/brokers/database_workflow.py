@@ -55,6 +55,15 @@ def _chunks[T](items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
+def _pg_element(value: Any) -> str:
+    """An element of a PostgreSQL array literal of uuid, integer or boolean values."""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | uuid.UUID):
+        return str(value)
+    raise TypeError(f"not a uuid, integer or boolean: {value!r}")
+
+
 class DatabaseWorkflows:
     """Mixed into ``DatabaseBroker`` (which provides the plumbing named below)."""
 
@@ -120,7 +129,12 @@ class DatabaseWorkflows:
     ) -> None:
         if self.connection.vendor == "postgresql" and pg_types and rows:
             # One statement whatever the number of rows: one array per column (``unnest``).
-            arrays = [list(column) for column in zip(*rows, strict=True)]
+            # Each column as ONE array literal: uuids, integers and booleans need no quoting,
+            # and one text parameter binds far faster than 10,000 values adapted one by one.
+            arrays = [
+                "{" + ",".join(_pg_element(value) for value in column) + "}"
+                for column in zip(*rows, strict=True)
+            ]
             unnest = ", ".join(f"%s::{kind}[]" for kind in pg_types)
             cursor.execute(
                 f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
