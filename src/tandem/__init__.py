@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tandem.cancellation import CancelOutcome
 from tandem.scheduler.registry import schedule
 from tandem.tasks import Task, task
+from tandem.workflows import Group, chain, enqueue_after, get_group, group
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -22,12 +23,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CancelOutcome",
+    "Group",
     "Task",
     "__version__",
     "cancel",
+    "chain",
+    "enqueue_after",
     "enqueue_many",
     "enqueue_on_commit",
+    "get_group",
     "get_progress",
+    "group",
     "schedule",
     "task",
 ]

@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString
 from tandem.backends.base import resolve_task
 from tandem.brokers.base import FAILED
 from tandem.models import TaskRecord, WorkerRecord
+from tandem.workflow_admin import WorkflowFields
 
 
 def _pretty(value: Any) -> SafeString:
@@ -29,7 +30,7 @@ def _pretty(value: Any) -> SafeString:
 
 
 @admin.register(TaskRecord)
-class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "id",
         "task_path",
@@ -69,6 +70,7 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             },
         ),
         ("Arguments", {"fields": ["arguments"]}),
+        ("Workflow", {"fields": list(WorkflowFields.workflow_fields)}),
         ("Result", {"fields": ["return_value_display", "progress_display", "progress_at"]}),
         (
             "Attempts",

@@ -106,6 +106,15 @@ class TaskContext(DjangoTaskContext):  # type: ignore[misc,type-arg]  # frozen i
                 self._state["cancelled"] = True
         return bool(self._state["cancelled"])
 
+    @property
+    def parent_results(self) -> list[Any]:
+        """The results of the tasks this task waited for (``tandem.enqueue_after``, a chain's
+        previous step), in the order given; [] for a task that waited for none."""
+        from tandem.backends.base import to_task_result
+
+        stored = (self.broker.get(i) for i in self.broker.parent_ids(self.stored.id))
+        return [to_task_result(s) for s in stored if s is not None]
+
     def raise_if_cancelled(self) -> None:
         """Raise ``tandem.exceptions.Cancelled`` when the task was cancelled: it ends FAILED
         (never retried) with that error."""

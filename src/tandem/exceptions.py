@@ -40,3 +40,8 @@ class LeaseLost(BaseException):
     may run the task now. Raised inside the task by the subinterpreter pool (a ``BaseException``,
     like ``TaskTimeout``); the attempt's ending is never stored and ``task_finished`` is not sent.
     """
+
+
+class DependencyFailed(TaskException):
+    """A parent of the task (``tandem.enqueue_after``, a chain's earlier step) ended FAILED, and
+    the task was enqueued with ``on_parent_failure="fail"``: it ended FAILED without running."""

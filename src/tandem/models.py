@@ -134,3 +134,83 @@ class WorkerRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid} ({self.id})"
+
+
+class TaskDependency(models.Model):
+    """One edge of a workflow: ``child`` waits for ``parent`` (``tandem.enqueue_after``).
+
+    ``resolved`` turns true in the very write that finishes the parent (settle, cancel, or a
+    recovery that gives up); the index on ``(parent_id, resolved)`` is how that write finds the
+    waiting children without scanning every waiting task.
+    """
+
+    child_id = models.UUIDField()
+    parent_id = models.UUIDField()
+    position = models.PositiveIntegerField(default=0)
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "task dependency"
+        indexes = [
+            models.Index(fields=["parent_id", "resolved"], name="tandem_dep_parent_idx"),
+            models.Index(fields=["child_id", "position"], name="tandem_dep_child_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} after {self.parent_id}"
+
+
+class TaskWait(models.Model):
+    """A READY task that may not be claimed yet: how many parents it still waits for.
+
+    While this row exists the task's ``available_at`` is ``WAITING_UNTIL`` (far in the future),
+    so the claim index skips it; the write that resolves its last parent deletes this row and
+    makes the task available (or ends it FAILED with ``DependencyFailed``).
+    """
+
+    task_id = models.UUIDField(primary_key=True)
+    remaining = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField(default=0)
+    on_parent_failure = models.CharField(max_length=8, default="fail")
+    # Chain steps: the (single) parent's return value becomes the first positional argument.
+    pass_result = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "waiting task"
+
+    def __str__(self) -> str:
+        return f"{self.task_id} waits for {self.remaining}"
+
+
+class TaskGroup(models.Model):
+    """A group of tasks (``tandem.group``); its members are ``TaskGroupMember`` rows."""
+
+    id = models.UUIDField(primary_key=True)
+    backend = models.CharField(max_length=100, default="default")
+    created_at = models.DateTimeField()
+    total = models.PositiveIntegerField()
+    # The ``then`` task, waiting for every member (None: the group has no callback).
+    then_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "task group"
+        indexes = [models.Index(fields=["backend", "-created_at"], name="tandem_group_idx")]
+
+    def __str__(self) -> str:
+        return f"group {self.id} ({self.total} tasks)"
+
+
+class TaskGroupMember(models.Model):
+    group_id = models.UUIDField()
+    task_id = models.UUIDField()
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "task group member"
+        indexes = [
+            models.Index(fields=["group_id", "position"], name="tandem_member_idx"),
+            models.Index(fields=["task_id"], name="tandem_member_task_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} in {self.group_id}"

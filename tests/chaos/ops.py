@@ -1,6 +1,8 @@
 """``python -m tests.chaos.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``append``
 tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call and write their ids, in order,
-to IDS_FILE. The other commands are the scale tier's (``tests/support/scale_ops.py``)."""
+to IDS_FILE. ``group COUNT PREFIX SECONDS OUT``: the same tasks as one ``tandem.group()`` with a
+callback (``group_then``); writes the group id, the items' ids and the callback's id to OUT. The
+other commands are the scale tier's (``tests/support/scale_ops.py``)."""
 
 from __future__ import annotations
 
@@ -19,16 +21,28 @@ def enqueue(count: int, prefix: str, seconds: float) -> list[str]:
     return [result.id for result in tandem.enqueue_many(append, items)]
 
 
+def group(count: int, prefix: str, seconds: float) -> dict[str, object]:
+    """``tandem.group()`` of ``count`` ``append`` tasks with ``group_then`` as its callback."""
+    import tandem
+    from tests.chaos.tasks import append, group_then
+
+    made = tandem.group(
+        [(append, [f"{prefix}-{n}", seconds], None) for n in range(count)], then=group_then
+    )
+    return {"group": made.id, "ids": list(made.member_ids), "then": made.then_id}
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
-    if command != "enqueue":
+    if command not in ("enqueue", "group"):
         ops.main(argv)
         return
     import django
 
     django.setup()
     count, prefix, seconds, out = args
-    Path(out).write_text(json.dumps(enqueue(int(count), prefix, float(seconds))))
+    make = enqueue if command == "enqueue" else group
+    Path(out).write_text(json.dumps(make(int(count), prefix, float(seconds))))
 
 
 if __name__ == "__main__":

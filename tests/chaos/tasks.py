@@ -16,3 +16,14 @@ def append(key: str, seconds: float = 0.0) -> None:
         time.sleep(seconds)
     # Autocommit: once the row is in, a kill before the outcome is stored makes a duplicate run.
     Ledger.objects.using("ledger").create(key=key, worker=str(os.getpid()))
+
+
+@task
+def group_then(group_id: str) -> int:
+    """A group's callback: appends ``then:<group id>`` and its process id to the ledger."""
+    import tandem
+    from tests.models import Ledger
+
+    done = tandem.get_group(group_id).done
+    Ledger.objects.using("ledger").create(key=f"then:{group_id}", worker=str(os.getpid()))
+    return done

@@ -159,6 +159,7 @@ SNAPSHOT_KEYS = {
     "workers": list,
     "problems": list,
     "healthy": bool,
+    "groups": list,  # workflows: the newest groups' progress (tests/web/test_workflows.py)
 }
 QUEUE_KEYS = {
     "name": str,

@@ -16,10 +16,10 @@ from tandem.brokers.base import FAILED, RUNNING
 from tandem.models import TaskRecord
 from tests import tasks
 from tests.models import Ledger
-from tests.pools.conftest import EXECUTORS, pool
 from tests.support import redis_store
 from tests.support.doubles import FrozenClock, wait_for
 from tests.support.harness import Harness
+from tests.support.pools import EXECUTORS, pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

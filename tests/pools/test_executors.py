@@ -17,7 +17,7 @@ from django.tasks import TaskResultStatus
 from tandem.brokers.base import RUNNING
 from tandem.models import TaskRecord
 from tests import tasks
-from tests.pools.conftest import EXECUTORS, needs_subinterpreters, pool
+from tests.support.pools import EXECUTORS, needs_subinterpreters, pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from django.tasks import TaskResultStatus
 
 from tandem.worker.pools.startup import StartupFailure, notice, refused_module, task_modules
 from tests import tasks
-from tests.pools.conftest import needs_subinterpreters, pool
+from tests.support.pools import needs_subinterpreters, pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

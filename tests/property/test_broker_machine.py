@@ -11,7 +11,11 @@ Invariants:
 - statuses move only along the contract's edges: READY -> RUNNING (claim) | FAILED (cancel);
   RUNNING -> SUCCESSFUL | FAILED | READY (settle, release, recovery); SUCCESSFUL and FAILED are
   final;
-- a claim returns exactly the claimable tasks the model would pick, in its order.
+- a claim returns exactly the claimable tasks the model would pick, in its order;
+- workflows: a task pushed to wait for others (``push_workflow``) is never claimable while a
+  parent is unfinished; retries of a parent keep it waiting; the write that ends its last
+  parent makes it claimable, or FAILED (``on_parent_failure="fail"`` and a parent FAILED), and
+  so on down the line.
 
 The clock is the machine's own: every broker call takes ``now``; no wall clock is read. The runs
 are derandomized (the same examples on every run, on every machine) and bounded.
@@ -51,7 +55,8 @@ from tandem.brokers.base import (
 from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.memory import MemoryBroker
 from tandem.brokers.redis import RedisBroker
-from tandem.models import TaskRecord
+from tandem.brokers.workflow import Dependency
+from tandem.models import TaskDependency, TaskGroup, TaskGroupMember, TaskRecord, TaskWait
 from tests.support import redis_store
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +99,14 @@ class Expected:
     holder: str = ""
     lease: datetime | None = None
     cancel_requested: bool = False
+    # Workflows: the parents it still waits for, how many FAILED, and its policy.
+    waiting_for: set[str] | None = None
+    failed_parents: int = 0
+    on_parent_failure: str = "fail"
+
+    @property
+    def waiting(self) -> bool:
+        return self.waiting_for is not None
 
     @property
     def order(self) -> tuple[int, datetime, datetime]:
@@ -127,6 +140,23 @@ class BrokerMachine(RuleBasedStateMachine):
         """The task's current attempt token (what its holder got from the claim)."""
         stored = self.broker.get(task_id)
         return stored.attempt_token if stored is not None else ""
+
+    def finished(self, task_id: str) -> None:
+        """The model's side of a task ending SUCCESSFUL or FAILED: resolve its children."""
+        ended = self.model[task_id].status
+        for child_id, child in self.model.items():
+            if child.waiting_for is None or task_id not in child.waiting_for:
+                continue
+            child.waiting_for.discard(task_id)
+            child.failed_parents += ended == FAILED
+            if child.waiting_for:
+                continue
+            child.waiting_for = None
+            if child.failed_parents and child.on_parent_failure == "fail":
+                child.let_go(FAILED)
+                self.finished(child_id)
+            else:
+                child.available_at = self.now
 
     def ids(self, status: str | None = None, holder: str | None = None) -> list[str]:
         return sorted(
@@ -175,10 +205,53 @@ class BrokerMachine(RuleBasedStateMachine):
                 max_attempts=t.max_attempts,
             )
 
+    @precondition(lambda self: 0 < len(self.model) < MAX_TASKS)
+    @rule(data=st.data(), policy=st.sampled_from(["fail", "run"]), parents=st.integers(1, 2))
+    def push_after(self, data: st.DataObject, policy: str, parents: int) -> None:
+        chosen = data.draw(
+            st.lists(st.sampled_from(self.ids()), min_size=1, max_size=parents, unique=True),
+            label="parents",
+        )
+        enqueued_at = self.tick()
+        task = NewTask(
+            id=str(uuid.UUID(int=(0x7A5E << 64) + self.serial)),
+            backend=ALIAS,
+            queue_name=QUEUE,
+            task_path="tests.tasks.add",
+            priority=0,
+            takes_context=False,
+            args=[1, 2],
+            kwargs={},
+            run_after=None,
+            enqueued_at=enqueued_at,
+        )
+        dependency = Dependency(task_id=task.id, parent_ids=tuple(chosen), on_parent_failure=policy)
+        assert self.broker.push_workflow([task], [dependency]) == [task.id]
+        unfinished = {p for p in chosen if self.model[p].status in (READY, RUNNING)}
+        failed = sum(self.model[p].status == FAILED for p in chosen)
+        expected = Expected(
+            status=READY,
+            priority=0,
+            available_at=enqueued_at,
+            enqueued_at=enqueued_at,
+            max_attempts=1,
+            waiting_for=unfinished or None,
+            failed_parents=failed,
+            on_parent_failure=policy,
+        )
+        self.model[task.id] = expected
+        if not unfinished and failed and policy == "fail":
+            expected.let_go(FAILED)
+            self.finished(task.id)
+
     @rule(worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> None:
         claimable = sorted(
-            (i for i in self.ids(READY) if self.model[i].available_at <= self.now),
+            (
+                i
+                for i in self.ids(READY)
+                if self.model[i].available_at <= self.now and not self.model[i].waiting
+            ),
             key=lambda i: self.model[i].order,
         )
         claimed = self.broker.claim([QUEUE], limit, worker, self.now + LEASE, self.now)
@@ -222,6 +295,8 @@ class BrokerMachine(RuleBasedStateMachine):
             expected.let_go(ending)
             if ending == READY:
                 expected.available_at = retry_at
+            else:
+                self.finished(task_id)
 
     @rule(worker=st.sampled_from(WORKERS))
     def renew(self, worker: str) -> None:
@@ -254,6 +329,8 @@ class BrokerMachine(RuleBasedStateMachine):
             expected.let_go(r.status)
             if not spent:
                 expected.available_at = self.now
+            else:
+                self.finished(r.id)
 
     @rule(worker=st.sampled_from(WORKERS))
     def release(self, worker: str) -> None:
@@ -272,6 +349,8 @@ class BrokerMachine(RuleBasedStateMachine):
         if expected.status == READY:
             assert answer == "cancelled"
             expected.let_go(FAILED)
+            expected.waiting_for = None
+            self.finished(task_id)
         elif expected.status == RUNNING:
             assert answer == "requested"
             expected.cancel_requested = True
@@ -294,7 +373,7 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert stored.lease_expires_at == expected.lease
             else:
                 assert (stored.worker_id, stored.lease_expires_at) == ("", None)
-            if expected.status == READY:
+            if expected.status == READY and not expected.waiting:
                 assert stored.available_at == expected.available_at
             before = self.seen.get(task_id, READY)
             assert before == stored.status or (before, stored.status) in ALLOWED, (
@@ -304,9 +383,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_counts_add_up(self) -> None:
-        counts = Counter(task.status for task in self.model.values())
+        counts = Counter(task.status for task in self.model.values() if not task.waiting)
         stats = {s.queue_name: s for s in self.broker.stats()}
-        if not self.model:
+        if not counts:
             return
         stat = stats[QUEUE]
         assert (stat.ready, stat.running, stat.successful, stat.failed) == (
@@ -319,6 +398,8 @@ class BrokerMachine(RuleBasedStateMachine):
 
 def database_broker() -> Broker:
     TaskRecord.objects.all().delete()  # each example starts empty (in the test's transaction)
+    for model in (TaskDependency, TaskWait, TaskGroup, TaskGroupMember):
+        model.objects.all().delete()
     return DatabaseBroker(ALIAS, store_clock=False)  # the machine drives its own clock
 
 

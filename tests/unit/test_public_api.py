@@ -10,12 +10,17 @@ import tandem
 def test_exported_names():
     assert sorted(tandem.__all__) == [
         "CancelOutcome",
+        "Group",
         "Task",
         "__version__",
         "cancel",
+        "chain",
+        "enqueue_after",
         "enqueue_many",
         "enqueue_on_commit",
+        "get_group",
         "get_progress",
+        "group",
         "schedule",
         "task",
     ]

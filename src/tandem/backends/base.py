@@ -307,10 +307,18 @@ class TandemBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------------------------
 
-    def _new_task(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
-        self.validate_task(task)
-        if reason := unimportable(task):
-            raise InvalidTask(reason)
+    def _new_task(
+        self,
+        task: AnyTask,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        checked: bool = False,  # the task itself was validated already (a workflow's items)
+    ) -> NewTask:
+        if not checked:
+            self.validate_task(task)
+            if reason := unimportable(task):
+                raise InvalidTask(reason)
         args_text = to_json_text(list(args), "args")
         kwargs_text = to_json_text(dict(kwargs), "kwargs")
         json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)
@@ -434,6 +442,14 @@ class TandemBackend(BaseTaskBackend):
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError
+
+    def wake_after_store(self, queues: Sequence[str]) -> None:
+        """Wake this process's supervisors of ``queues`` once what was just stored is visible:
+        at once here (the store has it); after the commit on the database backend."""
+        from tandem import wakeup
+
+        for queue in queues:
+            wakeup.notify(self.alias, queue)
 
     async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         raise NotImplementedError

@@ -56,6 +56,15 @@ class DatabaseBackend(TandemBackend):
         transaction.on_commit(wake, using=broker.database)
         return ids
 
+    def wake_after_store(self, queues: Sequence[str]) -> None:
+        alias = self.alias
+
+        def wake() -> None:
+            for queue in queues:
+                wakeup.notify(alias, queue)
+
+        transaction.on_commit(wake, using=self.broker.database)
+
     async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:
         # The database work runs where Django runs all async ORM calls: its sync thread.
         return await sync_to_async(self._store, thread_sensitive=True)(tasks)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tandem.brokers.listeners import Listener
+    from tandem.brokers.workflow import Dependency, GroupSpec, GroupState
 
 READY = "READY"
 RUNNING = "RUNNING"
@@ -316,7 +317,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> list[QueueStats]:
-        """Counts per queue for this backend."""
+        """Counts per queue for this backend (a task waiting for its parents is not counted
+        until it is claimable)."""
 
     @abc.abstractmethod
     def running(self, limit: int) -> list[StoredTask]:
@@ -381,6 +383,43 @@ class Broker(abc.ABC):
     def recent_failures(self, limit: int) -> list[StoredTask] | None:
         """The last ``limit`` FAILED tasks, newest first; None when the store cannot list them."""
         return None
+
+    # -- workflows (tandem.brokers.workflow) ----------------------------------------------------
+
+    def push_workflow(
+        self,
+        tasks: Sequence[NewTask],
+        dependencies: Sequence[Dependency] = (),
+        group: GroupSpec | None = None,
+    ) -> list[str]:
+        """Store ``tasks`` at once (one transaction on the database): those named by a
+        dependency wait for their parents (READY, not claimable); ``group`` records a group.
+        Parents already finished count at once. Unique tasks are refused."""
+        raise NotImplementedError(f"{type(self).__name__} does not store workflows")
+
+    def parent_ids(self, task_id: str) -> list[str]:
+        """The ids of the tasks ``task_id`` waited (or waits) for, in the order given."""
+        return []
+
+    def child_ids(self, task_id: str) -> list[str]:
+        """The ids of the tasks that wait (or waited) for ``task_id``."""
+        return []
+
+    def get_group(self, group_id: str) -> GroupState | None:
+        """A stored group of this backend, or None."""
+        return None
+
+    def recent_groups(self, limit: int) -> list[GroupState]:
+        """This backend's newest groups, newest first."""
+        return []
+
+    def finished_count(self, task_ids: Sequence[str]) -> int:
+        """How many of ``task_ids`` are SUCCESSFUL or FAILED (a group's progress)."""
+        done = 0
+        for task_id in task_ids:
+            task = self.get(task_id)
+            done += task is not None and task.status in (SUCCESSFUL, FAILED)
+        return done
 
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit around several calls (the supervisor's settle + claim round)."""

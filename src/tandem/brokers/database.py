@@ -48,6 +48,8 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
+from tandem.brokers.database_workflow import DatabaseWorkflows
+from tandem.brokers.workflow import WAITING_UNTIL
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
 
 if TYPE_CHECKING:
@@ -186,7 +188,7 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
     )
 
 
-class DatabaseBroker(Broker):
+class DatabaseBroker(DatabaseWorkflows, Broker):
     rows_in_admin = True
 
     def __init__(
@@ -846,6 +848,9 @@ class DatabaseBroker(Broker):
                     retried,
                 )
                 written += max(cursor.rowcount, 0)
+            if finished := [s for s in settlements if s.status != READY]:  # workflows
+                now = max(s.finished_at for s in finished)
+                self._parents_finished(cursor, [s.id for s in finished], now)
         return written
 
     def _json_literal(self) -> str:
@@ -906,6 +911,8 @@ class DatabaseBroker(Broker):
                 )
                 if cursor.rowcount:
                     recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
+                    if spent:  # workflows
+                        self._parents_finished(cursor, [task.id], now)
         return recovered
 
     def cancel(self, task_id: str, now: datetime) -> str | None:
@@ -922,6 +929,7 @@ class DatabaseBroker(Broker):
                 [self._json_param(error.as_json()), self._dt_param(now), key, self.backend_alias],
             )
             if cursor.rowcount:
+                self._parents_finished(cursor, [str(task_id)], now)  # workflows
                 return "cancelled"
             cursor.execute(
                 f"UPDATE {TABLE} SET cancel_requested_at = COALESCE(cancel_requested_at, %s) "
@@ -978,6 +986,7 @@ class DatabaseBroker(Broker):
                 if not batch:
                     return deleted
                 deleted += TaskRecord.objects.using(self.database).filter(id__in=batch).delete()[0]
+                self._forget_workflows(batch)  # workflows: their edges and group entries
 
     def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
         vendor = self.connection.vendor
@@ -1040,10 +1049,12 @@ class DatabaseBroker(Broker):
 
     def stats(self) -> list[QueueStats]:
         with self.connection.cursor() as cursor:
+            # Workflows: not the READY tasks still waiting for their parents.
             cursor.execute(
                 f"SELECT queue_name, status, COUNT(*), MIN(available_at) FROM {TABLE} "
-                "WHERE backend = %s GROUP BY queue_name, status ORDER BY queue_name",
-                [self.backend_alias],
+                "WHERE backend = %s AND (status <> 'READY' OR available_at < %s) "
+                "GROUP BY queue_name, status ORDER BY queue_name",
+                [self.backend_alias, self._dt_param(WAITING_UNTIL)],
             )
             rows = cursor.fetchall()
         by_queue: dict[str, dict[str, Any]] = {}

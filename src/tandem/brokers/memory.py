@@ -30,9 +30,10 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
+from tandem.brokers.memory_workflow import MemoryWorkflows
 
 
-class MemoryBroker(Broker):
+class MemoryBroker(MemoryWorkflows, Broker):
     def __init__(self, backend_alias: str = "default") -> None:
         self.backend_alias = backend_alias
         self._tasks: dict[str, StoredTask] = {}
@@ -114,6 +115,7 @@ class MemoryBroker(Broker):
                 and t.backend == self.backend_alias
                 and t.queue_name in queues
                 and t.available_at <= now
+                and not self._is_waiting(t.id)
             ),
             key=lambda t: (-t.priority, t.available_at, t.enqueued_at),
         )
@@ -193,6 +195,8 @@ class MemoryBroker(Broker):
                     task, worker_id="", lease_expires_at=None, cancel_requested_at=None
                 )
                 written += 1
+                if s.status != READY:
+                    self._parents_finished([s.id], s.finished_at)
             return written
 
     def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
@@ -240,6 +244,8 @@ class MemoryBroker(Broker):
                         id=task.id, status=FAILED if spent else READY, worker_id=task.worker_id
                     )
                 )
+                if spent:
+                    self._parents_finished([task.id], now)
             return recovered
 
     def cancel(self, task_id: str, now: datetime) -> str | None:
@@ -256,6 +262,7 @@ class MemoryBroker(Broker):
                     finished_at=now,
                     unique_key=None,
                 )
+                self._parents_finished([task.id], now)
                 return "cancelled"
             if task.status == RUNNING:
                 if task.cancel_requested_at is None:
@@ -299,6 +306,7 @@ class MemoryBroker(Broker):
             doomed = self._finished(finished_before, statuses)
             for task_id in doomed:
                 del self._tasks[task_id]
+            self._forget_workflows(doomed)
             return len(doomed)
 
     def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
@@ -330,7 +338,7 @@ class MemoryBroker(Broker):
             by_queue: dict[str, dict[str, int]] = {}
             oldest: dict[str, datetime] = {}
             for task in self._tasks.values():
-                if task.backend != self.backend_alias:
+                if task.backend != self.backend_alias or self._is_waiting(task.id):
                     continue
                 counts = by_queue.setdefault(task.queue_name, {})
                 counts[task.status] = counts.get(task.status, 0) + 1

@@ -50,6 +50,7 @@ from tandem.brokers.base import (
 )
 from tandem.brokers.redis_client import store_errors
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.brokers.redis_workflow import RedisWorkflows
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _canonical(task_id: str) -> str | None:
         return None
 
 
-class RedisBroker(Broker):
+class RedisBroker(RedisWorkflows, Broker):
     """The broker contract on Redis. ``prefix`` namespaces every key (several aliases may share
     a prefix, as several aliases share the database table); ``result_ttl`` is in seconds."""
 
@@ -413,7 +414,15 @@ class RedisBroker(Broker):
         error = json.dumps(cancelled_error(now, running=False).as_json())
         ttl_ms, trim_below = self._ttl_args(now)
         outcome = self._run(
-            "cancel", self.backend_alias, canonical, iso(now), score(now), error, ttl_ms, trim_below
+            "cancel",
+            self.backend_alias,
+            canonical,
+            iso(now),
+            score(now),
+            error,
+            ttl_ms,
+            trim_below,
+            stamp(now),
         )
         return str(outcome) if outcome else None
 

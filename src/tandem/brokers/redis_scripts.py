@@ -18,6 +18,12 @@ Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as
 - ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
 - ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
   ``P:worker:<id>`` — HASH, one worker;
+- workflows (``brokers.workflow``): ``P:parents:<id>`` / ``P:children:<id>`` — LISTs of a task's
+  parents (in the order given) and of the tasks waiting for it; a waiting task's hash also has
+  ``waiting`` (unfinished parents), ``failed_parents``, ``on_parent_failure`` and
+  ``pass_result``, and it is in no ready or delayed set until ``finish`` of its last parent
+  resolves it; ``P:group:<id>`` — HASH, a group; ``P:group:<id>:members`` — LIST of its task ids;
+  ``P:B:groups`` — ZSET of the alias's groups, score created_at (epoch µs);
 - ``P:B:wake`` — the pub/sub channel the scripts publish to when tasks become claimable
   (message: comma-separated queue names).
 
@@ -121,7 +127,10 @@ end
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
 -- let it expire after the result TTL (ttl_ms '0': kept until pruned). Index entries older
 -- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
-local function finish(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below)
+local resolve_children
+
+local function finish(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below,
+                      now_iso, now_stamp)
   if unique_key and unique_key ~= '' then
     local unique = key(backend, 'unique')
     if redis.call('HGET', unique, unique_key) == id then redis.call('HDEL', unique, unique_key) end
@@ -132,11 +141,72 @@ local function finish(backend, queue, id, status, unique_key, finished_score, tt
     redis.call('PEXPIRE', task_key(id), ttl_ms)
     redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
   end
+  resolve_children(id, status, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
+end
+
+-- Workflows: a waiting task whose last parent finished runs (made ready; a chain step gets its
+-- parent's return value as its first argument) or, when a parent FAILED and it was enqueued
+-- with on_parent_failure 'fail', ends FAILED with DependencyFailed (resolving its own children).
+local function resolve_waiting(child, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
+  local c_key = task_key(child)
+  local c = redis.call('HMGET', c_key, 'status', 'failed_parents', 'on_parent_failure',
+    'pass_result', 'backend', 'queue_name', 'rank', 'priority', 'errors', 'unique_key', 'args')
+  if c[1] ~= 'READY' then return end
+  local failed = tonumber(c[2] or '0') or 0
+  if failed > 0 and c[3] == 'fail' then
+    local text = 'tandem.exceptions.DependencyFailed: task ' .. child .. ' did not run: ' ..
+      failed .. ' of its parent tasks ended FAILED (resolved at ' .. now_iso ..
+      '), and it was enqueued with on_parent_failure="fail".\\n'
+    local error = cjson.encode({exception_class_path = 'tandem.exceptions.DependencyFailed',
+      traceback = text})
+    redis.call('HSET', c_key, 'status', 'FAILED', 'errors', append(c[9], error),
+      'finished_at', now_iso, 'unique_key', '')
+    finish(c[5], c[6], child, 'FAILED', c[10], finished_score, ttl_ms, trim_below, now_iso,
+      now_stamp)
+    return
+  end
+  if c[4] == '1' then
+    local parent = redis.call('LINDEX', P .. ':parents:' .. child, 0)
+    local value = parent and redis.call('HGET', task_key(parent), 'return_value') or 'null'
+    if not value then value = 'null' end
+    local args = c[11]
+    if args == '[]' then args = '[' .. value .. ']'
+    else args = '[' .. value .. ',' .. string.sub(args, 2) end
+    redis.call('HSET', c_key, 'args', args)
+  end
+  local rank = c[7]
+  -- Claimable from now on, or from its run_after when that is later.
+  local run_after = redis.call('HGET', c_key, 'run_after')
+  if not run_after or run_after == '' or string.sub(rank, 1, 18) < now_stamp then
+    rank = now_stamp .. string.sub(rank, 19)
+    redis.call('HSET', c_key, 'available_at', now_iso)
+  end
+  redis.call('HSET', c_key, 'rank', rank, 'waiting', '0')
+  make_ready(c[5], c[6], rank, c[8], now_stamp)
+end
+
+resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
+  local children_key = P .. ':children:' .. id
+  local children = redis.call('LRANGE', children_key, 0, -1)
+  for _, child in ipairs(children) do
+    local c_key = task_key(child)
+    local waiting = tonumber(redis.call('HGET', c_key, 'waiting') or '0') or 0
+    if waiting > 0 then
+      if status == 'FAILED' then redis.call('HINCRBY', c_key, 'failed_parents', 1) end
+      if redis.call('HINCRBY', c_key, 'waiting', -1) == 0 then
+        resolve_waiting(child, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
+      end
+    end
+  end
+  if ttl_ms ~= '0' then
+    redis.call('PEXPIRE', children_key, ttl_ms)
+    redis.call('PEXPIRE', P .. ':parents:' .. id, ttl_ms)
+  end
 end
 
 -- Store one new task from ARGV[i .. i + 15]; return the id it is known by (an active task's
--- for a unique key already held).
-local function push_one(i)
+-- for a unique key already held). A `held` task (a workflow's waiting task) joins no set.
+local function push_one(i, held)
   local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
   local unique_key, rank = ARGV[i + 13], ARGV[i + 14]
   if unique_key ~= '' then
@@ -159,6 +229,7 @@ local function push_one(i)
     'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '',
     'trace_context', ARGV[i + 15])
   redis.call('SADD', key(backend, 'queues'), queue)
+  if held then return id end
   -- Available by its enqueuer's clock: straight to the ready set.
   make_ready(backend, queue, rank, priority, string.sub(rank, 20, 37))
   return id
@@ -303,7 +374,8 @@ for i = 3, #ARGV, 12 do
         'finished_at', ARGV[i + 3], 'worker_id', '', 'lease_expires_at', '',
         'cancel_requested_at', '', 'unique_key', '')
       if error == '' then redis.call('HSET', t_key, 'return_value', ARGV[i + 6]) end
-      finish(backend, queue, id, status, t[8], ARGV[i + 4], ttl, ARGV[i + 10])
+      finish(backend, queue, id, status, t[8], ARGV[i + 4], ttl, ARGV[i + 10], ARGV[i + 3],
+        ARGV[i + 5])
     end
     written = written + 1
   end
@@ -356,7 +428,7 @@ for i = 8, #ARGV, 4 do
     if tonumber(t[7]) >= allowed then
       redis.call('HSET', t_key, 'status', 'FAILED', 'errors', errors, 'finished_at', now_iso,
         'worker_id', '', 'lease_expires_at', '', 'cancel_requested_at', '', 'unique_key', '')
-      finish(backend, queue, id, 'FAILED', t[11], now_score, ARGV[6], ARGV[7])
+      finish(backend, queue, id, 'FAILED', t[11], now_score, ARGV[6], ARGV[7], now_iso, now)
       recovered[#recovered + 1] = {id, 'FAILED', worker}
     else
       local rank = now .. string.sub(t[9], 19)
@@ -372,7 +444,7 @@ return recovered
 """
 
 # ARGV: prefix, backend, task id, now (iso), now (epoch us), Cancelled error (JSON), result TTL
-# (ms), TTL trim bound (epoch us). Returns 'cancelled', 'requested', or nil.
+# (ms), TTL trim bound (epoch us), now (stamp). Returns 'cancelled', 'requested', or nil.
 CANCEL = """
 local backend, id, now_iso = ARGV[2], ARGV[3], ARGV[4]
 local t_key = task_key(id)
@@ -384,7 +456,7 @@ if t[1] == 'READY' then
   redis.call('ZREM', key(backend, 'delayed', t[3]), t[4])
   redis.call('HSET', t_key, 'status', 'FAILED', 'errors', append(t[7], ARGV[6]),
     'finished_at', now_iso, 'unique_key', '')
-  finish(backend, t[3], id, 'FAILED', t[5], ARGV[5], ARGV[7], ARGV[8])
+  finish(backend, t[3], id, 'FAILED', t[5], ARGV[5], ARGV[7], ARGV[8], now_iso, ARGV[9])
   return 'cancelled'
 end
 if t[1] == 'RUNNING' then
@@ -417,7 +489,7 @@ for _, queue in ipairs(redis.call('SMEMBERS', key(backend, 'queues'))) do
     for _, id in ipairs(ids) do
       local t_key = task_key(id)
       if redis.call('HGET', t_key, 'status') == status then
-        redis.call('DEL', t_key)
+        redis.call('DEL', t_key, P .. ':parents:' .. id, P .. ':children:' .. id)
         deleted = deleted + 1
       end
       redis.call('ZREM', done, id)
@@ -542,6 +614,69 @@ end
 return #ids
 """
 
+# ARGV: prefix, now (iso), now (stamp), now (epoch us), result TTL (ms), TTL trim bound, task
+# count, PUSH_FIELDS per task, dependency count, then per dependency: task id,
+# on_parent_failure, pass_result ('1'/'0'), parent count, parent ids...; then group id ('' for
+# none), and for a group: backend, created_at (epoch us), then id ('' for none), member count,
+# member ids... Stores it all at once; returns the ids, or {'missing', parent id} when a
+# parent does not exist (nothing is stored then).
+PUSH_WORKFLOW = """
+local now_iso, now_stamp, now_score, ttl, trim = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n_tasks = tonumber(ARGV[7])
+local deps_at = 8 + n_tasks * 16
+-- First pass: which tasks wait, and do all their parents exist?
+local pushed = {}
+for t = 8, deps_at - 1, 16 do pushed[ARGV[t]] = true end
+local held, i = {}, deps_at + 1
+for _ = 1, tonumber(ARGV[deps_at]) do
+  held[ARGV[i]] = true
+  local n = tonumber(ARGV[i + 3])
+  for k = i + 4, i + 3 + n do
+    local parent = ARGV[k]
+    if not pushed[parent] and redis.call('EXISTS', task_key(parent)) == 0 then
+      return {'missing', parent}
+    end
+  end
+  i = i + 4 + n
+end
+local ids = {}
+for t = 8, deps_at - 1, 16 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
+local resolvable = {}
+i = deps_at + 1
+for _ = 1, tonumber(ARGV[deps_at]) do
+  local child, n = ARGV[i], tonumber(ARGV[i + 3])
+  local waiting, failed = 0, 0
+  for k = i + 4, i + 3 + n do
+    local parent = ARGV[k]
+    local status = redis.call('HGET', task_key(parent), 'status')
+    if status == 'FAILED' then failed = failed + 1
+    elseif status ~= 'SUCCESSFUL' then waiting = waiting + 1 end
+    redis.call('RPUSH', P .. ':children:' .. parent, child)
+    redis.call('RPUSH', P .. ':parents:' .. child, parent)
+  end
+  redis.call('HSET', task_key(child), 'waiting', waiting, 'failed_parents', failed,
+    'on_parent_failure', ARGV[i + 1], 'pass_result', ARGV[i + 2])
+  if waiting == 0 then resolvable[#resolvable + 1] = child end
+  i = i + 4 + n
+end
+if ARGV[i] ~= '' then
+  local gid, backend = ARGV[i], ARGV[i + 1]
+  local n = tonumber(ARGV[i + 4])
+  redis.call('HSET', P .. ':group:' .. gid, 'id', gid, 'backend', backend,
+    'created_at', ARGV[i + 2], 'then_id', ARGV[i + 3], 'total', n)
+  local members = P .. ':group:' .. gid .. ':members'
+  for k = i + 5, i + 4 + n, 1000 do
+    redis.call('RPUSH', members, unpack(ARGV, k, math.min(k + 999, i + 4 + n)))
+  end
+  redis.call('ZADD', key(backend, 'groups'), ARGV[i + 2], gid)
+end
+for _, child in ipairs(resolvable) do
+  resolve_waiting(child, now_score, ttl, trim, now_iso, now_stamp)
+end
+publish_wakes()
+return ids
+"""
+
 #: Every script by name, without the prelude.
 SCRIPTS = {
     "push": PUSH,
@@ -556,6 +691,7 @@ SCRIPTS = {
     "prune": PRUNE,
     "count_finished": COUNT_FINISHED,
     "fire_tick": FIRE_TICK,
+    "push_workflow": PUSH_WORKFLOW,
     "prune_ticks": PRUNE_TICKS,
     "stats": STATS,
     "register_worker": REGISTER_WORKER,

@@ -60,7 +60,11 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
             problem = f"Cannot read the task store of backend {backend!r}: {exc}"
         raise CommandError(problem) from exc
     if options.get("json"):
-        command.stdout.write(json.dumps(snapshot.as_json(), indent=2))
+        from tandem.monitoring.workflows import groups_json
+
+        data = snapshot.as_json()
+        data["groups"] = groups_json(status.tandem_backend(backend))  # workflows: done/total
+        command.stdout.write(json.dumps(data, indent=2))
     else:
         command.stdout.write(text(snapshot))
         if watch := running_text(status.tandem_backend(backend), snapshot):

@@ -124,7 +124,12 @@ def panel(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 def status_json(request: HttpRequest) -> JsonResponse:
     """What ``tandem status --json`` prints, for the chosen backend."""
-    return JsonResponse(status.take(_alias(request)).as_json())
+    from tandem.monitoring.workflows import groups_json
+
+    alias = _alias(request)
+    data = status.take(alias).as_json()
+    data["groups"] = groups_json(status.tandem_backend(alias))  # workflows: done/total
+    return JsonResponse(data)
 
 
 @never_cache
