@@ -416,3 +416,35 @@ async def async_hard_exit(code: int) -> None:
     """Ends the process its event loop runs in (a crash of the process executor's loop)."""
     await asyncio.sleep(0)
     os._exit(code)
+
+
+# -- workflows (features/, process/ and web/ tiers) -------------------------------------------
+
+
+@task(takes_context=True)
+def parents_seen(context: Any, label: str) -> dict[str, Any]:
+    """What ``context.parent_results`` showed this task (statuses and return values)."""
+    return {
+        "label": label,
+        "parents": [
+            [str(r.status), r.return_value if r.status == "SUCCESSFUL" else None]
+            for r in context.parent_results
+        ],
+    }
+
+
+@task
+def add_to(total: int, amount: int) -> int:
+    """A chain step: the previous step's return value arrives first."""
+    return total + amount
+
+
+@task
+def group_done(group_id: str) -> dict[str, Any]:
+    """A group's ``then``: records each run, and what the group looked like."""
+    import tandem
+    from tests.models import Ledger
+
+    group = tandem.get_group(group_id)
+    Ledger.objects.create(key=f"then:{group_id}", worker=f"{group.done}/{group.total}")
+    return {"finished": group.finished, "successful": group.successful}

@@ -13,7 +13,7 @@ import django
 from django.tasks import task
 
 from tandem import task as tandem_task
-from tests.tasks import flaky, gate, spin
+from tests.tasks import add_to, flaky, gate, group_done, parents_seen, spin  # noqa: F401  (workflow tasks, shared)
 
 #: Django's decorator where it passes extras through, tandem's where it does not.
 extras_task: Any = task if django.VERSION >= (6, 1) else tandem_task
@@ -60,32 +60,3 @@ def progress_then_wait(context: Any, name: str) -> str:
     gate(f"{name}:saved").set()
     gate(name).wait(10)
     return "done"
-
-
-@task(takes_context=True)
-def parents_seen(context: Any, label: str) -> dict[str, Any]:
-    """What ``context.parent_results`` showed this task (statuses and return values)."""
-    return {
-        "label": label,
-        "parents": [
-            [str(r.status), r.return_value if r.status == "SUCCESSFUL" else None]
-            for r in context.parent_results
-        ],
-    }
-
-
-@task
-def add_to(total: int, amount: int) -> int:
-    """A chain step: the previous step's return value arrives first."""
-    return total + amount
-
-
-@task
-def group_done(group_id: str) -> dict[str, Any]:
-    """A group's ``then``: records each run, and what the group looked like."""
-    import tandem
-    from tests.models import Ledger
-
-    group = tandem.get_group(group_id)
-    Ledger.objects.create(key=f"then:{group_id}", worker=f"{group.done}/{group.total}")
-    return {"finished": group.finished, "successful": group.successful}

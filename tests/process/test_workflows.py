@@ -11,7 +11,7 @@ import pytest
 import tandem
 from tandem.brokers.base import SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.features import tasks as features
+from tests import tasks as features
 from tests.models import Ledger
 from tests.support.processes import Children, wait_until
 from tests.tasks import sleep_then_ledger

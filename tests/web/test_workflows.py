@@ -15,7 +15,7 @@ import tandem
 from tandem.models import TaskRecord
 from tandem.worker.supervisor import Supervisor
 from tests import tasks
-from tests.features import tasks as features
+from tests import tasks as features
 
 pytestmark = pytest.mark.django_db
 
