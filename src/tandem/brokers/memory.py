@@ -338,8 +338,10 @@ class MemoryBroker(MemoryWorkflows, Broker):
             by_queue: dict[str, dict[str, int]] = {}
             oldest: dict[str, datetime] = {}
             for task in self._tasks.values():
-                if task.backend != self.backend_alias or self._is_waiting(task.id):
+                if task.backend != self.backend_alias:
                     continue
+                if task.status == READY and self._is_waiting(task.id):
+                    continue  # not claimable yet: counted once its parents let it go
                 counts = by_queue.setdefault(task.queue_name, {})
                 counts[task.status] = counts.get(task.status, 0) + 1
                 if task.status == READY and (
