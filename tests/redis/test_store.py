@@ -359,7 +359,7 @@ def test_every_script_is_run_by_a_broker_method(
     broker.renew("w1", {task.id: current}, LEASE, T0)
     broker.save_progress(task.id, "w1", {"done": 1}, T0, attempt_token=current)
     broker.cancel(task.id, T0)
-    broker.release("w1", [task.id], T0)
+    broker.release("w1", {task.id: current}, T0)
     broker.claim(["default"], 1, "w1", LEASE, T0)
     broker.recover_expired(at(61), recovery_max_attempts=3)
     broker.claim(["default"], 1, "w1", at(120), at(61))

@@ -251,8 +251,10 @@ class Broker(abc.ABC):
         written."""
 
     @abc.abstractmethod
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
-        """Put tasks ``worker_id`` holds back to READY (shutdown), recording a Released error."""
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        """Put ``attempts`` (task id -> attempt token) that ``worker_id`` still holds in that very
+        attempt back to READY (shutdown), recording a Released error; a stale attempt's release
+        (lease lost, task recovered or re-claimed) is ignored. Returns how many were released."""
 
     @abc.abstractmethod
     def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:

@@ -772,19 +772,25 @@ class DatabaseBroker(Broker):
             return "%s::jsonb"
         return "%s"
 
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
-        if not task_ids:
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        if not attempts:
             return 0
         error = released_error(worker_id, now)
         rows = [
-            [self._json_param(error.as_json()), self._dt_param(now), self._id_param(i), worker_id]
-            for i in task_ids
+            [
+                self._json_param(error.as_json()),
+                self._dt_param(now),
+                self._id_param(task_id),
+                worker_id,
+                token,
+            ]
+            for task_id, token in attempts.items()
         ]
         with write_transaction(self.connection), self.connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
                 "available_at = %s, worker_id = '', lease_expires_at = NULL "
-                "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
                 rows,
             )
             return int(max(cursor.rowcount, 0))

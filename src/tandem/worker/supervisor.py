@@ -572,10 +572,17 @@ class Supervisor:
 
     def _release_all(self, now: datetime) -> None:
         for state in self.pools:
-            ids = list(state.in_flight)
-            if ids:
-                released = self.broker.release(self.worker_id, ids, now)
+            attempts = {t.id: t.attempt_token for t in state.in_flight.values()}
+            if attempts:
+                released = self.broker.release(self.worker_id, attempts, now)
                 logger.warning("released %d in-flight task(s) back to READY", released)
+                if released < len(attempts):
+                    logger.warning(
+                        "the store rejected the release of %d stale attempt(s) (their lease "
+                        "was lost: the attempt that holds it now decides their ending)",
+                        len(attempts) - released,
+                        extra={"worker_id": self.worker_id},
+                    )
                 with self._flight_lock:
                     for task in state.in_flight.values():
                         self.heartbeat.forget(task.id, task.attempt_token)
