@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -344,10 +344,21 @@ class Broker(abc.ABC):
     def prepare(self) -> None:  # noqa: B027 — optional hook
         """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""
 
+    def connection_cutter(self) -> Callable[[], bool]:
+        """For the calling thread's store connection: a function that any thread may call to cut
+        it, so that a call blocked on a silent network fails at once with a store error (and the
+        next call reconnects). The function returns whether there was a connection to cut.
+        Default: nothing to cut (the memory twin; Redis, whose client has a socket timeout)."""
+        return _nothing_to_cut
+
     def startup_problem(self) -> str | None:
         """Why a supervisor cannot start on this store (e.g. its tables are not migrated), or
         None. Raises when the store does not answer."""
         return None
+
+
+def _nothing_to_cut() -> bool:
+    return False
 
 
 def new_attempt_token() -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
+from tandem.brokers import stuck_connections
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -203,6 +204,9 @@ class DatabaseBroker(Broker):
     @property
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.database]
+
+    def connection_cutter(self) -> Callable[[], bool]:
+        return stuck_connections.cutter(self.connection)  # this thread's connection
 
     def _id_param(self, task_id: str) -> Any:
         value = uuid.UUID(task_id)

@@ -53,6 +53,7 @@ from tandem.worker.pools import startup
 from tandem.worker.pools.base import ExecutionPool, create_pool
 from tandem.worker.pools.startup import StartupFailure
 from tandem.worker.settlement import Settler
+from tandem.worker.store_watch import StoreWatch
 
 logger = logging.getLogger("tandem.worker")
 
@@ -169,6 +170,10 @@ class Supervisor:
         self.lost_attempts = 0
         self.rejected_writes = 0
         self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
+        # ``run()``'s store calls: none blocks for longer than a lease (a silent network).
+        self.store_watch = StoreWatch(
+            self.broker, self.options.lease_seconds, worker_id=self.worker_id
+        )
         self.heartbeat = Heartbeat(
             broker=self.broker,
             worker_id=self.worker_id,
@@ -176,6 +181,7 @@ class Supervisor:
             attempts=self._current_attempts,
             stop=self._stop_lost,
             clock=self.clock,
+            watch=self.store_watch,
         )
         # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
         self.scheduler = (
@@ -369,9 +375,11 @@ class Supervisor:
         if self._listener is not None:
             self._listener.stop()
         try:
-            self.broker.unregister_worker(self.worker_id)
+            with self.store_watch.guard("leaving the registry"):
+                self.broker.unregister_worker(self.worker_id)
         except STORE_ERRORS:
             logger.warning("could not remove worker %s from the registry", self.worker_id)
+        self.store_watch.stop()
         from django.db import connections
 
         for connection in connections.all(initialized_only=True):
@@ -614,6 +622,7 @@ class Supervisor:
 
     def run(self) -> None:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
+        self.store_watch.start()
         self._start_when_the_store_answers()
         if not self._started:
             self.close()
@@ -624,7 +633,8 @@ class Supervisor:
         try:
             while True:
                 try:
-                    worked = self.step()
+                    with self.store_watch.guard("the claim loop"):
+                        worked = self.step()
                     error_delay = 0.5
                 except STORE_ERRORS as exc:
                     self.store_errors += 1
@@ -659,7 +669,8 @@ class Supervisor:
         delay = 0.5
         while not self._started and not self._stopping:
             try:
-                self.start()
+                with self.store_watch.guard("the start"):
+                    self.start()
             except STORE_ERRORS as exc:
                 self.store_errors += 1
                 logger.error("task store unavailable at start (%s); retrying in %.1fs", exc, delay)
