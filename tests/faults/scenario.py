@@ -122,7 +122,10 @@ class Faults:
     def finish(self, scenario: str, ids: list[str], bound: float, what: str) -> ledger.Overlaps:
         """Every task SUCCESSFUL and run to its end; no overlap of two live runs beyond
         ``bound`` seconds. Stops the workers; records and returns the numbers."""
-        self.scale.wait_finished(len(ids), timeout=120)
+        try:
+            self.scale.wait_finished(len(ids), timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n" + "\n".join(c.output() for c in self.workers)) from None
         self.stop()
         rows = self.scale.snapshot(ids)
         lost = [task_id for task_id, row in zip(ids, rows, strict=True) if row is None]

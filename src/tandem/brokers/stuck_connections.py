@@ -18,38 +18,58 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def cutter(wrapper: BaseDatabaseWrapper) -> Callable[[], bool]:
     """A function that cuts ``wrapper``'s current connection from any thread; it returns whether
-    there was a network connection to cut (SQLite has none; nor has a wrapper not connected)."""
+    there was a network connection to cut (SQLite has none; nor has a wrapper not connected).
+
+    Call it on the thread that owns the connection: it notes the connection's socket (mysqlclient
+    refuses ``fileno()`` to another thread while a call is running); a socket opened later is
+    asked for at cut time. The socket is recognised by its inode, never by its number alone (a
+    number closed meanwhile may be another socket's now).
+    """
+    known = _socket_of(wrapper.connection)
 
     def cut() -> bool:
-        raw = wrapper.connection
-        if raw is None:
-            return False
-        fileno = getattr(raw, "fileno", None)  # psycopg 3 and mysqlclient; not sqlite3
-        if fileno is None:
-            return False
-        try:
-            descriptor = os.dup(fileno())
-        except Exception:  # closed meanwhile, or not a descriptor
-            return False
-        try:
-            sock = socket.socket(fileno=descriptor)
-        except OSError:  # not a socket
-            os.close(descriptor)
-            return False
-        with sock:  # closes the duplicate only
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # not connected (any more)
-                return False
-        return True
+        current = _socket_of(wrapper.connection)
+        for descriptor, inode in (current, known):
+            if descriptor >= 0 and _shut_down(descriptor, inode):
+                return True
+        return False
 
     return cut
+
+
+def _socket_of(raw: Any) -> tuple[int, int]:
+    """(descriptor, inode) of a raw connection's socket; (-1, -1) when there is none to see."""
+    try:
+        descriptor = int(raw.fileno())  # psycopg 3 and mysqlclient; not sqlite3
+        return descriptor, os.fstat(descriptor).st_ino
+    except Exception:  # None, no fileno, closed, or in use on another thread (mysqlclient)
+        return -1, -1
+
+
+def _shut_down(descriptor: int, inode: int) -> bool:
+    try:
+        duplicate = os.dup(descriptor)
+    except OSError:  # closed meanwhile
+        return False
+    try:
+        if os.fstat(duplicate).st_ino != inode:
+            return False  # the number is another file's now
+        with socket.socket(fileno=duplicate) as sock:  # closes the duplicate (not the original)
+            duplicate = -1
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
+    except OSError:  # not a socket, or not connected (any more)
+        return False
+    finally:
+        if duplicate >= 0:
+            os.close(duplicate)
 
 
 __all__ = ["cutter"]
