@@ -170,6 +170,7 @@ class Supervisor:
         self.lost_attempts = 0
         self.rejected_writes = 0
         self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
+        self.exit_reason: str | None = None  # why exit_code is not 0
         # ``run()``'s store calls: none blocks for longer than a lease (a silent network).
         self.store_watch = StoreWatch(
             self.broker, self.options.lease_seconds, worker_id=self.worker_id
@@ -229,6 +230,7 @@ class Supervisor:
                     "%s: releasing in-flight tasks and exiting for a restart", state.pool.broken
                 )
                 self.exit_code = EXIT_POOL_BROKEN
+                self.exit_reason = state.pool.broken
                 self.request_stop(force=True)
 
     def _drop_lost(self) -> None:
