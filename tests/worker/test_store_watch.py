@@ -16,6 +16,7 @@ from contextlib import closing
 from typing import Any
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from tandem.brokers import stuck_connections
 from tandem.brokers.memory import MemoryBroker
@@ -82,6 +83,20 @@ def test_the_cutter_ends_a_read_blocked_on_a_silent_connection(silent) -> None:
 def test_the_cutter_uses_the_socket_it_noted_when_the_driver_refuses_fileno(silent) -> None:
     raw = BusyElsewhere(silent())
     cut = stuck_connections.cutter(Wrapper(raw))  # type: ignore[arg-type]
+    raw.busy = True
+    thread, got = blocked_read(raw.sock)
+
+    assert cut() is True
+    thread.join(10)
+    assert got == [b""]
+
+
+def test_a_connection_opened_during_the_call_is_cut_by_what_its_thread_noted(silent) -> None:
+    wrapper = Wrapper(None)
+    cut = stuck_connections.cutter(wrapper)  # type: ignore[arg-type]  # not connected yet
+    raw = BusyElsewhere(silent())
+    wrapper.connection = raw
+    connection_created.send(sender=None, connection=wrapper)  # what Django sends on connecting
     raw.busy = True
     thread, got = blocked_read(raw.sock)
 

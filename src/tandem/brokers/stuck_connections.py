@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 
 def cutter(wrapper: BaseDatabaseWrapper) -> Callable[[], bool]:
@@ -28,20 +31,34 @@ def cutter(wrapper: BaseDatabaseWrapper) -> Callable[[], bool]:
     there was a network connection to cut (SQLite has none; nor has a wrapper not connected).
 
     Call it on the thread that owns the connection: it notes the connection's socket (mysqlclient
-    refuses ``fileno()`` to another thread while a call is running); a socket opened later is
-    asked for at cut time. The socket is recognised by its inode, never by its number alone (a
-    number closed meanwhile may be another socket's now).
+    refuses ``fileno()`` to another thread while a call is running); a connection opened later,
+    during the call, was noted by that thread when it connected (``connection_created``). A
+    socket is recognised by its inode, never by its number alone (a number closed meanwhile may
+    be another socket's now).
     """
     known = _socket_of(wrapper.connection)
 
     def cut() -> bool:
         current = _socket_of(wrapper.connection)
-        for descriptor, inode in (current, known):
+        opened = _opened.get(wrapper, (-1, -1))  # a connection opened during the call
+        for descriptor, inode in (current, known, opened):
             if descriptor >= 0 and _shut_down(descriptor, inode):
                 return True
         return False
 
     return cut
+
+
+#: The socket of each wrapper's latest connection, noted by the thread that opened it (Django's
+#: ``connection_created`` is sent there, right after the connect and before any query).
+_opened: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[int, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@receiver(connection_created, dispatch_uid="tandem.brokers.stuck_connections")
+def _note_socket(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    _opened[connection] = _socket_of(connection.connection)
 
 
 def _socket_of(raw: Any) -> tuple[int, int]:
