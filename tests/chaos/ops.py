@@ -1,8 +1,9 @@
-"""``python -m tests.chaos.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``append``
-tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call and write their ids, in order,
-to IDS_FILE. ``group COUNT PREFIX SECONDS OUT``: the same tasks as one ``tandem.group()`` with a
-callback (``group_then``); writes the group id, the items' ids and the callback's id to OUT. The
-other commands are the scale tier's (``tests/support/scale_ops.py``)."""
+"""``python -m tests.chaos.ops enqueue COUNT PREFIX SECONDS IDS_FILE [FIRST]``: store COUNT
+``append`` tasks (keys ``PREFIX-<n>``, ``n`` from FIRST, default 0) with one
+``tandem.enqueue_many()`` call and write their ids, in order, to IDS_FILE. ``group COUNT PREFIX
+SECONDS OUT``: the same tasks as one ``tandem.group()`` with a callback (``group_then``); writes
+the group id, the items' ids and the callback's id to OUT. The other commands are the scale
+tier's (``tests/support/scale_ops.py``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 from tests.support import scale_ops as ops
 
 
-def enqueue(count: int, prefix: str, seconds: float) -> list[str]:
+def enqueue(count: int, prefix: str, seconds: float, first: int = 0) -> list[str]:
     import tandem
     from tests.chaos.tasks import append
 
-    items = [((f"{prefix}-{n}", seconds), {}) for n in range(count)]
+    items = [((f"{prefix}-{n}", seconds), {}) for n in range(first, first + count)]
     return [result.id for result in tandem.enqueue_many(append, items)]
 
 
@@ -40,9 +41,12 @@ def main(argv: list[str]) -> None:
     import django
 
     django.setup()
-    count, prefix, seconds, out = args
-    make = enqueue if command == "enqueue" else group
-    Path(out).write_text(json.dumps(make(int(count), prefix, float(seconds))))
+    count, prefix, seconds, out, *first = args
+    if command == "enqueue":
+        made: object = enqueue(int(count), prefix, float(seconds), int(first[0]) if first else 0)
+    else:
+        made = group(int(count), prefix, float(seconds))
+    Path(out).write_text(json.dumps(made))
 
 
 if __name__ == "__main__":

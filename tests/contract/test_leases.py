@@ -230,7 +230,7 @@ def test_a_stale_worker_cannot_overwrite_the_newer_attempt(broker, claimed):
 
     assert broker.settle([succeed(task_id, "w1", at(71), "old", attempt=old)]) == 0
     assert broker.renew("w1", {task_id: old}, at(500), at(70)) == set()
-    assert broker.release("w1", [task_id], at(72)) == 0
+    assert broker.release("w1", {task_id: old}, at(72)) == 0
     assert broker.get(task_id).status == RUNNING
     assert broker.get(task_id).lease_expires_at == at(200)
 
@@ -246,7 +246,7 @@ def test_release_puts_held_tasks_back_with_a_released_error(broker, claimed):
     mine = claimed("w1")
     theirs = claimed("w2")
 
-    released = broker.release("w1", [mine, theirs], at(5))
+    released = broker.release("w1", {mine: token(mine), theirs: token(theirs)}, at(5))
 
     assert released == 1
     task = broker.get(mine)
@@ -260,7 +260,27 @@ def test_release_puts_held_tasks_back_with_a_released_error(broker, claimed):
     assert broker.get(theirs).status == RUNNING
     assert broker.get(theirs).errors == ()
     assert [t.id for t in broker.claim(["default"], 5, "w3", at(100), at(5))] == [mine]
-    assert broker.release("w1", [], at(5)) == 0
+    assert broker.release("w1", {}, at(5)) == 0
+
+
+def test_release_of_a_stale_attempt_is_rejected_even_by_the_same_worker(broker, claimed):
+    task_id = claimed("w1")
+    old = token(task_id)
+    broker.recover_expired(at(61), recovery_max_attempts=3)
+    # The same worker claims the task again: its worker id matches, only the token differs.
+    [again] = broker.claim(["default"], 1, "w1", at(200), at(70))
+    assert again.id == task_id
+    assert again.attempt_token != old
+
+    assert broker.release("w1", {task_id: old}, at(72)) == 0
+    task = broker.get(task_id)
+    assert (task.status, task.worker_id, task.lease_expires_at) == (RUNNING, "w1", at(200))
+    assert [e.exception_class_path for e in task.errors] == ["tandem.exceptions.WorkerLost"]
+
+    assert broker.release("w1", {task_id: again.attempt_token}, at(73)) == 1
+    task = broker.get(task_id)
+    assert (task.status, task.worker_id) == (READY, "")
+    assert [e.exception_class_path for e in task.errors][-1] == "tandem.exceptions.Released"
 
 
 # -- recover_expired ---------------------------------------------------------------------------

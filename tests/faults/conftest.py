@@ -1,14 +1,15 @@
 """Fixtures of the fault tier: the scale tier's stores (``scale``: the run's database or the shared
-Redis), and a summary of every fault scenario at the end of the session."""
+Redis; ``private_scale``: a private server the test may crash), and a summary of every fault
+scenario at the end of the session."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.faults.scenario import REPORTS
-from tests.support.fixtures import children, scale
+from tests.support.fixtures import children, private_scale, scale
 
-__all__ = ["children", "scale"]
+__all__ = ["children", "private_scale", "scale"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

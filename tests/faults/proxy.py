@@ -1,9 +1,13 @@
 """A TCP proxy on loopback that a test can cut: the store outage of the fault tier.
 
 ``Proxy(port)`` forwards ``127.0.0.1:<proxy.port>`` to ``127.0.0.1:<port>`` with two threads per
-connection. ``cut()`` starts an outage as a network partition shows it to the worker: every open
-connection is reset (``SO_LINGER`` 0: an RST, not a FIN) and every new one is accepted and reset
-at once; ``restore()`` ends it. The store itself never notices.
+connection. Two kinds of outage, each ended by ``restore()``; new connections are accepted and
+reset at once meanwhile. The store itself never notices.
+
+- ``cut()``: a partition that resets: every open connection is reset (``SO_LINGER`` 0: an RST).
+- ``blackhole()``: a partition that goes silent: every open connection stays open, but what is
+  sent on it is dropped (no RST, no FIN: a read waits for an answer that never comes), for good —
+  after ``restore()`` only new connections work, as after a partition the server outlived.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ def _reset(sock: socket.socket) -> None:
     ``close()`` alone does neither while a thread is blocked in ``recv``: on Linux the blocked
     call keeps the connection alive, so the store kept a session (and its locks) open until the
     end of the run, where MariaDB's ``DROP DATABASE`` waited for them forever. ``shutdown``
-    wakes the reader; the last close then sends the RST (``SO_LINGER`` 0)."""
+    wakes the reader."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RD)
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -41,10 +45,12 @@ class Proxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._silenced: set[socket.socket] = set()
         self._down = threading.Event()
         self._closed = False
         self.connections = 0
         self.resets = 0
+        self.silenced = 0  # connections a blackhole() silenced
         threading.Thread(target=self._accept, name="faults-proxy", daemon=True).start()
 
     def cut(self) -> None:
@@ -56,12 +62,24 @@ class Proxy:
             self.resets += 1
             _reset(sock)
 
+    def blackhole(self) -> None:
+        """Silence every open connection for good and refuse new ones until ``restore()``."""
+        self._down.set()
+        with self._lock:
+            victims, self._open = self._open, []
+            self._silenced.update(victims)
+        self.silenced += len(victims) // 2
+
     def restore(self) -> None:
         self._down.clear()
 
     def close(self) -> None:
         self._closed = True
         self.cut()
+        with self._lock:
+            silenced, self._silenced = list(self._silenced), set()
+        for sock in silenced:
+            _reset(sock)
         with contextlib.suppress(OSError):
             self._listener.close()
 
@@ -95,6 +113,8 @@ class Proxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if source in self._silenced:
+                    continue  # dropped: the network is silent
                 sink.sendall(data)
         except OSError:
             pass

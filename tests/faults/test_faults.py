@@ -114,6 +114,30 @@ def test_a_store_outage_shorter_than_the_lease_makes_no_second_live_copy(scale: 
         proxy.close()
 
 
+@pytest.mark.parametrize("scale", NETWORKED, indirect=True)
+def test_a_silent_store_outage_makes_no_second_copy_and_every_worker_drains(scale: Scale) -> None:
+    """The network goes silent: open connections neither answer nor reset, for good. Without the
+    store watch, every call on them blocks forever: no task finishes, no worker drains."""
+    proxy = Proxy(store_port(scale))
+    try:
+        faults = Faults(scale, "process")
+        through = proxied_env(scale, proxy)
+        first = faults.worker("first", **through)
+        ids = faults.enqueue(TASKS, "silent", SECONDS)
+        faults.wait_started(TASKS, alive=[first])
+        faults.worker("second", **through)
+
+        proxy.blackhole()
+        time.sleep(0.9 * LEASE)  # the outage itself: a duration, not a race
+        proxy.restore()
+
+        numbers = faults.finish("silent outage", ids, bound=0.0, what=f"{0.9 * LEASE:g}s silence")
+        assert numbers.overlapping_pairs == 0
+        assert proxy.silenced > 0
+    finally:
+        proxy.close()
+
+
 def store_port(scale: Scale) -> int:
     if scale.env["TANDEM_SCALE_STORE"] == "redis":
         return int(settings.TANDEM_TEST_REDIS["url"].rsplit(":", 1)[1].split("/")[0])

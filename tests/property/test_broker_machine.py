@@ -335,7 +335,8 @@ class BrokerMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS))
     def release(self, worker: str) -> None:
         held = self.ids(RUNNING, holder=worker)
-        assert self.broker.release(worker, self.ids(), self.now) == len(held)
+        asked = {i: self.token(i) for i in self.ids()}
+        assert self.broker.release(worker, asked, self.now) == len(held)
         for task_id in held:
             self.model[task_id].let_go(READY)
             self.model[task_id].available_at = self.now

@@ -23,6 +23,7 @@ from tandem.brokers.base import (
 from tandem.brokers.redis import RedisBroker, score, stamp
 from tandem.brokers.redis_client import connect
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.brokers.workflow import Dependency
 from tandem.conf import DEFAULT_RESULT_TTL, RedisOptions
 from tests.support import free_port
 from tests.support.doubles import wait_for
@@ -359,7 +360,7 @@ def test_every_script_is_run_by_a_broker_method(
     broker.renew("w1", {task.id: current}, LEASE, T0)
     broker.save_progress(task.id, "w1", {"done": 1}, T0, attempt_token=current)
     broker.cancel(task.id, T0)
-    broker.release("w1", [task.id], T0)
+    broker.release("w1", {task.id: current}, T0)
     broker.claim(["default"], 1, "w1", LEASE, T0)
     broker.recover_expired(at(61), recovery_max_attempts=3)
     broker.claim(["default"], 1, "w1", at(120), at(61))
@@ -383,5 +384,7 @@ def test_every_script_is_run_by_a_broker_method(
     broker.heartbeat_worker("w1", at(1), 1)
     broker.forget_workers(T0)
     broker.unregister_worker("w1")
+    parent, child = new_task(), new_task()
+    broker.push_workflow([parent, child], [Dependency(task_id=child.id, parent_ids=(parent.id,))])
 
     assert set(ran) == set(SCRIPTS)

@@ -151,7 +151,7 @@ class Run:
         elif op == "release":
             ids = r.sample(known, min(3, len(known)))
             worker = self.worker_for(ids[0])
-            self.both(lambda b: b.release(worker, ids, now))
+            self.both(lambda b: b.release(worker, {i: token_in(b, i) for i in ids}, now))
         elif op == "recover":
             attempts = r.choice([1, 2, 3])
             self.both(lambda b: b.recover_expired(now, attempts), unordered=True)

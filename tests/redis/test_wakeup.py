@@ -92,9 +92,10 @@ def test_release_and_recovery_wake_the_listener_too(
     first, second = new_task(enqueued_at=now), new_task(enqueued_at=now)
     broker.push([first, second])
     wait_for(lambda: listener.wakes == 1, "the push")
-    broker.claim(["default"], 2, "w1", now + timedelta(seconds=1), now)
+    claimed = broker.claim(["default"], 2, "w1", now + timedelta(seconds=1), now)
+    tokens = {t.id: t.attempt_token for t in claimed}
 
-    assert broker.release("w1", [first.id], now) == 1
+    assert broker.release("w1", {first.id: tokens[first.id]}, now) == 1
     wait_for(lambda: listener.wakes == 2, "the release")
     assert [r.id for r in broker.recover_expired(now + timedelta(seconds=2), 3)] == [second.id]
     wait_for(lambda: listener.wakes == 3, "the recovery")

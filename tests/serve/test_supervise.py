@@ -42,6 +42,21 @@ def test_a_crashed_child_is_restarted_until_it_exits_zero(tmp_path: Path) -> Non
     assert err.count("started serve (pid") == 3
 
 
+def test_a_child_that_asks_for_a_restart_with_status_75_is_restarted(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    restart_once = (
+        "import pathlib, sys; p = pathlib.Path(sys.argv[1]); first = not p.exists(); "
+        "p.touch(); sys.exit(75 if first else 0)"
+    )
+    proc = parent(restart_once, str(runs))
+
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert "exited with status 75 (it asked for a restart); restarting in 0.5s" in err
+    assert err.count("started serve (pid") == 2
+
+
 def test_a_child_killed_by_a_signal_the_parent_did_not_send_is_restarted(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     killed_once = (

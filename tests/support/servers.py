@@ -160,6 +160,12 @@ class PrivatePostgres(PrivateServer):
         # Fast: roll back open transactions and close every connection, as a restart does.
         self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
 
+    def crash(self) -> None:
+        """``pg_ctl -m immediate``: every server process quits at once, no shutdown checkpoint
+        (the next start replays the WAL), as after a crash."""
+        self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop")
+        wait_for_port(self.port, self.name, up=False)
+
     def execute(self, sql: str) -> None:
         import psycopg
 
@@ -238,6 +244,13 @@ class PrivateMariaDB(PrivateServer):
             self.process.kill()
             self.process.wait()
             raise AssertionError(f"mariadbd did not stop within 60s\n{self.log_tail()}") from None
+
+    def crash(self) -> None:
+        """SIGKILL: mariadbd dies without a shutdown (InnoDB recovers at the next start)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        wait_for_port(self.port, self.name, up=False)
 
     def execute(self, sql: str) -> None:
         import MySQLdb

@@ -73,7 +73,7 @@ def test_progress_must_be_json_and_a_lost_lease_stops_writes() -> None:
     context = make(broker, stored)
     with pytest.raises(NotJSONError, match=r"progress\['at'\] is a datetime.datetime"):
         context.save_progress({"at": NOW})
-    broker.release("w", [stored.id], NOW)  # the lease is gone
+    broker.release("w", {stored.id: stored.attempt_token}, NOW)  # the lease is gone
     assert context.save_progress({"done": 1}, force=True) is False
     assert broker.get(stored.id).progress is None  # type: ignore[union-attr]
 

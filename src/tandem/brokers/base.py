@@ -261,8 +261,10 @@ class Broker(abc.ABC):
         written."""
 
     @abc.abstractmethod
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
-        """Put tasks ``worker_id`` holds back to READY (shutdown), recording a Released error."""
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        """Put ``attempts`` (task id -> attempt token) that ``worker_id`` still holds in that very
+        attempt back to READY (shutdown), recording a Released error; a stale attempt's release
+        (lease lost, task recovered or re-claimed) is ignored. Returns how many were released."""
 
     @abc.abstractmethod
     def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
@@ -428,10 +430,21 @@ class Broker(abc.ABC):
     def prepare(self) -> None:  # noqa: B027 — optional hook
         """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""
 
+    def connection_cutter(self) -> Callable[[], bool]:
+        """For the calling thread's store connection: a function that any thread may call to cut
+        it, so that a call blocked on a silent network fails at once with a store error (and the
+        next call reconnects). The function returns whether there was a connection to cut.
+        Default: nothing to cut (the memory twin; Redis, whose client has a socket timeout)."""
+        return _nothing_to_cut
+
     def startup_problem(self) -> str | None:
         """Why a supervisor cannot start on this store (e.g. its tables are not migrated), or
         None. Raises when the store does not answer."""
         return None
+
+
+def _nothing_to_cut() -> bool:
+    return False
 
 
 def new_attempt_token() -> str:

@@ -29,6 +29,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
+from tandem.brokers import stuck_connections
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -217,6 +218,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
     @property
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.database]
+
+    def connection_cutter(self) -> Callable[[], bool]:
+        return stuck_connections.cutter(self.connection)  # this thread's connection
 
     def _id_param(self, task_id: str) -> Any:
         value = uuid.UUID(task_id)
@@ -859,19 +863,25 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             return "%s::jsonb"
         return "%s"
 
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
-        if not task_ids:
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        if not attempts:
             return 0
         error = released_error(worker_id, now)
         rows = [
-            [self._json_param(error.as_json()), self._dt_param(now), self._id_param(i), worker_id]
-            for i in task_ids
+            [
+                self._json_param(error.as_json()),
+                self._dt_param(now),
+                self._id_param(task_id),
+                worker_id,
+                token,
+            ]
+            for task_id, token in attempts.items()
         ]
         with write_transaction(self.connection), self.connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
                 "available_at = %s, worker_id = '', lease_expires_at = NULL "
-                "WHERE id = %s AND worker_id = %s AND status = 'RUNNING'",
+                "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
                 rows,
             )
             return int(max(cursor.rowcount, 0))

@@ -151,7 +151,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
             return claimed
 
     def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
-        """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None: release)."""
+        """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None)."""
         task = self._tasks.get(task_id)
         if task is None or task.status != RUNNING or task.worker_id != worker_id:
             return None
@@ -199,12 +199,12 @@ class MemoryBroker(MemoryWorkflows, Broker):
                     self._parents_finished([s.id], s.finished_at)
             return written
 
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
         error = released_error(worker_id, now)
         with self._lock:
             released = 0
-            for task_id in task_ids:
-                task = self._held(worker_id, task_id)
+            for task_id, token in attempts.items():
+                task = self._held(worker_id, task_id, token)
                 if task is not None:
                     self._tasks[task_id] = replace(
                         task,

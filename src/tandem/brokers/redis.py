@@ -358,12 +358,16 @@ class RedisBroker(RedisWorkflows, Broker):
         return int(self._run("settle", ttl_ms, *args))
 
     @store_errors
-    def release(self, worker_id: str, task_ids: Sequence[str], now: datetime) -> int:
-        ids = [i for i in map(_canonical, task_ids) if i is not None]
-        if not ids:
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        pairs: list[str] = []
+        for task_id, token in attempts.items():
+            canonical = _canonical(task_id)
+            if canonical is not None:
+                pairs += [canonical, token]
+        if not pairs:
             return 0
         error = json.dumps(released_error(worker_id, now).as_json())
-        return int(self._run("release", worker_id, iso(now), stamp(now), error, *ids))
+        return int(self._run("release", worker_id, iso(now), stamp(now), error, *pairs))
 
     @store_errors
     def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:

@@ -384,16 +384,16 @@ publish_wakes()
 return written
 """
 
-# ARGV: prefix, worker id, now (iso), now (stamp), Released error (JSON), task ids...
-# Returns how many were put back to READY.
+# ARGV: prefix, worker id, now (iso), now (stamp), Released error (JSON), then per attempt: task
+# id, attempt token. Returns how many were put back to READY (a stale attempt's are left alone).
 RELEASE = """
 local worker, released = ARGV[2], 0
-for i = 6, #ARGV do
+for i = 6, #ARGV, 2 do
   local id = ARGV[i]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
-    'errors', 'rank', 'priority')
-  if t[1] == 'RUNNING' and t[2] == worker then
+    'errors', 'rank', 'priority', 'attempt_token')
+  if t[1] == 'RUNNING' and t[2] == worker and t[8] == ARGV[i + 1] then
     redis.call('ZREM', key(t[3], 'running', t[4]), id)
     local rank = ARGV[4] .. string.sub(t[6], 19)
     redis.call('HSET', t_key, 'status', 'READY', 'errors', append(t[5], ARGV[5]),

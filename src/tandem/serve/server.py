@@ -322,6 +322,13 @@ class TandemServer:
 
     def _failure(self) -> str | None:
         if self._supervisor_done.is_set():
+            if self.supervisor.exit_code and not self._supervisor_error:
+                # A pool that cannot go on in this process (too many stuck interpreters): the
+                # supervisor released its tasks; the process must be restarted.
+                return (
+                    f"{self.supervisor.exit_reason or 'a pool cannot go on in this process'}; "
+                    "its tasks were released: this process must be restarted"
+                )
             return self._supervisor_error or "the supervisor stopped unexpectedly"
         if self.front.failure:
             return self.front.failure

@@ -15,6 +15,8 @@ group, so a terminal's Ctrl-C reaches the child once, through the parent. SIGTER
 forwarded to the child. When the child exits after a forwarded signal — or with status 0 — the
 parent exits with the child's status; when it crashes (non-zero status, or killed by a signal the
 parent did not forward) the parent prints a line and starts it again after a short back-off.
+Status 75 is a child asking for a restart (a pool that cannot go on in that process: too many
+interpreters stuck in C calls); it is restarted the same way, and the line says so.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def exec_parent(argv: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, "-P", os.path.abspath(__file__), "--", *argv])
 
 
+#: The status of a child that asks for a restart (a pool that cannot go on in that process:
+#: ``tandem.worker.supervisor.EXIT_POOL_BROKEN``; this file imports nothing of tandem's).
+EXIT_RESTART = 75
+
+
 def describe(code: int) -> str:
+    if code == EXIT_RESTART:
+        return f"exited with status {code} (it asked for a restart)"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"

@@ -28,12 +28,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, InterfaceError, connections
 
 from tandem.brokers.base import Broker
+from tandem.worker.store_watch import StoreWatch
 
 logger = logging.getLogger("tandem.worker")
 
@@ -71,6 +73,7 @@ class Heartbeat:
         stop: Callable[[LostAttempt], None],
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        watch: StoreWatch | None = None,
     ) -> None:
         self.broker = broker
         self.worker_id = worker_id
@@ -82,6 +85,7 @@ class Heartbeat:
         self._stop_attempt = stop
         self._clock = clock
         self._monotonic = monotonic
+        self._store_watch = watch  # cuts a renewal blocked on a silent connection
         self._deadlines: dict[Attempt, float] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -227,7 +231,12 @@ class Heartbeat:
             while not self._stopping.is_set():
                 if self._monotonic() >= next_renewal:
                     try:
-                        self.renew()
+                        with (
+                            self._store_watch.guard("lease renewal")
+                            if self._store_watch
+                            else nullcontext()
+                        ):
+                            self.renew()
                     except STORE_ERRORS as exc:
                         self.failures += 1
                         logger.warning(

@@ -48,6 +48,7 @@ from tandem.worker.pools import create_pool, startup
 from tandem.worker.pools.base import ExecutionPool
 from tandem.worker.pools.startup import StartupFailure
 from tandem.worker.settlement import Settler
+from tandem.worker.store_watch import StoreWatch
 
 logger = logging.getLogger("tandem.worker")
 
@@ -161,6 +162,11 @@ class Supervisor:
         self.lost_attempts = 0
         self.rejected_writes = 0
         self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
+        self.exit_reason: str | None = None  # why exit_code is not 0
+        # ``run()``'s store calls: none blocks for longer than a lease (a silent network).
+        self.store_watch = StoreWatch(
+            self.broker, self.options.lease_seconds, worker_id=self.worker_id
+        )
         self.heartbeat = Heartbeat(
             broker=self.broker,
             worker_id=self.worker_id,
@@ -168,6 +174,7 @@ class Supervisor:
             attempts=self._current_attempts,
             stop=self._stop_lost,
             clock=self.clock,
+            watch=self.store_watch,
         )
         # Cron schedules (``schedules=False``: ``--no-schedule``) and result retention.
         self.scheduler = (
@@ -215,6 +222,7 @@ class Supervisor:
                     "%s: releasing in-flight tasks and exiting for a restart", state.pool.broken
                 )
                 self.exit_code = EXIT_POOL_BROKEN
+                self.exit_reason = state.pool.broken
                 self.request_stop(force=True)
 
     def _drop_lost(self) -> None:
@@ -347,9 +355,11 @@ class Supervisor:
         if self._listener is not None:
             self._listener.stop()
         try:
-            self.broker.unregister_worker(self.worker_id)
+            with self.store_watch.guard("leaving the registry"):
+                self.broker.unregister_worker(self.worker_id)
         except STORE_ERRORS:
             logger.warning("could not remove worker %s from the registry", self.worker_id)
+        self.store_watch.stop()
         from django.db import connections
 
         for connection in connections.all(initialized_only=True):
@@ -550,10 +560,17 @@ class Supervisor:
 
     def _release_all(self, now: datetime) -> None:
         for state in self.pools:
-            ids = list(state.in_flight)
-            if ids:
-                released = self.broker.release(self.worker_id, ids, now)
+            attempts = {t.id: t.attempt_token for t in state.in_flight.values()}
+            if attempts:
+                released = self.broker.release(self.worker_id, attempts, now)
                 logger.warning("released %d in-flight task(s) back to READY", released)
+                if released < len(attempts):
+                    logger.warning(
+                        "the store rejected the release of %d stale attempt(s) (their lease "
+                        "was lost: the attempt that holds it now decides their ending)",
+                        len(attempts) - released,
+                        extra={"worker_id": self.worker_id},
+                    )
                 with self._flight_lock:
                     for task in state.in_flight.values():
                         self.heartbeat.forget(task.id, task.attempt_token)
@@ -585,6 +602,7 @@ class Supervisor:
 
     def run(self) -> None:
         """Loop until stopped (or, in burst mode, until the queues are empty)."""
+        self.store_watch.start()
         self._start_when_the_store_answers()
         if not self._started:
             self.close()
@@ -595,7 +613,8 @@ class Supervisor:
         try:
             while True:
                 try:
-                    worked = self.step()
+                    with self.store_watch.guard("the claim loop"):
+                        worked = self.step()
                     error_delay = 0.5
                 except STORE_ERRORS as exc:
                     self.store_errors += 1
@@ -630,7 +649,8 @@ class Supervisor:
         delay = 0.5
         while not self._started and not self._stopping:
             try:
-                self.start()
+                with self.store_watch.guard("the start"):
+                    self.start()
             except STORE_ERRORS as exc:
                 self.store_errors += 1
                 logger.error("task store unavailable at start (%s); retrying in %.1fs", exc, delay)

@@ -343,8 +343,16 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self.stdout.write(f"tandem serve stopped: {supervisor.settled} task(s) settled.")
+        # A pool that asked for a restart (``EXIT_POOL_BROKEN``, 75) exits with that status:
+        # ``--supervise`` (or systemd's Restart=on-failure) starts the process again.
+        code = supervisor.exit_code or (1 if stopped.error else 0)
         if stopped.error:
             self.stderr.write(f"tandem serve failed: {stopped.error}")
+        if supervisor.exit_code:
+            self.stderr.write(
+                f"tandem serve: exiting with status {code} for a restart (`tandem serve "
+                "--supervise` restarts it; so does a process manager that restarts on failure)."
+            )
         if not stopped.clean:
             # A busy subinterpreter would crash interpreter finalization (SIGSEGV), a stuck
             # non-daemon thread would hang it; tasks are already released, output is flushed.
@@ -352,9 +360,9 @@ class Command(BaseCommand):
                 "exiting without interpreter finalization (still running: %s)",
                 ", ".join(stopped.leftovers),
             )
-            finish_process(1 if stopped.error else 0)
-        if stopped.error:
-            sys.exit(1)
+            finish_process(code)
+        if code:
+            sys.exit(code)
 
     @staticmethod
     def _on_serve_signal(server: Any, signum: int, write: Any) -> None:
