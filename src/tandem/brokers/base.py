@@ -310,6 +310,21 @@ class Broker(abc.ABC):
         """Counts per queue for this backend."""
 
     @abc.abstractmethod
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        """Pause ``queues`` of this backend: claims (and ``has_ready``) skip them until they are
+        resumed; their tasks stay READY and running ones finish. Stored, so a pause outlives
+        every worker. Returns the queues that were not paused already, in the order given."""
+
+    @abc.abstractmethod
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        """Resume paused ``queues`` and wake the supervisors that serve them. Returns the queues
+        that were paused, in the order given."""
+
+    @abc.abstractmethod
+    def paused_queues(self) -> dict[str, datetime]:
+        """This backend's paused queues, each with when it was paused, sorted by name."""
+
+    @abc.abstractmethod
     def register_worker(self, worker: WorkerInfo) -> None:
         """Add (or replace) a live worker in the registry."""
 

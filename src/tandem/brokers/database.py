@@ -28,6 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
+from tandem.brokers import database_pauses
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -528,6 +529,9 @@ class DatabaseBroker(Broker):
         )
 
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        queues = database_pauses.unpaused(self, queues)
+        if not queues:
+            return False
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT 1 FROM {TABLE} WHERE {self._claimable_where(queues)} LIMIT 1",
@@ -544,6 +548,9 @@ class DatabaseBroker(Broker):
         now: datetime,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
+            return []
+        queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
+        if not queues:
             return []
         connection = self.connection
         vendor = connection.vendor
@@ -975,6 +982,17 @@ class DatabaseBroker(Broker):
                     oldest = oldest.replace(tzinfo=UTC)
                 entry["oldest_ready_at"] = oldest
         return [QueueStats(**entry) for entry in by_queue.values()]
+
+    # -- paused queues (brokers/database_pauses.py) --------------------------------------------
+
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        return database_pauses.pause(self, queues, now)
+
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        return database_pauses.resume(self, queues)
+
+    def paused_queues(self) -> dict[str, datetime]:
+        return database_pauses.paused_since(self)
 
     # -- worker registry -----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class MemoryBroker(Broker):
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerInfo] = {}
         self._ticks: dict[tuple[str, str], set[datetime]] = {}
+        self._paused: dict[str, datetime] = {}
 
     @staticmethod
     def _key(task_id: str) -> str | None:
@@ -102,6 +103,7 @@ class MemoryBroker(Broker):
                 if t.status == READY
                 and t.backend == self.backend_alias
                 and t.queue_name in queues
+                and t.queue_name not in self._paused
                 and t.available_at <= now
             ),
             key=lambda t: (-t.priority, t.available_at, t.enqueued_at),
@@ -338,6 +340,20 @@ class MemoryBroker(Broker):
                 )
                 for queue, counts in sorted(by_queue.items())
             ]
+
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        with self._lock:
+            fresh = [q for q in dict.fromkeys(queues) if q not in self._paused]
+            self._paused.update(dict.fromkeys(fresh, now))
+            return fresh
+
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        with self._lock:
+            return [q for q in dict.fromkeys(queues) if self._paused.pop(q, None) is not None]
+
+    def paused_queues(self) -> dict[str, datetime]:
+        with self._lock:
+            return dict(sorted(self._paused.items()))
 
     def register_worker(self, worker: WorkerInfo) -> None:
         with self._lock:

@@ -479,6 +479,29 @@ class RedisBroker(Broker):
             key=lambda s: s.queue_name,
         )
 
+    # -- paused queues -------------------------------------------------------------------------
+
+    @store_errors
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        unique = list(dict.fromkeys(queues))
+        if not unique:
+            return []
+        fresh: list[str] = self._run("pause", self.backend_alias, iso(now), *unique)
+        return fresh
+
+    @store_errors
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        unique = list(dict.fromkeys(queues))
+        if not unique:
+            return []
+        resumed: list[str] = self._run("resume", self.backend_alias, *unique)
+        return resumed
+
+    @store_errors
+    def paused_queues(self) -> dict[str, datetime]:
+        paused: dict[str, str] = self.client.hgetall(self.key(self.backend_alias, "paused"))  # type: ignore[assignment]
+        return {queue: datetime.fromisoformat(paused[queue]) for queue in sorted(paused)}
+
     # -- worker registry -----------------------------------------------------------------------
 
     @store_errors

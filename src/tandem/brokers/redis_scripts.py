@@ -14,6 +14,7 @@ Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as
 - ``P:B:successful:Q``, ``P:B:failed:Q`` — ZSETs of finished tasks, score ``finished_at``
   (epoch µs), member id (for ``stats`` and ``prune``);
 - ``P:B:queues`` — SET of the queue names the alias has used;
+- ``P:B:paused`` — HASH paused queue name -> when it was paused (ISO 8601); claims skip them;
 - ``P:B:unique`` — HASH unique key -> id of the READY or RUNNING task holding it;
 - ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
 - ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
@@ -96,6 +97,15 @@ end
 local function wake(backend, queue)
   woken[backend] = woken[backend] or {}
   woken[backend][queue] = true
+end
+
+-- The queue names ARGV[first], ARGV[first + 1], ... less those paused on `backend`.
+local function unpaused(backend, first)
+  local paused, queues = key(backend, 'paused'), {}
+  for q = first, #ARGV do
+    if redis.call('HEXISTS', paused, ARGV[q]) == 0 then queues[#queues + 1] = ARGV[q] end
+  end
+  return queues
 end
 
 local function publish_wakes()
@@ -184,8 +194,7 @@ local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
 local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
 local candidates = {}
-for q = 11, #ARGV do
-  local queue = ARGV[q]
+for _, queue in ipairs(unpaused(backend, 11)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then
@@ -235,8 +244,7 @@ return claimed
 # ARGV: prefix, backend, now (stamp), queue names... Returns 1 when a task is claimable.
 HAS_READY = """
 local backend, now = ARGV[2], ARGV[3]
-for q = 4, #ARGV do
-  local queue = ARGV[q]
+for _, queue in ipairs(unpaused(backend, 4)) do
   local due = redis.call('ZRANGEBYLEX', key(backend, 'delayed', queue), '-', '(' .. now .. ';',
     'LIMIT', 0, 1)
   if #due > 0 then return 1 end
@@ -541,6 +549,29 @@ end
 return #ids
 """
 
+# ARGV: prefix, backend, now (iso), queue names... Returns the queues that were not paused yet.
+PAUSE = """
+local paused, fresh = key(ARGV[2], 'paused'), {}
+for q = 4, #ARGV do
+  if redis.call('HSETNX', paused, ARGV[q], ARGV[3]) == 1 then fresh[#fresh + 1] = ARGV[q] end
+end
+return fresh
+"""
+
+# ARGV: prefix, backend, queue names... Returns the queues that were paused (and wakes them).
+RESUME = """
+local backend = ARGV[2]
+local paused, resumed = key(backend, 'paused'), {}
+for q = 3, #ARGV do
+  if redis.call('HDEL', paused, ARGV[q]) == 1 then
+    resumed[#resumed + 1] = ARGV[q]
+    wake(backend, ARGV[q])
+  end
+end
+publish_wakes()
+return resumed
+"""
+
 #: Every script by name, without the prelude.
 SCRIPTS = {
     "push": PUSH,
@@ -561,4 +592,6 @@ SCRIPTS = {
     "heartbeat_worker": HEARTBEAT_WORKER,
     "unregister_worker": UNREGISTER_WORKER,
     "forget_workers": FORGET_WORKERS,
+    "pause": PAUSE,
+    "resume": RESUME,
 }
