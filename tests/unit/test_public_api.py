@@ -16,6 +16,9 @@ def test_exported_names():
         "enqueue_many",
         "enqueue_on_commit",
         "get_progress",
+        "is_paused",
+        "pause",
+        "resume",
         "schedule",
         "task",
     ]

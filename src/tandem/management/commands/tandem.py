@@ -142,6 +142,9 @@ class Command(BaseCommand):
 
         schedule_report.add_arguments(sub)
         prune.add_arguments(sub)
+        from tandem import pausing
+
+        pausing.add_arguments(sub)
 
     def check(self, *args: Any, **kwargs: Any) -> None:
         """The system checks, with a backend that cannot even be loaded (a bad BACKEND path, a
@@ -186,6 +189,10 @@ class Command(BaseCommand):
             from tandem import prune
 
             prune.run(self, **options)
+        elif options["subcommand"] in ("pause", "resume"):
+            from tandem import pausing
+
+            pausing.run(self, **options)
 
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
