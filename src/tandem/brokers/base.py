@@ -310,6 +310,28 @@ class Broker(abc.ABC):
         """Counts per queue for this backend."""
 
     @abc.abstractmethod
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        """Ids of this backend's tasks in ``statuses``, oldest enqueued first, narrowed by
+        ``ids`` (malformed ones match nothing), ``queue``, ``task_path``, ``finished_at >=
+        finished_since`` and ``enqueued_at >= enqueued_since`` (for ``tandem retry|cancel``)."""
+
+    @abc.abstractmethod
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        """Put FAILED tasks (id -> their new ``max_attempts``: attempts so far plus a fresh
+        budget) back to READY, available at ``now``. Their errors, ``worker_ids`` and progress
+        are kept; ``finished_at``, the lease and a cancellation request are cleared; a unique
+        key is not taken again. Returns the ids moved (those still FAILED, of this backend)."""
+
+    @abc.abstractmethod
     def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
         """Pause ``queues`` of this backend: claims (and ``has_ready``) skip them until they are
         resumed; their tasks stay READY and running ones finish. Stored, so a pause outlives

@@ -28,7 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
-from tandem.brokers import database_pauses
+from tandem.brokers import database_bulk, database_pauses
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -982,6 +982,31 @@ class DatabaseBroker(Broker):
                     oldest = oldest.replace(tzinfo=UTC)
                 entry["oldest_ready_at"] = oldest
         return [QueueStats(**entry) for entry in by_queue.values()]
+
+    # -- selections and bulk retries (brokers/database_bulk.py) --------------------------------
+
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        return database_bulk.find(
+            self,
+            statuses,
+            ids=ids,
+            queue=queue,
+            task_path=task_path,
+            finished_since=finished_since,
+            enqueued_since=enqueued_since,
+        )
+
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        return database_bulk.retry_failed(self, max_attempts, now)
 
     # -- paused queues (brokers/database_pauses.py) --------------------------------------------
 

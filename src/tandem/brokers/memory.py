@@ -341,6 +341,55 @@ class MemoryBroker(Broker):
                 for queue, counts in sorted(by_queue.items())
             ]
 
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        wanted = None if ids is None else {k for k in map(self._key, ids) if k is not None}
+        with self._lock:
+            found = [
+                t
+                for t in self._tasks.values()
+                if t.backend == self.backend_alias
+                and t.status in statuses
+                and (wanted is None or t.id in wanted)
+                and (queue is None or t.queue_name == queue)
+                and (task_path is None or t.task_path == task_path)
+                and (
+                    finished_since is None
+                    or (t.finished_at is not None and t.finished_at >= finished_since)
+                )
+                and (enqueued_since is None or t.enqueued_at >= enqueued_since)
+            ]
+        return [t.id for t in sorted(found, key=lambda t: (t.enqueued_at, t.id))]
+
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        moved = []
+        with self._lock:
+            for task_id, attempts in max_attempts.items():
+                key = self._key(task_id)
+                task = self._tasks.get(key) if key else None
+                if task is None or task.status != FAILED or task.backend != self.backend_alias:
+                    continue
+                self._tasks[task.id] = replace(
+                    task,
+                    status=READY,
+                    max_attempts=attempts,
+                    available_at=now,
+                    finished_at=None,
+                    worker_id="",
+                    lease_expires_at=None,
+                    cancel_requested_at=None,
+                )
+                moved.append(task_id)
+        return moved
+
     def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
         with self._lock:
             fresh = [q for q in dict.fromkeys(queues) if q not in self._paused]

@@ -572,6 +572,31 @@ publish_wakes()
 return resumed
 """
 
+# ARGV: prefix, backend, now (iso), now (stamp), then per task: id, new max_attempts. FAILED
+# tasks of the backend go back to READY (available now; errors and worker ids kept, no TTL).
+# Returns the ids moved.
+RETRY_FAILED = """
+local backend, now_iso, now = ARGV[2], ARGV[3], ARGV[4]
+local moved = {}
+for i = 5, #ARGV, 2 do
+  local id = ARGV[i]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'backend', 'queue_name', 'rank', 'priority')
+  if t[1] == 'FAILED' and t[2] == backend then
+    local rank = now .. ':' .. string.sub(t[4], 20, 37) .. ':' .. id
+    redis.call('ZREM', key(backend, 'failed', t[3]), id)
+    redis.call('PERSIST', t_key)
+    redis.call('HSET', t_key, 'status', 'READY', 'max_attempts', ARGV[i + 1],
+      'available_at', now_iso, 'rank', rank, 'finished_at', '', 'worker_id', '',
+      'lease_expires_at', '', 'cancel_requested_at', '')
+    make_ready(backend, t[3], rank, t[5], now)
+    moved[#moved + 1] = id
+  end
+end
+publish_wakes()
+return moved
+"""
+
 #: Every script by name, without the prelude.
 SCRIPTS = {
     "push": PUSH,
@@ -594,4 +619,5 @@ SCRIPTS = {
     "forget_workers": FORGET_WORKERS,
     "pause": PAUSE,
     "resume": RESUME,
+    "retry_failed": RETRY_FAILED,
 }
