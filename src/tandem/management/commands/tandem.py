@@ -145,6 +145,9 @@ class Command(BaseCommand):
         from tandem import pausing
 
         pausing.add_arguments(sub)
+        from tandem import bulk
+
+        bulk.add_arguments(sub)
 
     def check(self, *args: Any, **kwargs: Any) -> None:
         """The system checks, with a backend that cannot even be loaded (a bad BACKEND path, a
@@ -193,6 +196,10 @@ class Command(BaseCommand):
             from tandem import pausing
 
             pausing.run(self, **options)
+        elif options["subcommand"] in ("retry", "cancel"):
+            from tandem import bulk
+
+            bulk.run(self, **options)
 
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")

@@ -1,17 +1,20 @@
-"""Paused queues end to end on ``RedisBackend``: the pause lives in Redis, claims skip it."""
+"""Flow control end to end on ``RedisBackend``: paused queues (the pause lives in Redis, claims
+skip it) and ``tandem retry|cancel``."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.tasks import task_backends
 
 import tandem
 from tandem.brokers.base import READY, SUCCESSFUL
 from tests.redis import store as redis_store
-from tests.tasks import critical_noop, noop
+from tests.tasks import critical_noop, hooked_flaky, noop
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -56,3 +59,21 @@ def test_a_bad_queue_is_refused_on_redis_too() -> None:
     with pytest.raises(ValueError, match="Queue 'exprots' is not one of"):
         tandem.pause("exprots")
     assert tandem.is_paused("exprots") is False
+
+
+def test_retry_and_cancel_commands_on_redis(drain) -> None:
+    result = hooked_flaky.enqueue("redis-bulk-retry", 3)  # max_attempts=2: fails both
+    drain()
+    spent = task_backends["default"].get_result(result.id)
+    assert (spent.status, spent.attempts) == ("FAILED", 2)
+    out = io.StringIO()
+
+    call_command("tandem", "retry", "--task", "tests.tasks.hooked_flaky", stdout=out)
+
+    assert out.getvalue().startswith("Retried 1 failed task(s)")
+    drain()
+    done = task_backends["default"].get_result(result.id)
+    assert (done.status, done.attempts, len(done.errors)) == ("SUCCESSFUL", 4, 3)
+    waiting = noop.enqueue()
+    call_command("tandem", "cancel", "--queue", "default", stdout=io.StringIO())
+    assert status(waiting.id) == "FAILED"
