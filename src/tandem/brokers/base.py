@@ -238,6 +238,21 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        """``claim``, of starved tasks only: READY, on one of ``queues`` (none paused), with
+        ``available_at <= starved_before`` — taken oldest first (``available_at``, then
+        ``enqueued_at``) whatever their priority. The supervisor calls it before ``claim``, so
+        a pool's ``starvation_limit`` puts a task that waited too long ahead of younger ones."""
+
+    @abc.abstractmethod
     def renew(
         self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
     ) -> set[str]:

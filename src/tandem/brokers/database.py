@@ -28,7 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
-from tandem.brokers import database_bulk, database_pauses
+from tandem.brokers import database_bulk, database_pauses, database_starvation
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -982,6 +982,21 @@ class DatabaseBroker(Broker):
                     oldest = oldest.replace(tzinfo=UTC)
                 entry["oldest_ready_at"] = oldest
         return [QueueStats(**entry) for entry in by_queue.values()]
+
+    # -- the starvation claim (brokers/database_starvation.py) ---------------------------------
+
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        return database_starvation.claim_starved(
+            self, queues, limit, worker_id, lease_until, now, starved_before
+        )
 
     # -- selections and bulk retries (brokers/database_bulk.py) --------------------------------
 

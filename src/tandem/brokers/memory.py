@@ -139,6 +139,38 @@ class MemoryBroker(Broker):
                 claimed.append(task)
             return claimed
 
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        token = new_attempt_token()
+        bound = min(starved_before, now)
+        with self._lock:
+            starved = sorted(
+                (t for t in self._claimable(queues, now) if t.available_at <= bound),
+                key=lambda t: (t.available_at, t.enqueued_at),
+            )
+            claimed = []
+            for task in starved[: max(limit, 0)]:
+                task = replace(
+                    task,
+                    status=RUNNING,
+                    worker_id=worker_id,
+                    attempt_token=token,
+                    lease_expires_at=lease_until,
+                    started_at=task.started_at or now,
+                    last_attempted_at=now,
+                    worker_ids=(*task.worker_ids, worker_id),
+                )
+                self._tasks[task.id] = task
+                claimed.append(task)
+            return claimed
+
     def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
         """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None: release)."""
         task = self._tasks.get(task_id)

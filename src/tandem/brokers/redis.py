@@ -480,6 +480,35 @@ class RedisBroker(Broker):
             key=lambda s: s.queue_name,
         )
 
+    # -- the starvation claim ------------------------------------------------------------------
+
+    @store_errors
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        if limit <= 0 or not queues:
+            return []
+        claimed = self._run(
+            "claim_starved",
+            self.backend_alias,
+            limit,
+            worker_id,
+            json.dumps(worker_id),
+            *self._lease_args(lease_until, now),
+            iso(now),
+            stamp(now),
+            new_attempt_token(),
+            stamp(min(starved_before, now)),
+            *queues,
+        )
+        return [self._task(fields) for fields in claimed]
+
     # -- selections and bulk retries -----------------------------------------------------------
 
     @store_errors

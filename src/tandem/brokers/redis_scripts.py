@@ -597,6 +597,70 @@ publish_wakes()
 return moved
 """
 
+# ARGV: as CLAIM's, then the starvation bound (stamp) as ARGV[11] and the queue names from
+# ARGV[12]. Claims READY tasks available at or before the bound, oldest first whatever their
+# priority: per queue, per priority, the head of the ready set while it is old enough.
+CLAIM_STARVED = """
+local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now_iso, now, token, bound = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
+local due_bound = '(' .. now .. ';'
+local candidates = {}
+for _, queue in ipairs(unpaused(backend, 12)) do
+  local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
+  local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
+  if #due > 0 then
+    for _, rank in ipairs(due) do
+      local priority = redis.call('HGET', task_key(id_of(rank)), 'priority')
+      if priority then redis.call('ZADD', ready, 0 - tonumber(priority), rank) end
+    end
+    redis.call('ZREMRANGEBYLEX', delayed, '-', due_bound)
+  end
+  local floor = '-inf'
+  while true do
+    local head = redis.call('ZRANGEBYSCORE', ready, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if not head[1] then break end
+    local found, offset = 0, 0
+    while found < limit do
+      local page = redis.call('ZRANGEBYSCORE', ready, head[2], head[2], 'LIMIT', offset, limit)
+      if #page == 0 then break end
+      local older = false
+      for _, rank in ipairs(page) do
+        if string.sub(rank, 1, 18) > bound then break end
+        older = true
+        candidates[#candidates + 1] = {rank, queue}
+        found = found + 1
+        if found == limit then break end
+      end
+      if not older or #page < limit then break end
+      offset = offset + limit
+    end
+    floor = '(' .. head[2]
+  end
+end
+-- Oldest first: ranks start with '<available stamp>:<enqueued stamp>'.
+table.sort(candidates, function(a, b) return a[1] < b[1] end)
+local claimed = {}
+for n = 1, math.min(limit, #candidates) do
+  local rank, queue = candidates[n][1], candidates[n][2]
+  local id = id_of(rank)
+  local t_key = task_key(id)
+  redis.call('ZREM', key(backend, 'ready', queue), rank)
+  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
+  if t[1] == 'READY' then
+    local started = t[2]
+    if not started or started == '' then started = now_iso end
+    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
+      'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
+      'worker_ids', append(t[3], ARGV[5]))
+    redis.call('HINCRBY', t_key, 'attempts', 1)
+    redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
+    claimed[#claimed + 1] = redis.call('HGETALL', t_key)
+  end
+end
+return claimed
+"""
+
 #: Every script by name, without the prelude.
 SCRIPTS = {
     "push": PUSH,
@@ -620,4 +684,5 @@ SCRIPTS = {
     "pause": PAUSE,
     "resume": RESUME,
     "retry_failed": RETRY_FAILED,
+    "claim_starved": CLAIM_STARVED,
 }
