@@ -262,7 +262,8 @@ def test_unknown_option_keys():
 def test_unknown_pool_keys():
     assert error_of({"pools": {"critical": {"workers": 2, "concurrency": 8}}}) == (
         f"{POOL} has unknown key(s) 'concurrency'; allowed: backoff, executor, max_attempts, "
-        "max_tasks_per_worker, poll_interval, prefetch, queues, timeout, workers."
+        "max_tasks_per_worker, poll_interval, prefetch, queues, starvation_limit, timeout, "
+        "workers."
     )
 
 
