@@ -36,8 +36,12 @@ def test_a_pause_survives_worker_restarts_until_resumed(children: Children) -> N
         assert TaskRecord.objects.get(id=held.id).worker_ids == []
         worker.send(signal.SIGTERM)
         assert worker.wait() == 0, worker.output()
+        assert (
+            "  paused: critical (their tasks wait; python manage.py tandem resume critical "
+            "starts them)\n" in worker.stdout
+        )
 
-    worker = children.worker("-w", "1", name="worker-resumed")
+    worker = children.worker("-w", "1", name="worker-resumed")  # started while still paused
     resume = children.python("-m", "django", "tandem", "resume", "critical", name="resume")
     assert resume.wait() == 0, resume.output()
     assert "Queue 'critical' of backend 'default': resumed." in resume.stdout

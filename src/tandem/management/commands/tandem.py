@@ -439,6 +439,12 @@ class Command(BaseCommand):
             f"  queues: {', '.join(supervisor.queues)}\n"
             f"  lease:  {supervisor.options.lease_seconds:g}s"
         )
+        paused = [q for q in supervisor.queues if q in supervisor.broker.paused_queues()]
+        if paused:
+            self.stdout.write(
+                f"  paused: {', '.join(paused)} (their tasks wait; python manage.py tandem resume "
+                f"{' '.join(paused)} starts them)"
+            )
         if supervisor.scheduler is not None:
             names = ", ".join(config.name for config in supervisor.scheduler.schedules)
             self.stdout.write(f"  cron:   {names}")
