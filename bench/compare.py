@@ -36,20 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-RESULTS = BENCH / "results"
-sys.path.insert(0, str(BENCH))
-
-from contenders.base import (  # noqa: E402
+from common import log, machine_info, percentile
+from contenders.base import (
     Contender,
     RunContext,
     pg_drop,
     pg_recreate,
     redis_flush,
 )
-from run import machine_info, percentile  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+
 
 DASH = "\N{EN DASH}"
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -57,10 +56,6 @@ PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "po
 PGBENCH_DB = "tandem_cmp_pgbench"
 MIB = 1024 * 1024
 REDIS_BENCHMARK = ["redis-benchmark", "-h", "127.0.0.1", "-p", "6379", "--dbnum", "9", "-q"]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class Failure(RuntimeError):

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -28,22 +27,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common import cpu_seconds, log, machine_info, percentile, wait_until_quiet
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 DASH = "\N{EN DASH}"  # for "min-max" ranges in the table
 PROTECTED_DATABASES = frozenset({"postgres", "template0", "template1", "test", "root"})
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile, q in 0..100."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 class Failure(RuntimeError):
@@ -210,22 +200,6 @@ def phase_drain(store: Store, n: int, workers: int, rep: int) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU (user + sys) a running process has used so far, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until_quiet(pid: int, window: float = 0.5, limit: float = 15.0) -> None:
-    """Until ``pid`` used under 5 % of a core over ``window`` (at most ``limit`` seconds)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = cpu_seconds(pid)
-        time.sleep(window)
-        if cpu_seconds(pid) - before < 0.05 * window:
-            return
-
-
 def phase_latency(
     store: Store, n: int, interval: float, workers: int, rep: int, idle: float
 ) -> dict[str, Any]:
@@ -292,33 +266,6 @@ def summarize(values: Sequence[float], fmt: str) -> str:
     if len(values) == 1:
         return median
     return f"{median} ({fmt.format(min(values))}{DASH}{fmt.format(max(values))})"
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return {
-        "nproc": nproc or str(os.cpu_count()),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "commit": commit + ("+dirty src" if dirty else ""),
-    }
 
 
 def render(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:

@@ -31,11 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
-from run import (  # noqa: E402 — bench/run.py, next to this file
+from run import (
     DASH,
     PROTECTED_DATABASES,
     RESULTS,
@@ -48,6 +44,9 @@ from run import (  # noqa: E402 — bench/run.py, next to this file
     summarize,
     write_results,
 )
+
+BENCH = Path(__file__).resolve().parent
+
 
 STORES = ("sqlite", "postgres", "mariadb", "redis")
 FILL_BATCH = 500

@@ -33,11 +33,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,36 +46,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common import (
+    cpu_seconds,
+    free_port,
+    get,
+    log,
+    machine_info,
+    percentile,
+    stop,
+    tree_memory,
+    wait_serving,
+    wait_until_quiet,
+)
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
-sys.path.insert(0, str(BENCH))
-
-from run import cpu_seconds, machine_info, percentile, wait_until_quiet  # noqa: E402
 
 DASH = "\N{EN DASH}"
 PRIMES_BELOW = 420_000  # ~0.5 s of pure Python per task on the reference machine
 PG_NAME = "tandem_bench_serve"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 # -- the load client (runs in its own process) --------------------------------------------------
@@ -219,36 +207,8 @@ class Site:
         return (self.directory / f"{name}.log").read_text(errors="replace")[-3000:]
 
 
-def wait_serving(port: int, proc: subprocess.Popen[bytes], limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if get(port, "/ping/", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing answered on port {port} within {limit:g}s")
-
-
 def ready_count(port: int) -> int:
     return int(json.loads(get(port, "/ping/")[1])["ready"])
-
-
-def stop(proc: subprocess.Popen[bytes], signals: Sequence[int], timeout: float = 60) -> int:
-    for number, sig in enumerate(signals):
-        if number:
-            time.sleep(0.3)
-        if proc.poll() is None:
-            proc.send_signal(sig)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return -9999
 
 
 def run_client(port: int, requests: int, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -268,47 +228,6 @@ def run_client(port: int, requests: int, concurrency: int, seconds: float) -> di
         check=True,
     )
     return dict(json.loads(out.stdout))
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, Pss) of one process in KiB."""
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
-
-
-def tree_memory(roots: Sequence[int]) -> dict[str, Any]:
-    pids = [pid for root in roots for pid in descendants(root)]
-    per = {pid: memory_kib(pid) for pid in pids}
-    return {
-        "processes": len(pids),
-        "rss_mib": sum(r for r, _ in per.values()) / 1024,
-        "pss_mib": sum(p for _, p in per.values()) / 1024,
-        "per_process_rss_mib": [round(r / 1024, 1) for r, _ in per.values()],
-    }
 
 
 # -- phase 1: HTTP arrangements -----------------------------------------------------------------

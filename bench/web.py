@@ -56,20 +56,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common import (
+    cpu_seconds,
+    descendants,
+    free_port,
+    log,
+    machine_info,
+    stop,
+    tree_memory,
+    wait_serving,
+    wait_until_quiet,
+)
+
+from serve import Site
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-sys.path.insert(0, str(BENCH))
 
-from run import cpu_seconds, machine_info, wait_until_quiet  # noqa: E402
-
-from serve import Site, descendants, free_port, stop, tree_memory, wait_serving  # noqa: E402
 
 SERVERS = ("tandem", "tandem-interp", "gunicorn", "granian", "waitress")
 SPIN_SECONDS = 600.0  # the busy phase's tasks spin until the server is stopped
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def raise_open_files() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from tandem.worker.supervisor import Supervisor
-from tests.worker.harness import Harness
+from tests.support.harness import Harness
 
 DB_KIND = settings.DB_KIND
 IN_CI = bool(os.environ.get("CI"))
@@ -117,22 +118,71 @@ def tandem_settings(settings: pytest.FixtureRequest) -> Iterator[Callable[..., N
     yield apply
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _free_the_test_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """PostgreSQL refuses to drop the test database while any session is connected to it: at the
-    end of the run, end the sessions still there (an abandoned subinterpreter still in its task,
-    a thread a failed test left behind) and say which, instead of failing the teardown."""
-    yield
-    if DB_KIND != "postgres":
-        return
+def end_foreign_sessions() -> list[str]:
+    """End every other session on the test database (PostgreSQL, MariaDB) and describe each.
+
+    PostgreSQL refuses to drop a database while a session is connected to it, and MariaDB's
+    ``DROP DATABASE`` waits, without end, for a session still in a transaction on it (its
+    metadata lock); a session left behind (an abandoned subinterpreter still in its task, a
+    thread a failed test left, a connection a proxy kept open) must not hang or fail the run."""
     from django.db import connection
 
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, application_name, state FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        left = cursor.fetchall()
-        for pid, application, state in left:
-            print(f"\nending a session left on the test database: pid {pid} {application} {state}")
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with connection.cursor() as cursor:
+        if DB_KIND == "postgres":
+            cursor.execute(
+                "SELECT pid, application_name, state FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            left = cursor.fetchall()
+            for pid, *_ in left:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        elif DB_KIND == "mariadb":
+            cursor.execute(
+                "SELECT id, command, time FROM information_schema.PROCESSLIST "
+                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+            left = cursor.fetchall()
+            for session, *_ in left:
+                with contextlib.suppress(Exception):  # it may have ended meanwhile
+                    cursor.execute(f"KILL {int(session)}")
+        else:
+            return []
+    return [" ".join(map(str, row)) for row in left]
+
+
+#: Tiers whose worker processes use the run's database (and may be killed, or cut off by a proxy).
+_SESSION_LEAVING_TIERS = ("faults", "chaos", "scale", "process")
+
+
+#: Sessions ended after a test, listed at the end of the run.
+_ENDED_SESSIONS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_session_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test of a tier that starts worker processes, end any session they left on the
+    test database (with its transaction and locks), so the next test does not wait on it."""
+    yield
+    tier = request.node.path.parent.name
+    if DB_KIND == "sqlite" or tier not in _SESSION_LEAVING_TIERS:
+        return
+    with request.getfixturevalue("django_db_blocker").unblock():
+        ended = end_foreign_sessions()
+    _ENDED_SESSIONS.extend(f"{request.node.nodeid}: {session}" for session in ended)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _ENDED_SESSIONS:
+        terminalreporter.section("sessions left on the test database (ended)")
+        for line in _ENDED_SESSIONS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _free_the_test_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """At the end of the run, end the sessions still on the test database and say which,
+    instead of failing (PostgreSQL) or hanging (MariaDB) the teardown that drops it."""
+    yield
+    with django_db_blocker.unblock():
+        for session in end_foreign_sessions():
+            print(f"\nended a session left on the test database: {session}")

@@ -110,3 +110,10 @@ TASKS = {
         },
     },
 }
+
+# OpenTelemetry in a worker process under test (tests/features/test_tracing.py): a tracer
+# provider whose spans are appended, one JSON object a line, to this file as each span ends.
+if os.environ.get("TANDEM_TEST_SPANS"):
+    from tests.spans import export_to_file
+
+    export_to_file(os.environ["TANDEM_TEST_SPANS"])

@@ -328,3 +328,91 @@ def load_ledger(pk: int) -> str:
 def with_progress(context: Any, steps: int) -> int:
     """Saves progress ``steps`` times in a tight loop; returns how many calls wrote at once."""
     return sum(bool(context.save_progress({"step": i + 1})) for i in range(steps))
+
+
+# -- async tasks: concurrency on one worker's event loop -------------------------------------
+
+_ASYNC_IN_FLIGHT: dict[str, dict[str, int]] = {}  # per gate directory: now, peak
+
+
+@task
+async def async_rendezvous(
+    directory: str, name: str, expected: int, seconds: float
+) -> dict[str, Any]:
+    """Marks its arrival as file ``name`` in ``directory`` and awaits (up to 60 s) until
+    ``expected`` tasks have arrived, then awaits ``asyncio.sleep(seconds)``. Returns whether they
+    met, its start and end (wall clock), the most coroutines of this worker in flight at once
+    (``peak``), and where it ran."""
+    started = time.time()
+    counts = _ASYNC_IN_FLIGHT.setdefault(directory, {"now": 0, "peak": 0})
+    counts["now"] += 1
+    counts["peak"] = max(counts["peak"], counts["now"])
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), "w"):
+            pass
+        met = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(os.listdir(directory)) >= expected:
+                met = True
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(seconds)
+    finally:
+        counts["now"] -= 1
+    return {
+        "met": met,
+        "started": started,
+        "ended": time.time(),
+        "peak": counts["peak"],
+        **where.call(),
+    }
+
+
+@task
+async def async_until_cancelled(marker: str, seconds: float = 60.0) -> str:
+    """Writes ``marker``.started, awaits ``seconds``; when its coroutine is cancelled it writes
+    ``marker``.cancelled (proof that the coroutine itself was cancelled) and re-raises."""
+    with open(f"{marker}.started", "w"):
+        pass
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        with open(f"{marker}.cancelled", "w"):
+            pass
+        raise
+    return "slept"
+
+
+@task
+async def async_orm(key: str) -> list[int]:
+    """Django's async ORM inside a coroutine task: writes a ledger row and reads it back."""
+    from tests.models import Ledger
+
+    row = await Ledger.objects.acreate(key=key, worker=str(os.getpid()))
+    await asyncio.sleep(0.01)
+    return [entry.pk async for entry in Ledger.objects.filter(key=key, pk=row.pk)]
+
+
+@task
+async def async_fail(message: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+@task
+async def async_logs(text: str) -> str:
+    """Logs ``text`` from inside a coroutine (after an await: other coroutines ran meanwhile)."""
+    import logging
+
+    await asyncio.sleep(0.01)
+    logging.getLogger("tests.tasks").info("async %s", text)
+    return text
+
+
+@task
+async def async_hard_exit(code: int) -> None:
+    """Ends the process its event loop runs in (a crash of the process executor's loop)."""
+    await asyncio.sleep(0)
+    os._exit(code)

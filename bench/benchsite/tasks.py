@@ -42,3 +42,12 @@ def spin(seconds: float) -> int:
     while time.monotonic() < deadline:
         n += 1
     return n
+
+
+@task
+async def async_sleep(seconds: float) -> float:
+    """Waits ``seconds`` on the event loop (an I/O-bound task written as a coroutine)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds

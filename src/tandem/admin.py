@@ -139,7 +139,6 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="state")
     def running_note(self, obj: TaskRecord) -> str:
         """ "worker lost — recovered within N s" and/or "cancel requested" for a RUNNING task."""
-        from django.db import router
         from django.tasks import task_backends
         from django.utils import timezone
 
@@ -149,11 +148,13 @@ class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         backend = task_backends[obj.backend] if obj.backend in task_backends.settings else None
         if obj.status != "RUNNING" or not isinstance(backend, TandemBackend):
             return "—"
+        task = backend.broker.get(str(obj.pk))
+        if task is None:
+            return "—"
         now = timezone.now()
         options = backend.tandem_options
-        database = router.db_for_read(TaskRecord) or "default"
-        live = attention.live_worker_ids(database, obj.backend, now, options.lease_seconds)
-        return attention.note_for(obj, now, live, options.heartbeat_interval) or "running"
+        live = attention.live_worker_ids(backend.broker, now, options.lease_seconds)
+        return attention.note_for(task, now, live, options.heartbeat_interval) or "running"
 
     @admin.display(description="attempts")
     def attempts_count(self, obj: TaskRecord) -> int:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tandem.cron import Cron, CronError, zone_named
+from tandem.scheduler.cron import Cron, CronError, zone_named
 from tandem.serialization import NotJSONError, to_json
 
 EXECUTORS = ("subinterpreter", "thread", "process")
@@ -37,6 +37,8 @@ DEFAULT_STARVATION_LIMIT = 300.0
 PREFETCH_WINDOW = 0.025
 AUTO_PREFETCH_PER_WORKER = 16
 DEFAULT_RECOVERY_MAX_ATTEMPTS = 3
+#: Coroutines (``async def`` tasks) in flight at once on one worker's event loop.
+DEFAULT_ASYNC_CONCURRENCY = 100
 #: The largest arguments (args + kwargs, as stored JSON) ``enqueue()`` accepts: 1 MiB.
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -67,6 +69,7 @@ POOL_KEYS = frozenset(
         "max_tasks_per_worker",
         "prefetch",
         "starvation_limit",
+        "async_concurrency",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})
@@ -97,6 +100,8 @@ class PoolConfig:
     #: Seconds a READY task may wait before it is claimed ahead of younger tasks, whatever their
     #: priority (so a steady stream of high-priority work never starves a low-priority task).
     starvation_limit: float = 300.0
+    #: ``async def`` tasks in flight at once on each worker's event loop (beside its sync slot).
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,6 +354,9 @@ def parse_options(
                 max_attempts=pool_reader.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
                 backoff=pool_reader.number("backoff", DEFAULT_BACKOFF),
                 starvation_limit=pool_reader.number("starvation_limit", DEFAULT_STARVATION_LIMIT),
+                async_concurrency=pool_reader.integer(
+                    "async_concurrency", DEFAULT_ASYNC_CONCURRENCY, 1
+                ),
             )
         )
     return BackendOptions(

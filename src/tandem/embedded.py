@@ -277,7 +277,7 @@ def _release_at_exit() -> None:
             released = True
     if not released:
         return
-    from tandem.serving import finish_process, leftovers
+    from tandem.serve.server import finish_process, leftovers
 
     busy = [thing for thing in leftovers() if "subinterpreter" in thing]
     if busy:

@@ -7,9 +7,12 @@ from inside the ``except`` block on failure, as Django does), with the backend c
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,10 +22,12 @@ from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
+from tandem import tracing
 from tandem.backends.base import TandemBackend, resolve_task, to_task_result
 from tandem.brokers.base import ErrorRecord, StoredTask
 from tandem.context import TaskContext
-from tandem.exceptions import Cancelled, LeaseLost, TaskNotRunnable
+from tandem.exceptions import Cancelled, LeaseLost, TaskNotRunnable, TaskTimeout
+from tandem.logging import attempt
 from tandem.serialization import to_json
 
 logger = logging.getLogger("tandem.worker")
@@ -63,13 +68,8 @@ def failed(stored: StoredTask, exc: BaseException, *, retriable: bool = True) ->
     )
 
 
-def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Outcome:
-    """Run the claimed ``stored`` task once; never raises for anything the task does.
-
-    ``current`` tells whether this attempt still holds its lease (the thread pool's abandoned
-    attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
-    never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
-    """
+def _prepare(stored: StoredTask) -> tuple[Any, type] | Outcome:
+    """The task's result object and signal sender, or the outcome of a row that cannot run."""
     try:
         task = resolve_task(stored.task_path)
         result = to_task_result(stored, task)
@@ -79,45 +79,43 @@ def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Ou
         return failed(stored, exc, retriable=False)
     except Exception as exc:  # e.g. the row names a backend alias this process does not have
         return failed(stored, exc, retriable=False)
+    return result, sender
 
-    task_started.send(sender=sender, task_result=result)
-    try:
-        if result.task.takes_context:
-            backend = result.task.get_backend()
-            assert isinstance(backend, TandemBackend)  # to_task_result() used this row's alias
-            context = TaskContext(task_result=result, broker=backend.broker, stored=stored)
-            try:
-                raw = result.task.call(context, *result.args, **result.kwargs)
-            finally:
-                context.flush()
-        else:
-            raw = result.task.call(*result.args, **result.kwargs)
-        return_value = to_json(raw, "the return value")
-    except BaseException as exc:
-        finished_at = timezone.now()
-        error = error_record(exc)
-        object.__setattr__(result, "status", TaskResultStatus.FAILED)
-        object.__setattr__(result, "finished_at", finished_at)
-        result.errors.append(
-            TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
-        )
-        if not isinstance(exc, LeaseLost) and (current is None or current()):
-            task_finished.send(sender=sender, task_result=result)
-        return Outcome(
-            task_id=stored.id,
-            worker_id=stored.worker_id,
-            attempt_token=stored.attempt_token,
-            succeeded=False,
-            finished_at=finished_at,
-            error=error,
-            retriable=not isinstance(exc, Cancelled),  # a cancelled task is never retried
-        )
+
+def _context(stored: StoredTask, result: Any) -> TaskContext:
+    backend = result.task.get_backend()
+    assert isinstance(backend, TandemBackend)  # to_task_result() used this row's alias
+    return TaskContext(task_result=result, broker=backend.broker, stored=stored)
+
+
+def _failure(
+    stored: StoredTask, result: Any, exc: BaseException, notify: bool
+) -> tuple[Outcome, bool]:
+    """The outcome of a task that raised ``exc``; whether to send ``task_finished``."""
+    finished_at = timezone.now()
+    error = error_record(exc)
+    object.__setattr__(result, "status", TaskResultStatus.FAILED)
+    object.__setattr__(result, "finished_at", finished_at)
+    result.errors.append(
+        TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
+    )
+    outcome = Outcome(
+        task_id=stored.id,
+        worker_id=stored.worker_id,
+        attempt_token=stored.attempt_token,
+        succeeded=False,
+        finished_at=finished_at,
+        error=error,
+        retriable=not isinstance(exc, Cancelled),  # a cancelled task is never retried
+    )
+    return outcome, notify and not isinstance(exc, LeaseLost)
+
+
+def _success(stored: StoredTask, result: Any, return_value: Any) -> Outcome:
     finished_at = timezone.now()
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(result, "finished_at", finished_at)
     object.__setattr__(result, "_return_value", return_value)
-    if current is None or current():
-        task_finished.send(sender=sender, task_result=result)
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
@@ -126,3 +124,135 @@ def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Ou
         finished_at=finished_at,
         return_value=return_value,
     )
+
+
+def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Outcome:
+    """Run the claimed ``stored`` task once; never raises for anything the task does.
+
+    ``current`` tells whether this attempt still holds its lease (the thread pool's abandoned
+    attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
+    never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
+    """
+    with attempt(stored), tracing.consumer(stored) as span:
+        return _execute(stored, current, span)
+
+
+def _execute(stored: StoredTask, current: Callable[[], bool] | None, span: Any) -> Outcome:
+    prepared = _prepare(stored)
+    if isinstance(prepared, Outcome):
+        tracing.ended(span, prepared)
+        return prepared
+    result, sender = prepared
+    task_started.send(sender=sender, task_result=result)
+    try:
+        if result.task.takes_context:
+            context = _context(stored, result)
+            try:
+                raw = result.task.call(context, *result.args, **result.kwargs)
+            finally:
+                context.flush()
+        else:
+            raw = result.task.call(*result.args, **result.kwargs)
+        return_value = to_json(raw, "the return value")
+    except BaseException as exc:
+        tracing.failed(span, exc)
+        outcome, notify = _failure(stored, result, exc, current is None or current())
+        if notify:
+            task_finished.send(sender=sender, task_result=result)
+        return outcome
+    outcome = _success(stored, result, return_value)
+    if current is None or current():
+        task_finished.send(sender=sender, task_result=result)
+    return outcome
+
+
+def is_coroutine_task(stored: StoredTask) -> bool:
+    """Whether ``stored`` names an ``async def`` task (False when it cannot be resolved here:
+    the worker that runs it reports why)."""
+    try:
+        task = resolve_task(stored.task_path)
+    except Exception:
+        return False
+    return inspect.iscoroutinefunction(task.func)
+
+
+async def aexecute(
+    stored: StoredTask, timeout: float | None = None, current: Callable[[], bool] | None = None
+) -> Outcome:
+    """``execute()`` for an ``async def`` task, awaited on the worker's event loop.
+
+    The coroutine runs on the loop; everything synchronous around it (signals, progress writes,
+    Django's ORM from the task through ``sync_to_async``) runs in a thread of this attempt's
+    own (``ThreadSensitiveContext``), so each attempt has its own database connections, closed
+    when it ends. ``timeout`` (seconds) cancels the coroutine at the deadline with
+    ``TaskTimeout``; cancelling the awaiting ``asyncio`` task (``tandem.cancel``, a lost lease)
+    cancels the coroutine too. Code that blocks the loop without awaiting cannot be interrupted.
+    """
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-attempt")
+    try:
+        # (this coroutine's own context: its records and spans are its own)
+        with attempt(stored), tracing.consumer(stored) as span:
+            return await _aexecute(stored, timeout, current, executor, span)
+    finally:
+        executor.shutdown(wait=False)
+
+
+async def _aexecute(
+    stored: StoredTask,
+    timeout: float | None,
+    current: Callable[[], bool] | None,
+    executor: ThreadPoolExecutor,
+    span: Any,
+) -> Outcome:
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    async with _attempt_context(executor):
+        try:
+            prepared = await sync_to_async(_prepare)(stored)
+            if isinstance(prepared, Outcome):
+                tracing.ended(span, prepared)
+                return prepared
+            result, sender = prepared
+            await sync_to_async(task_started.send)(sender=sender, task_result=result)
+            context = _context(stored, result) if result.task.takes_context else None
+            args = (context, *result.args) if context is not None else tuple(result.args)
+            try:
+                try:
+                    async with asyncio.timeout(timeout) as deadline:
+                        raw = await result.task.func(*args, **result.kwargs)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise TaskTimeout(
+                        f"the task ran longer than its timeout of {timeout:g}s; its coroutine "
+                        "was cancelled."
+                    ) from None
+                finally:
+                    if context is not None:
+                        await sync_to_async(context.flush)()
+                return_value = to_json(raw, "the return value")
+            except BaseException as exc:
+                tracing.failed(span, exc)
+                outcome, notify = _failure(stored, result, exc, current is None or current())
+                if notify:
+                    await sync_to_async(task_finished.send)(sender=sender, task_result=result)
+                return outcome
+            outcome = _success(stored, result, return_value)
+            if current is None or current():
+                await sync_to_async(task_finished.send)(sender=sender, task_result=result)
+            return outcome
+        finally:
+            await sync_to_async(connections.close_all)()
+
+
+def _attempt_context(executor: ThreadPoolExecutor) -> Any:
+    """Django's thread-sensitive calls of one attempt go to ``executor``'s thread (asgiref >=
+    3.13 takes an executor of the caller's; before, asgiref makes one of its own and shuts it
+    down on a daemon thread, which a subinterpreter refuses)."""
+    from asgiref.sync import ThreadSensitiveContext
+
+    try:
+        return ThreadSensitiveContext(executor=executor)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return ThreadSensitiveContext()

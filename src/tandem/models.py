@@ -54,6 +54,8 @@ class TaskRecord(models.Model):
     progress_at = models.DateTimeField(null=True, blank=True)
     # Set by ``tandem.cancel()`` on a RUNNING task; the task sees ``context.cancelled``.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The W3C trace context of the enqueue (OpenTelemetry), parent of every attempt's span.
+    trace_context = models.JSONField(null=True, blank=True)
 
     class Meta:
         verbose_name = "task"

@@ -9,7 +9,7 @@ import pytest
 from django.tasks import task_backends
 
 from tandem.backends.base import TandemBackend
-from tests.redis import store as redis_store
+from tests.support import redis_store
 
 DATABASE_BACKEND = "tandem.backends.database.DatabaseBackend"
 QUEUES = ["default", "critical", "exports"]

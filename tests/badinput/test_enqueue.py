@@ -27,7 +27,7 @@ from tandem.backends.base import TandemBackend
 from tandem.conf import DEFAULT_MAX_PAYLOAD_BYTES
 from tandem.serialization import NotJSONError, PayloadTooLarge
 from tests import tasks
-from tests.conformance.support import capture, stored_count
+from tests.support.conformance import capture, stored_count
 
 JSON_ONLY = (
     "; task data must be JSON (str, int, float, bool, None, list, dict). Pass an id or an ISO "

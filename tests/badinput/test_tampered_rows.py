@@ -27,8 +27,8 @@ from tandem.brokers.base import Unreadable
 from tandem.brokers.database import TABLE, DatabaseBroker
 from tandem.brokers.redis import RedisBroker
 from tests import tasks
-from tests.conformance.support import capture, store_row
 from tests.models import Ledger
+from tests.support.conformance import capture, store_row
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pool threads use their own connections
 

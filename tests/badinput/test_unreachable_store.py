@@ -26,13 +26,11 @@ from django.tasks import task_backends
 from django.tasks.signals import task_enqueued
 
 import tandem
-from tandem.management.commands.tandem import describe_store
 from tandem.models import TaskRecord
 from tandem.worker.supervisor import Supervisor
 from tests import tasks
-from tests.conformance.support import capture
-from tests.redis import store as redis_store
-from tests.support import free_port
+from tests.support import free_port, redis_store
+from tests.support.conformance import capture
 
 ALIAS = "tandem_unreachable"
 PASSWORD = "hunter2-never-in-a-message"
@@ -94,7 +92,7 @@ def test_an_unreachable_database_fails_the_enqueue(unreachable_database: str) ->
                 enqueue()
             assert PASSWORD not in every_message(caught.value)
     assert sent == []
-    assert PASSWORD not in describe_store(unreachable_database)  # the worker's banner
+    assert PASSWORD not in backend.broker.describe()  # the worker's banner
     # The run's real database got nothing either (the router sent every write away).
     assert not TaskRecord.objects.using("default").exists()
 

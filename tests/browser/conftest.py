@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.conftest import servers  # noqa: F401  (the fixture that starts tandem serve)
+from tests.support.fixtures import servers  # noqa: F401  (the fixture that starts tandem serve)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -68,7 +68,7 @@ def _chromium(*, javascript: bool) -> Iterator[object]:
 def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``collectstatic`` once for the session (the admin's stylesheets, hashed and compressed):
     ``tandem serve`` serves them from there, as in production."""
-    from tests.process.workers import ROOT, process_env
+    from tests.support.processes import ROOT, process_env
 
     root = tmp_path_factory.mktemp("static")
     subprocess.run(

@@ -2,7 +2,7 @@
 (static files included: the admin's, served by ``tandem serve`` from ``STATIC_ROOT`` after
 ``collectstatic``), the dashboard and the browser test's tasks."""
 
-from tests.serve.settings import *  # noqa: F403
+from tests.support.serve_settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.browser.urls"
 TANDEM_DASHBOARD_REFRESH = 1

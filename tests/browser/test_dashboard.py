@@ -19,9 +19,9 @@ from django.contrib.auth.models import User
 from tandem.brokers.base import FAILED, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests.browser.tasks import needs_file, wait_for_file
-from tests.process.workers import process_env
-from tests.serve.conftest import Server, Servers, get, wait_until
 from tests.support import free_port
+from tests.support.processes import process_env
+from tests.support.serving import Server, Servers, get, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.monkey import REPORTS
-from tests.scale.conftest import children, private_scale, scale
+from tests.support.fixtures import children, private_scale, scale
 
 __all__ = ["children", "private_scale", "scale"]
 

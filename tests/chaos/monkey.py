@@ -23,9 +23,9 @@ from typing import Any
 from django.db import connection
 
 from tests.models import Ledger
-from tests.process.workers import Child, wait_until
-from tests.scale.harness import Scale, check_every_task_succeeded
 from tests.support import free_port
+from tests.support.processes import Child, wait_until
+from tests.support.scale import Scale, check_every_task_succeeded
 
 SETTINGS = "tests.chaos.settings"
 BANNER = re.compile(r"^tandem (?:worker|serve) (\S+)", re.MULTILINE)
@@ -34,7 +34,8 @@ REPORTS: list[ChaosReport] = []
 
 
 class TableLedger:
-    """The ledger table, read like ``tests.scale.tasks.Ledger`` (key -> runs, pid -> runs)."""
+    """The ledger table, read like ``tests.support.scale_tasks.Ledger`` (key -> runs,
+    pid -> runs)."""
 
     def rows(self) -> list[tuple[str, str]]:
         return list(Ledger.objects.values_list("key", "worker"))
@@ -117,7 +118,7 @@ class Deployment:
             alive=children,
         )
         if self.kind == "serve":
-            from tests.serve.conftest import get
+            from tests.support.serving import get
 
             for child in children:
                 port = self.ports[child.pid]

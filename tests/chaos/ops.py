@@ -1,6 +1,6 @@
 """``python -m tests.chaos.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``append``
 tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call and write their ids, in order,
-to IDS_FILE. The other commands are the scale tier's (``tests/scale/ops.py``)."""
+to IDS_FILE. The other commands are the scale tier's (``tests/support/scale_ops.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.scale import ops
+from tests.support import scale_ops as ops
 
 
 def enqueue(count: int, prefix: str, seconds: float) -> list[str]:

@@ -9,8 +9,8 @@ task whose worker is killed ten times over must still end SUCCESSFUL, not FAILED
 
 import os
 
-from tests.scale.settings import *  # noqa: F403
-from tests.scale.settings import DATABASES, DB_KIND, TASKS
+from tests.support.worker_settings import *  # noqa: F403
+from tests.support.worker_settings import DATABASES, DB_KIND, TASKS
 
 _ledger = os.environ.get("TANDEM_LEDGER_DB_NAME")
 if DB_KIND == "postgres":

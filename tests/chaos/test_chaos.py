@@ -28,9 +28,9 @@ from tests.chaos.monkey import (
     scaled,
     seed,
 )
-from tests.process.workers import wait_until
-from tests.scale.harness import STORES, Scale, store_retries
-from tests.scale.servers import PrivateServer
+from tests.support.processes import wait_until
+from tests.support.scale import STORES, Scale, store_retries
+from tests.support.servers import PrivateServer
 
 #: A longer deadline than the suite's 180 s: on a loaded 2-core machine ``serve`` with
 #: subinterpreters takes seconds to restart after each kill, and the scenario 60 to 140 s in all.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process.workers import Children
+from tests.support.processes import Children
 
 #: The distributions this tier needs, by the module it imports.
 PACKAGES = {

@@ -14,8 +14,8 @@ import pytest
 from django.tasks import TaskResultStatus
 
 from tandem.models import TaskRecord
-from tests.process.workers import Children, wait_until
 from tests.support import free_port
+from tests.support.processes import Children, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

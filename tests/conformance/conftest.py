@@ -12,7 +12,7 @@ import pytest
 from django.tasks import task_backends
 
 from tandem.backends.base import TandemBackend
-from tests.redis import store as redis_store
+from tests.support import redis_store
 
 BACKENDS = [
     "tandem.backends.database.DatabaseBackend",

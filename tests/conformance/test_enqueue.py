@@ -17,7 +17,7 @@ from django.utils import timezone
 from tandem.backends.base import TandemBackend
 from tandem.serialization import NotJSONError
 from tests import tasks
-from tests.conformance.support import capture, run_async, stored_count
+from tests.support.conformance import capture, run_async, stored_count
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from tandem.backends.base import TandemBackend
 from tests import tasks
-from tests.conformance.support import capture, store_row
 from tests.models import Ledger
+from tests.support.conformance import capture, store_row
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pool threads use their own connections
 

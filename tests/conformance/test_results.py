@@ -10,7 +10,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
 
 from tandem.backends.base import TandemBackend
 from tests import tasks
-from tests.conformance.support import run_async
+from tests.support.conformance import run_async
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pool threads use their own connections
 

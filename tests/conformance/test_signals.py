@@ -10,7 +10,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from tandem.backends.base import TandemBackend
 from tests import tasks
-from tests.conformance.support import capture, run_async
+from tests.support.conformance import capture, run_async
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pool threads use their own connections
 

@@ -14,7 +14,7 @@ from tandem.brokers.base import Broker, NewTask, Settlement
 from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.memory import MemoryBroker
 from tandem.brokers.redis import RedisBroker
-from tests.redis import store as redis_store
+from tests.support import redis_store
 
 ALIAS = "default"
 # Microseconds on purpose: a store that truncates them breaks ordering and round-trips.

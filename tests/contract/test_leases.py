@@ -402,3 +402,31 @@ def test_a_wrong_token_is_rejected_while_the_attempt_runs(broker, claimed):
     assert broker.settle([succeed(task_id, "w1", at(2), "forged", attempt=forged)]) == 0
     assert broker.get(task_id).status == RUNNING
     assert broker.get(task_id).lease_expires_at == LEASE
+
+
+# -- running (what the attention notes read) ----------------------------------------------------
+
+
+def test_running_lists_this_backends_running_tasks_earliest_started_first(
+    broker, other_broker, push, claimed
+):
+    first = claimed("w1")
+    finished = claimed("w2")
+    broker.settle([succeed(finished, "w2", at(1))])
+    push(enqueued_at=at(-5))
+    [second] = broker.claim(["default"], 1, "w3", at(90), at(2))
+    waiting = push(enqueued_at=at(-5))  # READY: not listed
+    push(backend="other", enqueued_at=at(-10))
+    [theirs] = other_broker.claim(["default"], 1, "w-other", LEASE, T0)  # another backend's
+    assert broker.cancel(second.id, at(3)) == "requested"
+
+    listed = broker.running(10)
+
+    assert [t.id for t in listed] == [first, second.id]
+    assert [t.worker_id for t in listed] == ["w1", "w3"]
+    assert listed[0].lease_expires_at == LEASE
+    assert listed[0].cancel_requested_at is None
+    assert listed[1].cancel_requested_at is not None
+    assert [t.id for t in broker.running(1)] == [first]
+    assert waiting.id not in {t.id for t in listed}
+    assert [t.id for t in other_broker.running(10)] == [theirs.id]

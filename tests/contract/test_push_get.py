@@ -165,3 +165,23 @@ def test_errors_round_trip_in_order(broker, push):
     )
 
     assert broker.get(new.id).errors == (first, second)
+
+
+TRACE = {
+    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "tracestate": "vendor=value",
+}
+
+
+def test_the_trace_context_is_stored_with_the_task_and_claimed_with_it(broker, make_task):
+    traced = make_task(trace_context=TRACE)
+    plain = make_task()
+    many = [make_task(trace_context={**TRACE, "n": str(i)}) for i in range(3)]  # one statement
+    broker.push([traced, plain])
+    broker.push(many)
+    assert broker.get(traced.id).trace_context == TRACE
+    assert broker.get(plain.id).trace_context is None
+    claimed = {t.id: t for t in broker.claim(["default"], 10, "w1", at(60), T0)}
+    assert claimed[traced.id].trace_context == TRACE
+    assert claimed[plain.id].trace_context is None
+    assert [claimed[t.id].trace_context["n"] for t in many] == ["0", "1", "2"]

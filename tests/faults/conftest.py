@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.scenario import REPORTS
-from tests.scale.conftest import children, scale
+from tests.support.fixtures import children, scale
 
 __all__ = ["children", "scale"]
 

@@ -1,6 +1,6 @@
 """``python -m tests.faults.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``hold``
 tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call; write their ids, in order, to
-IDS_FILE. The other commands are the scale tier's (``tests/scale/ops.py``)."""
+IDS_FILE. The other commands are the scale tier's (``tests/support/scale_ops.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.scale import ops
+from tests.support import scale_ops as ops
 
 
 def main(argv: list[str]) -> None:

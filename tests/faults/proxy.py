@@ -17,8 +17,16 @@ RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close() sends an RST
 
 
 def _reset(sock: socket.socket) -> None:
+    """Reset ``sock``: an RST to its peer, and a ``recv`` blocked on it in another thread returns.
+
+    ``close()`` alone does neither while a thread is blocked in ``recv``: on Linux the blocked
+    call keeps the connection alive, so the store kept a session (and its locks) open until the
+    end of the run, where MariaDB's ``DROP DATABASE`` waited for them forever. ``shutdown``
+    wakes the reader; the last close then sends the RST (``SO_LINGER`` 0)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -75,6 +83,11 @@ class Proxy:
                 continue
             self.connections += 1
             with self._lock:
+                if self._down.is_set() or self._closed:  # cut while this one was connecting
+                    self.resets += 1
+                    _reset(client)
+                    _reset(upstream)
+                    continue
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()

@@ -21,8 +21,8 @@ from django.conf import settings
 
 from tests.faults import ledger
 from tests.faults.tasks import TICK
-from tests.process.workers import Child, wait_until
-from tests.scale.harness import Scale
+from tests.support.processes import Child, wait_until
+from tests.support.scale import Scale
 
 SETTINGS = "tests.faults.settings"
 #: The lease of every scenario, and the bound on the overlap of two live runs of one task after a

@@ -9,8 +9,8 @@ timestamps use ``time.time()``, the machine's real clock, so what the ledger sho
 
 import os
 
-from tests.scale.settings import *  # noqa: F403
-from tests.scale.settings import TASKS
+from tests.support.worker_settings import *  # noqa: F403
+from tests.support.worker_settings import TASKS
 
 _skew = float(os.environ.get("TANDEM_FAULTS_CLOCK_SKEW", "0"))
 if _skew:

@@ -26,8 +26,8 @@ from django.conf import settings
 
 from tests.faults.proxy import Proxy
 from tests.faults.scenario import LEASE, PAUSE_BOUND, Faults, family, signal_all
-from tests.process.workers import wait_until
-from tests.scale.harness import Scale
+from tests.support.processes import wait_until
+from tests.support.scale import Scale
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 

@@ -12,29 +12,22 @@ stuck in a C call.
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.tasks import TaskResultStatus
 
 import tandem
 from tandem.models import TaskRecord
 from tandem.worker.pools import processes
 from tests.faults.tasks import stuck
-from tests.pools.conftest import pool
-from tests.process.workers import Children, wait_until
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
+from tests.support.pools import needs_subinterpreters, pool
+from tests.support.processes import Children, wait_until
 from tests.tasks import add
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-needs_subinterpreters = pytest.mark.skipif(
-    sys.version_info < (3, 14) or settings.DB_KIND == "mariadb",
-    reason="subinterpreter pools need Python >= 3.14 (and a driver that loads in them)",
-)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from django.utils import timezone
 from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests import tasks
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

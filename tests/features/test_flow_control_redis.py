@@ -13,7 +13,7 @@ from django.tasks import task_backends
 
 import tandem
 from tandem.brokers.base import READY, SUCCESSFUL
-from tests.redis import store as redis_store
+from tests.support import redis_store
 from tests.tasks import critical_noop, hooked_flaky, noop
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]

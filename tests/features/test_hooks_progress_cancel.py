@@ -13,8 +13,8 @@ from tandem.models import TaskRecord
 from tests import tasks
 from tests.features import tasks as features
 from tests.models import Ledger
-from tests.worker.doubles import FrozenClock, wait_for
-from tests.worker.harness import Harness
+from tests.support.doubles import FrozenClock, wait_for
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

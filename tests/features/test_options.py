@@ -16,7 +16,7 @@ from tandem.brokers.base import FAILED, READY, SUCCESSFUL
 from tandem.models import TaskRecord
 from tandem.tasks import Task
 from tests.features import tasks as features
-from tests.worker.doubles import FrozenClock
+from tests.support.doubles import FrozenClock
 
 
 def body() -> None:

@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 import tandem
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import QueuePause, TaskRecord
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 from tests.tasks import critical_noop, gate, gated, noop
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

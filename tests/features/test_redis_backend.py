@@ -22,9 +22,9 @@ from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL, Settlement
 from tandem.brokers.redis import RedisBroker
 from tests import tasks
 from tests.models import Ledger
-from tests.redis import store as redis_store
-from tests.worker.doubles import FrozenClock, wait_for
-from tests.worker.harness import Harness
+from tests.support import redis_store
+from tests.support.doubles import FrozenClock, wait_for
+from tests.support.harness import Harness
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -7,9 +7,9 @@ import pytest
 
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 from tests.tasks import add, noop
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,8 +14,8 @@ from tandem.models import TaskRecord
 from tandem.serialization import NotJSONError
 from tests import tasks
 from tests.models import Ledger
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -104,7 +104,11 @@ def test_settled_attempts_are_counted_timed_and_logged(
     assert sample("tandem_task_duration_seconds_count", task="tests.tasks.add", **labels) == (
         timed + 1
     )
-    record = next(r for r in caplog.records if getattr(r, "task_id", None) == done.id)
+    record = next(
+        r
+        for r in caplog.records
+        if r.name == "tandem.tasks" and getattr(r, "task_id", None) == done.id
+    )
     assert record.levelno == logging.INFO
     assert record.getMessage().startswith(f"task finished: tests.tasks.add {done.id} succeeded in ")
     fields = {
@@ -121,8 +125,13 @@ def test_settled_attempts_are_counted_timed_and_logged(
     }
     assert isinstance(record.duration_ms, int) and record.duration_ms >= 0  # type: ignore[attr-defined]
     assert record.worker_id  # type: ignore[attr-defined]
-    failure = next(r for r in caplog.records if getattr(r, "task_path", "") == "tests.tasks.fail")
+    failure = next(
+        r
+        for r in caplog.records
+        if r.name == "tandem.tasks" and getattr(r, "task_path", "") == "tests.tasks.fail"
+    )
     assert failure.levelno == logging.WARNING and failure.status == "FAILED"  # type: ignore[attr-defined]
+    assert failure.error == "ValueError: counted"  # type: ignore[attr-defined]
 
 
 def test_retries_are_counted_as_retried(drain: Callable[..., Supervisor]) -> None:

@@ -19,9 +19,12 @@ from tandem.brokers.base import FAILED, SUCCESSFUL, WorkerInfo
 from tandem.models import TaskRecord
 from tests.monitoring.catalogue import CATALOGUE, check
 from tests.monitoring.tasks import double, fails_twice
-from tests.process.conftest import children  # noqa: F401  (real worker processes)
-from tests.process.workers import Children
-from tests.serve.conftest import Servers, get, servers, wait_until  # noqa: F401
+from tests.support.fixtures import (
+    children,  # noqa: F401  (real worker processes)
+    servers,  # noqa: F401
+)
+from tests.support.processes import Children
+from tests.support.serving import Servers, get, wait_until
 from tests.tasks import echo
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
@@ -96,7 +99,7 @@ def scrape(port: int) -> str:
 
 
 def test_serve_prints_its_banner_and_exposes_every_metric(servers: Servers) -> None:  # noqa: F811
-    from tests.serve.settings import EXECUTOR
+    from tests.support.serve_settings import EXECUTOR
 
     # An expired lease of a worker that died, for serve's first heartbeat to recover.
     echo.enqueue("lost")

@@ -9,16 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-# mysqlclient cannot load in a subinterpreter: on MariaDB the subinterpreter pool is refused
-# (tests/unit/test_conf.py checks the message).
-EXECUTORS = ["thread", "process"] + (
-    ["subinterpreter"] if sys.version_info >= (3, 14) and settings.DB_KIND != "mariadb" else []
-)
-
-needs_subinterpreters = pytest.mark.skipif(
-    sys.version_info < (3, 14) or settings.DB_KIND == "mariadb",
-    reason="subinterpreter pools need Python >= 3.14 (and a driver that loads in them)",
-)
+from tests.support.pools import EXECUTORS, needs_subinterpreters, pool
 
 
 @pytest.fixture
@@ -46,17 +37,6 @@ def unfriendly() -> Iterator[ModuleType]:
         import tests
 
         vars(tests).pop("subinterpreter_unfriendly", None)
-
-
-def pool(executor: str, workers: int = 2, **extra: Any) -> dict[str, Any]:
-    return {
-        "default": {
-            "queues": ["default", "critical", "exports"],
-            "workers": workers,
-            "executor": executor,
-            **extra,
-        }
-    }
 
 
 __all__ = ["EXECUTORS", "needs_subinterpreters", "pool", "settings"]

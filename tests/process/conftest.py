@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from tests.support.fixtures import children
 
-import pytest
-
-from tests.process.workers import Children
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    started = Children(tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
+__all__ = ["children"]

@@ -8,7 +8,7 @@ from django.tasks import task_backends
 
 from tandem.brokers.base import READY, SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.process.workers import Children
+from tests.support.processes import Children
 from tests.tasks import critical_noop, noop
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
@@ -67,3 +67,23 @@ def test_bad_arguments_exit_non_zero_with_a_clear_message(
     assert worker.wait() != 0
     assert message in worker.stderr, worker.output()
     assert worker.stdout == ""
+
+
+def test_the_worker_logs_one_format_and_no_traceback_per_attempt(children: Children) -> None:
+    """Without LOGGING for tandem: tandem's and Django's task lines in one format (timestamp,
+    level, logger, message, the attempt's fields), and a failed attempt in one line."""
+    from tests.tasks import fail
+
+    result = fail.enqueue("logged once")
+    worker = children.worker("--burst", "-w", "1")
+    assert worker.wait() == 0, worker.output()
+    lines = worker.stderr.splitlines()
+    fields = f"task_id={result.id} task_path=tests.tasks.fail queue=default attempt=1 worker_id="
+    started = [line for line in lines if " INFO django.tasks " in line and fields in line]
+    assert [line.split(" ", 5)[4] for line in started] == [f"id={result.id}"], worker.output()
+    finished = [line for line in lines if " WARNING tandem.tasks task finished: " in line]
+    assert len(finished) == 1, worker.output()
+    assert "(attempt 1): ValueError: logged once " + fields in finished[0]
+    stamp = finished[0].split(" ", 1)[0]  # UTC, ISO 8601, milliseconds
+    assert len(stamp) == 24 and stamp[10] == "T" and stamp.endswith("Z"), finished[0]
+    assert "Traceback" not in worker.stderr, worker.output()

@@ -13,7 +13,7 @@ from django.db import transaction
 from tandem.brokers.base import SUCCESSFUL
 from tandem.models import TaskRecord
 from tests.models import Ledger
-from tests.process.workers import Child, Children, wait_until
+from tests.support.processes import Child, Children, wait_until
 from tests.tasks import ledger
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.process.workers import ROOT, Child, wait_until
+from tests.support.processes import ROOT, Child, wait_until
 
 pytestmark = pytest.mark.skipif(
     settings.DB_KIND != "sqlite", reason="the demo runs on SQLite (shown once, in the SQLite run)"

@@ -9,7 +9,7 @@ import pytest
 
 from tandem.brokers.base import READY, SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.process.workers import Children, wait_until
+from tests.support.processes import Children, wait_until
 from tests.tasks import critical_noop, noop
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tandem.monitoring.progress import render
-from tests.process.workers import ROOT, Children, process_env
+from tests.support.processes import ROOT, Children, process_env
 from tests.tasks import noop
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests.models import Ledger
-from tests.process.workers import Children, wait_until
+from tests.support.processes import Children, wait_until
 from tests.tasks import sleep_then_ledger
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

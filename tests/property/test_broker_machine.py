@@ -54,7 +54,7 @@ from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.memory import MemoryBroker
 from tandem.brokers.redis import RedisBroker
 from tandem.models import QueuePause, TaskRecord
-from tests.redis import store as redis_store
+from tests.support import redis_store
 
 pytestmark = pytest.mark.django_db
 

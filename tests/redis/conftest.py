@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from tandem.brokers.redis import RedisBroker
-from tests.redis.store import PREFIX, REDIS_BACKEND, backend_options
-from tests.redis.store import redis_client as redis_client  # the fixture, re-exported
+from tests.support.redis_store import PREFIX, REDIS_BACKEND, backend_options
+from tests.support.redis_store import redis_client as redis_client  # the fixture, re-exported
 
 ALIAS = "default"
 

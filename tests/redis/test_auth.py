@@ -16,7 +16,7 @@ import redis
 
 from tandem.backends.redis import RedisBackend
 from tandem.brokers.base import NewTask
-from tests.redis.store import PREFIX, URL
+from tests.support.redis_store import PREFIX, URL
 
 
 @pytest.fixture

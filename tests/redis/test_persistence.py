@@ -20,9 +20,9 @@ from tandem.brokers.base import FAILED, READY, SUCCESSFUL, NewTask, Settlement
 from tandem.brokers.redis import RedisBroker
 from tandem.brokers.redis_client import connect
 from tandem.conf import RedisOptions
-from tests.redis.store import PREFIX
-from tests.scale.servers import PrivateRedis
-from tests.worker.doubles import wait_for
+from tests.support.doubles import wait_for
+from tests.support.redis_store import PREFIX
+from tests.support.servers import PrivateRedis
 
 pytestmark = pytest.mark.redis
 

@@ -13,9 +13,9 @@ import redis
 from tandem.brokers.base import SUCCESSFUL
 from tandem.brokers.redis import RedisBroker, stamp
 from tandem.scheduler import registry
-from tests.redis.store import PREFIX, keys
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
+from tests.support.redis_store import PREFIX, keys
 
 EVERY_MINUTE = {"every-minute": {"task": "tests.tasks.add", "cron": "* * * * *", "args": [2, 3]}}
 

@@ -24,9 +24,9 @@ from tandem.brokers.redis import RedisBroker, score, stamp
 from tandem.brokers.redis_client import connect
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
 from tandem.conf import DEFAULT_RESULT_TTL, RedisOptions
-from tests.redis.store import PREFIX, keys
 from tests.support import free_port
-from tests.worker.doubles import wait_for
+from tests.support.doubles import wait_for
+from tests.support.redis_store import PREFIX, keys
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 LEASE = T0 + timedelta(seconds=60)

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from tandem.backends.redis import RedisBackend
 from tandem.brokers.base import NewTask
-from tandem.worker.listener import RedisListener
-from tests.redis.store import PREFIX
-from tests.scale.servers import IN_CI, PrivateRedis
-from tests.worker.doubles import wait_for
+from tandem.brokers.listeners import RedisListener
+from tests.support.doubles import wait_for
+from tests.support.redis_store import PREFIX
+from tests.support.servers import IN_CI, PrivateRedis
 
 pytestmark = pytest.mark.redis
 

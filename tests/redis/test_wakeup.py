@@ -14,10 +14,10 @@ import redis
 from django.utils import timezone
 
 from tandem.brokers.base import SUCCESSFUL, NewTask
+from tandem.brokers.listeners import RedisListener
 from tandem.brokers.redis import RedisBroker
-from tandem.worker.listener import RedisListener, redis_broker_of
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
 
 
 def new_task(queue: str = "default", **fields: Any) -> NewTask:
@@ -132,7 +132,7 @@ def test_a_supervisor_on_redis_is_woken_by_the_listener_not_by_polling(
         wait_for(lambda: supervisor.pools[0].next_poll is not None, "the first (empty) claim")
         listener = supervisor._listener
         assert isinstance(listener, RedisListener)
-        assert redis_broker_of(supervisor.broker) is listener.broker
+        assert listener.broker is supervisor.broker
         assert listener.connected.wait(10)
         first_poll_due = supervisor.pools[0].next_poll
         assert first_poll_due > timezone.now() + timedelta(minutes=59)

@@ -10,8 +10,8 @@ from tandem.brokers.base import FAILED, SUCCESSFUL
 from tandem.brokers.memory import MemoryBroker
 from tandem.conf import RetentionConfig
 from tandem.retention import RETENTION_INTERVAL, Retention
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.process.workers import wait_until
-from tests.scale.harness import (
+from tests.support.processes import wait_until
+from tests.support.scale import (
     STORES,
     WORKER_LOST,
     Scale,

@@ -1,16 +1,17 @@
 """Four ``tandem worker`` processes share 10,000 tasks: each runs exactly once, none is claimed
 twice, and every worker takes part.
 
-The task is a no-op that appends its key to a per-process ledger file (``tests/scale/tasks.py``),
-so how often each task really ran is counted outside the store whose bookkeeping is under test.
+The task is a no-op that appends its key to a per-process ledger file
+(``tests/support/scale_tasks.py``), so how often each task really ran is counted outside the
+store whose bookkeeping is under test.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.process.workers import wait_until
-from tests.scale.harness import (
+from tests.support.processes import wait_until
+from tests.support.scale import (
     STORES,
     Scale,
     check_every_task_succeeded,

@@ -1,7 +1,7 @@
 """The store restarts mid-run: the workers back off while it is down, reconnect when it is back and
 carry on; every task ends SUCCESSFUL, none is lost, none stays RUNNING.
 
-Each variant starts a private server of its own (``tests/scale/servers.py``) and restarts that
+Each variant starts a private server of its own (``tests/support/servers.py``) and restarts that
 one, never the shared services other test runs use. PostgreSQL runs in the PostgreSQL run,
 MariaDB in the MariaDB run, Redis (append-only file on, as a task store must be) in the SQLite run.
 """
@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from tests.process.workers import wait_until
-from tests.scale.harness import (
+from tests.support.processes import wait_until
+from tests.support.scale import (
     PRIVATE,
     Scale,
     check_every_task_succeeded,
@@ -21,7 +21,7 @@ from tests.scale.harness import (
     stop_workers,
     store_retries,
 )
-from tests.scale.servers import PrivateServer
+from tests.support.servers import PrivateServer
 
 pytestmark = pytest.mark.process
 

@@ -1,4 +1,5 @@
-"""tandem.cron: next run times in a schedule's time zone, across daylight saving changes."""
+"""tandem.scheduler.cron: next run times in a schedule's time zone, across daylight saving
+changes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tandem.cron import Cron, CronError, zone_named
+from tandem.scheduler.cron import Cron, CronError, zone_named
 
 PARIS = zone_named("Europe/Paris")
 NEW_YORK = zone_named("America/New_York")

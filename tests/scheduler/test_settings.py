@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tandem.conf import BackendOptions, RetentionConfig, ScheduleConfig, parse_options
-from tandem.cron import Cron
+from tandem.scheduler.cron import Cron
 
 QUEUES = frozenset({"default", "critical", "exports"})
 OPTIONS = "TASKS['default']['OPTIONS']"

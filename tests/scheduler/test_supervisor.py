@@ -12,8 +12,8 @@ from django.db import connection
 
 from tandem.management.commands.tandem import Command
 from tandem.models import ScheduleTick, TaskRecord
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.process.workers import ROOT
-from tests.serve.conftest import ARRANGEMENTS, Servers, serve_env, wait_until
 from tests.support import oversized_post
+from tests.support.processes import ROOT
+from tests.support.serving import ARRANGEMENTS, Servers, serve_env, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 arrangements = pytest.mark.parametrize("arrangement", ARRANGEMENTS)

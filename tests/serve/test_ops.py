@@ -10,7 +10,7 @@ import pytest
 
 from tandem.brokers.base import SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.serve.conftest import Servers, get, wait_until
+from tests.support.serving import Servers, get, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 

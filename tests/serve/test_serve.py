@@ -18,8 +18,8 @@ from django.tasks import TaskResult
 
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
-from tests.serve.conftest import ARRANGEMENTS, HAS_SUBINTERPRETERS, Servers, get, wait_until
 from tests.serve.tasks import quick, spin_until
+from tests.support.serving import ARRANGEMENTS, HAS_SUBINTERPRETERS, Servers, get, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 arrangements = pytest.mark.parametrize("arrangement", ARRANGEMENTS)

@@ -1,5 +1,5 @@
-"""``tandem.supervise``, the parent of ``serve --supervise``, with plain child commands: restarts
-after a crash, forwards signals, exits with the child's status after a requested stop."""
+"""``tandem.serve.supervise``, the parent of ``serve --supervise``, with plain child commands:
+restarts after a crash, forwards signals, exits with the child's status after a requested stop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem import supervise
+from tandem.serve import supervise
 
 SUPERVISE = Path(supervise.__file__)
 

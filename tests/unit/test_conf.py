@@ -59,6 +59,14 @@ def test_defaults(params):
         ),
     )
     assert options.heartbeat_interval == DEFAULT_LEASE_SECONDS / 3
+    assert options.pools[0].async_concurrency == 100
+
+
+def test_async_concurrency_is_a_pool_option():
+    options = parse(
+        {"pools": {"critical": {"async_concurrency": 7}, "rest": {"queues": ["default"]}}}
+    )
+    assert [pool.async_concurrency for pool in options.pools] == [7, 100]
 
 
 def test_pools_inherit_the_backend_wide_values_and_override_them():
@@ -186,6 +194,14 @@ BAD_VALUES = [
         f"{POOL}['max_tasks_per_worker'] must be an integer >= 1, got 0.",
     ),
     (
+        {"pools": {"critical": {"async_concurrency": 0}}},
+        f"{POOL}['async_concurrency'] must be an integer >= 1, got 0.",
+    ),
+    (
+        {"pools": {"critical": {"async_concurrency": True}}},
+        f"{POOL}['async_concurrency'] must be an integer >= 1, got True.",
+    ),
+    (
         {"pools": {"critical": {"poll_interval": -1}}},
         f"{POOL}['poll_interval'] must be a finite number > 0, got -1.",
     ),
@@ -261,9 +277,10 @@ def test_unknown_option_keys():
 
 def test_unknown_pool_keys():
     assert error_of({"pools": {"critical": {"workers": 2, "concurrency": 8}}}) == (
-        f"{POOL} has unknown key(s) 'concurrency'; allowed: backoff, executor, max_attempts, "
-        "max_tasks_per_worker, poll_interval, prefetch, queues, starvation_limit, timeout, "
-        "workers."
+        f"{POOL} has unknown key(s) 'concurrency' (did you mean 'async_concurrency'?); allowed: "
+        "async_concurrency, backoff, "
+        "executor, max_attempts, max_tasks_per_worker, poll_interval, prefetch, queues, "
+        "starvation_limit, timeout, workers."
     )
 
 

@@ -25,10 +25,10 @@ from django.utils import timezone
 from tandem.brokers.base import RUNNING, SUCCESSFUL
 from tandem.brokers.database import DatabaseBroker
 from tandem.models import TaskRecord
-from tests.pools.conftest import EXECUTORS
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
+from tests.support.pools import EXECUTORS
 from tests.tasks import gate, gated, lease_probe
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,9 +13,9 @@ from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.conf import AUTO_PREFETCH_PER_WORKER, PREFETCH_WINDOW, PoolConfig
 from tandem.models import TaskRecord
 from tandem.worker.pools.threads import ThreadPool
+from tests.support.doubles import FrozenClock
+from tests.support.harness import Harness
 from tests.tasks import gate, gated, noop
-from tests.worker.doubles import FrozenClock
-from tests.worker.harness import Harness
 
 
 def thread_pool(workers: int, prefetch: int | None = None) -> ThreadPool:

@@ -21,9 +21,9 @@ from django.tasks import TaskResult
 from tandem.brokers.base import RUNNING, SUCCESSFUL
 from tandem.brokers.database import DatabaseBroker
 from tandem.models import TaskRecord
+from tests.support.doubles import wait_for
+from tests.support.harness import Harness
 from tests.tasks import gate, gated
-from tests.worker.doubles import wait_for
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,9 +21,9 @@ from django.utils import timezone
 from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord, WorkerRecord
 from tests.models import Ledger
+from tests.support.doubles import FrozenClock, SpyBroker, wait_for
+from tests.support.harness import Harness
 from tests.tasks import add, critical_noop, flaky, gate, gated, noop, return_nul
-from tests.worker.doubles import FrozenClock, SpyBroker, wait_for
-from tests.worker.harness import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

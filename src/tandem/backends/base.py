@@ -24,6 +24,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from tandem import tracing
 from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
 from tandem.cancellation import CancelOutcome
 from tandem.conf import BackendOptions, parse_options
@@ -372,8 +373,8 @@ class TandemBackend(BaseTaskBackend):
         return results
 
     def enqueue(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> AnyResult:
-        new = self._new_task(task, args, kwargs)
-        [(result, fresh)] = self._results([task], [new], self._store([new]))
+        with tracing.producer(self._new_task(task, args, kwargs)) as new:
+            [(result, fresh)] = self._results([task], [new], self._store([new]))
         if fresh:
             task_enqueued.send(type(self), task_result=result)
         return result
@@ -381,8 +382,8 @@ class TandemBackend(BaseTaskBackend):
     async def aenqueue(
         self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> AnyResult:
-        new = self._new_task(task, args, kwargs)
-        ids = await self._astore([new])
+        with tracing.producer(self._new_task(task, args, kwargs)) as new:
+            ids = await self._astore([new])
         if ids[0] == new.id:
             result = self._result_for(task, new)
             await task_enqueued.asend(type(self), task_result=result)
@@ -407,7 +408,8 @@ class TandemBackend(BaseTaskBackend):
                     f"enqueue_many() item {index} must be an (args, kwargs) pair, got {item!r}."
                 ) from None
             tasks.append(task)
-            new.append(self._new_task(task, args, kwargs))
+            with tracing.producer(self._new_task(task, args, kwargs)) as traced:
+                new.append(traced)
         results: list[AnyResult] = []
         for start in range(0, len(new), ENQUEUE_BATCH):
             chunk = new[start : start + ENQUEUE_BATCH]

@@ -7,7 +7,7 @@ backends in general: to enqueue only once the data a task needs is committed, ca
 from ``transaction.on_commit()``. (``DatabaseBackend`` instead stores the task in the transaction.)
 
 After the store, supervisors in this process are woken directly, and supervisors elsewhere by the
-message the script publishes (``tandem.worker.listener.RedisListener``).
+message the script publishes (``tandem.brokers.listeners.RedisListener``).
 
 Options: the common ones, plus ``conf.REDIS_OPTION_KEYS`` (``url``, ``password``, ``ssl_*``,
 ``prefix``, ``result_ttl``). Those are accepted by this backend only: on the database backend
@@ -56,8 +56,14 @@ class RedisBackend(TandemBackend):
         if MISSING_REDIS:
             raise ImproperlyConfigured(MISSING_REDIS)
         options = self.redis_options
+        from tandem.conf import masked_url
+
         return RedisBroker(
-            self.alias, connect(options), prefix=options.prefix, result_ttl=options.result_ttl
+            self.alias,
+            connect(options),
+            prefix=options.prefix,
+            result_ttl=options.result_ttl,
+            url=masked_url(options.url),
         )
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:

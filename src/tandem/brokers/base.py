@@ -24,11 +24,14 @@ from __future__ import annotations
 import abc
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tandem.brokers.listeners import Listener
 
 READY = "READY"
 RUNNING = "RUNNING"
@@ -95,6 +98,8 @@ class NewTask:
     # ``args`` and ``kwargs`` as JSON text, when the enqueue made it already (stores reuse it).
     args_json: str | None = None
     kwargs_json: str | None = None
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the enqueue's span, if traced.
+    trace_context: dict[str, str] | None = None
 
     @property
     def available_at(self) -> datetime:
@@ -140,6 +145,8 @@ class StoredTask:
     cancel_requested_at: datetime | None = None
     #: The token of the latest attempt (fresh at every claim; "" before the first).
     attempt_token: str = ""
+    #: The W3C trace context stored at enqueue (None: not traced).
+    trace_context: dict[str, str] | None = None
 
     @property
     def attempts(self) -> int:
@@ -201,6 +208,8 @@ class Broker(abc.ABC):
     backend_alias: str
     #: Whether leases are measured on the store's own clock (see the module docstring).
     store_clock: bool = False
+    #: Whether the tasks are rows of ``tandem.models.TaskRecord`` (pages in the Django admin).
+    rows_in_admin: bool = False
 
     @abc.abstractmethod
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
@@ -362,6 +371,11 @@ class Broker(abc.ABC):
         """This backend's paused queues, each with when it was paused, sorted by name."""
 
     @abc.abstractmethod
+    def running(self, limit: int) -> list[StoredTask]:
+        """This backend's RUNNING tasks, earliest started first (at most ``limit``): what the
+        dashboard and ``tandem status`` check for a lost worker or a cancel request."""
+
+    @abc.abstractmethod
     def register_worker(self, worker: WorkerInfo) -> None:
         """Add (or replace) a live worker in the registry."""
 
@@ -386,6 +400,39 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def forget_workers(self, silent_since: datetime) -> int:
         """Remove workers whose last heartbeat is older than ``silent_since``."""
+
+    # -- what differs between stores, asked of the broker (never by its type) --------------------
+
+    def describe(self) -> str:
+        """What the store is, for a start-up banner: ``"postgresql (shop)"``."""
+        return type(self).__name__
+
+    def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
+        """A cross-process wake-up source for a supervisor (not started), or None when the
+        store has none and the supervisor polls. ``on_wake(queues)``: [] means any queue."""
+        return None
+
+    def notify(self, queues: Sequence[str]) -> None:  # noqa: B027 — optional hook
+        """Wake other processes' supervisors for ``queues`` after the caller's write (stores
+        whose writes wake listeners by themselves do nothing)."""
+
+    def ping(self) -> None:
+        """Raise when the store does not answer (readiness checks)."""
+        self.stats()
+
+    def due_ready(self, queues: Sequence[str], now: datetime) -> int:
+        """READY tasks of ``queues`` due at ``now`` (a store that cannot count due ones alone
+        answers every READY task)."""
+        return sum(s.ready for s in self.stats() if s.queue_name in queues)
+
+    def throughput(self, since: datetime) -> dict[tuple[datetime, str], int] | None:
+        """Tasks that ended SUCCESSFUL or FAILED since ``since``, counted per (minute, status);
+        None when the store keeps no finish times it can count by."""
+        return None
+
+    def recent_failures(self, limit: int) -> list[StoredTask] | None:
+        """The last ``limit`` FAILED tasks, newest first; None when the store cannot list them."""
+        return None
 
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit around several calls (the supervisor's settle + claim round)."""

@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
 from tandem.brokers import database_bulk, database_pauses, database_starvation
@@ -49,6 +50,9 @@ from tandem.brokers.base import (
     released_error,
 )
 from tandem.models import ScheduleTick, TaskRecord, WorkerRecord
+
+if TYPE_CHECKING:
+    from tandem.brokers.listeners import Listener
 
 TABLE = TaskRecord._meta.db_table
 NOTIFY_CHANNEL = "tandem"
@@ -80,6 +84,7 @@ COLUMNS = (
     "progress_at",
     "cancel_requested_at",
     "attempt_token",
+    "trace_context",
 )
 #: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
 INSERT_COLUMNS = (
@@ -89,6 +94,7 @@ INSERT_COLUMNS = (
     "max_attempts",
     "worker_id",
     "timeout",
+    "trace_context",
 )
 INSERT_BATCH = 500
 #: PostgreSQL's array types for ``_insert_postgresql``'s parameters, in ``INSERT_COLUMNS`` order
@@ -107,8 +113,11 @@ PG_UNNEST_TYPES = (
     "timestamptz",
     "integer",
     "double precision",
+    "text",
 )
-JSON_COLUMNS = frozenset({"args", "kwargs", "return_value", "errors", "worker_ids", "progress"})
+JSON_COLUMNS = frozenset(
+    {"args", "kwargs", "return_value", "errors", "worker_ids", "progress", "trace_context"}
+)
 ARGUMENT_COLUMNS = frozenset({"args", "kwargs"})
 DATETIME_COLUMNS = frozenset(
     {
@@ -174,10 +183,13 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
         t.enqueued_at,
         t.max_attempts,
         t.timeout,
+        None if t.trace_context is None else json.dumps(t.trace_context),
     )
 
 
 class DatabaseBroker(Broker):
+    rows_in_admin = True
+
     def __init__(
         self,
         backend_alias: str,
@@ -290,6 +302,65 @@ class DatabaseBroker(Broker):
             return f"JSON_ARRAY_APPEND({column}, '$', JSON_EXTRACT(%s, '$'))"
         return f"json_insert({column}, '$[#]', json(%s))"
 
+    def describe(self) -> str:
+        connection = self.connection
+        return f"{connection.vendor} ({connection.settings_dict.get('NAME')})"
+
+    def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
+        """PostgreSQL: LISTEN; a SQLite file: its commit watcher; MariaDB (and an in-memory
+        SQLite, which no other process shares): none, the supervisor polls."""
+        from tandem.brokers.listeners import PostgresListener, SQLiteWatcher
+
+        connection = self.connection
+        name = str(connection.settings_dict["NAME"])
+        if connection.vendor == "postgresql":
+            return PostgresListener(self.database, self.backend_alias, on_wake)
+        if connection.vendor == "sqlite" and ":memory:" not in name and "mode=memory" not in name:
+            return SQLiteWatcher(name, on_wake)
+        return None
+
+    def ping(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    def due_ready(self, queues: Sequence[str], now: datetime) -> int:
+        return (
+            TaskRecord.objects.using(self.database)
+            .filter(
+                backend=self.backend_alias,
+                status=READY,
+                queue_name__in=list(queues),
+                available_at__lte=now,
+            )
+            .count()
+        )
+
+    def throughput(self, since: datetime) -> dict[tuple[datetime, str], int] | None:
+        # The (status, finished_at) index serves the query.
+        rows = (
+            TaskRecord.objects.using(self.database)
+            .filter(
+                backend=self.backend_alias,
+                status__in=[SUCCESSFUL, FAILED],
+                finished_at__gte=since,
+            )
+            .annotate(minute=TruncMinute("finished_at"))
+            .values("minute", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        return {(r["minute"], r["status"]): r["n"] for r in rows if r["minute"] is not None}
+
+    def recent_failures(self, limit: int) -> list[StoredTask] | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} "
+                "WHERE backend = %s AND status = 'FAILED' ORDER BY finished_at DESC, id LIMIT %s",
+                [self.backend_alias, int(limit)],
+            )
+            return [self._row_to_task(row) for row in cursor.fetchall()]
+
     def notify(self, queues: Sequence[str]) -> None:
         """PostgreSQL: tell listening supervisors (delivered when the caller's transaction commits).
 
@@ -395,13 +466,13 @@ class DatabaseBroker(Broker):
             self._insert_postgresql(tasks, queues)
             return
         j = self._json_literal()
-        row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s)"
+        row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s, {j})"
         params: list[Any] = []
         connection = self.connection  # looked up once: a per-value lookup cost ~10 % of a batch
         adapt = connection.ops.adapt_datetimefield_value
         native_uuid = connection.features.has_native_uuid_field
         for t in tasks:
-            (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout) = (
+            (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout, trace) = (
                 _row_values(t)
             )
             params += [
@@ -414,6 +485,7 @@ class DatabaseBroker(Broker):
                 "[]",
                 max_attempts,
                 timeout,
+                trace,
             ]
         insert = (
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
@@ -448,10 +520,10 @@ class DatabaseBroker(Broker):
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) SELECT u.id, u.backend, "
             "u.queue_name, u.task_path, u.priority, u.takes_context, 'READY', u.args::jsonb, "
             "u.kwargs::jsonb, u.run_after, u.available_at, u.enqueued_at, '[]'::jsonb, "
-            "'[]'::jsonb, u.max_attempts, '', u.timeout "
+            "'[]'::jsonb, u.max_attempts, '', u.timeout, u.trace_context::jsonb "
             f"FROM unnest({columns}) AS u(id, backend, queue_name, task_path, priority, "
             "takes_context, args, kwargs, run_after, available_at, enqueued_at, max_attempts, "
-            "timeout)"
+            "timeout, trace_context)"
         )
         with self.connection.cursor() as cursor:
             if queues:
@@ -482,6 +554,7 @@ class DatabaseBroker(Broker):
             max_attempts=t.max_attempts,
             timeout=t.timeout,
             unique_key=t.unique_key,
+            trace_context=t.trace_context,
         )
 
     def _push_unique(self, tasks: Sequence[NewTask]) -> dict[tuple[str, str], str]:
@@ -527,6 +600,15 @@ class DatabaseBroker(Broker):
             f"AND queue_name IN ({self._placeholders(len(queues))})"
             " AND available_at <= %s"
         )
+
+    def running(self, limit: int) -> list[StoredTask]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} "
+                "WHERE backend = %s AND status = 'RUNNING' ORDER BY started_at, id LIMIT %s",
+                [self.backend_alias, int(limit)],
+            )
+            return [self._row_to_task(row) for row in cursor.fetchall()]
 
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
         queues = database_pauses.unpaused(self, queues)

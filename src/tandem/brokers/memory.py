@@ -87,6 +87,7 @@ class MemoryBroker(Broker):
             lease_expires_at=None,
             timeout=new.timeout,
             unique_key=new.unique_key,
+            trace_context=new.trace_context,
         )
         return new.id
 
@@ -94,6 +95,16 @@ class MemoryBroker(Broker):
         key = self._key(task_id)
         with self._lock:
             return self._tasks.get(key) if key else None
+
+    def running(self, limit: int) -> list[StoredTask]:
+        with self._lock:
+            tasks = [
+                t
+                for t in self._tasks.values()
+                if t.status == RUNNING and t.backend == self.backend_alias
+            ]
+        tasks.sort(key=lambda t: (t.started_at or t.enqueued_at, t.id))
+        return tasks[:limit]
 
     def _claimable(self, queues: Sequence[str], now: datetime) -> list[StoredTask]:
         return sorted(

@@ -12,7 +12,7 @@ The scripts and the key layout are in ``redis_scripts``. What differs from the d
 - **Finished tasks expire** after ``result_ttl`` seconds (Redis's own key expiry); ``prune``
   deletes them earlier.
 - **Wake-ups** are published by the scripts on ``<prefix>:<alias>:wake`` whenever tasks become
-  claimable; ``tandem.worker.listener.RedisListener`` subscribes to it.
+  claimable; ``tandem.brokers.listeners.RedisListener`` subscribes to it.
 
 Connection failures surface as Python's ``ConnectionError``/``TimeoutError`` (``OSError``s), which
 the supervisor treats as "store unavailable, retry", as it does for the database.
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.client import PubSub
@@ -52,6 +52,9 @@ from tandem.brokers.base import (
 from tandem.brokers.redis_client import store_errors
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
+
+if TYPE_CHECKING:
+    from tandem.brokers.listeners import Listener
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
@@ -102,8 +105,10 @@ class RedisBroker(Broker):
         prefix: str = DEFAULT_REDIS_PREFIX,
         result_ttl: float | None = DEFAULT_RESULT_TTL,
         store_clock: bool = True,
+        url: str = "",
     ) -> None:
         self.backend_alias = backend_alias
+        self.url = url  # as configured, password masked: for describe()
         #: Leases on Redis's clock (``TIME`` inside the scripts); False: on the caller's ``now``.
         self.store_clock = store_clock
         self.client = client
@@ -172,6 +177,7 @@ class RedisBroker(Broker):
             "" if t.timeout is None else repr(float(t.timeout)),
             t.unique_key or "",
             f"{stamp(t.available_at)}:{stamp(t.enqueued_at)}:{uuid.UUID(t.id)}",
+            "" if t.trace_context is None else json.dumps(t.trace_context),
         ]
 
     @staticmethod
@@ -210,6 +216,7 @@ class RedisBroker(Broker):
             progress_at=from_iso(fields["progress_at"]),
             cancel_requested_at=from_iso(fields["cancel_requested_at"]),
             attempt_token=fields.get("attempt_token") or "",
+            trace_context=json.loads(fields.get("trace_context") or "null"),
         )
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
@@ -247,6 +254,38 @@ class RedisBroker(Broker):
             return None
         fields: dict[str, str] = self.client.hgetall(self.key("task", canonical))  # type: ignore[assignment]
         return self._task(fields) if fields else None
+
+    def describe(self) -> str:
+        where = self.url or "a client given in code"
+        return f"redis ({where}, prefix {self.prefix!r})"
+
+    def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
+        from tandem.brokers.listeners import RedisListener
+
+        return RedisListener(self, on_wake)
+
+    @store_errors
+    def ping(self) -> None:
+        self.client.ping()
+
+    @store_errors
+    def running(self, limit: int) -> list[StoredTask]:
+        # Each queue's running set is ordered by lease end; the first ``limit`` of each is read,
+        # then the tasks, ordered by start like the database's.
+        members: set[str] = self.client.smembers(self.key(self.backend_alias, "queues"))  # type: ignore[assignment]
+        pipe = self.client.pipeline(transaction=False)
+        for queue in sorted(members):
+            pipe.zrange(self.key(self.backend_alias, "running", queue), 0, max(0, limit - 1))
+        ids = [task_id for found in pipe.execute() for task_id in found]
+        if not ids or limit <= 0:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self.key("task", task_id))
+        tasks = [self._task(fields) for fields in pipe.execute() if fields]
+        tasks = [t for t in tasks if t.status == "RUNNING"]
+        tasks.sort(key=lambda t: (t.started_at or t.enqueued_at, t.id))
+        return tasks[:limit]
 
     @store_errors
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:

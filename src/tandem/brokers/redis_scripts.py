@@ -144,7 +144,7 @@ local function finish(backend, queue, id, status, unique_key, finished_score, tt
   end
 end
 
--- Store one new task from ARGV[i .. i + 14]; return the id it is known by (an active task's
+-- Store one new task from ARGV[i .. i + 15]; return the id it is known by (an active task's
 -- for a unique key already held).
 local function push_one(i)
   local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
@@ -166,7 +166,8 @@ local function push_one(i)
     'timeout', ARGV[i + 12], 'unique_key', unique_key, 'rank', rank,
     'started_at', '', 'last_attempted_at', '', 'finished_at', '', 'return_value', 'null',
     'errors', '[]', 'worker_ids', '[]', 'attempts', '0', 'worker_id', '',
-    'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '')
+    'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '',
+    'trace_context', ARGV[i + 15])
   redis.call('SADD', key(backend, 'queues'), queue)
   -- Available by its enqueuer's clock: straight to the ready set.
   make_ready(backend, queue, rank, priority, string.sub(rank, 20, 37))
@@ -175,12 +176,12 @@ end
 """
 
 #: Fields per task in ``PUSH`` and ``FIRE_TICK`` (see ``push_one``).
-PUSH_FIELDS = 15
+PUSH_FIELDS = 16
 
 # ARGV: prefix, then PUSH_FIELDS per task. Returns the id each task is known by.
 PUSH = """
 local ids = {}
-for i = 2, #ARGV, 15 do ids[#ids + 1] = push_one(i) end
+for i = 2, #ARGV, 16 do ids[#ids + 1] = push_one(i) end
 publish_wakes()
 return ids
 """

@@ -6,8 +6,7 @@ spent). So the note says when: "worker lost — recovered within N s". A RUNNING
 request runs on until its code checks ``context.cancelled`` (or a process pool kills it): its
 note is "cancel requested".
 
-Like ``history``, only a database store can list RUNNING rows with their lease; for any other
-broker ``running_notes()`` returns None and the dashboard says so.
+Every store answers (``Broker.running`` and ``Broker.workers``): database, Redis and memory alike.
 """
 
 from __future__ import annotations
@@ -18,16 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tandem.backends.base import TandemBackend
-from tandem.brokers.base import RUNNING
-from tandem.brokers.database import DatabaseBroker
-from tandem.models import TaskRecord, WorkerRecord
+from tandem.brokers.base import RUNNING, Broker, StoredTask
 
 CANCEL_REQUESTED = "cancel requested"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunningNote:
-    record: TaskRecord
+    task: StoredTask
     note: str
 
 
@@ -39,61 +36,51 @@ def lost_note(lease_expires_at: datetime | None, now: datetime, heartbeat: float
 
 
 def note_for(
-    record: TaskRecord, now: datetime, live_workers: Collection[str], heartbeat: float
+    task: StoredTask, now: datetime, live_workers: Collection[str], heartbeat: float
 ) -> str | None:
-    """The note for one task row (None: nothing to say)."""
-    if record.status != RUNNING:
+    """The note for one task (None: nothing to say)."""
+    if task.status != RUNNING:
         return None
     notes = []
-    if record.worker_id and record.worker_id not in live_workers:
-        notes.append(lost_note(record.lease_expires_at, now, heartbeat))
-    if record.cancel_requested_at is not None:
+    if task.worker_id and task.worker_id not in live_workers:
+        notes.append(lost_note(task.lease_expires_at, now, heartbeat))
+    if task.cancel_requested_at is not None:
         notes.append(CANCEL_REQUESTED)
     return "; ".join(notes) or None
 
 
-def live_worker_ids(database: str, backend: str, now: datetime, lease: float) -> set[str]:
-    """Workers of ``backend`` that heartbeat within the lease (as ``status`` counts them)."""
-    return set(
-        WorkerRecord.objects.using(database)
-        .filter(backend=backend, last_heartbeat_at__gte=now - timedelta(seconds=lease))
-        .values_list("id", flat=True)
-    )
+def live_worker_ids(broker: Broker, now: datetime, lease: float) -> set[str]:
+    """Workers of the broker's backend that heartbeat within the lease (as ``status`` counts
+    them)."""
+    since = now - timedelta(seconds=lease)
+    return {w.id for w in broker.workers() if w.last_heartbeat_at >= since}
 
 
-def running_notes(
-    backend: TandemBackend, now: datetime, limit: int = 20
-) -> list[RunningNote] | None:
-    """RUNNING tasks of ``backend`` with a lost worker or a cancel request (oldest first), or
-    None when the store cannot say."""
+#: RUNNING tasks read per check: the notes are for the few that need a look, not a listing.
+SCANNED = 500
+
+
+def running_notes(backend: TandemBackend, now: datetime, limit: int = 20) -> list[RunningNote]:
+    """RUNNING tasks of ``backend`` with a lost worker or a cancel request (earliest started
+    first, at most ``limit``)."""
     broker = backend.broker
-    if not isinstance(broker, DatabaseBroker):
-        return None
     options = backend.tandem_options
-    live = live_worker_ids(broker.database, backend.alias, now, options.lease_seconds)
-    rows = (
-        TaskRecord.objects.using(broker.database)
-        .filter(backend=backend.alias, status=RUNNING)
-        .order_by("started_at")
-        .only(
-            "id",
-            "task_path",
-            "queue_name",
-            "status",
-            "worker_id",
-            "lease_expires_at",
-            "cancel_requested_at",
-            "started_at",
-        )
-    )
+    live = live_worker_ids(broker, now, options.lease_seconds)
     notes = []
-    for record in rows.iterator():
-        note = note_for(record, now, live, options.heartbeat_interval)
+    for task in broker.running(SCANNED):
+        note = note_for(task, now, live, options.heartbeat_interval)
         if note:
-            notes.append(RunningNote(record=record, note=note))
+            notes.append(RunningNote(task=task, note=note))
             if len(notes) >= limit:
                 break
     return notes
 
 
-__all__ = ["CANCEL_REQUESTED", "RunningNote", "lost_note", "note_for", "running_notes"]
+__all__ = [
+    "CANCEL_REQUESTED",
+    "RunningNote",
+    "live_worker_ids",
+    "lost_note",
+    "note_for",
+    "running_notes",
+]

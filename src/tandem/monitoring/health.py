@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from tandem.brokers.database import DatabaseBroker
 from tandem.monitoring.status import tandem_aliases, tandem_backend
 
 logger = logging.getLogger("tandem.monitoring")
@@ -37,14 +36,7 @@ class Readiness:
 def store_problem(alias: str) -> str | None:
     """None when the store of ``TASKS[alias]`` answers, else a short reason (details logged)."""
     try:
-        broker = tandem_backend(alias).broker
-        if isinstance(broker, DatabaseBroker):
-            connection = connections[broker.database]
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        else:
-            broker.stats()
+        tandem_backend(alias).broker.ping()
     except Exception as exc:
         logger.warning("readiness: the store of backend %r does not answer: %s", alias, exc)
         return f"the task store of backend {alias!r} does not answer"

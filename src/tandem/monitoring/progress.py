@@ -16,9 +16,6 @@ from typing import TextIO
 from django.db import connections
 from django.utils import timezone
 
-from tandem.brokers.base import READY
-from tandem.brokers.database import DatabaseBroker
-from tandem.models import TaskRecord
 from tandem.worker.supervisor import Supervisor
 
 WIDTH = 30
@@ -32,21 +29,9 @@ def render(done: int, total: int, running: int, width: int = WIDTH) -> str:
 
 
 def due_ready(supervisor: Supervisor) -> int:
-    """READY tasks due now on the supervisor's queues (any READY one for a non-database store)."""
-    broker = supervisor.broker
+    """READY tasks due now on the supervisor's queues (``Broker.due_ready``)."""
     queues: Sequence[str] = supervisor.queues
-    if isinstance(broker, DatabaseBroker):
-        return (
-            TaskRecord.objects.using(broker.database)
-            .filter(
-                backend=broker.backend_alias,
-                status=READY,
-                queue_name__in=list(queues),
-                available_at__lte=timezone.now(),
-            )
-            .count()
-        )
-    return sum(s.ready for s in broker.stats() if s.queue_name in queues)
+    return supervisor.broker.due_ready(queues, timezone.now())
 
 
 class ProgressBar:

@@ -131,7 +131,7 @@ def text(snapshot: status.Snapshot) -> str:
 
 
 def running_text(backend: TandemBackend, snapshot: status.Snapshot) -> str:
-    """RUNNING tasks whose worker is lost or that were asked to cancel (a database store only)."""
+    """RUNNING tasks whose worker is lost or that were asked to cancel."""
     from tandem.monitoring import attention
 
     notes = attention.running_notes(backend, snapshot.taken_at)
@@ -139,8 +139,8 @@ def running_text(backend: TandemBackend, snapshot: status.Snapshot) -> str:
         return ""
     lines = ["", "running tasks to watch:"]
     for item in notes:
-        record = item.record
-        lines.append(f"  {record.pk} {record.task_path} ({record.queue_name}): {item.note}")
+        task = item.task
+        lines.append(f"  {task.id} {task.task_path} ({task.queue_name}): {item.note}")
     return "\n".join(lines)
 
 

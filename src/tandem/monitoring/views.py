@@ -78,8 +78,8 @@ def panel_context(alias: str) -> dict[str, Any]:
         "failures": [
             {
                 "record": record,
-                "url": admin_url(record.pk),
-                "error": record.errors[-1]["exception_class_path"] if record.errors else "",
+                "url": admin_url(record.id) if backend.broker.rows_in_admin else None,
+                "error": record.errors[-1].exception_class_path if record.errors else "",
             }
             for record in failures
         ]
@@ -90,11 +90,12 @@ def panel_context(alias: str) -> dict[str, Any]:
     }
 
 
-def _running_notes(backend: TandemBackend, now: datetime) -> list[dict[str, Any]] | None:
-    notes = attention.running_notes(backend, now)
-    if notes is None:
-        return None
-    return [{"record": n.record, "note": n.note, "url": admin_url(n.record.pk)} for n in notes]
+def _running_notes(backend: TandemBackend, now: datetime) -> list[dict[str, Any]]:
+    linked = backend.broker.rows_in_admin
+    return [
+        {"task": n.task, "note": n.note, "url": admin_url(n.task.id) if linked else None}
+        for n in attention.running_notes(backend, now)
+    ]
 
 
 @never_cache

@@ -30,7 +30,6 @@ from django.tasks.signals import task_enqueued
 from tandem import wakeup
 from tandem.backends.base import TandemBackend, resolve_task
 from tandem.brokers.base import Broker
-from tandem.brokers.database import DatabaseBroker
 from tandem.conf import ScheduleConfig
 from tandem.exceptions import TaskNotRunnable
 from tandem.scheduler.registry import schedules_for
@@ -190,8 +189,7 @@ class Scheduler:
         logger.info("schedule %r enqueued %s for %s", config.name, config.task, tick.isoformat())
         if stored == new.id:
             task_enqueued.send(type(self.backend), task_result=self.backend._result_for(task, new))
-        if isinstance(self.broker, DatabaseBroker):
-            self.broker.notify([new.queue_name])  # other processes (PostgreSQL NOTIFY)
+        self.broker.notify([new.queue_name])  # other processes (e.g. PostgreSQL NOTIFY)
         wakeup.notify(self.backend.alias, new.queue_name)  # this process's supervisors
         return Fired(name=config.name, tick_at=tick, task_id=stored)
 

@@ -37,20 +37,15 @@ from tandem.brokers.base import (
     StoredTask,
     WorkerInfo,
 )
+from tandem.brokers.listeners import Listener
 from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions, PoolConfig
 from tandem.execution import Outcome
 from tandem.retention import Retention
 from tandem.scheduler.core import Scheduler
 from tandem.worker import telemetry
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
-from tandem.worker.listener import (
-    PostgresListener,
-    RedisListener,
-    SQLiteWatcher,
-    redis_broker_of,
-)
-from tandem.worker.pools import startup
-from tandem.worker.pools.base import ExecutionPool, create_pool
+from tandem.worker.pools import create_pool, startup
+from tandem.worker.pools.base import ExecutionPool
 from tandem.worker.pools.startup import StartupFailure
 from tandem.worker.settlement import Settler
 
@@ -84,7 +79,8 @@ class _PoolState:
     @property
     def free(self) -> int:
         """How many more tasks to claim: free workers, plus what the pool buffers ahead."""
-        return self.config.workers + self.pool.prefetch() - len(self.in_flight)
+        pool = self.pool
+        return self.config.workers + pool.prefetch() + pool.async_room() - len(self.in_flight)
 
 
 def select_pools(
@@ -107,10 +103,6 @@ def select_pools(
             f"{', '.join(sorted(q for p in options.pools for q in p.queues))}."
         )
     return tuple(pools)
-
-
-def _in_memory(name: object) -> bool:
-    return ":memory:" in str(name) or "mode=memory" in str(name)
 
 
 class Supervisor:
@@ -160,7 +152,7 @@ class Supervisor:
         self._stopping = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
-        self._listener: PostgresListener | SQLiteWatcher | RedisListener | None = None
+        self._listener: Listener | None = None
         self.claimed = 0
         self.settled = 0
         #: (settled, busy) as the registry last showed them, and when it may be refreshed next.
@@ -336,28 +328,14 @@ class Supervisor:
         self._next_heartbeat = now  # recover stale leases straight away
 
     def _start_listener(self) -> None:
-        """Cross-process wake-up: LISTEN on PostgreSQL, commit watching on a SQLite file,
-        SUBSCRIBE on Redis."""
-        redis_broker = redis_broker_of(self.broker)
-        if self.listen and redis_broker is not None:
-            self._listener = RedisListener(redis_broker, self.notify)
-            self._listener.start()
+        """Cross-process wake-up, as the store offers it (``Broker.listener``: LISTEN on
+        PostgreSQL, commit watching on a SQLite file, SUBSCRIBE on Redis)."""
+        if not self.listen:
             return
-        database = getattr(self.broker, "database", None)
-        if not self.listen or database is None:
-            return
-        from django.db import connections
-
-        connection = connections[database]
-        listener: PostgresListener | SQLiteWatcher
-        if connection.vendor == "postgresql":
-            listener = PostgresListener(database, self.backend.alias, self.notify)
-        elif connection.vendor == "sqlite" and not _in_memory(connection.settings_dict["NAME"]):
-            listener = SQLiteWatcher(str(connection.settings_dict["NAME"]), self.notify)
-        else:
-            return
-        listener.start()
-        self._listener = listener
+        listener = self.broker.listener(self.notify)
+        if listener is not None:
+            listener.start()
+            self._listener = listener
 
     def close(self) -> bool:
         """Stop pools and listener and leave the registry; in-flight work must be settled first.
@@ -572,7 +550,7 @@ class Supervisor:
         self._next_heartbeat = now + self.heartbeat_every
         for state in self.pools:
             ids = list(state.in_flight)
-            if ids and state.pool.can_kill:
+            if ids and (state.pool.can_kill or state.pool.runs_coroutines):
                 for task_id in self.broker.cancel_requested(ids):
                     if state.pool.cancel(task_id):
                         logger.warning(

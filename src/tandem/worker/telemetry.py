@@ -9,7 +9,8 @@ store's gauges at scrape time and exposes both.
 Every settled attempt also gives one log line on the ``tandem.tasks`` logger, with stable keys in
 ``extra`` for structured (JSON) formatters: ``task_id``, ``task_path``, ``queue``, ``backend``,
 ``status`` (``SUCCESSFUL``, ``FAILED`` or ``READY`` for a retry), ``outcome`` (``succeeded``,
-``failed``, ``retried``), ``duration_ms``, ``attempt`` and ``worker_id``.
+``failed``, ``retried``), ``duration_ms``, ``attempt``, ``worker_id`` and, for a failed attempt,
+``error`` (one line: ``ValueError: boom``; the traceback stays on the result).
 """
 
 from __future__ import annotations
@@ -114,16 +115,30 @@ def _settled_one(backend: str, task: StoredTask, ending: Outcome) -> None:
         "attempt": task.attempts,
         "worker_id": ending.worker_id,
     }
+    error = error_line(ending)
+    if error:
+        fields["error"] = error
     logger.log(
         logging.WARNING if status == FAILED else logging.INFO,
-        "task finished: %s %s %s in %dms (attempt %d)",
+        "task finished: %s %s %s in %dms (attempt %d)%s",
         task.task_path,
         task.id,
         outcome,
         fields["duration_ms"],
         task.attempts,
+        f": {error}" if error else "",
         extra=fields,
     )
+
+
+def error_line(ending: Outcome) -> str:
+    """The failed attempt's error in one line (``ValueError: boom``): the traceback's last
+    line, as the result stores the whole of it."""
+    if ending.error is None:
+        return ""
+    lines = [line for line in ending.error.traceback.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    return last or ending.error.exception_class_path
 
 
 def recovered(supervisor: Supervisor, tasks: Sequence[Recovered]) -> None:

@@ -48,12 +48,6 @@ NO_SCHEDULE_HELP = (
 )
 
 
-def describe_store(database: str) -> str:
-    connection = connections[database]
-    name = connection.settings_dict.get("NAME")
-    return f"{connection.vendor} ({name})"
-
-
 class Command(BaseCommand):
     help = "Run tandem task workers."
 
@@ -204,12 +198,17 @@ class Command(BaseCommand):
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
         if not tandem_logger.handlers and not logging.getLogger().handlers:
+            from tandem.logging import PlainFormatter
+
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-            )
+            handler.setFormatter(PlainFormatter())
             tandem_logger.addHandler(handler)
             tandem_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+            # Django's task lines in the same format (timestamp, attempt fields), once.
+            django_tasks = logging.getLogger("django.tasks")
+            django_tasks.addHandler(handler)
+            django_tasks.setLevel(tandem_logger.level)
+            django_tasks.propagate = False
 
     def worker(
         self,
@@ -235,7 +234,7 @@ class Command(BaseCommand):
         )
         self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
         bar = self._progress_bar(supervisor) if burst else None
-        from tandem.serving import finish_process, leftovers
+        from tandem.serve.server import finish_process, leftovers
 
         with stop_signals(supervisor, self.stderr.write):
             try:
@@ -277,7 +276,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         from tandem.serve.http import quiet_waitress, raise_open_files_limit
-        from tandem.serving import TandemServer, finish_process
+        from tandem.serve.server import TandemServer, finish_process
 
         if grace < 0:
             raise CommandError(f"--grace must be >= 0, got {grace:g}.")
@@ -293,7 +292,7 @@ class Command(BaseCommand):
             raise CommandError("--web-interpreters needs Python 3.14 or later.")
         self._preflight(backend)
         if supervise:
-            from tandem import supervise as supervising
+            from tandem.serve import supervise as supervising
 
             connections.close_all()  # the preflight's: the parent about to exec holds none
 
@@ -411,13 +410,7 @@ class Command(BaseCommand):
         self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
     ) -> None:
         supervisor.choose_executors()  # the banner shows the executors really in use
-        database = getattr(supervisor.broker, "database", None)
-        store = describe_store(database) if database else type(supervisor.broker).__name__
-        redis_options = getattr(supervisor.backend, "redis_options", None)
-        if not database and redis_options is not None:
-            from tandem.conf import masked_url
-
-            store = f"redis ({masked_url(redis_options.url)}, prefix {redis_options.prefix!r})"
+        store = supervisor.broker.describe()
         pools = ", ".join(
             f"{s.config.name}[{s.config.executor} x{s.config.workers}: {','.join(s.config.queues)}]"
             + (

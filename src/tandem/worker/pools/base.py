@@ -17,7 +17,8 @@ from typing import ClassVar
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import AUTO_PREFETCH_PER_WORKER, PREFETCH_WINDOW, PoolConfig
-from tandem.execution import Outcome
+from tandem.execution import Outcome, is_coroutine_task
+from tandem.worker.pools.lanes import Arrived, AsyncLanes, Ended, Lane, ThreadLane
 from tandem.worker.pools.slots import DeadlineMonitor, Slot
 from tandem.worker.pools.startup import StartupFailure
 
@@ -64,6 +65,15 @@ class ExecutionPool(abc.ABC):
     def prefetch(self) -> int:
         """How many tasks beyond ``size`` the supervisor may claim for this pool now."""
         return self.config.prefetch or 0
+
+    def async_room(self) -> int:
+        """How many tasks the pool's event loops hold or may take now, beyond ``size``."""
+        return 0
+
+    @property
+    def runs_coroutines(self) -> bool:
+        """Whether ``async def`` tasks run here now (``cancel()`` can cancel them)."""
+        return False
 
     #: Whether ``cancel()`` can stop a running task (only a process can be killed safely).
     can_kill: ClassVar[bool] = False
@@ -114,6 +124,38 @@ class SlotPool(ExecutionPool):
         self._stopping = False
         self._monitor: DeadlineMonitor | None = None
         self._pace: float | None = None  # moving average of recent attempts' seconds
+        self._lanes: AsyncLanes | None = None  # event loops for ``async def`` tasks (first use)
+
+    def _new_lane(self, name: str, arrived: Arrived, ended: Ended) -> Lane:
+        """One worker's event loop, of this pool's kind (here: a thread of this process)."""
+        return ThreadLane(name, self.config.async_concurrency, arrived, ended)
+
+    def _coroutines(self) -> AsyncLanes:
+        with self._lock:
+            if self._lanes is None:
+                self._lanes = AsyncLanes(
+                    self.size,
+                    self.config.async_concurrency,
+                    self.deliver,
+                    lambda number, arrived, ended: self._new_lane(
+                        f"tandem-{self.config.name}-{self.kind}-loop-{number}", arrived, ended
+                    ),
+                )
+            return self._lanes
+
+    def async_room(self) -> int:
+        lanes = self._lanes
+        return 0 if lanes is None else lanes.room()
+
+    @property
+    def runs_coroutines(self) -> bool:
+        lanes = self._lanes
+        return lanes is not None and lanes.in_flight() > 0
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a running coroutine (sync tasks: only the process pool can stop them)."""
+        lanes = self._lanes
+        return lanes is not None and lanes.cancel(task_id)
 
     def _timed(self, seconds: float) -> None:
         pace = self._pace
@@ -185,6 +227,9 @@ class SlotPool(ExecutionPool):
         self._spawn()
 
     def submit(self, task: StoredTask) -> None:
+        if is_coroutine_task(task):  # on an event loop, beside the sync slots
+            self._coroutines().submit(task, self.timeout_for(task))
+            return
         if task.timeout is not None:
             self._watch_deadlines(task.timeout)
         self._put(task)
@@ -208,6 +253,9 @@ class SlotPool(ExecutionPool):
         return None
 
     def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
+        lanes = self._lanes
+        if lanes is not None and lanes.stop_attempt(task_id, attempt_token):
+            return True
         for slot in self._live_slots():
             task = slot.take_attempt(task_id, attempt_token)
             if task is not None:
@@ -254,15 +302,9 @@ class SlotPool(ExecutionPool):
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
-
-
-def create_pool(config: PoolConfig, deliver: Deliver) -> ExecutionPool:
-    from tandem.worker.pools.processes import ProcessPool
-    from tandem.worker.pools.subinterpreters import SubinterpreterPool
-    from tandem.worker.pools.threads import ThreadPool
-
-    kinds: dict[str, type[ExecutionPool]] = {
-        pool.kind: pool for pool in (ThreadPool, SubinterpreterPool, ProcessPool)
-    }
-    return kinds[config.executor](config, deliver)
+        clean = not any(t.is_alive() for t in threads)
+        lanes = self._lanes
+        if lanes is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            clean = lanes.stop(left) and clean
+        return clean

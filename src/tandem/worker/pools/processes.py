@@ -19,6 +19,7 @@ from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
+from tandem.worker.pools.lanes import Arrived, Ended, Lane, ProcessLane
 from tandem.worker.pools.slots import Slot, cancelled_outcome, crash_outcome, timeout_outcome
 from tandem.worker.pools.startup import StartupFailure, from_exception
 from tandem.worker.pools.subinterpreters import worker_environment
@@ -222,7 +223,13 @@ class ProcessPool(SlotPool):
 
     can_kill = True
 
+    def _new_lane(self, name: str, arrived: Arrived, ended: Ended) -> Lane:
+        concurrency = self.config.async_concurrency
+        return ProcessLane(name, concurrency, arrived, ended, environment=self._environment)
+
     def cancel(self, task_id: str) -> bool:
+        if super().cancel(task_id):  # a coroutine
+            return True
         for slot in self._live_slots():
             task = slot.take(task_id)
             if task is None:

@@ -124,7 +124,7 @@ def choose(
     failure = pool.prove(modules)
     if failure is None:
         return config, pool, None
-    from tandem.worker.pools.base import create_pool
+    from tandem.worker.pools import create_pool
 
     failures = [failure]
     for executor in ("process", "thread"):

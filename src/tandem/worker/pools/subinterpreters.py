@@ -37,6 +37,7 @@ from tandem.conf import PoolConfig
 from tandem.execution import Outcome
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
+from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
 from tandem.worker.pools.startup import StartupFailure, from_exception, refused_module
 
@@ -202,6 +203,10 @@ class SubinterpreterPool(SlotPool):
             return worker.setup_error
         self._spare = worker
         return None
+
+    def _new_lane(self, name: str, arrived: Arrived, ended: Ended) -> Lane:
+        concurrency = self.config.async_concurrency
+        return InterpreterLane(name, concurrency, arrived, ended, environment=self._environment)
 
     def describe(self) -> dict[str, object]:
         fallback = self._fallback

@@ -20,8 +20,6 @@ from tandem.serve.http import HttpOptions, HTTPServer, listen, quiet_waitress, s
 
 __all__ = ["forward_wakeups", "interpreter_main", "listen", "relay_wakeups"]
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
 
 def forward_wakeups(aliases: Sequence[str], wake_fd: int) -> None:
     """In a web interpreter: pass this interpreter's enqueue wake-ups on to the main one.
@@ -104,7 +102,9 @@ def _log_like_the_main_interpreter(level: int) -> None:
     tandem_logger = logging.getLogger("tandem")
     if tandem_logger.handlers or logging.getLogger().handlers:
         return
+    from tandem.logging import PlainFormatter
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(PlainFormatter())
     tandem_logger.addHandler(handler)
     tandem_logger.setLevel(level)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tandem.serve.http import HttpOptions, HTTPServer, listen, serve
-from tandem.webserver import interpreter_main, relay_wakeups
+from tandem.serve.interpreters import interpreter_main, relay_wakeups
 from tandem.worker.supervisor import Supervisor
 
 if TYPE_CHECKING:

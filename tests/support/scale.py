@@ -1,8 +1,8 @@
 """What the scale tests share: worker processes on one store, a ledger of runs, and the checks.
 
 A ``Scale`` is one store (the run's database, the shared Redis, or a private server) plus a
-directory of ledger files. Workers and the store-side helpers (``tests/scale/ops.py``) are child
-processes with the same environment, so the test process itself never talks to the store.
+directory of ledger files. Workers and the store-side helpers (``tests/support/scale_ops.py``)
+are child processes with the same environment, so the test process itself never talks to the store.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.process.workers import Child, Children, wait_until
-from tests.scale.tasks import Ledger
+from tests.support.processes import Child, Children, wait_until
+from tests.support.scale_tasks import Ledger
 
-SETTINGS = "tests.scale.settings"
+SETTINGS = "tests.support.worker_settings"
 SUCCESSFUL = "SUCCESSFUL"
 WORKER_LOST = "tandem.exceptions.WorkerLost"
 #: A store parameter for ``scale``: the run's database, and Redis once (in the SQLite run).
@@ -61,11 +61,11 @@ class Scale:
         )
 
     def ops(self, *args: str, timeout: float = 180.0) -> str:
-        """Run ``python -m tests.scale.ops ARGS`` to the end; its stdout."""
+        """Run ``python -m tests.support.scale_ops ARGS`` to the end; its stdout."""
         self._ops += 1
         child = self.children.python(
             "-m",
-            "tests.scale.ops",
+            "tests.support.scale_ops",
             *args,
             name=f"ops-{self._ops}-{args[0]}",
             settings_module=SETTINGS,

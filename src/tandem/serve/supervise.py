@@ -8,7 +8,7 @@ expires, and the new process (or any other worker) runs it again.
 ``serve --supervise`` parses its arguments, then replaces itself (``exec``, same pid) with this file
 run as a plain script, so the parent holds no Django, no database connection and no threads::
 
-    python -P .../tandem/supervise.py -- python manage.py tandem serve --bind ...
+    python -P .../tandem/serve/supervise.py -- python manage.py tandem serve --bind ...
 
 The parent starts the child (the same command line without ``--supervise``) in its own process
 group, so a terminal's Ctrl-C reaches the child once, through the parent. SIGTERM and SIGINT are

@@ -1,9 +1,9 @@
 """The store side of a scale test, run as a child process with the workers' settings:
 
-    python -m tests.scale.ops enqueue COUNT PREFIX SECONDS IDS_FILE
-    python -m tests.scale.ops wait COUNT TIMEOUT
-    python -m tests.scale.ops snapshot IDS_FILE OUT_FILE
-    python -m tests.scale.ops forgotten WORKER_ID TIMEOUT
+    python -m tests.support.scale_ops enqueue COUNT PREFIX SECONDS IDS_FILE
+    python -m tests.support.scale_ops wait COUNT TIMEOUT
+    python -m tests.support.scale_ops snapshot IDS_FILE OUT_FILE
+    python -m tests.support.scale_ops forgotten WORKER_ID TIMEOUT
 
 ``enqueue`` stores COUNT ``mark`` tasks with one ``tandem.enqueue_many()`` call (keys
 ``PREFIX-<n>``) and writes their ids, in order, to IDS_FILE. ``wait`` blocks until COUNT tasks of
@@ -13,7 +13,7 @@ blocks until WORKER_ID is no longer in the worker registry (exit 1 after TIMEOUT
 prints the registry (JSON: id and last heartbeat of each worker).
 
 Everything goes through tandem's broker API, so the same code reads the database and Redis, and the
-test process needs no connection to a store it may restart (tests/scale/servers.py).
+test process needs no connection to a store it may restart (tests/support/servers.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 def enqueue(count: int, prefix: str, seconds: float) -> list[str]:
     import tandem
-    from tests.scale.tasks import mark
+    from tests.support.scale_tasks import mark
 
     items = [((f"{prefix}-{n}", seconds), {}) for n in range(count)]
     return [result.id for result in tandem.enqueue_many(mark, items)]

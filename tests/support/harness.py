@@ -10,8 +10,8 @@ from django.db import connections
 from django.tasks import task_backends
 
 from tandem.worker.supervisor import Supervisor
+from tests.support.doubles import wait_for
 from tests.tasks import GATES
-from tests.worker.doubles import wait_for
 
 
 class Harness:

@@ -1,5 +1,7 @@
 """Cross-process wake-up: threads that wait on the store and tell the supervisor.
 
+Each broker makes its own (``Broker.listener``); the supervisor only starts and stops it.
+
 PostgreSQL: LISTEN; payloads are ``"<backend alias>:<queue>,<queue>…"`` (see
 ``DatabaseBroker.notify``). Redis: SUBSCRIBE to the alias's wake channel; messages are
 ``"<queue>,<queue>…"`` (published by the broker's scripts). Both reconnect with back-off when the
@@ -9,15 +11,11 @@ connection drops; while it is down the supervisor still polls. SQLite: a commit 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import connections
-
-from tandem.brokers.base import Broker
-from tandem.brokers.database import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
     from redis.client import PubSub
@@ -25,6 +23,17 @@ if TYPE_CHECKING:
     from tandem.brokers.redis import RedisBroker
 
 logger = logging.getLogger("tandem.worker")
+
+#: The PostgreSQL channel tandem's NOTIFY wake-ups use (``DatabaseBroker.notify``).
+NOTIFY_CHANNEL = "tandem"
+
+
+class Listener(Protocol):
+    """A wake-up source: a thread of its own, calling ``on_wake(queues)`` ([] = look at all)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def connection_kwargs(database: str) -> dict[str, Any]:
@@ -139,15 +148,6 @@ class SQLiteWatcher:
                 last = version
         finally:
             conn.close()
-
-
-def redis_broker_of(broker: Broker) -> RedisBroker | None:
-    """``broker`` if it is a ``RedisBroker``, checked without importing redis for other stores
-    (a broker cannot be a RedisBroker unless its module is loaded)."""
-    module = sys.modules.get("tandem.brokers.redis")
-    if module is not None and isinstance(broker, module.RedisBroker):
-        return cast("RedisBroker", broker)
-    return None
 
 
 class RedisListener:
