@@ -34,6 +34,9 @@ __all__ = [
     "get_group",
     "get_progress",
     "group",
+    "is_paused",
+    "pause",
+    "resume",
     "schedule",
     "task",
 ]
@@ -106,3 +109,29 @@ def enqueue_on_commit(
     backend.validate_task(task)
     json_args, json_kwargs = arguments_to_json(list(args), dict(kwargs or {}))
     transaction.on_commit(lambda: task.enqueue(*json_args, **json_kwargs), using=using)
+
+
+def pause(queue: str, backend: str = "default") -> bool:
+    """Pause ``queue`` on every worker of ``backend``: its tasks wait READY (enqueueing goes on),
+    running ones finish, none starts until ``resume(queue)``. Stored, so it survives restarts.
+
+    Returns False when the queue was paused already. A name that is not in the backend's
+    ``QUEUES`` raises ``ValueError``.
+    """
+    from tandem import pausing
+
+    return bool(pausing.pause_queues(_backend(backend), [queue]))
+
+
+def resume(queue: str, backend: str = "default") -> bool:
+    """Resume a paused ``queue`` (its workers are woken at once); False when it was not paused."""
+    from tandem import pausing
+
+    return bool(pausing.resume_queues(_backend(backend), [queue]))
+
+
+def is_paused(queue: str, backend: str = "default") -> bool:
+    """Whether ``queue`` of ``backend`` is paused (read from the store)."""
+    from tandem import pausing
+
+    return pausing.is_paused(_backend(backend), queue)

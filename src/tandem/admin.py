@@ -1,10 +1,11 @@
-"""The Django admin for tasks and workers: read-only history, and three actions.
+"""The Django admin for tasks, workers and paused queues: read-only history, and actions.
 
 Rows are written by the broker only, so nothing is editable here. The actions go through the
 public API: *retry* enqueues a NEW task with the failed one's task, arguments, queue and priority
 (the failed row stays as it was: history is not rewritten); *cancel* calls ``tandem.cancel()``;
-*delete* is Django's. Each needs a model permission: retry ``add``, cancel ``change``, delete
-``delete`` (the detail pages only need ``view``).
+*delete* is Django's; *pause/resume the queues* call ``tandem.pause()``/``tandem.resume()`` for
+the selected tasks' queues. Each needs a model permission: retry ``add``, cancel, pause and
+resume ``change``, delete ``delete`` (the detail pages only need ``view``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.utils.safestring import SafeString
 
 from tandem.backends.base import resolve_task
 from tandem.brokers.base import FAILED
-from tandem.models import TaskRecord, WorkerRecord
+from tandem.models import QueuePause, TaskRecord, WorkerRecord
 from tandem.workflow_admin import WorkflowFields
 
 
@@ -53,7 +54,7 @@ class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-ar
     ordering = ["-enqueued_at"]
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
-    actions = ["retry_tasks", "cancel_tasks"]
+    actions = ["retry_tasks", "cancel_tasks", "pause_queues", "resume_queues"]
     fieldsets = [
         (
             None,
@@ -269,6 +270,77 @@ class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-ar
                 f"{refused} task(s) had already finished and were left as they were.",
                 messages.WARNING,
             )
+
+    @admin.action(description="Pause the queues of selected tasks", permissions=["cancel"])
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        _pause_or_resume(self, request, _queues_of(queryset), "pause")
+
+    @admin.action(description="Resume the queues of selected tasks", permissions=["cancel"])
+    def resume_queues(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        _pause_or_resume(self, request, _queues_of(queryset), "resume")
+
+
+def _queues_of(queryset: QuerySet[Any]) -> list[tuple[str, str]]:
+    """The distinct (backend, queue) pairs of the selected rows."""
+    return sorted(set(queryset.values_list("backend", "queue_name")))
+
+
+def _pause_or_resume(
+    model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queues: list[tuple[str, str]],
+    action: str,
+) -> None:
+    from tandem import pausing
+    from tandem.monitoring.status import tandem_backend
+
+    done: list[str] = []
+    unchanged: list[str] = []
+    for alias, queue in queues:
+        try:
+            backend = tandem_backend(alias)
+            if action == "pause":
+                changed = pausing.pause_queues(backend, [queue])
+            else:
+                changed = pausing.resume_queues(backend, [queue])
+        except Exception as exc:
+            model_admin.message_user(
+                request, f"Could not {action} queue {queue!r} of {alias!r}: {exc}", messages.ERROR
+            )
+            continue
+        (done if changed else unchanged).append(f"{alias}:{queue}")
+    past = "Paused" if action == "pause" else "Resumed"
+    if done:
+        model_admin.message_user(request, f"{past} queue(s) {', '.join(done)}.", messages.SUCCESS)
+    if unchanged:
+        state = "already paused" if action == "pause" else "not paused"
+        model_admin.message_user(
+            request, f"Queue(s) {', '.join(unchanged)} were {state}.", messages.WARNING
+        )
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Paused queues; pause from the task list, the dashboard or ``tandem pause``, resume here."""
+
+    list_display = ["queue_name", "backend", "paused_at"]
+    list_filter = ["backend"]
+    ordering = ["backend", "queue_name"]
+    fields = readonly_fields = ("queue_name", "backend", "paused_at")
+    actions = ["resume_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: QueuePause | None = None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: QueuePause | None = None) -> bool:
+        return False  # resume instead: it wakes the workers
+
+    @admin.action(description="Resume selected queues", permissions=["change"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[QueuePause]) -> None:
+        _pause_or_resume(self, request, _queues_of(queryset), "resume")
 
 
 WORKER_FIELDS = (

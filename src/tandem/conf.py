@@ -30,6 +30,8 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF = 2.0
+#: Seconds a READY task waits before it is claimed ahead of younger ones (pool option).
+DEFAULT_STARVATION_LIMIT = 300.0
 #: Automatic prefetch (a pool's ``"prefetch": None``): claim ahead only as many tasks as the pool's
 #: workers finish in this many seconds at their recent pace, and at most this many per worker.
 PREFETCH_WINDOW = 0.025
@@ -66,6 +68,7 @@ POOL_KEYS = frozenset(
         "timeout",
         "max_tasks_per_worker",
         "prefetch",
+        "starvation_limit",
         "async_concurrency",
     }
 )
@@ -94,6 +97,9 @@ class PoolConfig:
     #: most ``AUTO_PREFETCH_PER_WORKER`` each); an int is a fixed maximum; 0 claims no more than
     #: the free workers.
     prefetch: int | None = None
+    #: Seconds a READY task may wait before it is claimed ahead of younger tasks, whatever their
+    #: priority (so a steady stream of high-priority work never starves a low-priority task).
+    starvation_limit: float = 300.0
     #: ``async def`` tasks in flight at once on each worker's event loop (beside its sync slot).
     async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY
 
@@ -347,6 +353,7 @@ def parse_options(
                 poll_interval=pool_reader.number("poll_interval", poll_interval),
                 max_attempts=pool_reader.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
                 backoff=pool_reader.number("backoff", DEFAULT_BACKOFF),
+                starvation_limit=pool_reader.number("starvation_limit", DEFAULT_STARVATION_LIMIT),
                 async_concurrency=pool_reader.integer(
                     "async_concurrency", DEFAULT_ASYNC_CONCURRENCY, 1
                 ),

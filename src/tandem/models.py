@@ -214,3 +214,22 @@ class TaskGroupMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} in {self.group_id}"
+
+
+class QueuePause(models.Model):
+    """A paused queue of one backend: claims skip it until it is resumed (the row is deleted)."""
+
+    backend = models.CharField(max_length=100, default="default")
+    queue_name = models.CharField(max_length=100)
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "paused queue"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "queue_name"], name="tandem_unique_queue_pause"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.queue_name} (paused)"

@@ -246,6 +246,8 @@ ROWS = [
     Row("pool", "max_tasks_per_worker", "value", 0, integer(P % "max_tasks_per_worker", 0)),
     Row("pool", "prefetch", "type", "8", f"{P % 'prefetch'} must be an integer >= 0, got '8'."),
     Row("pool", "prefetch", "value", -1, f"{P % 'prefetch'} must be an integer >= 0, got -1."),
+    Row("pool", "starvation_limit", "type", "300", number(P % "starvation_limit", "300")),
+    Row("pool", "starvation_limit", "value", 0, number(P % "starvation_limit", 0)),
     Row("pool", "async_concurrency", "type", "10", integer(P % "async_concurrency", "10")),
     Row("pool", "async_concurrency", "value", 0, integer(P % "async_concurrency", 0)),
     # -- OPTIONS["schedule"][name] ---------------------------------------------------------------

@@ -172,6 +172,7 @@ QUEUE_KEYS = {
     "oldest_ready_at": (str, type(None)),
     "oldest_ready_age": (float, type(None)),
     "live_workers": int,
+    "paused_at": (str, type(None)),
 }
 WORKER_KEYS = {
     "id": str,

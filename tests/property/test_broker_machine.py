@@ -1,5 +1,6 @@
 """The broker contract as a state machine (hypothesis): random runs of push, claim, settle,
-renew, release, clock moves, lease recovery and cancel against each store — the memory twin, the
+renew, release, clock moves, lease recovery, cancel, pause/resume, the starvation claim and the
+bulk retry against each store — the memory twin, the
 run's database, and Redis (in the SQLite run) — checked against a plain model after every step.
 
 Invariants:
@@ -9,9 +10,10 @@ Invariants:
   holds), a RUNNING task names exactly the worker the model says holds it, and a worker that
   lost its lease can neither renew nor settle it;
 - statuses move only along the contract's edges: READY -> RUNNING (claim) | FAILED (cancel);
-  RUNNING -> SUCCESSFUL | FAILED | READY (settle, release, recovery); SUCCESSFUL and FAILED are
-  final;
-- a claim returns exactly the claimable tasks the model would pick, in its order;
+  RUNNING -> SUCCESSFUL | FAILED | READY (settle, release, recovery); SUCCESSFUL is final, and
+  FAILED too but for an explicit ``retry_failed`` (back to READY);
+- a claim returns exactly the claimable tasks the model would pick, in its order — none while the
+  queue is paused; a starvation claim, those due before its bound, oldest first;
 - workflows: a task pushed to wait for others (``push_workflow``) is never claimable while a
   parent is unfinished; retries of a parent keep it waiting; the write that ends its last
   parent makes it claimable, or FAILED (``on_parent_failure="fail"`` and a parent FAILED), and
@@ -56,7 +58,14 @@ from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.memory import MemoryBroker
 from tandem.brokers.redis import RedisBroker
 from tandem.brokers.workflow import Dependency
-from tandem.models import TaskDependency, TaskGroup, TaskGroupMember, TaskRecord, TaskWait
+from tandem.models import (
+    QueuePause,
+    TaskDependency,
+    TaskGroup,
+    TaskGroupMember,
+    TaskRecord,
+    TaskWait,
+)
 from tests.support import redis_store
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +137,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.model: dict[str, Expected] = {}
         self.seen: dict[str, str] = {}  # id -> the status the store last showed
         self.serial = 0
+        self.paused = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -254,8 +264,36 @@ class BrokerMachine(RuleBasedStateMachine):
             ),
             key=lambda i: self.model[i].order,
         )
+        if self.paused:
+            claimable = []
         claimed = self.broker.claim([QUEUE], limit, worker, self.now + LEASE, self.now)
         assert [t.id for t in claimed] == claimable[:limit]
+        self.took(claimed, worker)
+
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        limit=st.integers(1, 3),
+        age=st.sampled_from([0, 30, 90]),
+    )
+    def claim_starved(self, worker: str, limit: int, age: int) -> None:
+        bound = self.now - timedelta(seconds=age)
+        starved = sorted(
+            (
+                i
+                for i in self.ids(READY)
+                if self.model[i].available_at <= bound and not self.model[i].waiting
+            ),
+            key=lambda i: (self.model[i].available_at, self.model[i].enqueued_at),
+        )
+        if self.paused:
+            starved = []
+        claimed = self.broker.claim_starved(
+            [QUEUE], limit, worker, self.now + LEASE, self.now, bound
+        )
+        assert [t.id for t in claimed] == starved[:limit]
+        self.took(claimed, worker)
+
+    def took(self, claimed: list[Any], worker: str) -> None:
         for stored in claimed:
             expected = self.model[stored.id]
             assert expected.status == READY and not expected.holder  # nobody else holds it
@@ -360,6 +398,28 @@ class BrokerMachine(RuleBasedStateMachine):
         requested = {i for i in self.ids(RUNNING) if self.model[i].cancel_requested}
         assert self.broker.cancel_requested(self.ids()) == requested
 
+    @rule()
+    def pause_or_resume(self) -> None:
+        if self.paused:
+            assert self.broker.resume_queues([QUEUE]) == [QUEUE]
+        else:
+            assert self.broker.pause_queues([QUEUE], self.now) == [QUEUE]
+        self.paused = not self.paused
+        assert (QUEUE in self.broker.paused_queues()) == self.paused
+
+    @precondition(lambda self: bool(self.ids(FAILED)))
+    @rule(data=st.data(), extra=st.integers(1, 2))
+    def retry_failed(self, data: st.DataObject, extra: int) -> None:
+        by_enqueue = sorted(self.ids(FAILED), key=lambda i: (self.model[i].enqueued_at, i))
+        assert self.broker.find([FAILED]) == by_enqueue
+        task_id = data.draw(st.sampled_from(by_enqueue), label="task")
+        expected = self.model[task_id]
+        budget = expected.attempts + extra
+        assert self.broker.retry_failed({task_id: budget}, self.now) == [task_id]
+        assert self.broker.retry_failed({task_id: budget}, self.now) == []  # READY now
+        expected.status, expected.max_attempts, expected.available_at = READY, budget, self.now
+        self.seen[task_id] = READY  # the one way out of FAILED
+
     # -- invariants ------------------------------------------------------------------------------
 
     @invariant()
@@ -399,7 +459,7 @@ class BrokerMachine(RuleBasedStateMachine):
 
 def database_broker() -> Broker:
     TaskRecord.objects.all().delete()  # each example starts empty (in the test's transaction)
-    for model in (TaskDependency, TaskWait, TaskGroup, TaskGroupMember):
+    for model in (TaskDependency, TaskWait, TaskGroup, TaskGroupMember, QueuePause):
         model.objects.all().delete()
     return DatabaseBroker(ALIAS, store_clock=False)  # the machine drives its own clock
 

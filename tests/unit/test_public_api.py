@@ -21,6 +21,9 @@ def test_exported_names():
         "get_group",
         "get_progress",
         "group",
+        "is_paused",
+        "pause",
+        "resume",
         "schedule",
         "task",
     ]

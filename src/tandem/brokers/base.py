@@ -248,6 +248,21 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        """``claim``, of starved tasks only: READY, on one of ``queues`` (none paused), with
+        ``available_at <= starved_before`` — taken oldest first (``available_at``, then
+        ``enqueued_at``) whatever their priority. The supervisor calls it before ``claim``, so
+        a pool's ``starvation_limit`` puts a task that waited too long ahead of younger ones."""
+
+    @abc.abstractmethod
     def renew(
         self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
     ) -> set[str]:
@@ -321,6 +336,43 @@ class Broker(abc.ABC):
     def stats(self) -> list[QueueStats]:
         """Counts per queue for this backend (a task waiting for its parents is not counted
         until it is claimable)."""
+
+    @abc.abstractmethod
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        """Ids of this backend's tasks in ``statuses``, oldest enqueued first, narrowed by
+        ``ids`` (malformed ones match nothing), ``queue``, ``task_path``, ``finished_at >=
+        finished_since`` and ``enqueued_at >= enqueued_since`` (for ``tandem retry|cancel``)."""
+
+    @abc.abstractmethod
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        """Put FAILED tasks (id -> their new ``max_attempts``: attempts so far plus a fresh
+        budget) back to READY, available at ``now``. Their errors, ``worker_ids`` and progress
+        are kept; ``finished_at``, the lease and a cancellation request are cleared; a unique
+        key is not taken again. Returns the ids moved (those still FAILED, of this backend)."""
+
+    @abc.abstractmethod
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        """Pause ``queues`` of this backend: claims (and ``has_ready``) skip them until they are
+        resumed; their tasks stay READY and running ones finish. Stored, so a pause outlives
+        every worker. Returns the queues that were not paused already, in the order given."""
+
+    @abc.abstractmethod
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        """Resume paused ``queues`` and wake the supervisors that serve them. Returns the queues
+        that were paused, in the order given."""
+
+    @abc.abstractmethod
+    def paused_queues(self) -> dict[str, datetime]:
+        """This backend's paused queues, each with when it was paused, sorted by name."""
 
     @abc.abstractmethod
     def running(self, limit: int) -> list[StoredTask]:

@@ -29,7 +29,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
-from tandem.brokers import stuck_connections
+from tandem.brokers import database_bulk, database_pauses, database_starvation, stuck_connections
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -616,6 +616,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             return [self._row_to_task(row) for row in cursor.fetchall()]
 
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        queues = database_pauses.unpaused(self, queues)
+        if not queues:
+            return False
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT 1 FROM {TABLE} WHERE {self._claimable_where(queues)} LIMIT 1",
@@ -632,6 +635,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         now: datetime,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
+            return []
+        queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
+        if not queues:
             return []
         connection = self.connection
         vendor = connection.vendor
@@ -1078,6 +1084,57 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                     oldest = oldest.replace(tzinfo=UTC)
                 entry["oldest_ready_at"] = oldest
         return [QueueStats(**entry) for entry in by_queue.values()]
+
+    # -- the starvation claim (brokers/database_starvation.py) ---------------------------------
+
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        return database_starvation.claim_starved(
+            self, queues, limit, worker_id, lease_until, now, starved_before
+        )
+
+    # -- selections and bulk retries (brokers/database_bulk.py) --------------------------------
+
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        return database_bulk.find(
+            self,
+            statuses,
+            ids=ids,
+            queue=queue,
+            task_path=task_path,
+            finished_since=finished_since,
+            enqueued_since=enqueued_since,
+        )
+
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        return database_bulk.retry_failed(self, max_attempts, now)
+
+    # -- paused queues (brokers/database_pauses.py) --------------------------------------------
+
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        return database_pauses.pause(self, queues, now)
+
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        return database_pauses.resume(self, queues)
+
+    def paused_queues(self) -> dict[str, datetime]:
+        return database_pauses.paused_since(self)
 
     # -- worker registry -----------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerInfo] = {}
         self._ticks: dict[tuple[str, str], set[datetime]] = {}
+        self._paused: dict[str, datetime] = {}
 
     @staticmethod
     def _key(task_id: str) -> str | None:
@@ -114,6 +115,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
                 if t.status == READY
                 and t.backend == self.backend_alias
                 and t.queue_name in queues
+                and t.queue_name not in self._paused
                 and t.available_at <= now
                 and not self._is_waiting(t.id)
             ),
@@ -136,6 +138,38 @@ class MemoryBroker(MemoryWorkflows, Broker):
         with self._lock:
             claimed = []
             for task in self._claimable(queues, now)[:limit]:
+                task = replace(
+                    task,
+                    status=RUNNING,
+                    worker_id=worker_id,
+                    attempt_token=token,
+                    lease_expires_at=lease_until,
+                    started_at=task.started_at or now,
+                    last_attempted_at=now,
+                    worker_ids=(*task.worker_ids, worker_id),
+                )
+                self._tasks[task.id] = task
+                claimed.append(task)
+            return claimed
+
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        token = new_attempt_token()
+        bound = min(starved_before, now)
+        with self._lock:
+            starved = sorted(
+                (t for t in self._claimable(queues, now) if t.available_at <= bound),
+                key=lambda t: (t.available_at, t.enqueued_at),
+            )
+            claimed = []
+            for task in starved[: max(limit, 0)]:
                 task = replace(
                     task,
                     status=RUNNING,
@@ -359,6 +393,69 @@ class MemoryBroker(MemoryWorkflows, Broker):
                 )
                 for queue, counts in sorted(by_queue.items())
             ]
+
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        wanted = None if ids is None else {k for k in map(self._key, ids) if k is not None}
+        with self._lock:
+            found = [
+                t
+                for t in self._tasks.values()
+                if t.backend == self.backend_alias
+                and t.status in statuses
+                and (wanted is None or t.id in wanted)
+                and (queue is None or t.queue_name == queue)
+                and (task_path is None or t.task_path == task_path)
+                and (
+                    finished_since is None
+                    or (t.finished_at is not None and t.finished_at >= finished_since)
+                )
+                and (enqueued_since is None or t.enqueued_at >= enqueued_since)
+            ]
+        return [t.id for t in sorted(found, key=lambda t: (t.enqueued_at, t.id))]
+
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        moved = []
+        with self._lock:
+            for task_id, attempts in max_attempts.items():
+                key = self._key(task_id)
+                task = self._tasks.get(key) if key else None
+                if task is None or task.status != FAILED or task.backend != self.backend_alias:
+                    continue
+                self._tasks[task.id] = replace(
+                    task,
+                    status=READY,
+                    max_attempts=attempts,
+                    available_at=now,
+                    finished_at=None,
+                    worker_id="",
+                    lease_expires_at=None,
+                    cancel_requested_at=None,
+                )
+                moved.append(task_id)
+        return moved
+
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        with self._lock:
+            fresh = [q for q in dict.fromkeys(queues) if q not in self._paused]
+            self._paused.update(dict.fromkeys(fresh, now))
+            return fresh
+
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        with self._lock:
+            return [q for q in dict.fromkeys(queues) if self._paused.pop(q, None) is not None]
+
+    def paused_queues(self) -> dict[str, datetime]:
+        with self._lock:
+            return dict(sorted(self._paused.items()))
 
     def register_worker(self, worker: WorkerInfo) -> None:
         with self._lock:

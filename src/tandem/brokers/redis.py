@@ -33,6 +33,7 @@ from redis.commands.core import Script
 from tandem.brokers.base import (
     FAILED,
     READY,
+    RUNNING,
     SUCCESSFUL,
     Broker,
     ErrorRecord,
@@ -530,6 +531,131 @@ class RedisBroker(RedisWorkflows, Broker):
             (s for s in stats if s.ready or s.running or s.failed or s.successful),
             key=lambda s: s.queue_name,
         )
+
+    # -- the starvation claim ------------------------------------------------------------------
+
+    @store_errors
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+    ) -> list[StoredTask]:
+        if limit <= 0 or not queues:
+            return []
+        claimed = self._run(
+            "claim_starved",
+            self.backend_alias,
+            limit,
+            worker_id,
+            json.dumps(worker_id),
+            *self._lease_args(lease_until, now),
+            iso(now),
+            stamp(now),
+            new_attempt_token(),
+            stamp(min(starved_before, now)),
+            *queues,
+        )
+        return [self._task(fields) for fields in claimed]
+
+    # -- selections and bulk retries -----------------------------------------------------------
+
+    @store_errors
+    def find(
+        self,
+        statuses: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        queue: str | None = None,
+        task_path: str | None = None,
+        finished_since: datetime | None = None,
+        enqueued_since: datetime | None = None,
+    ) -> list[str]:
+        alias = self.backend_alias
+        if ids is not None:
+            candidates = [i for i in map(_canonical, ids) if i is not None]
+        else:
+            queues: list[str] = (
+                [queue]
+                if queue is not None
+                else sorted(self.client.smembers(self.key(alias, "queues")))  # type: ignore[arg-type]
+            )
+            pipe = self.client.pipeline(transaction=False)
+            for name in queues:
+                for status in statuses:
+                    if status == READY:
+                        pipe.zrange(self.key(alias, "ready", name), 0, -1)
+                        pipe.zrange(self.key(alias, "delayed", name), 0, -1)
+                    elif status == RUNNING:
+                        pipe.zrange(self.key(alias, "running", name), 0, -1)
+                    else:
+                        low = score(finished_since) if finished_since is not None else "-inf"
+                        pipe.zrangebyscore(self.key(alias, status.lower(), name), low, "+inf")
+            candidates = []
+            for members in pipe.execute():
+                # ready/delayed members are ranks '<stamp>:<stamp>:<id>'; the others are ids.
+                candidates += [m[38:] if len(m) > 36 else m for m in members]
+        candidates = list(dict.fromkeys(candidates))
+        fields = ["status", "backend", "queue_name", "task_path", "finished_at", "enqueued_at"]
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in candidates:
+            pipe.hmget(self.key("task", task_id), fields)
+        found = []
+        for task_id, values in zip(candidates, pipe.execute(), strict=True):
+            status, backend, queue_name, path, finished, enqueued = values
+            if status not in statuses or backend != alias:
+                continue
+            if (queue is not None and queue_name != queue) or (
+                task_path is not None and path != task_path
+            ):
+                continue
+            finished_at, enqueued_at = from_iso(finished), from_iso(enqueued)
+            if finished_since is not None and (finished_at is None or finished_at < finished_since):
+                continue
+            if enqueued_since is not None and (enqueued_at is None or enqueued_at < enqueued_since):
+                continue
+            found.append((enqueued_at, task_id))
+        return [task_id for _, task_id in sorted(found, key=lambda f: (f[0] or ORIGIN, f[1]))]
+
+    @store_errors
+    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
+        pairs: list[str | int] = []
+        for task_id, attempts in max_attempts.items():
+            canonical = _canonical(task_id)
+            if canonical is not None:
+                pairs += [canonical, attempts]
+        if not pairs:
+            return []
+        moved: list[str] = self._run(
+            "retry_failed", self.backend_alias, iso(now), stamp(now), *pairs
+        )
+        return moved
+
+    # -- paused queues -------------------------------------------------------------------------
+
+    @store_errors
+    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
+        unique = list(dict.fromkeys(queues))
+        if not unique:
+            return []
+        fresh: list[str] = self._run("pause", self.backend_alias, iso(now), *unique)
+        return fresh
+
+    @store_errors
+    def resume_queues(self, queues: Sequence[str]) -> list[str]:
+        unique = list(dict.fromkeys(queues))
+        if not unique:
+            return []
+        resumed: list[str] = self._run("resume", self.backend_alias, *unique)
+        return resumed
+
+    @store_errors
+    def paused_queues(self) -> dict[str, datetime]:
+        paused: dict[str, str] = self.client.hgetall(self.key(self.backend_alias, "paused"))  # type: ignore[assignment]
+        return {queue: datetime.fromisoformat(paused[queue]) for queue in sorted(paused)}
 
     # -- worker registry -----------------------------------------------------------------------
 

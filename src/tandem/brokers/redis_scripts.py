@@ -14,6 +14,7 @@ Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as
 - ``P:B:successful:Q``, ``P:B:failed:Q`` — ZSETs of finished tasks, score ``finished_at``
   (epoch µs), member id (for ``stats`` and ``prune``);
 - ``P:B:queues`` — SET of the queue names the alias has used;
+- ``P:B:paused`` — HASH paused queue name -> when it was paused (ISO 8601); claims skip them;
 - ``P:B:unique`` — HASH unique key -> id of the READY or RUNNING task holding it;
 - ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
 - ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
@@ -102,6 +103,15 @@ end
 local function wake(backend, queue)
   woken[backend] = woken[backend] or {}
   woken[backend][queue] = true
+end
+
+-- The queue names ARGV[first], ARGV[first + 1], ... less those paused on `backend`.
+local function unpaused(backend, first)
+  local paused, queues = key(backend, 'paused'), {}
+  for q = first, #ARGV do
+    if redis.call('HEXISTS', paused, ARGV[q]) == 0 then queues[#queues + 1] = ARGV[q] end
+  end
+  return queues
 end
 
 local function publish_wakes()
@@ -256,8 +266,7 @@ local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
 local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
 local candidates = {}
-for q = 11, #ARGV do
-  local queue = ARGV[q]
+for _, queue in ipairs(unpaused(backend, 11)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then
@@ -307,8 +316,7 @@ return claimed
 # ARGV: prefix, backend, now (stamp), queue names... Returns 1 when a task is claimable.
 HAS_READY = """
 local backend, now = ARGV[2], ARGV[3]
-for q = 4, #ARGV do
-  local queue = ARGV[q]
+for _, queue in ipairs(unpaused(backend, 4)) do
   local due = redis.call('ZRANGEBYLEX', key(backend, 'delayed', queue), '-', '(' .. now .. ';',
     'LIMIT', 0, 1)
   if #due > 0 then return 1 end
@@ -677,6 +685,118 @@ publish_wakes()
 return ids
 """
 
+# ARGV: prefix, backend, now (iso), queue names... Returns the queues that were not paused yet.
+PAUSE = """
+local paused, fresh = key(ARGV[2], 'paused'), {}
+for q = 4, #ARGV do
+  if redis.call('HSETNX', paused, ARGV[q], ARGV[3]) == 1 then fresh[#fresh + 1] = ARGV[q] end
+end
+return fresh
+"""
+
+# ARGV: prefix, backend, queue names... Returns the queues that were paused (and wakes them).
+RESUME = """
+local backend = ARGV[2]
+local paused, resumed = key(backend, 'paused'), {}
+for q = 3, #ARGV do
+  if redis.call('HDEL', paused, ARGV[q]) == 1 then
+    resumed[#resumed + 1] = ARGV[q]
+    wake(backend, ARGV[q])
+  end
+end
+publish_wakes()
+return resumed
+"""
+
+# ARGV: prefix, backend, now (iso), now (stamp), then per task: id, new max_attempts. FAILED
+# tasks of the backend go back to READY (available now; errors and worker ids kept, no TTL).
+# Returns the ids moved.
+RETRY_FAILED = """
+local backend, now_iso, now = ARGV[2], ARGV[3], ARGV[4]
+local moved = {}
+for i = 5, #ARGV, 2 do
+  local id = ARGV[i]
+  local t_key = task_key(id)
+  local t = redis.call('HMGET', t_key, 'status', 'backend', 'queue_name', 'rank', 'priority')
+  if t[1] == 'FAILED' and t[2] == backend then
+    local rank = now .. ':' .. string.sub(t[4], 20, 37) .. ':' .. id
+    redis.call('ZREM', key(backend, 'failed', t[3]), id)
+    redis.call('PERSIST', t_key)
+    redis.call('HSET', t_key, 'status', 'READY', 'max_attempts', ARGV[i + 1],
+      'available_at', now_iso, 'rank', rank, 'finished_at', '', 'worker_id', '',
+      'lease_expires_at', '', 'cancel_requested_at', '')
+    make_ready(backend, t[3], rank, t[5], now)
+    moved[#moved + 1] = id
+  end
+end
+publish_wakes()
+return moved
+"""
+
+# ARGV: as CLAIM's, then the starvation bound (stamp) as ARGV[11] and the queue names from
+# ARGV[12]. Claims READY tasks available at or before the bound, oldest first whatever their
+# priority: per queue, per priority, the head of the ready set while it is old enough.
+CLAIM_STARVED = """
+local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now_iso, now, token, bound = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
+local due_bound = '(' .. now .. ';'
+local candidates = {}
+for _, queue in ipairs(unpaused(backend, 12)) do
+  local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
+  local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
+  if #due > 0 then
+    for _, rank in ipairs(due) do
+      local priority = redis.call('HGET', task_key(id_of(rank)), 'priority')
+      if priority then redis.call('ZADD', ready, 0 - tonumber(priority), rank) end
+    end
+    redis.call('ZREMRANGEBYLEX', delayed, '-', due_bound)
+  end
+  local floor = '-inf'
+  while true do
+    local head = redis.call('ZRANGEBYSCORE', ready, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if not head[1] then break end
+    local found, offset = 0, 0
+    while found < limit do
+      local page = redis.call('ZRANGEBYSCORE', ready, head[2], head[2], 'LIMIT', offset, limit)
+      if #page == 0 then break end
+      local older = false
+      for _, rank in ipairs(page) do
+        if string.sub(rank, 1, 18) > bound then break end
+        older = true
+        candidates[#candidates + 1] = {rank, queue}
+        found = found + 1
+        if found == limit then break end
+      end
+      if not older or #page < limit then break end
+      offset = offset + limit
+    end
+    floor = '(' .. head[2]
+  end
+end
+-- Oldest first: ranks start with '<available stamp>:<enqueued stamp>'.
+table.sort(candidates, function(a, b) return a[1] < b[1] end)
+local claimed = {}
+for n = 1, math.min(limit, #candidates) do
+  local rank, queue = candidates[n][1], candidates[n][2]
+  local id = id_of(rank)
+  local t_key = task_key(id)
+  redis.call('ZREM', key(backend, 'ready', queue), rank)
+  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
+  if t[1] == 'READY' then
+    local started = t[2]
+    if not started or started == '' then started = now_iso end
+    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
+      'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
+      'worker_ids', append(t[3], ARGV[5]))
+    redis.call('HINCRBY', t_key, 'attempts', 1)
+    redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
+    claimed[#claimed + 1] = redis.call('HGETALL', t_key)
+  end
+end
+return claimed
+"""
+
 #: Every script by name, without the prelude.
 SCRIPTS = {
     "push": PUSH,
@@ -698,4 +818,8 @@ SCRIPTS = {
     "heartbeat_worker": HEARTBEAT_WORKER,
     "unregister_worker": UNREGISTER_WORKER,
     "forget_workers": FORGET_WORKERS,
+    "pause": PAUSE,
+    "resume": RESUME,
+    "retry_failed": RETRY_FAILED,
+    "claim_starved": CLAIM_STARVED,
 }

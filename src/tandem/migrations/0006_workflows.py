@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tandem', '0004_attempt_token'),
+        ('tandem', '0005_flow_control'),
     ]
 
     operations = [

@@ -52,6 +52,11 @@ class StoreCollector(Collector):
         live = GaugeMetricFamily(
             "tandem_queue_live_workers", "Live supervisors serving a queue.", labels=labels
         )
+        paused = GaugeMetricFamily(
+            "tandem_queue_paused",
+            "1 while a queue is paused (tandem.pause / tandem pause): none of its tasks start.",
+            labels=labels,
+        )
         workers = GaugeMetricFamily(
             "tandem_workers", "Live supervisors (heartbeat within the lease).", labels=["backend"]
         )
@@ -99,7 +104,9 @@ class StoreCollector(Collector):
                 failed.add_metric(key, float(queue.failed))
                 age.add_metric(key, queue.oldest_ready_age or 0.0)
                 live.add_metric(key, float(queue.live_workers))
-        yield from (ready, running, failed, age, live, workers, pool_workers, pool_failing, up)
+                paused.add_metric(key, 1.0 if queue.paused else 0.0)
+        yield from (ready, running, failed, age, live, paused, workers)
+        yield from (pool_workers, pool_failing, up)
 
 
 class _ProcessCollector(Collector):

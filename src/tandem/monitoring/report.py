@@ -91,7 +91,9 @@ def text(snapshot: status.Snapshot) -> str:
     for q in snapshot.queues:
         rows.append(
             (
-                q.name + ("" if q.configured else " (not configured)"),
+                q.name
+                + ("" if q.configured else " (not configured)")
+                + (" PAUSED" if q.paused else ""),
                 q.pool or "-",
                 str(q.ready),
                 str(q.running),

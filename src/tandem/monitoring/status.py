@@ -11,7 +11,7 @@ queue whose oldest ready task has waited longer than that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +36,11 @@ class QueueHealth:
     oldest_ready_at: datetime | None  # the oldest READY task already due (None: none is due)
     oldest_ready_age: float | None  # seconds it has waited
     live_workers: int  # live supervisors serving this queue
+    paused_at: datetime | None = None  # when it was paused (None: not paused)
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +131,7 @@ def take(
         backend,
         stats=broker.stats(),
         workers=broker.workers(),
+        paused=broker.paused_queues(),
         max_age=max_age,
         now=now or timezone.now(),
     )
@@ -138,6 +144,7 @@ def build(
     workers: Sequence[WorkerInfo],
     max_age: float | None,
     now: datetime,
+    paused: Mapping[str, datetime] | None = None,
 ) -> Snapshot:
     options = backend.tandem_options
     lease = options.lease_seconds
@@ -159,7 +166,8 @@ def build(
     )
     by_queue = {s.queue_name: s for s in stats}
     configured = configured_queues(backend)
-    names = [*configured, *sorted(set(by_queue) - set(configured))]
+    paused = paused or {}
+    names = [*configured, *sorted((set(by_queue) | set(paused)) - set(configured))]
     queues = []
     for name in names:
         counts = by_queue.get(name, QueueStats(queue_name=name))
@@ -178,6 +186,7 @@ def build(
                 oldest_ready_at=due,
                 oldest_ready_age=(now - due).total_seconds() if due else None,
                 live_workers=sum(1 for w in worker_health if w.live and name in w.queues),
+                paused_at=paused.get(name),
             )
         )
     return Snapshot(
@@ -229,7 +238,8 @@ def _problems(
                 "(or tandem serve); a worker counts as live while it heartbeats within the lease."
             )
         age = queue.oldest_ready_age
-        if max_age is not None and age is not None and age > max_age:
+        # A paused queue's tasks wait on purpose: not a problem of the workers.
+        if max_age is not None and age is not None and age > max_age and not queue.paused:
             where = f"pool {queue.pool!r}" if queue.pool else "a pool"
             problems.append(
                 f"queue {queue.name!r}: the oldest ready task has waited {age:.0f}s "

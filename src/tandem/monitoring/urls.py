@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tandem.monitoring import views
+from tandem.monitoring import pause_view, views
 
 app_name = "tandem"
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("metrics/", views.metrics_view, name="metrics"),
     path("health/live", views.live, name="live"),
     path("health/ready", views.ready, name="ready"),
+    path("queues/pause", pause_view.queue_pause, name="queue_pause"),
 ]

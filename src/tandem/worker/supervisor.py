@@ -59,6 +59,10 @@ STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 #: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
 #: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
 LIVE_COUNTS_INTERVAL = 1.0
+#: The starvation check (``Broker.claim_starved``) runs at most every ``starvation_limit``
+#: divided by this, and at most this many seconds apart (10 s for the default 300 s limit).
+STARVATION_CHECKS = 30
+STARVATION_CHECK_MAX = 10.0
 
 
 @dataclass(slots=True)
@@ -71,6 +75,7 @@ class _PoolState:
     exhausted: bool = False
     configured_executor: str = ""
     startup_error: StartupFailure | None = None  # why it does not run on configured_executor
+    next_starvation_check: datetime | None = None
 
     @property
     def free(self) -> int:
@@ -457,15 +462,38 @@ class Supervisor:
         if not (state.dirty or due):
             return []
         state.dirty = False
-        claimed = self.broker.claim(
-            state.config.queues, free, self.worker_id, now + self.lease, now
-        )
+        claimed = self._claim_starved(state, now, free)
+        if len(claimed) < free:
+            claimed += self.broker.claim(
+                state.config.queues, free - len(claimed), self.worker_id, now + self.lease, now
+            )
         state.exhausted = len(claimed) < free
         if state.exhausted:
             state.next_poll = now + timedelta(seconds=state.config.poll_interval)
         else:
             state.dirty = True  # there may be more; claim again as soon as a slot frees
         return claimed
+
+    def _claim_starved(self, state: _PoolState, now: datetime, free: int) -> list[StoredTask]:
+        """Tasks that waited past the pool's ``starvation_limit``, whatever their priority,
+        ahead of the usual claim. Checked now and then (``STARVATION_CHECKS``), and again at
+        once while it finds more than the free slots take."""
+        due = state.next_starvation_check
+        if due is not None and now < due:
+            return []
+        limit = state.config.starvation_limit
+        starved = self.broker.claim_starved(
+            state.config.queues,
+            free,
+            self.worker_id,
+            now + self.lease,
+            now,
+            now - timedelta(seconds=limit),
+        )
+        if len(starved) < free:
+            pause = min(limit / STARVATION_CHECKS, STARVATION_CHECK_MAX)
+            state.next_starvation_check = now + timedelta(seconds=pause)
+        return starved
 
     def _take_outcomes(self) -> list[tuple[_PoolState, StoredTask, Outcome]]:
         batch: list[tuple[_PoolState, StoredTask, Outcome]] = []

@@ -136,6 +136,12 @@ class Command(BaseCommand):
 
         schedule_report.add_arguments(sub)
         prune.add_arguments(sub)
+        from tandem import pausing
+
+        pausing.add_arguments(sub)
+        from tandem import bulk
+
+        bulk.add_arguments(sub)
 
     def check(self, *args: Any, **kwargs: Any) -> None:
         """The system checks, with a backend that cannot even be loaded (a bad BACKEND path, a
@@ -180,6 +186,14 @@ class Command(BaseCommand):
             from tandem import prune
 
             prune.run(self, **options)
+        elif options["subcommand"] in ("pause", "resume"):
+            from tandem import pausing
+
+            pausing.run(self, **options)
+        elif options["subcommand"] in ("retry", "cancel"):
+            from tandem import bulk
+
+            bulk.run(self, **options)
 
     def _configure_logging(self, verbosity: int) -> None:
         tandem_logger = logging.getLogger("tandem")
@@ -426,6 +440,12 @@ class Command(BaseCommand):
             f"  queues: {', '.join(supervisor.queues)}\n"
             f"  lease:  {supervisor.options.lease_seconds:g}s"
         )
+        paused = [q for q in supervisor.queues if q in supervisor.broker.paused_queues()]
+        if paused:
+            self.stdout.write(
+                f"  paused: {', '.join(paused)} (their tasks wait; python manage.py tandem resume "
+                f"{' '.join(paused)} starts them)"
+            )
         if supervisor.scheduler is not None:
             names = ", ".join(config.name for config in supervisor.scheduler.schedules)
             self.stdout.write(f"  cron:   {names}")
