@@ -448,3 +448,13 @@ def group_done(group_id: str) -> dict[str, Any]:
     group = tandem.get_group(group_id)
     Ledger.objects.create(key=f"then:{group_id}", worker=f"{group.done}/{group.total}")
     return {"finished": group.finished, "successful": group.successful}
+
+
+# -- pools that must not wedge (faults/ and serve/ tiers) ----------------------------------------
+
+
+@tandem_task(timeout=0.3)
+def stuck(seconds: float) -> None:
+    """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
+    cannot interrupt it, so the pool retires the interpreter."""
+    time.sleep(seconds)

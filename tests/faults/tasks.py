@@ -15,8 +15,6 @@ import uuid
 
 from django.tasks import task
 
-from tandem import task as tandem_task
-
 TICK = 0.05
 
 
@@ -36,10 +34,3 @@ def hold(key: str, seconds: float) -> str:
     finally:
         os.close(fd)
     return key
-
-
-@tandem_task(timeout=0.3)
-def stuck(seconds: float) -> None:
-    """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
-    cannot interrupt it, so the pool retires the interpreter."""
-    time.sleep(seconds)

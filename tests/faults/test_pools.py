@@ -20,12 +20,11 @@ from django.tasks import TaskResultStatus
 import tandem
 from tandem.models import TaskRecord
 from tandem.worker.pools import processes
-from tests.faults.tasks import stuck
 from tests.support.doubles import wait_for
 from tests.support.harness import Harness
 from tests.support.pools import needs_subinterpreters, pool
 from tests.support.processes import Children, wait_until
-from tests.tasks import add
+from tests.tasks import add, stuck
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
