@@ -458,3 +458,12 @@ def stuck(seconds: float) -> None:
     """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
     cannot interrupt it, so the pool retires the interpreter."""
     time.sleep(seconds)
+
+
+@task
+def pid_file_then_sleep(path: str, seconds: float) -> int:
+    """Writes the id of the process it runs in to ``path`` as it starts, then sleeps."""
+    with open(path, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()

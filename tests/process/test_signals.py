@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 from django.tasks import TaskResult
@@ -14,7 +15,7 @@ from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests.models import Ledger
 from tests.support.processes import Children, wait_until
-from tests.tasks import sleep_then_ledger
+from tests.tasks import pid_file_then_sleep, sleep_then_ledger
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
@@ -88,3 +89,31 @@ def test_task_of_a_killed_worker_runs_again_elsewhere_after_its_lease_expires(
     assert row.finished_at is not None and row.finished_at <= timezone.now()
     assert Ledger.objects.filter(key="killed").count() == 1  # the killed attempt never got there
     assert f"recovered task {result.id} from lost worker {lost_worker}" in rescuer.stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_process_pool_child_ends_soon_after_its_worker_is_killed(
+    children: Children, tmp_path: Path
+) -> None:
+    """A worker killed with SIGKILL leaves no child running its task: the task's lease would
+    expire and another worker run it again while the orphan still ran its copy."""
+    marker = tmp_path / "pid"
+    pid_file_then_sleep.enqueue(str(marker), 300)
+    doomed = children.worker("-w", "1", name="doomed", TANDEM_TEST_EXECUTOR="process")
+    wait_until(marker.exists, "the task to start in a pool child", alive=[doomed])
+    wait_until(lambda: marker.read_text().isdigit(), "its pid", alive=[doomed])
+    child = int(marker.read_text())
+    assert child != doomed.pid
+
+    doomed.send(signal.SIGKILL)
+    assert doomed.wait() == -signal.SIGKILL
+
+    wait_until(lambda: not alive(child), "the orphaned child to end")

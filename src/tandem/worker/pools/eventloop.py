@@ -109,8 +109,9 @@ def process_main(
 ) -> None:
     """A process lane's child: set Django up, say ``("ready", pid)`` (or ``("failed", stage,
     error)`` and end), then serve the event loop until told to stop or the parent is gone."""
-    from tandem.worker.pools.runner import setup
+    from tandem.worker.pools.runner import die_with_parent, setup
 
+    die_with_parent()
     try:
         setup(sys_path, environ, databases)
     except BaseException as exc:

@@ -223,6 +223,36 @@ def serve(
             interrupter.close(stop_w)
 
 
+#: How often a pool's child looks for its parent (seconds): a child of a parent killed with
+#: SIGKILL ends within this, long before the lease of the task it ran expires and the task runs
+#: again elsewhere, so a killed supervisor never leaves a second live copy running.
+PARENT_CHECK = 0.2
+
+
+def die_with_parent() -> None:
+    """End this process (at once, ``os._exit``) soon after its parent is gone.
+
+    A pool's child runs its task to the end whatever happens to the supervisor that started it;
+    if that supervisor is killed (``kill -9``, the OOM killer), the task's lease expires and
+    another worker runs it again, while the orphan would still be running its copy. A daemon
+    thread watches the parent (Linux's ``PR_SET_PDEATHSIG`` is not used: it fires when the
+    *thread* that started the child ends, and pools start children from worker threads)."""
+    import multiprocessing
+
+    started_by = multiprocessing.parent_process()
+    parent = started_by.pid if started_by is not None and started_by.pid else os.getppid()
+    if os.getppid() != parent:  # already gone before this line ran
+        os._exit(70)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(70)
+            threading.Event().wait(PARENT_CHECK)
+
+    threading.Thread(target=watch, name="tandem-parent-watch", daemon=True).start()
+
+
 def process_main(
     connection: Any,
     sys_path: Sequence[str],
@@ -236,6 +266,7 @@ def process_main(
     ``("failed", stage, error, traceback)`` and ends."""
     from tandem.worker.pools.slots import lower_priority
 
+    die_with_parent()
     lower_priority()  # a child's main thread: tasks yield the CPU to the web side
     stage = "setting Django up"
     try:
