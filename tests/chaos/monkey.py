@@ -24,7 +24,7 @@ from django.db import connection
 
 from tests.models import Ledger
 from tests.support import free_port
-from tests.support.processes import Child, wait_until
+from tests.support.processes import Child, family, wait_until
 from tests.support.scale import Scale, check_every_task_succeeded
 
 SETTINGS = "tests.chaos.settings"
@@ -93,6 +93,7 @@ class Deployment:
         self.started = 0
         self.live: list[Child] = []
         self.killed: list[Child] = []
+        self.killed_family: set[int] = set()  # the killed processes and their descendants
         self.ports: dict[int, int] = {}
         for _ in range(count):
             self.live.append(self.start())
@@ -132,6 +133,8 @@ class Deployment:
     def kill_one(self, rng: random.Random) -> Child:
         """SIGKILL a random live process, start its replacement, wait until that one runs."""
         victim = rng.choice(self.live)
+        # Its pool's children run its tasks (process executor): they die with it.
+        self.killed_family.update(family(victim.pid))
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
         self.live.remove(victim)
@@ -214,7 +217,7 @@ def check_survived(
     outcome = check_every_task_succeeded(ids, rows, ledger, prefix)  # type: ignore[arg-type]
 
     killed_ids = deployment.killed_worker_ids()
-    killed_pids = {child.pid for child in deployment.killed}
+    killed_pids = {child.pid for child in deployment.killed} | deployment.killed_family
     for row in outcome.recovered:
         lost_attempts = row["worker_ids"][:-1]
         assert set(lost_attempts) <= killed_ids, (row, killed_ids)

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -151,27 +150,6 @@ class Faults:
         print(line)
         assert numbers.longest <= bound, line
         return numbers
-
-
-def family(pid: int) -> list[int]:
-    """``pid`` and every process descended from it (a worker and its pool's children)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.append(child)
-                frontier.append(child)
-    return found
 
 
 def signal_all(pids: list[int], sig: signal.Signals) -> None:

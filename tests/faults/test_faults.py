@@ -25,8 +25,8 @@ import pytest
 from django.conf import settings
 
 from tests.faults.proxy import Proxy
-from tests.faults.scenario import LEASE, PAUSE_BOUND, Faults, family, signal_all
-from tests.support.processes import wait_until
+from tests.faults.scenario import LEASE, PAUSE_BOUND, Faults, signal_all
+from tests.support.processes import family, wait_until
 from tests.support.scale import Scale
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]

@@ -131,3 +131,24 @@ def wait_until(
             outputs = "\n".join(child.output() for child in alive)
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{outputs}")
         time.sleep(0.05)
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a worker and its pool's children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [pid], [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in found:
+                found.append(child)
+                frontier.append(child)
+    return found
