@@ -450,16 +450,6 @@ def group_done(group_id: str) -> dict[str, Any]:
     return {"finished": group.finished, "successful": group.successful}
 
 
-# -- pools that must not wedge (faults/ and serve/ tiers) ----------------------------------------
-
-
-@tandem_task(timeout=0.3)
-def stuck(seconds: float) -> None:
-    """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
-    cannot interrupt it, so the pool retires the interpreter."""
-    time.sleep(seconds)
-
-
 @task
 def pid_file_then_sleep(path: str, seconds: float) -> int:
     """Writes the id of the process it runs in to ``path`` as it starts, then sleeps."""

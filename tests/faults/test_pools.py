@@ -22,9 +22,10 @@ from tandem.models import TaskRecord
 from tandem.worker.pools import processes
 from tests.support.doubles import wait_for
 from tests.support.harness import Harness
+from tests.support.pool_tasks import stuck
 from tests.support.pools import needs_subinterpreters, pool
 from tests.support.processes import Children, wait_until
-from tests.tasks import add, stuck
+from tests.tasks import add
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

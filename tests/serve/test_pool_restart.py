@@ -18,8 +18,8 @@ import pytest
 from django.conf import settings
 
 from tandem.models import TaskRecord
+from tests.support.pool_tasks import stuck
 from tests.support.serving import Servers, answers, wait_until
-from tests.tasks import stuck
 
 pytestmark = [
     pytest.mark.process,
