@@ -386,5 +386,12 @@ def test_every_script_is_run_by_a_broker_method(
     broker.unregister_worker("w1")
     parent, child = new_task(), new_task()
     broker.push_workflow([parent, child], [Dependency(task_id=child.id, parent_ids=(parent.id,))])
+    broker.pause_queues(["default"], T0)
+    broker.resume_queues(["default"])
+    broker.claim_starved(["default"], 1, "w1", LEASE, T0, T0)
+    failed = new_task()
+    broker.push([failed])
+    broker.cancel(failed.id, T0)  # READY: FAILED at once
+    broker.retry_failed({failed.id: 2}, T0)
 
     assert set(ran) == set(SCRIPTS)
