@@ -11,6 +11,17 @@ from tandem import task as tandem_task
 
 @tandem_task(timeout=0.3)
 def stuck(seconds: float) -> None:
-    """Blocks in one C call (``time.sleep``) far past its timeout: a subinterpreter's watchdog
-    cannot interrupt it, so the pool retires the interpreter."""
-    time.sleep(seconds)
+    """Does not return from its timeout: like a blocking C call, which a subinterpreter's
+    watchdog cannot interrupt, so the pool retires the interpreter.
+
+    One ``time.sleep`` is not enough: a signal that reaches the sleeping thread (a child ending,
+    on a loaded machine) ends the sleep early and lets the watchdog's exception surface, so the
+    task would look interrupted. The exceptions tandem raises in a task are swallowed instead."""
+    from tandem.exceptions import LeaseLost, TaskTimeout
+
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            time.sleep(left)
+        except (TaskTimeout, LeaseLost):
+            continue
