@@ -457,3 +457,9 @@ def pid_file_then_sleep(path: str, seconds: float) -> int:
         out.write(str(os.getpid()))
     time.sleep(seconds)
     return os.getpid()
+
+
+@tandem_task(timeout=60)
+def where_unhurried() -> dict[str, int]:
+    """``where``, with a timeout of its own (a minute) that wins over a pool's tight one."""
+    return where.func()

@@ -278,7 +278,7 @@ def test_interpreter_stuck_in_a_c_call_is_retired_and_replaced(use_pools: Any, d
 
     use_pools(pools=pool("subinterpreter", workers=1, timeout=0.3))
     stuck = tasks.sleep.enqueue(4)
-    after = tasks.where.enqueue()
+    after = tasks.where_unhurried.enqueue()  # 0.3 s is the stuck task's; a loaded CPU may need more
     supervisor = drain()
     stuck.refresh()
     after.refresh()
