@@ -4,7 +4,7 @@ Plain ``serve`` exits 75 with a line that says why and what restarts it; ``serve
 restarts it, and the restarted server serves the same port and finishes the work.
 
 Real subinterpreters (Python >= 3.14; not MariaDB, whose driver does not load in them): four
-``stuck`` tasks block in ``time.sleep`` far past their 0.3 s timeout, on a pool of one worker:
+``stuck`` tasks block in ``time.sleep`` far past their 5 s timeout, on a pool of one worker:
 one worker retires them in turn, and the third retired one breaks the pool (the cap is 2 per
 worker).
 """

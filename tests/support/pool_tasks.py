@@ -9,10 +9,12 @@ import time
 from tandem import task as tandem_task
 
 
-@tandem_task(timeout=0.3)
+@tandem_task(timeout=5)
 def stuck(seconds: float) -> None:
     """Does not return from its timeout: like a blocking C call, which a subinterpreter's
-    watchdog cannot interrupt, so the pool retires the interpreter.
+    watchdog cannot interrupt, so the pool retires the interpreter. (The timeout is 5 s, not a
+    fraction of one: it also covers importing this module in a fresh interpreter, which a
+    loaded CPU stretched past 0.3 s, and the watchdog then interrupted the import instead.)
 
     One ``time.sleep`` is not enough: a signal that reaches the sleeping thread (a child ending,
     on a loaded machine) ends the sleep early and lets the watchdog's exception surface, so the
