@@ -115,7 +115,7 @@ class Faults:
                 deaf.append(child)
                 child.kill()
                 continue
-            assert code == 0, child.output()
+            assert code == 0, f"{child.name} exited with {code} on SIGTERM\n{child.output()}"
         assert not deaf, "did not exit on SIGTERM:\n" + "\n".join(c.output() for c in deaf)
 
     def finish(self, scenario: str, ids: list[str], bound: float, what: str) -> ledger.Overlaps:
