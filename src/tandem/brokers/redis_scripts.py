@@ -100,6 +100,24 @@ local function append(array, item)
   return string.sub(array, 1, -2) .. ',' .. item .. ']'
 end
 
+-- Claim the task at `rank` of `queue`'s ready set for `worker` (CLAIM, CLAIM_STARVED): the
+-- task's hash after the claim, or nil when it was no longer READY.
+local function take(backend, queue, rank, worker, token, lease_iso, lease_score, now_iso, entry)
+  local id = id_of(rank)
+  local t_key = task_key(id)
+  redis.call('ZREM', key(backend, 'ready', queue), rank)
+  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
+  if t[1] ~= 'READY' then return nil end
+  local started = t[2]
+  if not started or started == '' then started = now_iso end
+  redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
+    'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
+    'worker_ids', append(t[3], entry))
+  redis.call('HINCRBY', t_key, 'attempts', 1)
+  redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
+  return redis.call('HGETALL', t_key)
+end
+
 local function wake(backend, queue)
   woken[backend] = woken[backend] or {}
   woken[backend][queue] = true
@@ -295,20 +313,8 @@ table.sort(candidates, claim_order)
 local claimed = {}
 for n = 1, math.min(limit, #candidates) do
   local rank, queue = candidates[n][2], candidates[n][3]
-  local id = id_of(rank)
-  local t_key = task_key(id)
-  redis.call('ZREM', key(backend, 'ready', queue), rank)
-  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
-  if t[1] == 'READY' then
-    local started = t[2]
-    if not started or started == '' then started = now_iso end
-    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
-      'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
-      'worker_ids', append(t[3], ARGV[5]))
-    redis.call('HINCRBY', t_key, 'attempts', 1)
-    redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
-    claimed[#claimed + 1] = redis.call('HGETALL', t_key)
-  end
+  claimed[#claimed + 1] = take(backend, queue, rank, worker, token, lease_iso, lease_score,
+    now_iso, ARGV[5])
 end
 return claimed
 """
@@ -779,20 +785,8 @@ table.sort(candidates, function(a, b) return a[1] < b[1] end)
 local claimed = {}
 for n = 1, math.min(limit, #candidates) do
   local rank, queue = candidates[n][1], candidates[n][2]
-  local id = id_of(rank)
-  local t_key = task_key(id)
-  redis.call('ZREM', key(backend, 'ready', queue), rank)
-  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
-  if t[1] == 'READY' then
-    local started = t[2]
-    if not started or started == '' then started = now_iso end
-    redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
-      'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
-      'worker_ids', append(t[3], ARGV[5]))
-    redis.call('HINCRBY', t_key, 'attempts', 1)
-    redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
-    claimed[#claimed + 1] = redis.call('HGETALL', t_key)
-  end
+  claimed[#claimed + 1] = take(backend, queue, rank, worker, token, lease_iso, lease_score,
+    now_iso, ARGV[5])
 end
 return claimed
 """
