@@ -275,12 +275,19 @@ def test_restarts_are_visible_in_the_worker_registry(use_pools: Any) -> None:
 
 @needs_subinterpreters
 def test_interpreter_stuck_in_a_c_call_is_retired_and_replaced(use_pools: Any, drain: Any) -> None:
-    """The watchdog cannot interrupt time.sleep(): the interpreter is retired, never reused."""
+    """A task that does not return from its watchdog's TaskTimeout (as a blocking C call would
+    not): the interpreter is retired, never reused.
+
+    The task is ``pool_tasks.stuck`` (timeout 5 s, it swallows the TaskTimeout), not a plain
+    ``time.sleep`` under a 0.3 s timeout: on a loaded CI machine the watchdog fired before the
+    task reached its sleep, and the task ended as an ordinary interrupted one."""
     import threading
 
-    use_pools(pools=pool("subinterpreter", workers=1, timeout=0.3))
-    stuck = tasks.sleep.enqueue(4)
-    after = tasks.where_unhurried.enqueue()  # 0.3 s is the stuck task's; a loaded CPU may need more
+    from tests.support.pool_tasks import stuck as stuck_task
+
+    use_pools(pools=pool("subinterpreter", workers=1))
+    stuck = stuck_task.enqueue(10)  # past its 5 s timeout and the 2 s grace that follows
+    after = tasks.where_unhurried.enqueue()
     supervisor = drain()
     stuck.refresh()
     after.refresh()
