@@ -116,21 +116,14 @@ def test_a_store_outage_shorter_than_the_lease_makes_no_second_live_copy(scale: 
 
 @pytest.mark.parametrize("scale", NETWORKED, indirect=True)
 def test_a_silent_store_outage_makes_no_second_copy_and_every_worker_drains(
-    scale: Scale, request: pytest.FixtureRequest
+    scale: Scale,
 ) -> None:
     """The network goes silent: open connections neither answer nor reset, for good. Without the
-    store watch, every call on them blocks forever: no task finishes, no worker drains."""
-    if settings.DB_KIND == "postgres" and scale.env["TANDEM_SCALE_STORE"] == "database":
-        # Seen in about half the runs on Python 3.12 (CI and here): the second worker, started
-        # just before the silence, ends with -15 (SIGTERM's default action, its handler never
-        # ran) instead of draining. Not diagnosed yet; issue 14 stays open for it.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="PostgreSQL: a worker started just before a silent outage sometimes dies "
-                "of the SIGTERM it should drain on (issue 14, open)",
-                strict=False,
-            )
-        )
+    store watch, every call on them blocks forever: no task finishes, no worker drains.
+
+    The second worker starts just before the silence: its banner's read of the paused queues
+    met it, unguarded and before the signal handlers, and the worker died of the drain's
+    SIGTERM (-15) in about half the runs on Python 3.12; the banner's read is guarded now."""
     proxy = Proxy(store_port(scale))
     try:
         faults = Faults(scale, "process")

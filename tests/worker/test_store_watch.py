@@ -200,3 +200,32 @@ def test_the_watch_thread_cuts_a_real_blocked_read(silent) -> None:
     finally:
         watch.stop()
     assert watch.cuts == 1
+
+
+def test_the_worker_banners_read_of_paused_queues_is_cut_on_a_silent_connection(silent) -> None:
+    """The banner reads the paused queues before the claim loop starts: on a connection gone
+    silent that read is cut after a lease too, and the banner goes on without the line (it
+    blocked for good, before the signal handlers, and the drain's SIGTERM killed the worker)."""
+    from types import SimpleNamespace
+
+    from django.db import OperationalError
+
+    from tandem.management.commands.tandem import Command
+
+    sock = silent()
+
+    class SilentBroker(MemoryBroker):
+        def connection_cutter(self) -> Callable[[], bool]:
+            return stuck_connections.cutter(Wrapper(sock))  # type: ignore[arg-type]
+
+        def paused_queues(self) -> Any:
+            sock.recv(10)  # blocks until the watch cuts the connection
+            raise OperationalError("the connection was cut")
+
+    broker = SilentBroker()
+    supervisor = SimpleNamespace(broker=broker, store_watch=StoreWatch(broker, 0.2))
+    try:
+        assert Command._paused_queues(supervisor) == set()  # type: ignore[arg-type]
+    finally:
+        supervisor.store_watch.stop()
+    assert supervisor.store_watch.cuts == 1

@@ -32,14 +32,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, InterfaceError, connections
+from django.db import connections
 
 from tandem.brokers.base import Broker
-from tandem.worker.store_watch import StoreWatch
+from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
 
 logger = logging.getLogger("tandem.worker")
 
-STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 #: An attempt: (task id, attempt token).
 Attempt = tuple[str, str]
 

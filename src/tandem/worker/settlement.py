@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import DatabaseError, DataError, InterfaceError
+from django.db import DatabaseError, DataError
 
 from tandem.backends.base import resolve_task
 from tandem.brokers.base import (
@@ -29,10 +29,9 @@ from tandem.conf import PoolConfig
 from tandem.execution import Outcome
 from tandem.retries import backoff_delay
 from tandem.tasks import AnyTask, Task
+from tandem.worker.store_watch import STORE_ERRORS
 
 logger = logging.getLogger("tandem.worker")
-
-STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 
 
 def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:

@@ -21,9 +21,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.db import DatabaseError, InterfaceError
+
 from tandem.brokers.base import Broker
 
 logger = logging.getLogger("tandem.worker")
+
+#: What a store call raises when the store is down, slow or cut off: the caller backs off and
+#: tries again (a broken connection, a refused one, one the watch cut).
+STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 
 
 @dataclass(slots=True)
@@ -118,4 +124,4 @@ class StoreWatch:
                 logger.exception("the store watch failed; checking again")
 
 
-__all__ = ["StoreWatch"]
+__all__ = ["STORE_ERRORS", "StoreWatch"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, DataError, InterfaceError
+from django.db import DataError
 from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
@@ -48,14 +48,13 @@ from tandem.worker.pools import create_pool, startup
 from tandem.worker.pools.base import ExecutionPool
 from tandem.worker.pools.startup import StartupFailure
 from tandem.worker.settlement import Settler
-from tandem.worker.store_watch import StoreWatch
+from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
 
 logger = logging.getLogger("tandem.worker")
 
 Clock = Callable[[], datetime]
 #: The exit status of a worker whose pool broke (too many stuck interpreters): restart it.
 EXIT_POOL_BROKEN = 75
-STORE_ERRORS = (DatabaseError, InterfaceError, ConnectionError, OSError)
 #: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
 #: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
 LIVE_COUNTS_INTERVAL = 1.0

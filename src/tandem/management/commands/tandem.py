@@ -232,11 +232,13 @@ class Command(BaseCommand):
             max_tasks=max_tasks,
             schedules=not no_schedule,
         )
-        self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
-        bar = self._progress_bar(supervisor) if burst else None
         from tandem.serve.server import finish_process, leftovers
 
+        # The handlers come first: a SIGTERM while the banner reads the store drains (there is
+        # nothing to drain yet) instead of killing the process with SIGTERM's default action.
         with stop_signals(supervisor, self.stderr.write):
+            self._banner("worker", supervisor, burst=burst, max_tasks=max_tasks)
+            bar = self._progress_bar(supervisor) if burst else None
             try:
                 supervisor.run()
             except BaseException:
@@ -414,6 +416,21 @@ class Command(BaseCommand):
                 raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
             raise CommandError(str(exc)) from exc
 
+    @staticmethod
+    def _paused_queues(supervisor: Supervisor) -> set[str]:
+        """The paused queues for the banner, read under the store watch like every store call of
+        a worker: on a connection gone silent it is cut after a lease instead of blocking the
+        start for good; a store that fails leaves the line out (the claim loop waits for it)."""
+        from tandem.worker.store_watch import STORE_ERRORS
+
+        supervisor.store_watch.start()
+        try:
+            with supervisor.store_watch.guard("the banner"):
+                return set(supervisor.broker.paused_queues())
+        except STORE_ERRORS as exc:
+            logger.warning("the banner could not read the paused queues (%s); starting anyway", exc)
+            return set()
+
     def _banner(
         self, what: str, supervisor: Supervisor, *, burst: bool, max_tasks: int | None
     ) -> None:
@@ -440,7 +457,8 @@ class Command(BaseCommand):
             f"  queues: {', '.join(supervisor.queues)}\n"
             f"  lease:  {supervisor.options.lease_seconds:g}s"
         )
-        paused = [q for q in supervisor.queues if q in supervisor.broker.paused_queues()]
+        paused_now = self._paused_queues(supervisor)
+        paused = [q for q in supervisor.queues if q in paused_now]
         if paused:
             self.stdout.write(
                 f"  paused: {', '.join(paused)} (their tasks wait; python manage.py tandem resume "
