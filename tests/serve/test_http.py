@@ -167,6 +167,44 @@ def test_a_body_over_the_limit_is_answered_413_unread(servers: Servers) -> None:
     assert server.wait() == 0, server.output()
 
 
+@arrangements
+def test_chunked_bodies_both_ways_on_one_kept_alive_connection(
+    servers: Servers, arrangement: str
+) -> None:
+    """A request body sent chunked (no Content-Length) reaches the application whole and the
+    connection stays open for the next request; a streaming response of unknown length goes back
+    chunked."""
+    server, port = servers.serve(arrangement=arrangement)
+    parts = [b"x" * 1000, b"y" * 10, b"z" * 4000]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    # An iterable body without Content-Length: http.client sends it chunked.
+    connection.request(
+        "POST",
+        "/echo/",
+        body=iter(parts),
+        encode_chunked=True,
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"},
+    )
+    echoed = connection.getresponse()
+    body = echoed.read()
+    client_port = connection.sock.getsockname()[1]
+    connection.request("GET", "/stream/?count=4")
+    reused = connection.sock.getsockname()[1] == client_port  # the kept-alive connection
+    streamed = connection.getresponse()
+    chunked = streamed.getheader("Transfer-Encoding")
+    streamed_body = streamed.read()
+    connection.close()
+
+    assert (echoed.status, body) == (200, b"5010 " + b"".join(parts))
+    assert (streamed.status, chunked) == (200, "chunked")
+    assert streamed_body == b"part 0;part 1;part 2;part 3;"
+    assert reused
+    # A response of unknown length ends its connection after the last chunk (waitress's rule).
+    assert streamed.getheader("Connection") == "close"
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0, server.output()
+
+
 FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
 
 

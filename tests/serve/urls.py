@@ -7,4 +7,6 @@ urlpatterns = [
     path("enqueue/", views.enqueue),
     path("hang/", views.hang),
     path("whoami/", views.whoami),
+    path("echo/", views.echo),
+    path("stream/", views.stream),
 ]

@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from tandem.models import TaskRecord
 from tests.serve.tasks import quick
@@ -35,3 +36,16 @@ def whoami(request: HttpRequest) -> HttpResponse:
     """The client as the application sees it: address, scheme, and any X-Forwarded-For left."""
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "-")
     return HttpResponse(f"{request.META['REMOTE_ADDR']} {request.scheme} {forwarded}")
+
+
+@csrf_exempt
+def echo(request: HttpRequest) -> HttpResponse:
+    """The request body as the application read it: its length, then the body itself."""
+    body = request.body
+    return HttpResponse(f"{len(body)} ".encode() + body)
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """``count`` parts of unknown total length: the server must send them chunked."""
+    count = int(request.GET.get("count", "3"))
+    return StreamingHttpResponse(f"part {n};" for n in range(count))
