@@ -405,12 +405,12 @@ class Supervisor:
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
         written: list[bool] = []
         sent = time.monotonic()  # the leases claimed below start no earlier than this
+        settlements: list[Settlement] = []
         try:
+            settlements = [self.settler.ending(o, t, s.config) for s, t, o in batch]
             with self.broker.transaction():
                 if batch:
-                    written = self.settler.settle(
-                        [self.settler.ending(o, t, s.config) for s, t, o in batch]
-                    )
+                    written = self.settler.settle(settlements)
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
@@ -424,7 +424,7 @@ class Supervisor:
                 # A row the store rejects: settle this batch one by one, claim next round.
                 return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
-        done += self._finish(batch, written)
+        done += self._finish(batch, settlements, written)
         for state, tasks in claims:
             self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
             with self._flight_lock:
@@ -519,17 +519,22 @@ class Supervisor:
     ) -> int:
         if not batch:
             return 0
+        settlements: list[Settlement] = []
         try:
-            written = write([self.settler.ending(o, t, s.config) for s, t, o in batch])
+            settlements = [self.settler.ending(o, t, s.config) for s, t, o in batch]
+            written = write(settlements)
         except BaseException:
             # Nothing is lost: the tasks stay in flight (their leases keep being renewed) and
             # the next step writes the same outcomes again.
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             raise
-        return self._finish(batch, written)
+        return self._finish(batch, settlements, written)
 
     def _finish(
-        self, batch: list[tuple[_PoolState, StoredTask, Outcome]], written: list[bool]
+        self,
+        batch: list[tuple[_PoolState, StoredTask, Outcome]],
+        settlements: list[Settlement],
+        written: list[bool],
     ) -> int:
         """Forget the settled attempts; report those whose ending the store took, and log the
         stale ones it rejected (their lease was lost: a newer attempt's ending counts)."""
@@ -538,10 +543,10 @@ class Supervisor:
                 del state.in_flight[task.id]
                 state.dirty = True
         stored = []
-        for (_, task, outcome), kept in zip(batch, written, strict=True):
+        for (_, task, _), settlement, kept in zip(batch, settlements, written, strict=True):
             self.heartbeat.forget(task.id, task.attempt_token)
             if kept:
-                stored.append((task, outcome))
+                stored.append((task, settlement))
                 continue
             self.rejected_writes += 1
             logger.warning(

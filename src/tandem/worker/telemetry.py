@@ -24,8 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tandem.brokers.base import FAILED, READY, SUCCESSFUL, Recovered, StoredTask
-from tandem.execution import Outcome
+from tandem.brokers.base import FAILED, READY, SUCCESSFUL, Recovered, Settlement, StoredTask
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -72,17 +71,9 @@ RECOVERED = Counter(
 _supervisors: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 
 
-def status_of(task: StoredTask, outcome: Outcome) -> str:
-    """The status an attempt's ending got (mirrors ``Supervisor._settlement``)."""
-    if outcome.succeeded:
-        return SUCCESSFUL
-    if outcome.retriable and task.attempts < task.max_attempts:
-        return READY
-    return FAILED
-
-
-def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Outcome]]) -> None:
-    """Count, time and log attempt endings ``supervisor`` has just written to the store.
+def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settlement]]) -> None:
+    """Count, time and log attempt endings ``supervisor`` has just written to the store: each
+    with the settlement the settler decided (``worker/settlement.py``; nothing is re-derived here).
 
     Never raises: a reporting failure must not disturb the loop (it is logged).
     """
@@ -95,8 +86,8 @@ def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Outcome]
         logger.exception("could not record settled tasks")
 
 
-def _settled_one(backend: str, task: StoredTask, ending: Outcome) -> None:
-    status = status_of(task, ending)
+def _settled_one(backend: str, task: StoredTask, ending: Settlement) -> None:
+    status = ending.status
     outcome = OUTCOMES[status]
     started = task.last_attempted_at
     seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
@@ -131,7 +122,7 @@ def _settled_one(backend: str, task: StoredTask, ending: Outcome) -> None:
     )
 
 
-def error_line(ending: Outcome) -> str:
+def error_line(ending: Settlement) -> str:
     """The failed attempt's error in one line (``ValueError: boom``): the traceback's last
     line, as the result stores the whole of it."""
     if ending.error is None:
@@ -190,4 +181,4 @@ def _number(value: object) -> float:
 
 REGISTRY.register(PoolCollector())
 
-__all__ = ["REGISTRY", "recovered", "settled", "status_of", "supervisors"]
+__all__ = ["REGISTRY", "recovered", "settled", "supervisors"]
