@@ -90,3 +90,38 @@ def test_the_dashboards_status_json_shows_each_groups_progress(admin_client: Cli
         3,
         group.then_id,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_links_a_failed_tasks_parents_and_children_and_lists_groups(
+    admin_client: Client,
+    tandem_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    tandem_settings(executor="thread")
+    parent = tasks.fail.enqueue("the parent fails")
+    child = tandem.enqueue_after([parent], features.parents_seen, ["x"])  # fails: DependencyFailed
+    group = tandem.group([(tasks.add, [n, n], None) for n in range(3)], then=features.add_to)
+    Supervisor(burst=True, listen=False).run()
+
+    page = admin_client.get("/tasks/panel/").content.decode()
+
+    failures = page[page.index('id="failures"') : page.index("Workflow groups")]
+    rows = {
+        task_id: row
+        for row in failures.split('<tr class="failure">')[1:]
+        for task_id in (parent.id, child.id)
+        if f'<code class="muted">{task_id}</code>' in row
+    }
+    assert (
+        f'waited on by: <a href="{TASK_PAGE.format(child.id)}"><code>{child.id}</code></a>'
+        in (rows[parent.id])
+    )
+    assert (
+        f'waited for: <a href="{TASK_PAGE.format(parent.id)}"><code>{parent.id}</code></a>'
+        in (rows[child.id])
+    )
+    groups = page[page.index('id="groups"') :]
+    row = groups[groups.index(group.id) - 200 : groups.index("</tr>", groups.index(group.id))]
+    assert f'<a href="{GROUP_PAGE.format(group.id)}"><code>{group.id}</code></a>' in row
+    assert '<td class="n">3</td>\n      <td class="n">3</td>' in row  # done / total
+    assert f'<a href="{TASK_PAGE.format(group.then_id)}"><code>{group.then_id}</code></a>' in row

@@ -80,11 +80,13 @@ def panel_context(alias: str) -> dict[str, Any]:
                 "record": record,
                 "url": admin_url(record.id) if backend.broker.rows_in_admin else None,
                 "error": record.errors[-1].exception_class_path if record.errors else "",
+                **_workflow_links(backend, record.id),
             }
             for record in failures
         ]
         if failures is not None
         else None,
+        "groups": _groups(backend),
         "running_notes": _running_notes(backend, now),
         "now": now,
     }
@@ -93,9 +95,53 @@ def panel_context(alias: str) -> dict[str, Any]:
 def _running_notes(backend: TandemBackend, now: datetime) -> list[dict[str, Any]]:
     linked = backend.broker.rows_in_admin
     return [
-        {"task": n.task, "note": n.note, "url": admin_url(n.task.id) if linked else None}
+        {
+            "task": n.task,
+            "note": n.note,
+            "url": admin_url(n.task.id) if linked else None,
+            **_workflow_links(backend, n.task.id),
+        }
         for n in attention.running_notes(backend, now)
     ]
+
+
+def _workflow_links(backend: TandemBackend, task_id: str) -> dict[str, list[dict[str, Any]]]:
+    """A listed task's parents (the tasks it waited for) and children (the tasks that wait for
+    it), each with its admin page where the store's rows are there: workflows both ways."""
+    linked = backend.broker.rows_in_admin
+
+    def links(ids: list[str]) -> list[dict[str, Any]]:
+        return [{"id": i, "url": admin_url(i) if linked else None} for i in ids]
+
+    return {
+        "parents": links(backend.broker.parent_ids(task_id)),
+        "children": links(backend.broker.child_ids(task_id)),
+    }
+
+
+#: Groups the dashboard lists: the newest ones.
+DASHBOARD_GROUPS = 10
+
+
+def _groups(backend: TandemBackend) -> list[dict[str, Any]]:
+    """The newest workflow groups with their progress (done/total), linked to their admin page
+    and their callback's where the store's rows are there."""
+    from tandem.monitoring.workflows import groups_json
+
+    linked = backend.broker.rows_in_admin
+    groups = groups_json(backend, limit=DASHBOARD_GROUPS)
+    for group in groups:
+        group["url"] = _group_admin_url(group["id"]) if linked else None
+        then = group["then_id"]
+        group["then_url"] = admin_url(then) if linked and then else None
+    return groups
+
+
+def _group_admin_url(group_id: str) -> str | None:
+    try:
+        return reverse("admin:tandem_taskgroup_change", args=[group_id])
+    except NoReverseMatch:
+        return None
 
 
 @never_cache
