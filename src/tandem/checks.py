@@ -46,40 +46,23 @@ def check_sqlite_transaction_mode(
 
 
 def sqlite_transaction_mode_warnings() -> list[tuple[str, str, str]]:
-    """(backend alias, message, hint) for each tandem backend on SQLite without IMMEDIATE."""
+    """(backend alias, message, hint) for each way a tandem backend's store is set up to hurt
+    (``Broker.setup_warnings``: today, SQLite without ``transaction_mode: "IMMEDIATE"``)."""
     from django.core.exceptions import ImproperlyConfigured
-    from django.db import connections
     from django.tasks import task_backends
 
-    from tandem.backends.database import DatabaseBackend
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.backends.base import TandemBackend
 
-    found = []
+    found: list[tuple[str, str, str]] = []
     for alias in task_backends.settings:
         try:
-            if not isinstance(task_backends[alias], DatabaseBackend):
+            backend = task_backends[alias]
+            if not isinstance(backend, TandemBackend):
                 continue
-            database = DatabaseBroker(alias).database
-            connection = connections[database]
+            warnings = backend.broker.setup_warnings()
         except (ImproperlyConfigured, KeyError):
             continue  # a bad backend: reported by the other checks
-        if connection.vendor != "sqlite":
-            continue
-        mode = str(connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") or "")
-        if mode.upper() == "IMMEDIATE":
-            continue
-        found.append(
-            (
-                alias,
-                f"TASKS[{alias!r}] writes its tasks to the SQLite database {database!r}, which "
-                f"uses SQLite's {mode.upper() or 'default (DEFERRED)'} transaction mode: while a "
-                "worker writes, the site's transactions that read and then write fail at once "
-                "with 'database is locked' (the timeout does not help).",
-                f'Add "transaction_mode": "IMMEDIATE" to DATABASES[{database!r}]["OPTIONS"], '
-                f'e.g. "OPTIONS": {{"transaction_mode": "IMMEDIATE", "timeout": 20}} '
-                "(docs/how-to/postgres-mariadb-sqlite.md).",
-            )
-        )
+        found.extend((alias, message, hint) for message, hint in warnings)
     return found
 
 

@@ -420,6 +420,11 @@ class Broker(abc.ABC):
         """Wake other processes' supervisors for ``queues`` after the caller's write (stores
         whose writes wake listeners by themselves do nothing)."""
 
+    def setup_warnings(self) -> list[tuple[str, str]]:
+        """(message, hint) for each way this store's configuration will hurt the site or the
+        workers (system check tandem.W003 and the start-up banner show them); none by default."""
+        return []
+
     def ping(self) -> None:
         """Raise when the store does not answer (readiness checks)."""
         self.stats()

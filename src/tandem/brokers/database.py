@@ -311,6 +311,13 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         connection = self.connection
         return f"{connection.vendor} ({connection.settings_dict.get('NAME')})"
 
+    def setup_warnings(self) -> list[tuple[str, str]]:
+        """SQLite without ``transaction_mode: "IMMEDIATE"`` (``database_checks``)."""
+        from tandem.brokers.database_checks import sqlite_transaction_mode
+
+        found = sqlite_transaction_mode(self.backend_alias, self.database, self.connection)
+        return [found] if found else []
+
     def listener(self, on_wake: Callable[[list[str]], None]) -> Listener | None:
         """PostgreSQL: LISTEN; a SQLite file: its commit watcher; MariaDB (and an in-memory
         SQLite, which no other process shares): none, the supervisor polls."""
