@@ -403,6 +403,9 @@ class Supervisor:
             done = 0
         claims: list[tuple[_PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
+        if any(task.concurrency_key is not None for _, task, _ in batch):
+            for state in self.pools:  # a freed concurrency slot may let a waiting task start
+                state.dirty = True
         written: list[bool] = []
         sent = time.monotonic()  # the leases claimed below start no earlier than this
         try:
