@@ -241,3 +241,15 @@ def test_concurrent_claimers_never_exceed_the_limit(broker: Broker, make_task, l
     done = [i for ids in per_round for i in ids]
     assert sorted(done) == sorted(t.id for t in tasks)  # each ran exactly once
     assert len(per_round) == len(tasks)
+
+
+def test_an_ending_refused_by_the_lease_guard_frees_nothing(broker: Broker, push: Push):
+    first, second = keyed(push), keyed(push)
+    claim_ids(broker)
+    current = token(first.id)
+
+    assert broker.settle([succeed(first.id, "intruder", at(5), attempt=current)]) == 0
+    assert broker.release("intruder", {first.id: current}, at(5)) == 0
+
+    assert claim_ids(broker, worker="w2", now=5) == []  # the holder still runs: key full
+    assert broker.get(second.id).status == READY

@@ -177,6 +177,9 @@ class Settlement:
     error: ErrorRecord | None = None
     retry_at: datetime | None = None  # with status READY: when the retry may be claimed
     task_path: str = ""  # the settled task's path (for the supervisor's hooks; not written)
+    #: False when the attempt's task has no ``concurrency_key``: no slot to free (a hint that
+    #: saves the store a write; True is always safe).
+    holds_slot: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

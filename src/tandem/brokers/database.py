@@ -836,16 +836,16 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         them are kept and the other locks end with the transaction.
         """
         branch = (
-            f"(SELECT id, priority, available_at FROM {TABLE} WHERE status = 'READY' "
+            f"(SELECT id, priority, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
             "AND backend = %s AND queue_name = %s AND available_at <= %s"
             f"{database_concurrency.claimable_filter(TABLE)} "
-            "ORDER BY priority DESC, available_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         )
         params: list[Any] = []
         for queue in queues:
             params += [self.backend_alias, queue, self._dt_param(now), limit]
         cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
-        rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2]))
+        rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2], row[3]))
         return [row[0] for row in rows[:limit]]
 
     def renew(
@@ -925,7 +925,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 )
                 written += max(cursor.rowcount, 0)
             database_concurrency.free_slots(
-                self, cursor, [(s.id, s.attempt_token) for s in settlements]
+                self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
             )
             if finished := [s for s in settlements if s.status != READY]:  # workflows
                 now = max(s.finished_at for s in finished)
@@ -955,7 +955,8 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         with write_transaction(self.connection), self.connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
-                "available_at = %s, worker_id = '', lease_expires_at = NULL "
+                "available_at = %s, worker_id = '', lease_expires_at = NULL, "
+                "cancel_requested_at = NULL "
                 "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
                 rows,
             )

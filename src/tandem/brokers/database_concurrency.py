@@ -161,13 +161,22 @@ def discard(
 
 
 def free_slots(broker: DatabaseBroker, cursor: Any, attempts: Iterable[tuple[str, str]]) -> None:
-    """Delete the slots the attempts ``(task id, attempt token)`` hold (if any): only the attempt
-    that took a slot frees it."""
+    """Delete the slots the attempts ``(task id, attempt token)`` held, after their ending was
+    written in this transaction: a slot goes only with its own attempt, and only once that
+    attempt is no longer RUNNING (an ending the guard refused — another worker's — frees
+    nothing)."""
+    from tandem.brokers.database import TABLE
+
     keys = [v for task_id, token in attempts for v in (broker._id_param(task_id), token)]
     if not keys:
         return
     pairs = ", ".join(["(%s, %s)"] * (len(keys) // 2))
-    cursor.execute(f"DELETE FROM {SLOT_TABLE} WHERE (task_id, attempt_token) IN ({pairs})", keys)
+    cursor.execute(
+        f"DELETE FROM {SLOT_TABLE} WHERE (task_id, attempt_token) IN ({pairs}) AND NOT EXISTS "
+        f"(SELECT 1 FROM {TABLE} t WHERE t.id = {SLOT_TABLE}.task_id "
+        f"AND t.attempt_token = {SLOT_TABLE}.attempt_token AND t.status = 'RUNNING')",
+        keys,
+    )
 
 
 def held_slots(broker: DatabaseBroker, key: str) -> int:

@@ -40,16 +40,15 @@ def take(
     started: dict[str, object],
     now: datetime,
 ) -> tuple[list[StoredTask], list[str]]:
-    """The first ``limit`` of ``candidates`` (in claim order) that may start: a keyed task takes
-    a slot when its key has one free, is skipped (``"wait"``) or ends FAILED with
-    ``ConcurrencyLimited`` (``"discard"``) otherwise. ``started``: the fields a claim sets.
-    Returns the claimed tasks and the ids of the discarded ones."""
+    """Claim the first ``limit`` of ``candidates`` (claimable tasks, in claim order): a keyed
+    task takes a slot when its key has one free, and is skipped (``"wait"``) or ends FAILED with
+    ``ConcurrencyLimited`` (``"discard"``) otherwise — so, as on the other stores, a batch that
+    picked two tasks of a full key claims fewer than ``limit``. ``started``: the fields a claim
+    sets. Returns the claimed tasks and the ids of the discarded ones."""
     running = running_per_key(tasks.values())
     claimed: list[StoredTask] = []
     discarded: list[str] = []
-    for task in candidates:
-        if len(claimed) >= limit:
-            break
+    for task in list(candidates)[:limit]:
         if task.concurrency_key is not None:
             slot = (task.backend, task.concurrency_key)
             if running[slot] >= task.concurrency_limit:
