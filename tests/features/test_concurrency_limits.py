@@ -7,6 +7,8 @@ FAILED with ``ConcurrencyLimited`` without running).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from django.tasks import task_backends
 
@@ -63,3 +65,24 @@ def test_discard_drops_a_task_that_would_have_to_wait(harness: Harness) -> None:
     harness.wait_for_outcomes(supervisor, 1)
     supervisor.step()
     assert stored(running.id).status == SUCCESSFUL
+
+
+def test_settling_a_keyed_task_wakes_the_other_workers_of_its_queue(harness: Harness) -> None:
+    """A freed slot may let a task waiting in another worker start: the settle announces the
+    queue (on PostgreSQL a NOTIFY delivered at commit), as an enqueue would."""
+    broker = copy.copy(task_backends["default"].broker)  # type: ignore[attr-defined]
+    announced: list[list[str]] = []
+    broker.notify = lambda queues: announced.append(list(queues))
+    first = gated_per_account.enqueue("wake-1", "c")
+    gated_per_account.enqueue("wake-2", "c")
+    supervisor = harness.supervisor(workers=1, clock=FrozenClock(), broker=broker)
+    supervisor.step()
+    assert announced == []
+
+    gate("wake-1").set()
+    gate("wake-2").set()
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+
+    assert stored(first.id).status == SUCCESSFUL
+    assert announced == [["default"]]
