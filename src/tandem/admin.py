@@ -107,6 +107,9 @@ class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-ar
                     "lease_expires_at",
                     "cancel_requested_at",
                     "unique_key",
+                    "concurrency_key",
+                    "concurrency_limit",
+                    "on_limit",
                 ]
             },
         ),

@@ -45,3 +45,8 @@ class LeaseLost(BaseException):
 class DependencyFailed(TaskException):
     """A parent of the task (``tandem.enqueue_after``, a chain's earlier step) ended FAILED, and
     the task was enqueued with ``on_parent_failure="fail"``: it ended FAILED without running."""
+
+
+class ConcurrencyLimited(TaskException):
+    """The task was enqueued with ``on_limit="discard"`` and its ``concurrency_key`` already had
+    ``concurrency_limit`` running tasks when it was due: it ended FAILED without running."""

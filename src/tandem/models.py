@@ -56,6 +56,11 @@ class TaskRecord(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     # The W3C trace context of the enqueue (OpenTelemetry), parent of every attempt's span.
     trace_context = models.JSONField(null=True, blank=True)
+    # Flow control: at most ``concurrency_limit`` RUNNING tasks per key and backend, each holding
+    # a ``ConcurrencySlot`` row for its attempt; ``on_limit``: "wait" or "discard".
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    concurrency_limit = models.PositiveIntegerField(default=1, db_default=1)
+    on_limit = models.CharField(max_length=8, default="wait", db_default="wait")
 
     class Meta:
         verbose_name = "task"
@@ -233,3 +238,33 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backend}:{self.queue_name} (paused)"
+
+
+class ConcurrencySlot(models.Model):
+    """One of a concurrency key's slots, held by one attempt of a RUNNING task.
+
+    Taken in the claim's transaction (the unique constraint makes two claimers that race for
+    one slot number take it once: the later insert does nothing, and its task waits), deleted
+    by that attempt's settle, release or recovery — never by another attempt of the task, whose
+    ``attempt_token`` differs. No lock lives while the task runs: a killed worker's slot is
+    freed when its lease is recovered.
+    """
+
+    backend = models.CharField(max_length=100, default="default")
+    concurrency_key = models.CharField(max_length=255)
+    slot = models.PositiveIntegerField()
+    task_id = models.UUIDField()
+    attempt_token = models.CharField(max_length=32)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "concurrency slot"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "concurrency_key", "slot"], name="tandem_unique_slot"
+            ),
+        ]
+        indexes = [models.Index(fields=["task_id"], name="tandem_slot_task_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.concurrency_key}#{self.slot} ({self.task_id})"

@@ -25,6 +25,12 @@ type AnyTask = DjangoTask[Any, Any]
 type Backoff = float | Callable[[int], float]
 #: ``unique_key``: ``(*args, **kwargs) -> str``, called with the task's arguments.
 type UniqueKey = Callable[..., str]
+#: ``concurrency_key``: a key, or ``(*args, **kwargs) -> str`` called with the task's arguments.
+type ConcurrencyKey = str | Callable[..., str]
+#: ``on_limit``: what a task does when its concurrency key is full.
+type OnLimit = Literal["wait", "discard"]
+#: The longest concurrency key stored (the database column's length).
+MAX_CONCURRENCY_KEY = 255
 #: ``on_success`` / ``on_failure``: a task, or its dotted path (enqueued with the result's id).
 type Hook = AnyTask | str
 
@@ -52,6 +58,9 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
     ``(*args, **kwargs) -> str`` that says which arguments make tasks equal (implies ``unique``).
     ``on_success`` / ``on_failure``: a task (or its dotted path) enqueued with the finished
     result's id as its only argument.
+    ``concurrency_key`` (a string, or a callable ``(*args, **kwargs) -> str``) /
+    ``concurrency_limit`` (default 1) / ``on_limit`` (``"wait"`` or ``"discard"``): at most
+    ``concurrency_limit`` tasks with one key RUNNING at once, across every worker.
     """
 
     max_attempts: int | None = None
@@ -61,6 +70,9 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
     unique_key: UniqueKey | None = None
     on_success: Hook | None = None
     on_failure: Hook | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    concurrency_limit: int | None = None
+    on_limit: OnLimit = "wait"
 
     def __post_init__(self) -> None:
         if isinstance(self.run_after, timedelta):
@@ -93,8 +105,34 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
                 raise InvalidTask(
                     f"{name} must be a task or its dotted path ('app.tasks.name'), got {hook!r}."
                 )
+        self._check_concurrency()
         # Explicit base call: zero-argument super() breaks in slotted dataclasses before 3.14.
         DjangoTask.__post_init__(self)
+
+    def _check_concurrency(self) -> None:
+        key, limit = self.concurrency_key, self.concurrency_limit
+        if key is not None and not callable(key):
+            _check_concurrency_key(key, "concurrency_key must be")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise InvalidTask(f"concurrency_limit must be an integer >= 1, got {limit!r}.")
+        if self.on_limit not in ("wait", "discard"):
+            raise InvalidTask(f"on_limit must be 'wait' or 'discard', got {self.on_limit!r}.")
+        if key is None and (limit is not None or self.on_limit != "wait"):
+            given = "concurrency_limit" if limit is not None else "on_limit"
+            raise InvalidTask(f"{given} needs a concurrency_key (the tasks it limits).")
+
+    def concurrency_for(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+        """The concurrency key of a call with these (JSON) arguments, or None. A key callable
+        that raises raises to the caller (nothing is stored)."""
+        key = self.concurrency_key
+        if key is None:
+            return None
+        if callable(key):
+            key = key(*args, **kwargs)
+            _check_concurrency_key(key, f"concurrency_key of {self.module_path} must return")
+        return key
 
     def key_for(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
         """The stored uniqueness key for a call with these (JSON) arguments, or None."""
@@ -143,6 +181,18 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
         )
 
 
+def _check_concurrency_key(key: object, problem: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_CONCURRENCY_KEY:
+        raise InvalidTask(
+            f"{problem} a non-empty str of at most {MAX_CONCURRENCY_KEY} characters "
+            f"(or a callable (*args, **kwargs) -> str), got {key!r}."
+            if problem.endswith("be")
+            else f"{problem} a non-empty str of at most {MAX_CONCURRENCY_KEY} characters, "
+            f"got {key!r}."
+        )
+    return key
+
+
 def copy_task(task: AnyTask, **changes: Any) -> AnyTask:
     """A copy of ``task`` with ``changes``, without re-running validation (for stored rows)."""
     clone = object.__new__(type(task))
@@ -167,6 +217,9 @@ def task[**P, R](
     unique_key: UniqueKey | None = ...,
     on_success: Hook | None = ...,
     on_failure: Hook | None = ...,
+    concurrency_key: ConcurrencyKey | None = ...,
+    concurrency_limit: int | None = ...,
+    on_limit: OnLimit = ...,
 ) -> Callable[[Callable[P, R]], DjangoTask[P, R]]: ...
 @overload
 def task[R](
@@ -182,6 +235,9 @@ def task[R](
     unique_key: UniqueKey | None = ...,
     on_success: Hook | None = ...,
     on_failure: Hook | None = ...,
+    concurrency_key: ConcurrencyKey | None = ...,
+    concurrency_limit: int | None = ...,
+    on_limit: OnLimit = ...,
 ) -> Callable[[Callable[..., R]], DjangoTask[..., R]]: ...
 def task(
     function: Callable[..., Any] | None = None,

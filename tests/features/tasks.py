@@ -60,3 +60,15 @@ def progress_then_wait(context: Any, name: str) -> str:
     gate(f"{name}:saved").set()
     gate(name).wait(10)
     return "done"
+
+
+@tandem_task(concurrency_key=lambda name, account: f"account:{account}")
+def gated_per_account(name: str, account: str) -> bool:
+    """At most one at a time per account (``concurrency_limit`` 1); waits on gate ``name``."""
+    return gate(name).wait(10.0)
+
+
+@extras_task(concurrency_key="exports", concurrency_limit=1, on_limit="discard")
+def gated_export(name: str) -> bool:
+    """One export at a time; an export due while another runs is dropped (FAILED)."""
+    return gate(name).wait(10.0)

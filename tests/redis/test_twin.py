@@ -110,7 +110,19 @@ class Run:
             enqueued_at=self.now + timedelta(microseconds=self.serial),
             max_attempts=r.choice([1, 2, 3]),
             unique_key=r.choice([None, None, None, "k1", "k2"]),
+            **self.flow_control(),
         )
+
+    def flow_control(self) -> dict[str, Any]:
+        """A concurrency key on about a third of the tasks: limits 1 and 2, wait and discard."""
+        r = self.random
+        if r.random() < 0.65:
+            return {}
+        return {
+            "concurrency_key": r.choice(["c1", "c2"]),
+            "concurrency_limit": r.choice([1, 1, 2]),
+            "on_limit": r.choice(["wait", "wait", "discard"]),
+        }
 
     def step(self) -> None:
         r = self.random

@@ -348,6 +348,7 @@ class TandemBackend(BaseTaskBackend):
             max_attempts=max_attempts,
             timeout=getattr(task, "timeout", None),
             unique_key=task.key_for(json_args, json_kwargs) if isinstance(task, Task) else None,
+            **_concurrency(task, json_args, json_kwargs),
             args_json=args_text,
             kwargs_json=kwargs_text,
         )
@@ -461,6 +462,17 @@ class TandemBackend(BaseTaskBackend):
         if stored is None or stored.backend != self.alias:
             raise TaskResultDoesNotExist(result_id)
         return to_task_result(stored)
+
+
+def _concurrency(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The flow-control fields of a ``NewTask`` (none for a task without a concurrency key)."""
+    if not isinstance(task, Task) or task.concurrency_key is None:
+        return {}
+    return {
+        "concurrency_key": task.concurrency_for(args, kwargs),
+        "concurrency_limit": task.concurrency_limit or 1,
+        "on_limit": task.on_limit,
+    }
 
 
 def _is_uuid(value: object) -> bool:

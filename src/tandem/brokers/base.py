@@ -101,6 +101,12 @@ class NewTask:
     kwargs_json: str | None = None
     #: The W3C trace context (``traceparent``, ``tracestate``) of the enqueue's span, if traced.
     trace_context: dict[str, str] | None = None
+    #: Flow control: at most ``concurrency_limit`` tasks with this key (and backend) RUNNING at
+    #: once; one that would have to wait stays READY (``on_limit="wait"``) or ends FAILED with
+    #: ``ConcurrencyLimited`` without running (``"discard"``). None: no limit.
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    on_limit: str = "wait"
 
     @property
     def available_at(self) -> datetime:
@@ -148,6 +154,10 @@ class StoredTask:
     attempt_token: str = ""
     #: The W3C trace context stored at enqueue (None: not traced).
     trace_context: dict[str, str] | None = None
+    #: Flow control, as given at enqueue (see ``NewTask``).
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    on_limit: str = "wait"
 
     @property
     def attempts(self) -> int:
@@ -167,6 +177,9 @@ class Settlement:
     error: ErrorRecord | None = None
     retry_at: datetime | None = None  # with status READY: when the retry may be claimed
     task_path: str = ""  # the settled task's path (for the supervisor's hooks; not written)
+    #: False when the attempt's task has no ``concurrency_key``: no slot to free (a hint that
+    #: saves the store a write; True is always safe).
+    holds_slot: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,7 +254,12 @@ class Broker(abc.ABC):
         """Atomically move up to ``limit`` claimable tasks to RUNNING under ``worker_id``.
 
         Claimable: READY, on one of ``queues``, ``available_at <= now``; taken by priority
-        (highest first), then ``available_at``, then ``enqueued_at``. Each claim appends
+        (highest first), then ``available_at``, then ``enqueued_at``. A task with a
+        ``concurrency_key`` is taken only while fewer than its ``concurrency_limit`` tasks of
+        that key (and backend) are RUNNING — the attempt holds one of the key's slots until its
+        settle, release or recovery; one that would have to wait is skipped (stays READY, no
+        attempt counted) or, with ``on_limit="discard"``, ends FAILED with a
+        ``ConcurrencyLimited`` error without running (never returned). Each claim appends
         ``worker_id`` to ``worker_ids``, sets ``last_attempted_at = now`` and ``started_at`` on the
         first attempt, and a fresh ``attempt_token``. The lease lasts ``lease_until - now`` (on
         the store's clock when ``store_clock``). Returned in claim order.
@@ -536,6 +554,18 @@ def cancelled_error(now: datetime, *, running: bool) -> ErrorRecord:
         exception_class_path="tandem.exceptions.Cancelled",
         traceback=f"tandem.exceptions.Cancelled: the task was cancelled {where} "
         f"(at {now.isoformat()}).\n",
+    )
+
+
+def concurrency_limited_error(task: StoredTask, now: datetime) -> ErrorRecord:
+    """The error recorded for a ``on_limit="discard"`` task whose key was full when it was due."""
+    return ErrorRecord(
+        exception_class_path="tandem.exceptions.ConcurrencyLimited",
+        traceback=(
+            f"tandem.exceptions.ConcurrencyLimited: task {task.id} did not run: concurrency key "
+            f'"{task.concurrency_key}" already had {task.concurrency_limit} running task(s) at '
+            f'{now.isoformat()}, and it was enqueued with on_limit="discard".\n'
+        ),
     )
 
 

@@ -29,7 +29,13 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
-from tandem.brokers import database_bulk, database_pauses, database_starvation, stuck_connections
+from tandem.brokers import (
+    database_bulk,
+    database_concurrency,
+    database_pauses,
+    database_starvation,
+    stuck_connections,
+)
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -87,6 +93,9 @@ COLUMNS = (
     "cancel_requested_at",
     "attempt_token",
     "trace_context",
+    "concurrency_key",
+    "concurrency_limit",
+    "on_limit",
 )
 #: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
 INSERT_COLUMNS = (
@@ -97,6 +106,9 @@ INSERT_COLUMNS = (
     "worker_id",
     "timeout",
     "trace_context",
+    "concurrency_key",
+    "concurrency_limit",
+    "on_limit",
 )
 INSERT_BATCH = 500
 #: PostgreSQL's array types for ``_insert_postgresql``'s parameters, in ``INSERT_COLUMNS`` order
@@ -115,6 +127,9 @@ PG_UNNEST_TYPES = (
     "timestamptz",
     "integer",
     "double precision",
+    "text",
+    "text",
+    "integer",
     "text",
 )
 JSON_COLUMNS = frozenset(
@@ -186,6 +201,9 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
         t.max_attempts,
         t.timeout,
         None if t.trace_context is None else json.dumps(t.trace_context),
+        t.concurrency_key,
+        t.concurrency_limit,
+        t.on_limit,
     )
 
 
@@ -478,14 +496,17 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             self._insert_postgresql(tasks, queues)
             return
         j = self._json_literal()
-        row = f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s, {j})"
+        row = (
+            f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s, {j}, "
+            "%s, %s, %s)"
+        )
         params: list[Any] = []
         connection = self.connection  # looked up once: a per-value lookup cost ~10 % of a batch
         adapt = connection.ops.adapt_datetimefield_value
         native_uuid = connection.features.has_native_uuid_field
         for t in tasks:
             (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout, trace) = (
-                _row_values(t)
+                _row_values(t)[:-3]
             )
             params += [
                 task_id if native_uuid else task_id.hex,
@@ -498,6 +519,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 max_attempts,
                 timeout,
                 trace,
+                t.concurrency_key,
+                t.concurrency_limit,
+                t.on_limit,
             ]
         insert = (
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
@@ -532,10 +556,11 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) SELECT u.id, u.backend, "
             "u.queue_name, u.task_path, u.priority, u.takes_context, 'READY', u.args::jsonb, "
             "u.kwargs::jsonb, u.run_after, u.available_at, u.enqueued_at, '[]'::jsonb, "
-            "'[]'::jsonb, u.max_attempts, '', u.timeout, u.trace_context::jsonb "
+            "'[]'::jsonb, u.max_attempts, '', u.timeout, u.trace_context::jsonb, "
+            "u.concurrency_key, u.concurrency_limit, u.on_limit "
             f"FROM unnest({columns}) AS u(id, backend, queue_name, task_path, priority, "
             "takes_context, args, kwargs, run_after, available_at, enqueued_at, max_attempts, "
-            "timeout, trace_context)"
+            "timeout, trace_context, concurrency_key, concurrency_limit, on_limit)"
         )
         with self.connection.cursor() as cursor:
             if queues:
@@ -567,6 +592,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             timeout=t.timeout,
             unique_key=t.unique_key,
             trace_context=t.trace_context,
+            concurrency_key=t.concurrency_key,
+            concurrency_limit=t.concurrency_limit,
+            on_limit=t.on_limit,
         )
 
     def _push_unique(self, tasks: Sequence[NewTask]) -> dict[tuple[str, str], str]:
@@ -610,7 +638,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         return (
             "status = 'READY' AND backend = %s "
             f"AND queue_name IN ({self._placeholders(len(queues))})"
-            " AND available_at <= %s"
+            " AND available_at <= %s" + database_concurrency.claimable_filter(TABLE)
         )
 
     def running(self, limit: int) -> list[StoredTask]:
@@ -651,21 +679,10 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         if vendor == "sqlite" and not self.has_ready(queues, now):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
-        lease_sql, lease_params = self._lease_sql(lease_until, now)
-        set_clause = (
-            f"status = 'RUNNING', worker_id = %s, attempt_token = %s, "
-            f"lease_expires_at = {lease_sql}, "
-            "started_at = COALESCE(started_at, %s), last_attempted_at = %s, "
-            f"worker_ids = {self._append_json('worker_ids')}"
+        token = new_attempt_token()
+        set_clause, set_params = database_concurrency.claim_set(
+            self, worker_id, token, lease_until, now, guarded=True
         )
-        set_params = [
-            worker_id,
-            new_attempt_token(),
-            *lease_params,
-            self._dt_param(now),
-            self._dt_param(now),
-            json.dumps(worker_id),
-        ]
         pick = (
             f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)} "
             "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
@@ -691,9 +708,57 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                     [*set_params, *pick_params],
                 )
             rows = cursor.fetchall()
-        tasks = [self._row_to_task(row) for row in rows]
-        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+            tasks = [self._row_to_task(row) for row in rows]
+            tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+            tasks = self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now)
         return tasks
+
+    def claim_keyed(
+        self,
+        cursor: Any,
+        tasks: list[StoredTask],
+        worker_id: str,
+        token: str,
+        lease_until: datetime,
+        now: datetime,
+    ) -> list[StoredTask]:
+        """The tasks a guarded claim picked (in claim order), with those that have a concurrency
+        key (left READY by it) claimed when they get a slot (``database_concurrency``); in claim
+        order."""
+        keyed = [t for t in tasks if t.concurrency_key is not None]
+        if not keyed:
+            return tasks
+        granted, refused = database_concurrency.take_slots(self, cursor, keyed, token, now)
+        database_concurrency.discard(self, cursor, refused, now)
+        claimed = [t for t in tasks if t.concurrency_key is None]
+        if not granted:
+            return claimed
+        set_clause, set_params = database_concurrency.claim_set(
+            self, worker_id, token, lease_until, now, guarded=False
+        )
+        ids = [self._id_param(t.id) for t in granted]
+        marks = self._placeholders(len(ids))
+        if self.connection.vendor == "mysql":
+            ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
+            if len(ids) < len(granted):  # a row MariaDB refused to update was failed instead
+                moved = {str(uuid.UUID(str(i))) for i in ids}
+                database_concurrency.free_slots(
+                    self, cursor, [(t.id, token) for t in granted if t.id not in moved]
+                )
+            if not ids:
+                return claimed
+            marks = self._placeholders(len(ids))
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({marks}) "
+                f"RETURNING {self._select_columns()}",
+                [*set_params, *ids],
+            )
+        started = {t.id: t for t in (self._row_to_task(row) for row in cursor.fetchall())}
+        return [started.get(t.id, t) for t in tasks if t.concurrency_key is None or t.id in started]
 
     def _update_mysql(
         self,
@@ -778,15 +843,16 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         them are kept and the other locks end with the transaction.
         """
         branch = (
-            f"(SELECT id, priority, available_at FROM {TABLE} WHERE status = 'READY' "
-            "AND backend = %s AND queue_name = %s AND available_at <= %s "
-            "ORDER BY priority DESC, available_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f"(SELECT id, priority, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
+            "AND backend = %s AND queue_name = %s AND available_at <= %s"
+            f"{database_concurrency.claimable_filter(TABLE)} "
+            "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         )
         params: list[Any] = []
         for queue in queues:
             params += [self.backend_alias, queue, self._dt_param(now), limit]
         cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
-        rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2]))
+        rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2], row[3]))
         return [row[0] for row in rows[:limit]]
 
     def renew(
@@ -865,6 +931,9 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                     retried,
                 )
                 written += max(cursor.rowcount, 0)
+            database_concurrency.free_slots(
+                self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
+            )
             if finished := [s for s in settlements if s.status != READY]:  # workflows
                 now = max(s.finished_at for s in finished)
                 self._parents_finished(cursor, [s.id for s in finished], now)
@@ -893,11 +962,14 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         with write_transaction(self.connection), self.connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
-                "available_at = %s, worker_id = '', lease_expires_at = NULL "
+                "available_at = %s, worker_id = '', lease_expires_at = NULL, "
+                "cancel_requested_at = NULL "
                 "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
                 rows,
             )
-            return int(max(cursor.rowcount, 0))
+            released = int(max(cursor.rowcount, 0))
+            database_concurrency.free_slots(self, cursor, attempts.items())
+            return released
 
     def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
         connection = self.connection
@@ -934,6 +1006,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 )
                 if cursor.rowcount:
                     recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
+                    database_concurrency.free_slots(self, cursor, [(task.id, task.attempt_token)])
                     if spent:  # workflows
                         self._parents_finished(cursor, [task.id], now)
         return recovered

@@ -12,12 +12,11 @@ task's attempt is like any other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tandem.brokers import database_pauses
+from tandem.brokers import database_concurrency, database_pauses
 from tandem.brokers.base import StoredTask, new_attempt_token
 
 if TYPE_CHECKING:
@@ -48,6 +47,7 @@ def claim_starved(
     where = (
         "status = 'READY' AND backend = %s "
         f"AND queue_name IN ({broker._placeholders(len(queues))}) AND available_at <= %s"
+        + database_concurrency.claimable_filter(TABLE)
     )
     where_params = [broker.backend_alias, *queues, bound]
     if vendor == "sqlite":
@@ -56,21 +56,10 @@ def claim_starved(
             cursor.execute(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", where_params)
             if cursor.fetchone() is None:
                 return []
-    lease_sql, lease_params = broker._lease_sql(lease_until, now)
-    set_clause = (
-        f"status = 'RUNNING', worker_id = %s, attempt_token = %s, "
-        f"lease_expires_at = {lease_sql}, "
-        "started_at = COALESCE(started_at, %s), last_attempted_at = %s, "
-        f"worker_ids = {broker._append_json('worker_ids')}"
+    token = new_attempt_token()
+    set_clause, set_params = database_concurrency.claim_set(
+        broker, worker_id, token, lease_until, now, guarded=True
     )
-    set_params: list[Any] = [
-        worker_id,
-        new_attempt_token(),
-        *lease_params,
-        broker._dt_param(now),
-        broker._dt_param(now),
-        json.dumps(worker_id),
-    ]
     with write_transaction(connection), connection.cursor() as cursor:
         if vendor == "mysql":
             ids = _pick_mysql(broker, cursor, queues, limit, bound)
@@ -92,8 +81,9 @@ def claim_starved(
                 [*set_params, *where_params, limit],
             )
         rows = cursor.fetchall()
-    tasks = [broker._row_to_task(row) for row in rows]
-    tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
+        tasks = [broker._row_to_task(row) for row in rows]
+        tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
+        tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now)
     return tasks
 
 
@@ -105,7 +95,8 @@ def _pick_mysql(
 
     branch = (
         f"(SELECT id, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
-        f"AND backend = %s AND queue_name = %s AND available_at <= %s {ORDER} "
+        "AND backend = %s AND queue_name = %s AND available_at <= %s"
+        f"{database_concurrency.claimable_filter(TABLE)} {ORDER} "
         "LIMIT %s FOR UPDATE SKIP LOCKED)"
     )
     params: list[Any] = []

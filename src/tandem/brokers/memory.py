@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from tandem.brokers import memory_concurrency
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -89,6 +90,9 @@ class MemoryBroker(MemoryWorkflows, Broker):
             timeout=new.timeout,
             unique_key=new.unique_key,
             trace_context=new.trace_context,
+            concurrency_key=new.concurrency_key,
+            concurrency_limit=new.concurrency_limit,
+            on_limit=new.on_limit,
         )
         return new.id
 
@@ -108,6 +112,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
         return tasks[:limit]
 
     def _claimable(self, queues: Sequence[str], now: datetime) -> list[StoredTask]:
+        running = memory_concurrency.running_per_key(self._tasks.values())
         return sorted(
             (
                 t
@@ -118,6 +123,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
                 and t.queue_name not in self._paused
                 and t.available_at <= now
                 and not self._is_waiting(t.id)
+                and not memory_concurrency.waits(t, running)
             ),
             key=lambda t: (-t.priority, t.available_at, t.enqueued_at),
         )
@@ -134,23 +140,28 @@ class MemoryBroker(MemoryWorkflows, Broker):
         lease_until: datetime,
         now: datetime,
     ) -> list[StoredTask]:
-        token = new_attempt_token()
+        started = self._started(worker_id, lease_until, now)
         with self._lock:
-            claimed = []
-            for task in self._claimable(queues, now)[:limit]:
-                task = replace(
-                    task,
-                    status=RUNNING,
-                    worker_id=worker_id,
-                    attempt_token=token,
-                    lease_expires_at=lease_until,
-                    started_at=task.started_at or now,
-                    last_attempted_at=now,
-                    worker_ids=(*task.worker_ids, worker_id),
-                )
-                self._tasks[task.id] = task
-                claimed.append(task)
-            return claimed
+            candidates = self._claimable(queues, now)
+            return self._take(candidates, limit, started, now)
+
+    def _take(
+        self, candidates: list[StoredTask], limit: int, started: dict[str, object], now: datetime
+    ) -> list[StoredTask]:
+        claimed, discarded = memory_concurrency.take(self._tasks, candidates, limit, started, now)
+        if discarded:
+            self._parents_finished(discarded, now)  # workflows
+        return claimed
+
+    @staticmethod
+    def _started(worker_id: str, lease_until: datetime, now: datetime) -> dict[str, object]:
+        """What a claim sets on a task (besides ``status``, ``started_at``, ``worker_ids``)."""
+        return {
+            "worker_id": worker_id,
+            "attempt_token": new_attempt_token(),
+            "lease_expires_at": lease_until,
+            "last_attempted_at": now,
+        }
 
     def claim_starved(
         self,
@@ -161,28 +172,14 @@ class MemoryBroker(MemoryWorkflows, Broker):
         now: datetime,
         starved_before: datetime,
     ) -> list[StoredTask]:
-        token = new_attempt_token()
+        started = self._started(worker_id, lease_until, now)
         bound = min(starved_before, now)
         with self._lock:
             starved = sorted(
                 (t for t in self._claimable(queues, now) if t.available_at <= bound),
                 key=lambda t: (t.available_at, t.enqueued_at),
             )
-            claimed = []
-            for task in starved[: max(limit, 0)]:
-                task = replace(
-                    task,
-                    status=RUNNING,
-                    worker_id=worker_id,
-                    attempt_token=token,
-                    lease_expires_at=lease_until,
-                    started_at=task.started_at or now,
-                    last_attempted_at=now,
-                    worker_ids=(*task.worker_ids, worker_id),
-                )
-                self._tasks[task.id] = task
-                claimed.append(task)
-            return claimed
+            return self._take(starved, max(limit, 0), started, now)
 
     def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
         """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None)."""

@@ -179,6 +179,9 @@ class RedisBroker(RedisWorkflows, Broker):
             t.unique_key or "",
             f"{stamp(t.available_at)}:{stamp(t.enqueued_at)}:{uuid.UUID(t.id)}",
             "" if t.trace_context is None else json.dumps(t.trace_context),
+            t.concurrency_key or "",
+            str(t.concurrency_limit),
+            t.on_limit,
         ]
 
     @staticmethod
@@ -218,6 +221,9 @@ class RedisBroker(RedisWorkflows, Broker):
             cancel_requested_at=from_iso(fields["cancel_requested_at"]),
             attempt_token=fields.get("attempt_token") or "",
             trace_context=json.loads(fields.get("trace_context") or "null"),
+            concurrency_key=fields.get("concurrency_key") or None,
+            concurrency_limit=int(fields.get("concurrency_limit") or 1),
+            on_limit=fields.get("on_limit") or "wait",
         )
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
@@ -315,6 +321,8 @@ class RedisBroker(RedisWorkflows, Broker):
             iso(now),
             stamp(now),
             new_attempt_token(),
+            *self._ttl_args(now),
+            score(now),
             *queues,
         )
         return [self._task(fields) for fields in claimed]
@@ -557,6 +565,8 @@ class RedisBroker(RedisWorkflows, Broker):
             stamp(now),
             new_attempt_token(),
             stamp(min(starved_before, now)),
+            *self._ttl_args(now),
+            score(now),
             *queues,
         )
         return [self._task(fields) for fields in claimed]

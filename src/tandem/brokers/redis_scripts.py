@@ -16,6 +16,9 @@ Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as
 - ``P:B:queues`` — SET of the queue names the alias has used;
 - ``P:B:paused`` — HASH paused queue name -> when it was paused (ISO 8601); claims skip them;
 - ``P:B:unique`` — HASH unique key -> id of the READY or RUNNING task holding it;
+- ``P:B:slots:<key>`` — HASH task id -> attempt token: the running attempts holding one of a
+  concurrency key's slots (at most the task's ``concurrency_limit``); taken by a claim, deleted
+  by that attempt's settle, release or recovery;
 - ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
 - ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
   ``P:worker:<id>`` — HASH, one worker;
@@ -100,14 +103,70 @@ local function append(array, item)
   return string.sub(array, 1, -2) .. ',' .. item .. ']'
 end
 
+-- Flow control (CLAIM, CLAIM_STARVED set it): result TTL (ms), TTL trim bound and now (epoch
+-- us, stamp), for a discarded task's finish().
+local flow = {}
+local finish
+
+-- Whether task `id` must wait for a slot of its concurrency key ('discard' tasks never wait).
+local function blocked(backend, id)
+  local c = redis.call('HMGET', task_key(id), 'concurrency_key', 'concurrency_limit', 'on_limit')
+  if not c[1] or c[1] == '' or c[3] == 'discard' then return false end
+  return redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1')
+end
+
+-- Attempt `token` of task `id` gives back its concurrency slot, if it holds one.
+local function free_slot(backend, queue, id, token)
+  local ck = redis.call('HGET', task_key(id), 'concurrency_key')
+  if not ck or ck == '' then return end
+  local slots = key(backend, 'slots', ck)
+  if redis.call('HGET', slots, id) == token then
+    redis.call('HDEL', slots, id)
+    woken[backend] = woken[backend] or {}
+    woken[backend][queue] = true
+  end
+end
+
+-- A keyed task takes a slot for attempt `token`: true, or false when the key is full (a
+-- 'discard' task then ends FAILED with ConcurrencyLimited, out of the ready set).
+local function take_slot(backend, queue, rank, id, token, now_iso)
+  local t_key = task_key(id)
+  local c = redis.call('HMGET', t_key, 'concurrency_key', 'concurrency_limit', 'on_limit',
+    'errors', 'unique_key')
+  if not c[1] or c[1] == '' then return true end
+  local slots = key(backend, 'slots', c[1])
+  if redis.call('HLEN', slots) < tonumber(c[2] or '1') then
+    redis.call('HSET', slots, id, token)
+    return true
+  end
+  if c[3] == 'discard' then
+    redis.call('ZREM', key(backend, 'ready', queue), rank)
+    local text = 'tandem.exceptions.ConcurrencyLimited: task ' .. id .. ' did not run: ' ..
+      'concurrency key "' .. c[1] .. '" already had ' .. (c[2] or '1') ..
+      ' running task(s) at ' .. now_iso .. ', and it was enqueued with on_limit="discard".\\n'
+    local error = cjson.encode({exception_class_path = 'tandem.exceptions.ConcurrencyLimited',
+      traceback = text})
+    redis.call('HSET', t_key, 'status', 'FAILED', 'errors', append(c[4], error),
+      'finished_at', now_iso, 'unique_key', '')
+    finish(backend, queue, id, 'FAILED', c[5], flow.score, flow.ttl, flow.trim, now_iso,
+      flow.now)
+  end
+  return false
+end
+
 -- Claim the task at `rank` of `queue`'s ready set for `worker` (CLAIM, CLAIM_STARVED): the
--- task's hash after the claim, or nil when it was no longer READY.
+-- task's hash after the claim, or nil when it was no longer READY or must wait for a slot of
+-- its concurrency key (it stays in the ready set).
 local function take(backend, queue, rank, worker, token, lease_iso, lease_score, now_iso, entry)
   local id = id_of(rank)
   local t_key = task_key(id)
-  redis.call('ZREM', key(backend, 'ready', queue), rank)
   local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
-  if t[1] ~= 'READY' then return nil end
+  if t[1] ~= 'READY' then
+    redis.call('ZREM', key(backend, 'ready', queue), rank)
+    return nil
+  end
+  if not take_slot(backend, queue, rank, id, token, now_iso) then return nil end
+  redis.call('ZREM', key(backend, 'ready', queue), rank)
   local started = t[2]
   if not started or started == '' then started = now_iso end
   redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
@@ -157,7 +216,7 @@ end
 -- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
 local resolve_children
 
-local function finish(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below,
+finish = function(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below,
                       now_iso, now_stamp)
   if unique_key and unique_key ~= '' then
     local unique = key(backend, 'unique')
@@ -232,7 +291,7 @@ resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_
   end
 end
 
--- Store one new task from ARGV[i .. i + 15]; return the id it is known by (an active task's
+-- Store one new task from ARGV[i .. i + 18]; return the id it is known by (an active task's
 -- for a unique key already held). A `held` task (a workflow's waiting task) joins no set.
 local function push_one(i, held)
   local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
@@ -255,7 +314,8 @@ local function push_one(i, held)
     'started_at', '', 'last_attempted_at', '', 'finished_at', '', 'return_value', 'null',
     'errors', '[]', 'worker_ids', '[]', 'attempts', '0', 'worker_id', '',
     'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '',
-    'trace_context', ARGV[i + 15])
+    'trace_context', ARGV[i + 15], 'concurrency_key', ARGV[i + 16],
+    'concurrency_limit', ARGV[i + 17], 'on_limit', ARGV[i + 18])
   redis.call('SADD', key(backend, 'queues'), queue)
   if held then return id end
   -- Available by its enqueuer's clock: straight to the ready set.
@@ -265,26 +325,28 @@ end
 """
 
 #: Fields per task in ``PUSH`` and ``FIRE_TICK`` (see ``push_one``).
-PUSH_FIELDS = 16
+PUSH_FIELDS = 19
 
 # ARGV: prefix, then PUSH_FIELDS per task. Returns the id each task is known by.
 PUSH = """
 local ids = {}
-for i = 2, #ARGV, 16 do ids[#ids + 1] = push_one(i) end
+for i = 2, #ARGV, 19 do ids[#ids + 1] = push_one(i) end
 publish_wakes()
 return ids
 """
 
 # ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso, or '' on the store's
 # clock), lease (epoch us, or its length in us on the store's clock), now (iso), now (stamp),
-# attempt token, queue names... Returns the claimed tasks (HGETALL each), in order.
+# attempt token, result TTL (ms), TTL trim bound (epoch us), now (epoch us), queue names...
+# Returns the claimed tasks (HGETALL each), in order.
 CLAIM = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]
+flow = {ttl = ARGV[11], trim = ARGV[12], score = ARGV[13], now = now}
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
 local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
 local candidates = {}
-for _, queue in ipairs(unpaused(backend, 11)) do
+for _, queue in ipairs(unpaused(backend, 14)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then
@@ -300,7 +362,7 @@ for _, queue in ipairs(unpaused(backend, 11)) do
     local page = redis.call('ZRANGE', ready, offset, offset + limit - 1, 'WITHSCORES')
     if #page == 0 then break end
     for j = 1, #page, 2 do
-      if string.sub(page[j], 1, 18) <= now then
+      if string.sub(page[j], 1, 18) <= now and not blocked(backend, id_of(page[j])) then
         candidates[#candidates + 1] = {tonumber(page[j + 1]), page[j], queue}
         found = found + 1
         if found == limit then break end
@@ -316,6 +378,7 @@ for n = 1, math.min(limit, #candidates) do
   claimed[#claimed + 1] = take(backend, queue, rank, worker, token, lease_iso, lease_score,
     now_iso, ARGV[5])
 end
+publish_wakes()
 return claimed
 """
 
@@ -331,7 +394,7 @@ for _, queue in ipairs(unpaused(backend, 4)) do
     local page = redis.call('ZRANGE', key(backend, 'ready', queue), offset, offset + 99)
     if #page == 0 then break end
     for _, rank in ipairs(page) do
-      if string.sub(rank, 1, 18) <= now then return 1 end
+      if string.sub(rank, 1, 18) <= now and not blocked(backend, id_of(rank)) then return 1 end
     end
     offset = offset + 100
   end
@@ -375,6 +438,7 @@ for i = 3, #ARGV, 12 do
   if t[1] == 'RUNNING' and t[2] == worker and t[9] == ARGV[i + 11] then
     local backend, queue = t[3], t[4]
     redis.call('ZREM', key(backend, 'running', queue), id)
+    free_slot(backend, queue, id, t[9])
     local errors = t[5]
     if error ~= '' then errors = append(errors, error) end
     if status == 'READY' then
@@ -409,6 +473,7 @@ for i = 6, #ARGV, 2 do
     'errors', 'rank', 'priority', 'attempt_token')
   if t[1] == 'RUNNING' and t[2] == worker and t[8] == ARGV[i + 1] then
     redis.call('ZREM', key(t[3], 'running', t[4]), id)
+    free_slot(t[3], t[4], id, t[8])
     local rank = ARGV[4] .. string.sub(t[6], 19)
     redis.call('HSET', t_key, 'status', 'READY', 'errors', append(t[5], ARGV[5]),
       'available_at', ARGV[3], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
@@ -433,10 +498,12 @@ for i = 8, #ARGV, 4 do
   local id, worker = ARGV[i], ARGV[i + 1]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'lease_expires_at', 'backend',
-    'queue_name', 'errors', 'attempts', 'max_attempts', 'rank', 'priority', 'unique_key')
+    'queue_name', 'errors', 'attempts', 'max_attempts', 'rank', 'priority', 'unique_key',
+    'attempt_token')
   if t[1] == 'RUNNING' and t[2] == worker and t[3] == ARGV[i + 2] then
     local backend, queue = t[4], t[5]
     redis.call('ZREM', key(backend, 'running', queue), id)
+    free_slot(backend, queue, id, t[12])
     local errors = append(t[6], ARGV[i + 3])
     local allowed = math.max(tonumber(t[8]), recovery_max_attempts)
     if tonumber(t[7]) >= allowed then
@@ -637,10 +704,10 @@ return #ids
 PUSH_WORKFLOW = """
 local now_iso, now_stamp, now_score, ttl, trim = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n_tasks = tonumber(ARGV[7])
-local deps_at = 8 + n_tasks * 16
+local deps_at = 8 + n_tasks * 19
 -- First pass: which tasks wait, and do all their parents exist?
 local pushed = {}
-for t = 8, deps_at - 1, 16 do pushed[ARGV[t]] = true end
+for t = 8, deps_at - 1, 19 do pushed[ARGV[t]] = true end
 local held, i = {}, deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
   held[ARGV[i]] = true
@@ -654,7 +721,7 @@ for _ = 1, tonumber(ARGV[deps_at]) do
   i = i + 4 + n
 end
 local ids = {}
-for t = 8, deps_at - 1, 16 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
+for t = 8, deps_at - 1, 19 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
 local resolvable = {}
 i = deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
@@ -739,16 +806,18 @@ publish_wakes()
 return moved
 """
 
-# ARGV: as CLAIM's, then the starvation bound (stamp) as ARGV[11] and the queue names from
-# ARGV[12]. Claims READY tasks available at or before the bound, oldest first whatever their
+# ARGV: as CLAIM's up to the attempt token, then the starvation bound (stamp) as ARGV[11], the
+# result TTL, TTL trim bound and now (epoch us) as ARGV[12 .. 14] and the queue names from
+# ARGV[15]. Claims READY tasks available at or before the bound, oldest first whatever their
 # priority: per queue, per priority, the head of the ready set while it is old enough.
 CLAIM_STARVED = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now_iso, now, token, bound = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+flow = {ttl = ARGV[12], trim = ARGV[13], score = ARGV[14], now = now}
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
 local due_bound = '(' .. now .. ';'
 local candidates = {}
-for _, queue in ipairs(unpaused(backend, 12)) do
+for _, queue in ipairs(unpaused(backend, 15)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then
@@ -770,9 +839,11 @@ for _, queue in ipairs(unpaused(backend, 12)) do
       for _, rank in ipairs(page) do
         if string.sub(rank, 1, 18) > bound then break end
         older = true
-        candidates[#candidates + 1] = {rank, queue}
-        found = found + 1
-        if found == limit then break end
+        if not blocked(backend, id_of(rank)) then
+          candidates[#candidates + 1] = {rank, queue}
+          found = found + 1
+          if found == limit then break end
+        end
       end
       if not older or #page < limit then break end
       offset = offset + limit
@@ -788,6 +859,7 @@ for n = 1, math.min(limit, #candidates) do
   claimed[#claimed + 1] = take(backend, queue, rank, worker, token, lease_iso, lease_score,
     now_iso, ARGV[5])
 end
+publish_wakes()
 return claimed
 """
 

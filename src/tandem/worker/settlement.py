@@ -46,6 +46,7 @@ def _unstorable(settlement: Settlement, exc: DatabaseError) -> Settlement:
         error=ErrorRecord(exception_class_path=kind, traceback=message.replace("\x00", "\\x00")),
         task_path=settlement.task_path,
         attempt_token=settlement.attempt_token,
+        holds_slot=settlement.holds_slot,
     )
 
 
@@ -146,6 +147,7 @@ class Settler:
                 finished_at=outcome.finished_at,
                 return_value=outcome.return_value,
                 task_path=task.task_path,
+                holds_slot=task.concurrency_key is not None,
             )
         if outcome.retriable and task.attempts < task.max_attempts:
             return Settlement(
@@ -157,6 +159,7 @@ class Settler:
                 error=outcome.error,
                 retry_at=outcome.finished_at + self.retry_delay(task, pool),
                 task_path=task.task_path,
+                holds_slot=task.concurrency_key is not None,
             )
         return Settlement(
             id=task.id,
@@ -166,4 +169,5 @@ class Settler:
             finished_at=outcome.finished_at,
             error=outcome.error,
             task_path=task.task_path,
+            holds_slot=task.concurrency_key is not None,
         )

@@ -403,6 +403,12 @@ class Supervisor:
             done = 0
         claims: list[tuple[_PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
+        # Settling a task with a concurrency key frees a slot: a task waiting for it may start,
+        # here (the pools claim again) and in other workers (woken for the settled queues).
+        freed = sorted({t.queue_name for _, t, _ in batch if t.concurrency_key is not None})
+        if freed:
+            for state in self.pools:
+                state.dirty = True
         written: list[bool] = []
         sent = time.monotonic()  # the leases claimed below start no earlier than this
         settlements: list[Settlement] = []
@@ -411,6 +417,8 @@ class Supervisor:
             with self.broker.transaction():
                 if batch:
                     written = self.settler.settle(settlements)
+                if freed:
+                    self.broker.notify(freed)  # delivered at commit (PostgreSQL)
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
                     if tasks:
