@@ -1,6 +1,7 @@
-"""``python -m tests.faults.ops enqueue COUNT PREFIX SECONDS IDS_FILE``: store COUNT ``hold``
-tasks (keys ``PREFIX-<n>``) with one ``tandem.enqueue_many()`` call; write their ids, in order, to
-IDS_FILE. The other commands are the scale tier's (``tests/support/scale_ops.py``)."""
+"""``python -m tests.faults.ops enqueue COUNT PREFIX SECONDS IDS_FILE [TASK]``: store COUNT ``hold``
+tasks (or TASK of ``tests.faults.tasks``, e.g. ``hold_keyed``; keys ``PREFIX-<n>``) with one
+``tandem.enqueue_many()`` call; write their ids, in order, to IDS_FILE. The other commands are the
+scale tier's (``tests/support/scale_ops.py``)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ def main(argv: list[str]) -> None:
 
     django.setup()
     import tandem
-    from tests.faults.tasks import hold
+    from tests.faults import tasks
 
-    count, prefix, seconds, out = args
+    count, prefix, seconds, out, *name = args
+    task = getattr(tasks, name[0] if name else "hold")
     items = [((f"{prefix}-{n}", float(seconds)), {}) for n in range(int(count))]
-    ids = [result.id for result in tandem.enqueue_many(hold, items)]
+    ids = [result.id for result in tandem.enqueue_many(task, items)]
     Path(out).write_text(json.dumps(ids))
 
 

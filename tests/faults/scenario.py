@@ -70,7 +70,7 @@ class Faults:
         wait_until(lambda: "  lease:" in child.stdout, f"{name} to start", 90, alive=[child])
         return child
 
-    def enqueue(self, count: int, prefix: str, seconds: float) -> list[str]:
+    def enqueue(self, count: int, prefix: str, seconds: float, task: str = "hold") -> list[str]:
         out = self.scale.directory / f"ids-{prefix}.json"
         child = self.scale.children.python(
             "-m",
@@ -80,6 +80,7 @@ class Faults:
             prefix,
             repr(seconds),
             str(out),
+            task,
             name=f"enqueue-{prefix}",
             settings_module=SETTINGS,
             **self.scale.env,

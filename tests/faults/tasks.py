@@ -15,11 +15,23 @@ import uuid
 
 from django.tasks import task
 
+from tandem import task as tandem_task
+
 TICK = 0.05
 
 
 @task
 def hold(key: str, seconds: float) -> str:
+    return _hold(key, seconds)
+
+
+@tandem_task(concurrency_key="faults-one-at-a-time")
+def hold_keyed(key: str, seconds: float) -> str:
+    """``hold`` under one concurrency key, limit 1: at most one run alive across every worker."""
+    return _hold(key, seconds)
+
+
+def _hold(key: str, seconds: float) -> str:
     path = os.path.join(
         os.environ["TANDEM_FAULTS_LEDGER"], f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     )
