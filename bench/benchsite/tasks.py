@@ -6,9 +6,17 @@ import time
 from contenders import marks
 from django.tasks import task
 
+from tandem import task as tandem_task
+
 
 @task
 def noop() -> None:
+    return None
+
+
+@tandem_task(concurrency_key="bench", concurrency_limit=1000)
+def noop_keyed() -> None:
+    """``noop`` under a concurrency key whose limit never binds: the cost of the slot alone."""
     return None
 
 
