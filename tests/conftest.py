@@ -171,11 +171,28 @@ def _no_session_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     _ENDED_SESSIONS.extend(f"{request.node.nodeid}: {session}" for session in ended)
 
 
+#: How each test that failed and ran again (pytest-rerunfailures, CI) failed the first time.
+_RERUNS: list[tuple[str, str]] = []
+RERUN_LINES = 40
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.outcome == "rerun":
+        text = report.longreprtext.strip().splitlines()
+        _RERUNS.append((report.nodeid, "\n".join(text[-RERUN_LINES:])))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _ENDED_SESSIONS:
         terminalreporter.section("sessions left on the test database (ended)")
         for line in _ENDED_SESSIONS:
             terminalreporter.write_line(line)
+    if _RERUNS:
+        # A pass on the rerun must not hide why the first run failed.
+        terminalreporter.section("failed, then ran again (the first failure's last lines)")
+        for nodeid, text in _RERUNS:
+            terminalreporter.write_line(f"--- {nodeid}")
+            terminalreporter.write_line(text)
 
 
 @pytest.fixture(scope="session", autouse=True)
