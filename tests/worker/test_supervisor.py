@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,6 +118,40 @@ def test_enqueue_in_this_process_wakes_a_sleeping_run_loop(
     supervisor.request_stop()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_wake_up_during_a_round_is_not_lost_to_that_rounds_older_clock(
+    harness: Harness, tandem_settings
+) -> None:
+    """A task enqueued while a round runs, after the round read its clock, is due later than
+    that round's claim can see: its wake-up still gets it claimed, not the next poll (an hour
+    away here: the wake-up was lost, seen on a loaded machine as a view's task not starting)."""
+    from contextlib import AbstractContextManager
+
+    from tandem.brokers.database import DatabaseBroker
+
+    tandem_settings(poll_interval=3600)
+    enqueued: list[TaskResult] = []
+
+    class EnqueueMidRound(DatabaseBroker):
+        def transaction(self) -> AbstractContextManager[None]:
+            if not enqueued:  # the first round, after its clock was read: the task commits
+                enqueued.append(add.enqueue(20, 22))
+            return super().transaction()
+
+    readings = 0
+
+    def clock() -> datetime:
+        nonlocal readings
+        readings += 1  # the first round's clock is read a moment before the enqueue
+        return timezone.now() - timedelta(seconds=1 if readings == 1 else 0)
+
+    supervisor = harness.supervisor(
+        workers=1, burst=True, clock=clock, broker=EnqueueMidRound("default")
+    )
+    supervisor.run()
+
+    assert record(enqueued[0]).status == SUCCESSFUL
 
 
 ENQUEUE_ONE = (

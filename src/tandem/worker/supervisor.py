@@ -75,6 +75,7 @@ class _PoolState:
     configured_executor: str = ""
     startup_error: StartupFailure | None = None  # why it does not run on configured_executor
     next_starvation_check: datetime | None = None
+    woken: float = 0.0  # monotonic time of the last wake-up naming this pool's queues
 
     @property
     def free(self) -> int:
@@ -149,6 +150,7 @@ class Supervisor:
         self._by_queue = {q: s for s in self.pools for q in s.config.queues}
         self._outcomes: collections.deque[Outcome] = collections.deque()
         self._wake = threading.Event()
+        self._step_started = 0.0  # monotonic start of the current round (see _claim)
         self._stopping = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
@@ -246,13 +248,14 @@ class Supervisor:
 
     def notify(self, queues: Sequence[str]) -> None:
         """New work on ``queues`` (all when empty): claim at the next step. Thread-safe."""
+        woken = time.monotonic()
         for queue in queues or self.queues:
             state = self._by_queue.get(queue)
             if state is not None:
-                state.dirty = True
+                state.woken, state.dirty = woken, True
         if not queues:
             for state in self.pools:
-                state.dirty = True
+                state.woken, state.dirty = woken, True
         self._wake.set()
 
     def _on_enqueue(self, queue: str) -> None:
@@ -384,6 +387,9 @@ class Supervisor:
             self.start()
         self._drop_lost()
         self._check_pools()
+        # Before ``now``: a wake-up from here on may name a task enqueued after ``now`` (due
+        # later than the claim's clock), so the claim below could miss it (``_claim``).
+        self._step_started = time.monotonic()
         now = self.clock()
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._heartbeat(now)
@@ -475,7 +481,12 @@ class Supervisor:
                 state.config.queues, free - len(claimed), self.worker_id, now + self.lease, now
             )
         state.exhausted = len(claimed) < free
-        if state.exhausted:
+        if state.exhausted and state.woken >= self._step_started:
+            # Woken during this round: the task may have been enqueued after ``now`` (due
+            # later than this claim could see). Claim again at once, with a fresh clock, rather
+            # than wait for the next poll: the wake-up would be lost.
+            state.dirty = True
+        elif state.exhausted:
             state.next_poll = now + timedelta(seconds=state.config.poll_interval)
         else:
             state.dirty = True  # there may be more; claim again as soon as a slot frees
