@@ -27,7 +27,7 @@ def declare(**extras: Any) -> Any:
     return tandem.task(**extras)(send)
 
 
-@pytest.mark.parametrize("value", BAD_STRINGS + ["-1/m"])
+@pytest.mark.parametrize("value", [*BAD_STRINGS, "-1/m"])
 def test_a_malformed_rate_is_refused_at_declaration(value: str) -> None:
     message = (
         f"rate_limit must be {FORM} (N an integer >= 1: at most N starts in any second, "

@@ -701,39 +701,67 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 if limit <= 0:
                     gate.save()
                     return []
+            # A round whose picked tasks were over their rate leaves free places: another round
+            # fills them, skipping the task paths that are full now (at most a few rounds).
             full = database_rates.full_paths(self, cursor, now)
-            pick = (
-                f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)}"
-                f"{database_rates.path_filter(TABLE, full)} "
-                "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
-            )
-            pick_params = [self.backend_alias, *queues, self._dt_param(now), *full, limit]
-            if vendor == "mysql":
-                ids = self._pick_mysql(cursor, queues, limit, now, full)
-                if not ids:
-                    return []
-                ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
-                if not ids:
-                    return []
-                marks = self._placeholders(len(ids))
-                cursor.execute(
-                    f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
-                )
-            else:
-                lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-                cursor.execute(
-                    f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({pick}{lock}) "
-                    f"RETURNING {self._select_columns()}",
-                    [*set_params, *pick_params],
-                )
-            rows = cursor.fetchall()
-            tasks = [self._row_to_task(row) for row in rows]
-            tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
-            tasks = self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
+            tasks: list[StoredTask] = []
+            for _ in range(database_rates.ROUNDS):
+                tasks += self._claim_round(
+                    cursor, queues, limit - len(tasks), full, token, set_clause, set_params,
+                    worker_id, lease_until, now, gate,
+                )  # fmt: skip
+                filled = [p for p in gate.full_paths() if p not in full]
+                if len(tasks) >= limit or not filled:
+                    break
+                full = [*full, *filled]
             if rate_limit:
                 gate.windows[database_rates.limit_key(pool)].record(gate.now, len(tasks))
             gate.save()
         return tasks
+
+    def _claim_round(
+        self,
+        cursor: Any,
+        queues: Sequence[str],
+        limit: int,
+        full: Sequence[str],
+        token: str,
+        set_clause: str,
+        set_params: list[Any],
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        gate: database_rates.RateGate,
+    ) -> list[StoredTask]:
+        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of the
+        ``full`` task paths; in claim order."""
+        pick = (
+            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)}"
+            f"{database_rates.path_filter(TABLE, full)} "
+            "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
+        )
+        pick_params = [self.backend_alias, *queues, self._dt_param(now), *full, limit]
+        if self.connection.vendor == "mysql":
+            ids = self._pick_mysql(cursor, queues, limit, now, full)
+            if not ids:
+                return []
+            ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
+            if not ids:
+                return []
+            marks = self._placeholders(len(ids))
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
+            )
+        else:
+            lock = " FOR UPDATE SKIP LOCKED" if self.connection.vendor == "postgresql" else ""
+            cursor.execute(
+                f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({pick}{lock}) "
+                f"RETURNING {self._select_columns()}",
+                [*set_params, *pick_params],
+            )
+        tasks = [self._row_to_task(row) for row in cursor.fetchall()]
+        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+        return self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
 
     def claim_keyed(
         self,

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 RATE_TABLE = RateWindow._meta.db_table
 MAX_KEY = 255
+#: Claim rounds at most: a round whose tasks were over their rate is followed by one that skips
+#: the paths now full, so waiting tasks never keep a free worker idle behind them.
+ROUNDS = 3
 
 
 def limit_key(key: str) -> str:
@@ -145,6 +148,14 @@ class RateGate:
                 counts[limit_key(task.task_path)] = counts.get(limit_key(task.task_path), 0) + 1
         for key, times in counts.items():
             self.windows[key].record(self.now, times)
+
+    def full_paths(self) -> list[str]:
+        """The task paths whose window this claim locked and found (or made) full."""
+        return sorted(
+            key
+            for key, window in self.windows.items()
+            if not key.startswith("pool:") and window.allowance(self.now) <= 0
+        )
 
     def save(self) -> None:
         """Write back every window this claim changed (pruned, with its ``free_at``)."""

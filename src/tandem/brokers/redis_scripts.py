@@ -142,23 +142,33 @@ end
 -- A claim's rate clock (the store's TIME when leases are on it: lease iso '') and pool rate.
 local function flow_rates(lease_iso, now_us, pool_rate, pool_key)
   if lease_iso == '' then flow.rate_now = store_now_us() else flow.rate_now = tonumber(now_us) end
+  flow.pending = {}
   if pool_rate ~= '' then flow.pool_rate, flow.pool_key = pool_rate, pool_key end
 end
 
--- Whether task `id`'s own rate is used up now (only inside a claim, which sets flow).
-local function over_rate(backend, id)
+-- Whether task `id`'s own rate is used up now (only inside a claim, which sets flow);
+-- `reserve`: the claim lists it as a candidate, which takes one start of the room left (so a
+-- batch lists no more tasks of a path than its window lets start, and other work fills it).
+local function over_rate(backend, id, reserve)
   if not flow.rate_now then return false end
   local r = redis.call('HMGET', task_key(id), 'rate_limit', 'task_path')
   if not r[1] or r[1] == '' then return false end
-  return rate_room(backend, 'task:' .. r[2], r[1]) <= 0
+  local lkey = 'task:' .. r[2]
+  local used = 0
+  if reserve then used = flow.pending[lkey] or 0 end
+  if rate_room(backend, lkey, r[1]) - used <= 0 then return true end
+  if reserve then flow.pending[lkey] = used + 1 end
+  return false
 end
 
 -- Whether task `id` must wait for a slot of its concurrency key ('discard' tasks never wait).
 local function blocked(backend, id)
-  if over_rate(backend, id) then return true end
   local c = redis.call('HMGET', task_key(id), 'concurrency_key', 'concurrency_limit', 'on_limit')
-  if not c[1] or c[1] == '' or c[3] == 'discard' then return false end
-  return redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1')
+  if c[1] and c[1] ~= '' and c[3] ~= 'discard' and
+      redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1') then
+    return true
+  end
+  return over_rate(backend, id, true)
 end
 
 -- Attempt `token` of task `id` gives back its concurrency slot, if it holds one.
