@@ -48,10 +48,16 @@ def limit_key(key: str) -> str:
 
 
 def store_now(broker: DatabaseBroker, cursor: Any, now: datetime) -> datetime:
-    """Now on the store's clock (the lease clock), as an aware UTC datetime."""
+    """Now on the store's clock (the lease clock), as an aware UTC datetime.
+
+    Read when the claim first holds a window's lock: on PostgreSQL ``clock_timestamp()``, not
+    the transaction's ``now()``, so a claim that waited for another's lock logs its starts after
+    that claim's, never before them."""
     server_now = broker._server_now()
     if server_now is None:
         return now
+    if broker.connection.vendor == "postgresql":
+        server_now = "clock_timestamp()"
     cursor.execute(f"SELECT {server_now}")
     value = cursor.fetchone()[0]
     if isinstance(value, str):
@@ -88,7 +94,7 @@ class RateGate:
 
     @property
     def now(self) -> float:
-        """The store's now (epoch seconds), read once, when a rate is first checked."""
+        """The store's now (epoch seconds), read after the last window was locked."""
         if self._now is None:
             self._now = store_now(self.broker, self.cursor, self.caller_now).timestamp()
         return self._now
@@ -121,6 +127,9 @@ class RateGate:
             cursor.execute(select, [broker.backend_alias, key])
             row = cursor.fetchone()
         row_id, starts = row
+        # Now is read again once the lock is held (store clock): every start this claim logs is
+        # then later than the starts of the claims it waited for.
+        self._now = None
         window = Window(int(row_id), [float(t) for t in json.loads(starts or "[]")], rate)
         window.changed = window.rate != rate
         window.starts = rates.prune(window.starts, window.window, self.now)
