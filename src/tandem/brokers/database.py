@@ -702,8 +702,8 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                     gate.save()
                     return []
             # A round whose picked tasks were over their rate leaves free places: another round
-            # fills them, skipping the task paths that are full now (at most a few rounds).
-            full = database_rates.full_paths(self, cursor, now)
+            # fills them, skipping the task paths this claim found full (at most a few rounds).
+            full: list[str] = []
             tasks: list[StoredTask] = []
             for _ in range(database_rates.ROUNDS):
                 tasks += self._claim_round(
@@ -733,14 +733,18 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         now: datetime,
         gate: database_rates.RateGate,
     ) -> list[StoredTask]:
-        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of the
-        ``full`` task paths; in claim order."""
+        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of full
+        windows (``database_rates.claimable_filter``) and of the ``full`` task paths; in claim
+        order."""
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
         pick = (
-            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)}"
+            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)}{rated}"
             f"{database_rates.path_filter(TABLE, full)} "
             "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
         )
-        pick_params = [self.backend_alias, *queues, self._dt_param(now), *full, limit]
+        pick_params = [
+            self.backend_alias, *queues, self._dt_param(now), *rated_params, *full, limit
+        ]  # fmt: skip
         if self.connection.vendor == "mysql":
             ids = self._pick_mysql(cursor, queues, limit, now, full)
             if not ids:
@@ -908,16 +912,18 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         as the claim index, reads (and locks) at most ``limit`` rows each; the best ``limit`` of
         them are kept and the other locks end with the transaction.
         """
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
         branch = (
             f"(SELECT id, priority, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
             "AND backend = %s AND queue_name = %s AND available_at <= %s"
             f"{database_concurrency.claimable_filter(TABLE)}"
-            f"{database_rates.path_filter(TABLE, full)} "
+            f"{rated}{database_rates.path_filter(TABLE, full)} "
             "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         )
         params: list[Any] = []
         for queue in queues:
-            params += [self.backend_alias, queue, self._dt_param(now), *full, limit]
+            params += [self.backend_alias, queue, self._dt_param(now), *rated_params, *full]
+            params.append(limit)
         cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2], row[3]))
         return [row[0] for row in rows[:limit]]

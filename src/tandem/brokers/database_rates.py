@@ -14,8 +14,9 @@ start log of that key's sliding window, read and rewritten inside the claim's tr
 - The pool's allowance caps the claim's batch before the pick; a task over its own rate is
   left READY by the guarded claim (no attempt, no slot) and the rest of the batch goes on. The
   row's ``free_at`` (when the next start fits, for a full window) lets the pick skip a full task
-  path (``full_paths``), so waiting tasks never fill the head of the batch, and feeds
-  ``tandem status``.
+  path (``claimable_filter``), and a claim whose batch had tasks over their rate picks again
+  without their paths (``ROUNDS``), so waiting tasks never keep free workers idle; ``free_at``
+  also feeds ``tandem status``.
 """
 
 from __future__ import annotations
@@ -183,15 +184,18 @@ class RateGate:
             )
 
 
-def full_paths(broker: DatabaseBroker, cursor: Any, now: datetime) -> list[str]:
-    """Task paths whose own window is full now (a hint for the pick: their tasks wait)."""
+def claimable_filter(broker: DatabaseBroker, table: str, now: datetime) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) to AND into a claim's pick: a task with a ``rate_limit`` whose
+    path's window is full now is not claimable. A hint that keeps waiting tasks from filling the
+    head of the batch (the window row's ``free_at``, read without its lock); the locked window
+    is what enforces the rate. Rows without a rate never reach the subquery."""
     now_sql, now_params = broker._now_sql(now)
-    cursor.execute(
-        f"SELECT limit_key FROM {RATE_TABLE} WHERE backend = %s AND free_at > {now_sql} "
-        "AND limit_key NOT LIKE 'pool:%%' ORDER BY limit_key LIMIT 500",
-        [broker.backend_alias, *now_params],
+    return (
+        f" AND ({table}.rate_limit IS NULL OR NOT EXISTS (SELECT 1 FROM {RATE_TABLE} r "
+        f"WHERE r.backend = {table}.backend AND r.limit_key = {table}.task_path "
+        f"AND r.free_at > {now_sql}))",
+        now_params,
     )
-    return [str(row[0]) for row in cursor.fetchall()]
 
 
 def path_filter(table: str, paths: Sequence[str]) -> str:
@@ -224,4 +228,11 @@ def rate_limited(broker: DatabaseBroker, now: datetime) -> dict[str, datetime]:
     return result
 
 
-__all__ = ["RateGate", "full_paths", "limit_key", "path_filter", "rate_limited", "store_now"]
+__all__ = [
+    "RateGate",
+    "claimable_filter",
+    "limit_key",
+    "path_filter",
+    "rate_limited",
+    "store_now",
+]
