@@ -8,9 +8,10 @@ start log of that key's sliding window, read and rewritten inside the claim's tr
   ``BEGIN IMMEDIATE`` write transaction already serializes every claimer), pool key first, then
   task keys in key order, so two claimers never wait on each other in opposite orders. A row is
   created on first use (``INSERT … ON CONFLICT DO NOTHING`` / ``ON DUPLICATE KEY UPDATE``).
-- Times are on the store's clock (PostgreSQL ``now()``, MariaDB ``UTC_TIMESTAMP(6)``; the
-  caller's ``now`` on SQLite or with ``store_clock=False``), as leases are. A start counts while
-  it is younger than the window; older ones are pruned whenever the row is rewritten.
+- Times are on the store's clock (PostgreSQL ``clock_timestamp()``, MariaDB
+  ``UTC_TIMESTAMP(6)``; the caller's ``now`` on SQLite or with ``store_clock=False``), as leases
+  are, read once the window's lock is held. A start counts while it is younger than the window;
+  older ones are pruned whenever the row is rewritten.
 - The pool's allowance caps the claim's batch before the pick; a task over its own rate is
   left READY by the guarded claim (no attempt, no slot) and the rest of the batch goes on. The
   row's ``free_at`` (when the next start fits, for a full window) lets the pick skip a full task
