@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tandem.brokers import memory_concurrency, memory_rates
@@ -146,21 +146,13 @@ class MemoryBroker(MemoryWorkflows, Broker):
     ) -> list[StoredTask]:
         started = self._started(worker_id, lease_until, now)
         with self._lock:
-            candidates = self._claimable(queues, now)
             gate = self._rates.gate(self.backend_alias, queues, rate_limit, now)
-            return self._take(candidates, limit, started, now, gate)
+            return self._take(self._claimable(queues, now), limit, started, now, gate)
 
-    def _take(
-        self,
-        candidates: list[StoredTask],
-        limit: int,
-        started: dict[str, object],
-        now: datetime,
-        gate: memory_rates.RateGate,
-    ) -> list[StoredTask]:
-        claimed, discarded = memory_concurrency.take(
-            self._tasks, candidates, limit, started, now, gate
-        )
+    def _take(self, candidates: list[StoredTask], limit: int, *flow: Any) -> list[StoredTask]:
+        """``flow``: the claim's started fields, now and rate gate (``memory_concurrency``)."""
+        claimed, discarded = memory_concurrency.take(self._tasks, candidates, limit, *flow)
+        now = flow[1]
         if discarded:
             self._parents_finished(discarded, now)  # workflows
         return claimed
@@ -197,10 +189,8 @@ class MemoryBroker(MemoryWorkflows, Broker):
             return self._take(starved, max(limit, 0), started, now, gate)
 
     def rate_limited(self, now: datetime) -> dict[str, datetime]:
-        """Limit keys whose window is full now -> when their next start fits (status)."""
         with self._lock:
-            full = self._rates.full(self.backend_alias, now)
-        return {key: datetime.fromtimestamp(at, UTC) for key, at in full.items()}
+            return self._rates.full(self.backend_alias, now)
 
     def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
         """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None)."""

@@ -8,7 +8,7 @@ and Redis stores keep the same log in the store (``database_rates``, the claim s
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tandem import rates
@@ -32,11 +32,11 @@ class RateBook:
     ) -> RateGate:
         return RateGate(self, backend, queues, pool_rate, now.timestamp())
 
-    def full(self, backend: str, now: datetime) -> dict[str, float]:
+    def full(self, backend: str, now: datetime) -> dict[str, datetime]:
         """The limit keys whose window is full at ``now``: key -> when the next start fits
-        (epoch seconds), for the status page."""
+        (``Broker.rate_limited``)."""
         return {
-            key: at
+            key: datetime.fromtimestamp(at, UTC)
             for (b, key), at in self.free_at.items()
             if b == backend and at > now.timestamp()
         }
