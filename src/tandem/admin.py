@@ -110,6 +110,7 @@ class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-ar
                     "concurrency_key",
                     "concurrency_limit",
                     "on_limit",
+                    "rate_limit",
                 ]
             },
         ),

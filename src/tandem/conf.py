@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ImproperlyConfigured
 
+from tandem.rates import InvalidRate
+from tandem.rates import normalize as normalize_rate
 from tandem.scheduler.cron import Cron, CronError, zone_named
 from tandem.serialization import NotJSONError, to_json
 
@@ -70,6 +72,7 @@ POOL_KEYS = frozenset(
         "prefetch",
         "starvation_limit",
         "async_concurrency",
+        "rate_limit",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})
@@ -102,6 +105,9 @@ class PoolConfig:
     starvation_limit: float = 300.0
     #: ``async def`` tasks in flight at once on each worker's event loop (beside its sync slot).
     async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY
+    #: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of the pool's tasks (every task of its
+    #: queues) in any window of that length, across every worker; None: no pool rate.
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +224,16 @@ class _Reader:
                 f"{self.key(name)} must be a finite number > 0, got {value!r}."
             )
         return float(value)
+
+    def rate(self, name: str) -> str | None:
+        """A rate string (``"N/s"``, ``"N/m"``, ``"N/h"``), normalized; None when unset."""
+        value = self.mapping.get(name)
+        if value is None:
+            return None
+        try:
+            return normalize_rate(value)
+        except InvalidRate as exc:
+            raise ImproperlyConfigured(f"{self.key(name)} {exc}") from None
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.mapping.get(name, default)
@@ -357,6 +373,7 @@ def parse_options(
                 async_concurrency=pool_reader.integer(
                     "async_concurrency", DEFAULT_ASYNC_CONCURRENCY, 1
                 ),
+                rate_limit=pool_reader.rate("rate_limit"),
             )
         )
     return BackendOptions(

@@ -61,6 +61,9 @@ class TaskRecord(models.Model):
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     concurrency_limit = models.PositiveIntegerField(default=1, db_default=1)
     on_limit = models.CharField(max_length=8, default="wait", db_default="wait")
+    # Flow control: "N/s", "N/m" or "N/h" — at most N starts of this task path per window
+    # (a ``RateWindow`` row per path keeps the log).
+    rate_limit = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         verbose_name = "task"
@@ -268,3 +271,28 @@ class ConcurrencySlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backend}:{self.concurrency_key}#{self.slot} ({self.task_id})"
+
+
+class RateWindow(models.Model):
+    """The start log of one rate limit: a task path's own ``rate_limit``, or a pool's
+    (``limit_key`` ``pool:<queues>``).
+
+    Locked and rewritten by the claim's transaction (``brokers/database_rates.py``): ``starts``
+    holds the start times (epoch seconds, store clock) still inside the window; ``free_at`` is
+    when the next start fits while the window is full (NULL otherwise).
+    """
+
+    backend = models.CharField(max_length=100, default="default")
+    limit_key = models.CharField(max_length=255)
+    rate = models.CharField(max_length=32)
+    starts = models.TextField(default="[]")
+    free_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "rate window"
+        constraints = [
+            models.UniqueConstraint(fields=["backend", "limit_key"], name="tandem_unique_rate"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.limit_key} ({self.rate})"

@@ -20,6 +20,8 @@ from django.tasks.base import DEFAULT_TASK_PRIORITY
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
+from tandem.rates import InvalidRate, normalize
+
 type AnyTask = DjangoTask[Any, Any]
 #: ``backoff``: seconds (the base of exponential back-off with jitter) or ``(attempt) -> seconds``.
 type Backoff = float | Callable[[int], float]
@@ -61,6 +63,8 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
     ``concurrency_key`` (a string, or a callable ``(*args, **kwargs) -> str``) /
     ``concurrency_limit`` (default 1) / ``on_limit`` (``"wait"`` or ``"discard"``): at most
     ``concurrency_limit`` tasks with one key RUNNING at once, across every worker.
+    ``rate_limit``: ``"N/s"``, ``"N/m"`` or ``"N/h"`` — at most N starts of this task in any
+    window of that length, across every worker; a task over its rate waits READY.
     """
 
     max_attempts: int | None = None
@@ -73,6 +77,7 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
     concurrency_key: ConcurrencyKey | None = None
     concurrency_limit: int | None = None
     on_limit: OnLimit = "wait"
+    rate_limit: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.run_after, timedelta):
@@ -106,6 +111,11 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic in
                     f"{name} must be a task or its dotted path ('app.tasks.name'), got {hook!r}."
                 )
         self._check_concurrency()
+        if self.rate_limit is not None:
+            try:
+                object.__setattr__(self, "rate_limit", normalize(self.rate_limit))
+            except InvalidRate as exc:
+                raise InvalidTask(f"rate_limit {exc}") from None
         # Explicit base call: zero-argument super() breaks in slotted dataclasses before 3.14.
         DjangoTask.__post_init__(self)
 
@@ -220,6 +230,7 @@ def task[**P, R](
     concurrency_key: ConcurrencyKey | None = ...,
     concurrency_limit: int | None = ...,
     on_limit: OnLimit = ...,
+    rate_limit: str | None = ...,
 ) -> Callable[[Callable[P, R]], DjangoTask[P, R]]: ...
 @overload
 def task[R](
@@ -238,6 +249,7 @@ def task[R](
     concurrency_key: ConcurrencyKey | None = ...,
     concurrency_limit: int | None = ...,
     on_limit: OnLimit = ...,
+    rate_limit: str | None = ...,
 ) -> Callable[[Callable[..., R]], DjangoTask[..., R]]: ...
 def task(
     function: Callable[..., Any] | None = None,

@@ -250,6 +250,21 @@ ROWS = [
     Row("pool", "starvation_limit", "value", 0, number(P % "starvation_limit", 0)),
     Row("pool", "async_concurrency", "type", "10", integer(P % "async_concurrency", "10")),
     Row("pool", "async_concurrency", "value", 0, integer(P % "async_concurrency", 0)),
+    Row(
+        "pool",
+        "rate_limit",
+        "type",
+        10,
+        f'{P % "rate_limit"} must be a string "N/s", "N/m" or "N/h" (N an integer >= 1), got 10.',
+    ),
+    Row(
+        "pool",
+        "rate_limit",
+        "value",
+        "10/x",
+        f'{P % "rate_limit"} must be "N/s", "N/m" or "N/h" (N an integer >= 1: at most N starts '
+        "in any second, minute or hour), got '10/x'.",
+    ),
     # -- OPTIONS["schedule"][name] ---------------------------------------------------------------
     Row(
         "schedule",

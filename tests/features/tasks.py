@@ -72,3 +72,9 @@ def gated_per_account(name: str, account: str) -> bool:
 def gated_export(name: str) -> bool:
     """One export at a time; an export due while another runs is dropped (FAILED)."""
     return gate(name).wait(10.0)
+
+
+@extras_task(rate_limit="2/s")
+def rated_add(a: int, b: int) -> int:
+    """At most two starts in any second, across every worker."""
+    return a + b

@@ -23,6 +23,7 @@ CATALOGUE: dict[str, tuple[str, frozenset[str]]] = {
     "tandem_queue_oldest_ready_age_seconds": ("gauge", BACKEND_QUEUE),
     "tandem_queue_live_workers": ("gauge", BACKEND_QUEUE),
     "tandem_queue_paused": ("gauge", BACKEND_QUEUE),
+    "tandem_rate_limited_seconds": ("gauge", frozenset({"backend", "limit"})),
     "tandem_workers": ("gauge", frozenset({"backend"})),
     "tandem_store_up": ("gauge", frozenset({"backend"})),
     "tandem_pool_executor_workers": (

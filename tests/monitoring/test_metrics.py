@@ -215,8 +215,23 @@ def test_every_metric_is_exposed_with_its_type_and_labels(
             last_heartbeat_at=timezone.now(),
         )
     )
+    full_rate_window()  # a full rate limit: the rate gauge gets a sample
     text = client.get("/tasks/metrics/", headers={"Authorization": f"Bearer {TOKEN}"})
     check(text.content.decode(), with_samples=set(CATALOGUE))
+
+
+def full_rate_window() -> None:
+    """A rate limit whose window is full for the next hour (as a claim leaves it)."""
+    from tandem.models import RateWindow
+
+    now = timezone.now()
+    RateWindow.objects.create(
+        backend="default",
+        limit_key="tests.tasks.add",
+        rate="1/h",
+        starts=f"[{now.timestamp()}]",
+        free_at=now + timedelta(hours=1),
+    )
 
 
 def test_the_reference_page_lists_exactly_the_exposed_metrics() -> None:

@@ -19,6 +19,7 @@ from tandem.brokers.base import FAILED, SUCCESSFUL, WorkerInfo
 from tandem.models import TaskRecord
 from tests.monitoring.catalogue import CATALOGUE, check
 from tests.monitoring.tasks import double, fails_twice
+from tests.monitoring.test_metrics import full_rate_window
 from tests.support.fixtures import (
     children,  # noqa: F401  (real worker processes)
     servers,  # noqa: F401
@@ -131,6 +132,7 @@ def test_serve_prints_its_banner_and_exposes_every_metric(servers: Servers) -> N
         "the tasks to settle and the lost lease to be recovered",
         alive=[server],
     )
+    full_rate_window()  # a full rate limit: the rate gauge gets a sample
     text = scrape(port)
 
     check(text, with_samples=set(CATALOGUE))

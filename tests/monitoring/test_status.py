@@ -158,6 +158,7 @@ SNAPSHOT_KEYS = {
     "queues": list,
     "workers": list,
     "problems": list,
+    "rate_limited": list,  # full rate limits (tests/features/test_rate_limits.py)
     "healthy": bool,
     "groups": list,  # workflows: the newest groups' progress (tests/web/test_workflows.py)
 }

@@ -280,7 +280,7 @@ def test_unknown_pool_keys():
         f"{POOL} has unknown key(s) 'concurrency' (did you mean 'async_concurrency'?); allowed: "
         "async_concurrency, backoff, "
         "executor, max_attempts, max_tasks_per_worker, poll_interval, prefetch, queues, "
-        "starvation_limit, timeout, workers."
+        "rate_limit, starvation_limit, timeout, workers."
     )
 
 

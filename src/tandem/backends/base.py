@@ -349,6 +349,7 @@ class TandemBackend(BaseTaskBackend):
             timeout=getattr(task, "timeout", None),
             unique_key=task.key_for(json_args, json_kwargs) if isinstance(task, Task) else None,
             **_concurrency(task, json_args, json_kwargs),
+            rate_limit=getattr(task, "rate_limit", None),
             args_json=args_text,
             kwargs_json=kwargs_text,
         )

@@ -107,6 +107,9 @@ class NewTask:
     concurrency_key: str | None = None
     concurrency_limit: int = 1
     on_limit: str = "wait"
+    #: Flow control: ``"N/s"``, ``"N/m"`` or ``"N/h"`` — at most N starts of this task path (and
+    #: backend) in any window of that length; a task over it stays READY. None: no rate.
+    rate_limit: str | None = None
 
     @property
     def available_at(self) -> datetime:
@@ -158,6 +161,7 @@ class StoredTask:
     concurrency_key: str | None = None
     concurrency_limit: int = 1
     on_limit: str = "wait"
+    rate_limit: str | None = None
 
     @property
     def attempts(self) -> int:
@@ -250,6 +254,8 @@ class Broker(abc.ABC):
         worker_id: str,
         lease_until: datetime,
         now: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         """Atomically move up to ``limit`` claimable tasks to RUNNING under ``worker_id``.
 
@@ -259,7 +265,11 @@ class Broker(abc.ABC):
         that key (and backend) are RUNNING — the attempt holds one of the key's slots until its
         settle, release or recovery; one that would have to wait is skipped (stays READY, no
         attempt counted) or, with ``on_limit="discard"``, ends FAILED with a
-        ``ConcurrencyLimited`` error without running (never returned). Each claim appends
+        ``ConcurrencyLimited`` error without running (never returned). A task with a
+        ``rate_limit`` is taken only while fewer than N starts of its task path (and backend)
+        fall in the window ending now (store clock); ``rate_limit`` here is the pool's: at most
+        N starts of any task of ``queues`` per window. A task over a rate is skipped (stays
+        READY, no attempt counted), never blocking the tasks behind it. Each claim appends
         ``worker_id`` to ``worker_ids``, sets ``last_attempted_at = now`` and ``started_at`` on the
         first attempt, and a fresh ``attempt_token``. The lease lasts ``lease_until - now`` (on
         the store's clock when ``store_clock``). Returned in claim order.
@@ -274,6 +284,8 @@ class Broker(abc.ABC):
         lease_until: datetime,
         now: datetime,
         starved_before: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         """``claim``, of starved tasks only: READY, on one of ``queues`` (none paused), with
         ``available_at <= starved_before`` — taken oldest first (``available_at``, then
@@ -451,6 +463,12 @@ class Broker(abc.ABC):
         """READY tasks of ``queues`` due at ``now`` (a store that cannot count due ones alone
         answers every READY task)."""
         return sum(s.ready for s in self.stats() if s.queue_name in queues)
+
+    def rate_limited(self, now: datetime) -> dict[str, datetime]:
+        """The rate limits whose window is full at ``now`` (their tasks wait READY): limit key
+        (``task:<path>`` or ``pool:<queues>``) -> when its next start fits. For the status page
+        and metrics; a store that keeps no such log answers {}."""
+        return {}
 
     def throughput(self, since: datetime) -> dict[tuple[datetime, str], int] | None:
         """Tasks that ended SUCCESSFUL or FAILED since ``since``, counted per (minute, status);

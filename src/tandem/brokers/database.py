@@ -29,10 +29,12 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils.dateparse import parse_datetime
 
+from tandem import rates
 from tandem.brokers import (
     database_bulk,
     database_concurrency,
     database_pauses,
+    database_rates,
     database_starvation,
     stuck_connections,
 )
@@ -96,6 +98,7 @@ COLUMNS = (
     "concurrency_key",
     "concurrency_limit",
     "on_limit",
+    "rate_limit",
 )
 #: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
 INSERT_COLUMNS = (
@@ -109,6 +112,7 @@ INSERT_COLUMNS = (
     "concurrency_key",
     "concurrency_limit",
     "on_limit",
+    "rate_limit",
 )
 INSERT_BATCH = 500
 #: PostgreSQL's array types for ``_insert_postgresql``'s parameters, in ``INSERT_COLUMNS`` order
@@ -130,6 +134,7 @@ PG_UNNEST_TYPES = (
     "text",
     "text",
     "integer",
+    "text",
     "text",
 )
 JSON_COLUMNS = frozenset(
@@ -204,6 +209,7 @@ def _row_values(t: NewTask) -> tuple[Any, ...]:
         t.concurrency_key,
         t.concurrency_limit,
         t.on_limit,
+        t.rate_limit,
     )
 
 
@@ -498,7 +504,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         j = self._json_literal()
         row = (
             f"(%s, %s, %s, %s, %s, %s, 'READY', {j}, {j}, %s, %s, %s, {j}, {j}, %s, '', %s, {j}, "
-            "%s, %s, %s)"
+            "%s, %s, %s, %s)"
         )
         params: list[Any] = []
         connection = self.connection  # looked up once: a per-value lookup cost ~10 % of a batch
@@ -506,7 +512,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         native_uuid = connection.features.has_native_uuid_field
         for t in tasks:
             (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout, trace) = (
-                _row_values(t)[:-3]
+                _row_values(t)[:-4]
             )
             params += [
                 task_id if native_uuid else task_id.hex,
@@ -522,6 +528,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 t.concurrency_key,
                 t.concurrency_limit,
                 t.on_limit,
+                t.rate_limit,
             ]
         insert = (
             f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
@@ -557,10 +564,10 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             "u.queue_name, u.task_path, u.priority, u.takes_context, 'READY', u.args::jsonb, "
             "u.kwargs::jsonb, u.run_after, u.available_at, u.enqueued_at, '[]'::jsonb, "
             "'[]'::jsonb, u.max_attempts, '', u.timeout, u.trace_context::jsonb, "
-            "u.concurrency_key, u.concurrency_limit, u.on_limit "
+            "u.concurrency_key, u.concurrency_limit, u.on_limit, u.rate_limit "
             f"FROM unnest({columns}) AS u(id, backend, queue_name, task_path, priority, "
             "takes_context, args, kwargs, run_after, available_at, enqueued_at, max_attempts, "
-            "timeout, trace_context, concurrency_key, concurrency_limit, on_limit)"
+            "timeout, trace_context, concurrency_key, concurrency_limit, on_limit, rate_limit)"
         )
         with self.connection.cursor() as cursor:
             if queues:
@@ -595,6 +602,7 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
             concurrency_key=t.concurrency_key,
             concurrency_limit=t.concurrency_limit,
             on_limit=t.on_limit,
+            rate_limit=t.rate_limit,
         )
 
     def _push_unique(self, tasks: Sequence[NewTask]) -> dict[tuple[str, str], str]:
@@ -668,9 +676,12 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         worker_id: str,
         lease_until: datetime,
         now: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
             return []
+        pool = rates.pool_key(queues)
         queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
         if not queues:
             return []
@@ -683,35 +694,78 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         set_clause, set_params = database_concurrency.claim_set(
             self, worker_id, token, lease_until, now, guarded=True
         )
+        with write_transaction(connection), connection.cursor() as cursor:
+            gate = database_rates.RateGate(self, cursor, now)
+            if rate_limit:  # the pool's rate caps the batch (its row stays locked till commit)
+                limit = min(limit, gate.lock(pool, rate_limit).allowance(gate.now))
+                if limit <= 0:
+                    gate.save()
+                    return []
+            # A round whose picked tasks were over their rate leaves free places: another round
+            # fills them, skipping the task paths this claim found full (at most a few rounds).
+            full: list[str] = []
+            tasks: list[StoredTask] = []
+            for _ in range(database_rates.ROUNDS):
+                tasks += self._claim_round(
+                    cursor, queues, limit - len(tasks), full, token, set_clause, set_params,
+                    worker_id, lease_until, now, gate,
+                )  # fmt: skip
+                filled = [p for p in gate.full_paths() if p not in full]
+                if len(tasks) >= limit or not filled:
+                    break
+                full = [*full, *filled]
+            if rate_limit:
+                gate.windows[database_rates.limit_key(pool)].record(gate.now, len(tasks))
+            gate.save()
+        return tasks
+
+    def _claim_round(
+        self,
+        cursor: Any,
+        queues: Sequence[str],
+        limit: int,
+        full: Sequence[str],
+        token: str,
+        set_clause: str,
+        set_params: list[Any],
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        gate: database_rates.RateGate,
+    ) -> list[StoredTask]:
+        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of full
+        windows (``database_rates.claimable_filter``) and of the ``full`` task paths; in claim
+        order."""
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
         pick = (
-            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)} "
+            f"SELECT id FROM {TABLE} WHERE {self._claimable_where(queues)}{rated}"
+            f"{database_rates.path_filter(TABLE, full)} "
             "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s"
         )
-        pick_params = [self.backend_alias, *queues, self._dt_param(now), limit]
-        with write_transaction(connection), connection.cursor() as cursor:
-            if vendor == "mysql":
-                ids = self._pick_mysql(cursor, queues, limit, now)
-                if not ids:
-                    return []
-                ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
-                if not ids:
-                    return []
-                marks = self._placeholders(len(ids))
-                cursor.execute(
-                    f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
-                )
-            else:
-                lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-                cursor.execute(
-                    f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({pick}{lock}) "
-                    f"RETURNING {self._select_columns()}",
-                    [*set_params, *pick_params],
-                )
-            rows = cursor.fetchall()
-            tasks = [self._row_to_task(row) for row in rows]
-            tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
-            tasks = self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now)
-        return tasks
+        pick_params = [
+            self.backend_alias, *queues, self._dt_param(now), *rated_params, *full, limit
+        ]  # fmt: skip
+        if self.connection.vendor == "mysql":
+            ids = self._pick_mysql(cursor, queues, limit, now, full)
+            if not ids:
+                return []
+            ids = self._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
+            if not ids:
+                return []
+            marks = self._placeholders(len(ids))
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
+            )
+        else:
+            lock = " FOR UPDATE SKIP LOCKED" if self.connection.vendor == "postgresql" else ""
+            cursor.execute(
+                f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({pick}{lock}) "
+                f"RETURNING {self._select_columns()}",
+                [*set_params, *pick_params],
+            )
+        tasks = [self._row_to_task(row) for row in cursor.fetchall()]
+        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+        return self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
 
     def claim_keyed(
         self,
@@ -721,16 +775,22 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         token: str,
         lease_until: datetime,
         now: datetime,
+        gate: database_rates.RateGate,
     ) -> list[StoredTask]:
-        """The tasks a guarded claim picked (in claim order), with those that have a concurrency
-        key (left READY by it) claimed when they get a slot (``database_concurrency``); in claim
-        order."""
-        keyed = [t for t in tasks if t.concurrency_key is not None]
-        if not keyed:
+        """The tasks a guarded claim picked (in claim order), with those it left READY — a
+        concurrency key or a rate limit — claimed when their rate admits them
+        (``database_rates``) and they get a slot (``database_concurrency``); in claim order.
+        Their starts are logged in ``gate`` (the caller saves it)."""
+        held = [t for t in tasks if t.concurrency_key is not None or t.rate_limit]
+        if not held:
             return tasks
+        admitted = gate.admit(held)
+        keyed = [t for t in admitted if t.concurrency_key is not None]
         granted, refused = database_concurrency.take_slots(self, cursor, keyed, token, now)
         database_concurrency.discard(self, cursor, refused, now)
-        claimed = [t for t in tasks if t.concurrency_key is None]
+        slotted = {t.id for t in granted}
+        granted = [t for t in admitted if t.concurrency_key is None or t.id in slotted]
+        claimed = [t for t in tasks if t.concurrency_key is None and not t.rate_limit]
         if not granted:
             return claimed
         set_clause, set_params = database_concurrency.claim_set(
@@ -758,7 +818,12 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
                 [*set_params, *ids],
             )
         started = {t.id: t for t in (self._row_to_task(row) for row in cursor.fetchall())}
-        return [started.get(t.id, t) for t in tasks if t.concurrency_key is None or t.id in started]
+        gate.record(started.values())
+        return [
+            started.get(t.id, t)
+            for t in tasks
+            if (t.concurrency_key is None and not t.rate_limit) or t.id in started
+        ]
 
     def _update_mysql(
         self,
@@ -832,7 +897,12 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         )
 
     def _pick_mysql(
-        self, cursor: Any, queues: Sequence[str], limit: int, now: datetime
+        self,
+        cursor: Any,
+        queues: Sequence[str],
+        limit: int,
+        now: datetime,
+        full: Sequence[str] = (),
     ) -> list[Any]:
         """Lock up to ``limit`` claimable ids on MariaDB/MySQL, skipping rows others hold.
 
@@ -842,15 +912,18 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         as the claim index, reads (and locks) at most ``limit`` rows each; the best ``limit`` of
         them are kept and the other locks end with the transaction.
         """
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
         branch = (
             f"(SELECT id, priority, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
             "AND backend = %s AND queue_name = %s AND available_at <= %s"
-            f"{database_concurrency.claimable_filter(TABLE)} "
+            f"{database_concurrency.claimable_filter(TABLE)}"
+            f"{rated}{database_rates.path_filter(TABLE, full)} "
             "ORDER BY priority DESC, available_at, enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         )
         params: list[Any] = []
         for queue in queues:
-            params += [self.backend_alias, queue, self._dt_param(now), limit]
+            params += [self.backend_alias, queue, self._dt_param(now), *rated_params, *full]
+            params.append(limit)
         cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[1], row[2], row[3]))
         return [row[0] for row in rows[:limit]]
@@ -1175,10 +1248,15 @@ class DatabaseBroker(DatabaseWorkflows, Broker):
         lease_until: datetime,
         now: datetime,
         starved_before: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         return database_starvation.claim_starved(
-            self, queues, limit, worker_id, lease_until, now, starved_before
+            self, queues, limit, worker_id, lease_until, now, starved_before, rate_limit
         )
+
+    def rate_limited(self, now: datetime) -> dict[str, datetime]:
+        return database_rates.rate_limited(self, now)
 
     # -- selections and bulk retries (brokers/database_bulk.py) --------------------------------
 

@@ -56,7 +56,8 @@ def claim_set(
     guarded: bool,
 ) -> tuple[str, list[Any]]:
     """The claim's ``SET`` clause and its parameters; ``guarded``: rows with a concurrency key
-    are left unchanged (they are claimed once they hold a slot)."""
+    or a rate limit are left unchanged (they are claimed once they hold a slot and their rate
+    admits them)."""
     lease_sql, lease_params = broker._lease_sql(lease_until, now)
     assignments = [
         ("status", "'RUNNING'", []),
@@ -70,7 +71,10 @@ def claim_set(
     clauses, params = [], []
     for column, value, values in assignments:
         if guarded:
-            value = f"CASE WHEN concurrency_key IS NULL THEN {value} ELSE {column} END"
+            value = (
+                "CASE WHEN concurrency_key IS NULL AND rate_limit IS NULL "
+                f"THEN {value} ELSE {column} END"
+            )
         clauses.append(f"{column} = {value}")
         params += values
     return ", ".join(clauses), params

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tandem.brokers import database_concurrency, database_pauses
+from tandem import rates
+from tandem.brokers import database_concurrency, database_pauses, database_rates
 from tandem.brokers.base import StoredTask, new_attempt_token
 
 if TYPE_CHECKING:
@@ -33,11 +34,13 @@ def claim_starved(
     lease_until: datetime,
     now: datetime,
     starved_before: datetime,
+    rate_limit: str | None = None,
 ) -> list[StoredTask]:
     from tandem.brokers.database import TABLE, write_transaction
 
     if limit <= 0 or not queues:
         return []
+    pool = rates.pool_key(queues)
     queues = database_pauses.unpaused(broker, queues)
     if not queues:
         return []
@@ -61,6 +64,12 @@ def claim_starved(
         broker, worker_id, token, lease_until, now, guarded=True
     )
     with write_transaction(connection), connection.cursor() as cursor:
+        gate = database_rates.RateGate(broker, cursor, now)
+        if rate_limit:  # the pool's rate caps the batch (its row stays locked till commit)
+            limit = min(limit, gate.lock(pool, rate_limit).allowance(gate.now))
+            if limit <= 0:
+                gate.save()
+                return []
         if vendor == "mysql":
             ids = _pick_mysql(broker, cursor, queues, limit, bound)
             if not ids:
@@ -83,7 +92,10 @@ def claim_starved(
         rows = cursor.fetchall()
         tasks = [broker._row_to_task(row) for row in rows]
         tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
-        tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now)
+        tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
+        if rate_limit:
+            gate.windows[database_rates.limit_key(pool)].record(gate.now, len(tasks))
+        gate.save()
     return tasks
 
 

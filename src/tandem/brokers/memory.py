@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tandem.brokers import memory_concurrency
+from tandem.brokers import memory_concurrency, memory_rates
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -42,6 +42,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
         self._workers: dict[str, WorkerInfo] = {}
         self._ticks: dict[tuple[str, str], set[datetime]] = {}
         self._paused: dict[str, datetime] = {}
+        self._rates = memory_rates.RateBook()
 
     @staticmethod
     def _key(task_id: str) -> str | None:
@@ -93,6 +94,7 @@ class MemoryBroker(MemoryWorkflows, Broker):
             concurrency_key=new.concurrency_key,
             concurrency_limit=new.concurrency_limit,
             on_limit=new.on_limit,
+            rate_limit=new.rate_limit,
         )
         return new.id
 
@@ -139,16 +141,18 @@ class MemoryBroker(MemoryWorkflows, Broker):
         worker_id: str,
         lease_until: datetime,
         now: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         started = self._started(worker_id, lease_until, now)
         with self._lock:
-            candidates = self._claimable(queues, now)
-            return self._take(candidates, limit, started, now)
+            gate = self._rates.gate(self.backend_alias, queues, rate_limit, now)
+            return self._take(self._claimable(queues, now), limit, started, now, gate)
 
-    def _take(
-        self, candidates: list[StoredTask], limit: int, started: dict[str, object], now: datetime
-    ) -> list[StoredTask]:
-        claimed, discarded = memory_concurrency.take(self._tasks, candidates, limit, started, now)
+    def _take(self, candidates: list[StoredTask], limit: int, *flow: Any) -> list[StoredTask]:
+        """``flow``: the claim's started fields, now and rate gate (``memory_concurrency``)."""
+        claimed, discarded = memory_concurrency.take(self._tasks, candidates, limit, *flow)
+        now = flow[1]
         if discarded:
             self._parents_finished(discarded, now)  # workflows
         return claimed
@@ -171,6 +175,8 @@ class MemoryBroker(MemoryWorkflows, Broker):
         lease_until: datetime,
         now: datetime,
         starved_before: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         started = self._started(worker_id, lease_until, now)
         bound = min(starved_before, now)
@@ -179,7 +185,12 @@ class MemoryBroker(MemoryWorkflows, Broker):
                 (t for t in self._claimable(queues, now) if t.available_at <= bound),
                 key=lambda t: (t.available_at, t.enqueued_at),
             )
-            return self._take(starved, max(limit, 0), started, now)
+            gate = self._rates.gate(self.backend_alias, queues, rate_limit, now)
+            return self._take(starved, max(limit, 0), started, now, gate)
+
+    def rate_limited(self, now: datetime) -> dict[str, datetime]:
+        with self._lock:
+            return self._rates.full(self.backend_alias, now)
 
     def _held(self, worker_id: str, task_id: str, token: str | None = None) -> StoredTask | None:
         """The RUNNING task ``worker_id`` holds (in attempt ``token``, unless None)."""

@@ -11,8 +11,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tandem.brokers.base import FAILED, RUNNING, StoredTask, concurrency_limited_error
+
+if TYPE_CHECKING:
+    from tandem.brokers.memory_rates import RateGate
 
 
 def running_per_key(tasks: Iterable[StoredTask]) -> Counter[tuple[str, str]]:
@@ -39,16 +43,25 @@ def take(
     limit: int,
     started: dict[str, object],
     now: datetime,
+    gate: RateGate | None = None,
 ) -> tuple[list[StoredTask], list[str]]:
     """Claim the first ``limit`` of ``candidates`` (claimable tasks, in claim order): a keyed
     task takes a slot when its key has one free, and is skipped (``"wait"``) or ends FAILED with
     ``ConcurrencyLimited`` (``"discard"``) otherwise — so, as on the other stores, a batch that
     picked two tasks of a full key claims fewer than ``limit``. ``started``: the fields a claim
-    sets. Returns the claimed tasks and the ids of the discarded ones."""
+    sets. ``gate``: the claim's rate limits — a task over a rate is skipped (stays READY) and does
+    not count against ``limit``, so it never holds back the tasks behind it. Returns the claimed
+    tasks and the ids of the discarded ones."""
     running = running_per_key(tasks.values())
     claimed: list[StoredTask] = []
     discarded: list[str] = []
-    for task in list(candidates)[:limit]:
+    picked = 0
+    for task in candidates:
+        if picked >= limit:
+            break
+        if gate is not None and not gate.admits(task):
+            continue
+        picked += 1
         if task.concurrency_key is not None:
             slot = (task.backend, task.concurrency_key)
             if running[slot] >= task.concurrency_limit:
@@ -72,4 +85,6 @@ def take(
         )
         tasks[task.id] = task
         claimed.append(task)
+        if gate is not None:
+            gate.record(task)
     return claimed, discarded

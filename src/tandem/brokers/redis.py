@@ -30,6 +30,7 @@ import redis
 from redis.client import PubSub
 from redis.commands.core import Script
 
+from tandem import rates
 from tandem.brokers.base import (
     FAILED,
     READY,
@@ -182,6 +183,7 @@ class RedisBroker(RedisWorkflows, Broker):
             t.concurrency_key or "",
             str(t.concurrency_limit),
             t.on_limit,
+            t.rate_limit or "",
         ]
 
     @staticmethod
@@ -224,6 +226,7 @@ class RedisBroker(RedisWorkflows, Broker):
             concurrency_key=fields.get("concurrency_key") or None,
             concurrency_limit=int(fields.get("concurrency_limit") or 1),
             on_limit=fields.get("on_limit") or "wait",
+            rate_limit=fields.get("rate_limit") or None,
         )
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
@@ -308,6 +311,8 @@ class RedisBroker(RedisWorkflows, Broker):
         worker_id: str,
         lease_until: datetime,
         now: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
             return []
@@ -323,6 +328,8 @@ class RedisBroker(RedisWorkflows, Broker):
             new_attempt_token(),
             *self._ttl_args(now),
             score(now),
+            rate_limit or "",
+            rates.pool_key(queues),
             *queues,
         )
         return [self._task(fields) for fields in claimed]
@@ -551,6 +558,8 @@ class RedisBroker(RedisWorkflows, Broker):
         lease_until: datetime,
         now: datetime,
         starved_before: datetime,
+        *,
+        rate_limit: str | None = None,
     ) -> list[StoredTask]:
         if limit <= 0 or not queues:
             return []
@@ -567,9 +576,30 @@ class RedisBroker(RedisWorkflows, Broker):
             stamp(min(starved_before, now)),
             *self._ttl_args(now),
             score(now),
+            rate_limit or "",
+            rates.pool_key(queues),
             *queues,
         )
         return [self._task(fields) for fields in claimed]
+
+    @store_errors
+    def rate_limited(self, now: datetime) -> dict[str, datetime]:
+        now = self._store_now(now)
+        full: dict[str, datetime] = {}
+        for lkey, rate in self.client.hgetall(self.key(self.backend_alias, "rates")).items():
+            lkey, rate = _text(lkey), _text(rate)
+            try:
+                count, window = rates.parse_rate(rate)
+            except rates.InvalidRate:
+                continue
+            low = (now - timedelta(seconds=window) - EPOCH) // MICROSECOND
+            starts: list[tuple[Any, float]] = self.client.zrangebyscore(  # type: ignore[assignment]
+                self.key(self.backend_alias, "rate", lkey), f"({low}", "+inf", withscores=True
+            )
+            at = rates.free_at([float(s) / 1e6 for _, s in starts], count, window)
+            if at is not None and at > (now - EPOCH).total_seconds():
+                full[lkey] = EPOCH + timedelta(seconds=at)
+        return full
 
     # -- selections and bulk retries -----------------------------------------------------------
 
@@ -740,3 +770,7 @@ class RedisBroker(RedisWorkflows, Broker):
 
 
 __all__ = ["RedisBroker"]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

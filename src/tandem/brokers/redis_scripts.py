@@ -19,6 +19,9 @@ Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as
 - ``P:B:slots:<key>`` — HASH task id -> attempt token: the running attempts holding one of a
   concurrency key's slots (at most the task's ``concurrency_limit``); taken by a claim, deleted
   by that attempt's settle, release or recovery;
+- ``P:B:rate:<limit key>`` — ZSET of the starts (score: epoch us on the claim's clock) of a rate
+  limit's window (``task:<path>``, or ``pool:<queues>`` for a pool's); ``P:B:rates`` — HASH limit
+  key -> its rate, for the status page;
 - ``P:B:ticks:<schedule>`` — ZSET of recorded schedule ticks, score epoch µs, member stamp;
 - ``P:B:workers`` — ZSET of registered workers, score last heartbeat (epoch µs);
   ``P:worker:<id>`` — HASH, one worker;
@@ -108,11 +111,64 @@ end
 local flow = {}
 local finish
 
+-- Rate limits: 'N/s', 'N/m' or 'N/h' as (N, window in us); nil for ''.
+local UNIT_US = {s = 1000000, m = 60000000, h = 3600000000}
+local function rate_of(rate)
+  if not rate or rate == '' then return nil end
+  local n, unit = string.match(rate, '^(%d+)/([smh])$')
+  if not n then return nil end
+  return tonumber(n), UNIT_US[unit]
+end
+
+-- How many more starts the window of limit `lkey` lets in at flow.rate_now (pruning it).
+local function rate_room(backend, lkey, rate)
+  local n, window = rate_of(rate)
+  if not n then return 1000000000 end
+  local z = key(backend, 'rate', lkey)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', string.format('%.0f', flow.rate_now - window))
+  return n - redis.call('ZCARD', z)
+end
+
+-- Log a start against limit `lkey`.
+local function rate_start(backend, lkey, rate, member)
+  local n, window = rate_of(rate)
+  if not n then return end
+  local z = key(backend, 'rate', lkey)
+  redis.call('ZADD', z, string.format('%.0f', flow.rate_now), member)
+  redis.call('PEXPIRE', z, math.floor(window / 1000) + 1000)
+  redis.call('HSET', key(backend, 'rates'), lkey, rate)
+end
+
+-- A claim's rate clock (the store's TIME when leases are on it: lease iso '') and pool rate.
+local function flow_rates(lease_iso, now_us, pool_rate, pool_key)
+  if lease_iso == '' then flow.rate_now = store_now_us() else flow.rate_now = tonumber(now_us) end
+  flow.pending = {}
+  if pool_rate ~= '' then flow.pool_rate, flow.pool_key = pool_rate, pool_key end
+end
+
+-- Whether task `id`'s own rate is used up now (only inside a claim, which sets flow);
+-- `reserve`: the claim lists it as a candidate, which takes one start of the room left (so a
+-- batch lists no more tasks of a path than its window lets start, and other work fills it).
+local function over_rate(backend, id, reserve)
+  if not flow.rate_now then return false end
+  local r = redis.call('HMGET', task_key(id), 'rate_limit', 'task_path')
+  if not r[1] or r[1] == '' then return false end
+  local lkey = 'task:' .. r[2]
+  local used = 0
+  if reserve then used = flow.pending[lkey] or 0 end
+  if rate_room(backend, lkey, r[1]) - used <= 0 then return true end
+  if reserve then flow.pending[lkey] = used + 1 end
+  return false
+end
+
 -- Whether task `id` must wait for a slot of its concurrency key ('discard' tasks never wait).
 local function blocked(backend, id)
   local c = redis.call('HMGET', task_key(id), 'concurrency_key', 'concurrency_limit', 'on_limit')
-  if not c[1] or c[1] == '' or c[3] == 'discard' then return false end
-  return redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1')
+  if c[1] and c[1] ~= '' and c[3] ~= 'discard' and
+      redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1') then
+    return true
+  end
+  return over_rate(backend, id, true)
 end
 
 -- Attempt `token` of task `id` gives back its concurrency slot, if it holds one.
@@ -165,8 +221,12 @@ local function take(backend, queue, rank, worker, token, lease_iso, lease_score,
     redis.call('ZREM', key(backend, 'ready', queue), rank)
     return nil
   end
+  if over_rate(backend, id) then return nil end
   if not take_slot(backend, queue, rank, id, token, now_iso) then return nil end
   redis.call('ZREM', key(backend, 'ready', queue), rank)
+  local r = redis.call('HMGET', t_key, 'rate_limit', 'task_path')
+  rate_start(backend, 'task:' .. (r[2] or ''), r[1], token .. ':' .. id)
+  if flow.pool_rate then rate_start(backend, flow.pool_key, flow.pool_rate, token .. ':' .. id) end
   local started = t[2]
   if not started or started == '' then started = now_iso end
   redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
@@ -291,7 +351,7 @@ resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_
   end
 end
 
--- Store one new task from ARGV[i .. i + 18]; return the id it is known by (an active task's
+-- Store one new task from ARGV[i .. i + 19]; return the id it is known by (an active task's
 -- for a unique key already held). A `held` task (a workflow's waiting task) joins no set.
 local function push_one(i, held)
   local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
@@ -315,7 +375,7 @@ local function push_one(i, held)
     'errors', '[]', 'worker_ids', '[]', 'attempts', '0', 'worker_id', '',
     'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '',
     'trace_context', ARGV[i + 15], 'concurrency_key', ARGV[i + 16],
-    'concurrency_limit', ARGV[i + 17], 'on_limit', ARGV[i + 18])
+    'concurrency_limit', ARGV[i + 17], 'on_limit', ARGV[i + 18], 'rate_limit', ARGV[i + 19])
   redis.call('SADD', key(backend, 'queues'), queue)
   if held then return id end
   -- Available by its enqueuer's clock: straight to the ready set.
@@ -325,28 +385,34 @@ end
 """
 
 #: Fields per task in ``PUSH`` and ``FIRE_TICK`` (see ``push_one``).
-PUSH_FIELDS = 19
+PUSH_FIELDS = 20
 
 # ARGV: prefix, then PUSH_FIELDS per task. Returns the id each task is known by.
 PUSH = """
 local ids = {}
-for i = 2, #ARGV, 19 do ids[#ids + 1] = push_one(i) end
+for i = 2, #ARGV, 20 do ids[#ids + 1] = push_one(i) end
 publish_wakes()
 return ids
 """
 
 # ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso, or '' on the store's
 # clock), lease (epoch us, or its length in us on the store's clock), now (iso), now (stamp),
-# attempt token, result TTL (ms), TTL trim bound (epoch us), now (epoch us), queue names...
-# Returns the claimed tasks (HGETALL each), in order.
+# attempt token, result TTL (ms), TTL trim bound (epoch us), now (epoch us), the pool's rate
+# ('' for none) and its limit key, queue names... Returns the claimed tasks (HGETALL each), in
+# order.
 CLAIM = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]
 flow = {ttl = ARGV[11], trim = ARGV[12], score = ARGV[13], now = now}
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
+flow_rates(ARGV[6], ARGV[13], ARGV[14], ARGV[15])
+if flow.pool_rate then
+  limit = math.min(limit, rate_room(backend, flow.pool_key, flow.pool_rate))
+  if limit <= 0 then return {} end
+end
 local due_bound = '(' .. now .. ';'  -- ':' < ';': every rank whose stamp is <= now
 local candidates = {}
-for _, queue in ipairs(unpaused(backend, 14)) do
+for _, queue in ipairs(unpaused(backend, 16)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then
@@ -704,10 +770,10 @@ return #ids
 PUSH_WORKFLOW = """
 local now_iso, now_stamp, now_score, ttl, trim = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n_tasks = tonumber(ARGV[7])
-local deps_at = 8 + n_tasks * 19
+local deps_at = 8 + n_tasks * 20
 -- First pass: which tasks wait, and do all their parents exist?
 local pushed = {}
-for t = 8, deps_at - 1, 19 do pushed[ARGV[t]] = true end
+for t = 8, deps_at - 1, 20 do pushed[ARGV[t]] = true end
 local held, i = {}, deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
   held[ARGV[i]] = true
@@ -721,7 +787,7 @@ for _ = 1, tonumber(ARGV[deps_at]) do
   i = i + 4 + n
 end
 local ids = {}
-for t = 8, deps_at - 1, 19 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
+for t = 8, deps_at - 1, 20 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
 local resolvable = {}
 i = deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
@@ -807,17 +873,23 @@ return moved
 """
 
 # ARGV: as CLAIM's up to the attempt token, then the starvation bound (stamp) as ARGV[11], the
-# result TTL, TTL trim bound and now (epoch us) as ARGV[12 .. 14] and the queue names from
-# ARGV[15]. Claims READY tasks available at or before the bound, oldest first whatever their
-# priority: per queue, per priority, the head of the ready set while it is old enough.
+# result TTL, TTL trim bound and now (epoch us) as ARGV[12 .. 14], the pool's rate and limit key
+# as ARGV[15 .. 16] and the queue names from ARGV[17]. Claims READY tasks available at or before
+# the bound, oldest first whatever their priority: per queue, per priority, the head of the ready
+# set while it is old enough.
 CLAIM_STARVED = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now_iso, now, token, bound = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 flow = {ttl = ARGV[12], trim = ARGV[13], score = ARGV[14], now = now}
 local lease_iso, lease_score = lease_of(ARGV[6], ARGV[7])
+flow_rates(ARGV[6], ARGV[14], ARGV[15], ARGV[16])
+if flow.pool_rate then
+  limit = math.min(limit, rate_room(backend, flow.pool_key, flow.pool_rate))
+  if limit <= 0 then return {} end
+end
 local due_bound = '(' .. now .. ';'
 local candidates = {}
-for _, queue in ipairs(unpaused(backend, 15)) do
+for _, queue in ipairs(unpaused(backend, 17)) do
   local ready, delayed = key(backend, 'ready', queue), key(backend, 'delayed', queue)
   local due = redis.call('ZRANGEBYLEX', delayed, '-', due_bound)
   if #due > 0 then

@@ -57,6 +57,12 @@ class StoreCollector(Collector):
             "1 while a queue is paused (tandem.pause / tandem pause): none of its tasks start.",
             labels=labels,
         )
+        rate_wait = GaugeMetricFamily(
+            "tandem_rate_limited_seconds",
+            "Seconds until a full rate limit (a task's rate_limit or a pool's) lets its next "
+            "task start; only full limits are listed.",
+            labels=["backend", "limit"],
+        )
         workers = GaugeMetricFamily(
             "tandem_workers", "Live supervisors (heartbeat within the lease).", labels=["backend"]
         )
@@ -105,7 +111,9 @@ class StoreCollector(Collector):
                 age.add_metric(key, queue.oldest_ready_age or 0.0)
                 live.add_metric(key, float(queue.live_workers))
                 paused.add_metric(key, 1.0 if queue.paused else 0.0)
-        yield from (ready, running, failed, age, live, paused, workers)
+            for wait in snapshot.rate_limited:
+                rate_wait.add_metric([alias, wait.limit], wait.wait)
+        yield from (ready, running, failed, age, live, paused, rate_wait, workers)
         yield from (pool_workers, pool_failing, up)
 
 

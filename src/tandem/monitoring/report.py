@@ -112,6 +112,9 @@ def text(snapshot: status.Snapshot) -> str:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
         cells += [cell.rjust(widths[i + 2]) for i, cell in enumerate(row[2:])]
         lines.append("  ".join(cells).rstrip())
+    if snapshot.rate_limited:
+        lines += ["", "rate limited (their tasks wait READY; none is dropped):"]
+        lines += [f"  {wait.label}" for wait in snapshot.rate_limited]
     live = snapshot.live_workers
     lines += ["", f"workers: {len(live)} live, {len(snapshot.workers) - len(live)} silent"]
     for w in snapshot.workers:

@@ -44,6 +44,22 @@ class QueueHealth:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateWait:
+    """A rate limit whose window is full: its tasks wait READY until ``free_at``."""
+
+    limit: str  # the limit key: ``task:<path>`` or ``pool:<queues>``
+    kind: str  # "task" (a task's rate_limit) or "pool" (a pool's rate_limit option)
+    name: str  # the task path, or the pool's queues (comma-separated)
+    free_at: datetime  # when the next start fits
+    wait: float  # seconds until then
+
+    @property
+    def label(self) -> str:
+        what = f"task {self.name}" if self.kind == "task" else f"pool of queues {self.name}"
+        return f"{what}: rate limited, next start in {self.wait:.1f}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHealth:
     id: str
     hostname: str
@@ -73,6 +89,8 @@ class Snapshot:
     queues: tuple[QueueHealth, ...]
     workers: tuple[WorkerHealth, ...]
     problems: tuple[str, ...]
+    #: Rate limits whose window is full (their tasks wait READY; none is dropped).
+    rate_limited: tuple[RateWait, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -127,13 +145,15 @@ def take(
     """Read the broker of ``TASKS[alias]`` once and judge what it shows."""
     backend = tandem_backend(alias)
     broker = backend.broker
+    now = now or timezone.now()
     return build(
         backend,
         stats=broker.stats(),
         workers=broker.workers(),
         paused=broker.paused_queues(),
         max_age=max_age,
-        now=now or timezone.now(),
+        now=now,
+        rate_limited=broker.rate_limited(now),
     )
 
 
@@ -145,6 +165,7 @@ def build(
     max_age: float | None,
     now: datetime,
     paused: Mapping[str, datetime] | None = None,
+    rate_limited: Mapping[str, datetime] | None = None,
 ) -> Snapshot:
     options = backend.tandem_options
     lease = options.lease_seconds
@@ -197,6 +218,16 @@ def build(
         queues=tuple(queues),
         workers=worker_health,
         problems=tuple(_problems(queues, max_age, worker_health)),
+        rate_limited=tuple(
+            RateWait(
+                limit=limit,
+                kind=limit.partition(":")[0],
+                name=limit.partition(":")[2],
+                free_at=free_at,
+                wait=max(0.0, (free_at - now).total_seconds()),
+            )
+            for limit, free_at in sorted((rate_limited or {}).items())
+        ),
     )
 
 
@@ -261,6 +292,7 @@ def _jsonable(value: Any) -> Any:
 
 __all__ = [
     "QueueHealth",
+    "RateWait",
     "Snapshot",
     "WorkerHealth",
     "build",

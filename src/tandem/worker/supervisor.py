@@ -478,7 +478,12 @@ class Supervisor:
         claimed = self._claim_starved(state, now, free)
         if len(claimed) < free:
             claimed += self.broker.claim(
-                state.config.queues, free - len(claimed), self.worker_id, now + self.lease, now
+                state.config.queues,
+                free - len(claimed),
+                self.worker_id,
+                now + self.lease,
+                now,
+                rate_limit=state.config.rate_limit,
             )
         state.exhausted = len(claimed) < free
         if state.exhausted and state.woken >= self._step_started:
@@ -507,6 +512,7 @@ class Supervisor:
             now + self.lease,
             now,
             now - timedelta(seconds=limit),
+            rate_limit=state.config.rate_limit,
         )
         if len(starved) < free:
             pause = min(limit / STARVATION_CHECKS, STARVATION_CHECK_MAX)
