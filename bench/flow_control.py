@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""What flow control costs: 2,000 no-op tasks drained by one worker with 2 slots, plain and
-under a concurrency key whose limit never binds (the slot's rows or keys alone).
+"""What flow control costs: 2,000 no-op tasks drained by one worker with 2 slots, plain, under a
+concurrency key whose limit never binds (the slot's rows alone), under a rate limit that never
+binds (the shared window alone), and under both.
 
     .venv-3.14/bin/python bench/flow_control.py [--tasks 2000] [--repeat 3]
-        [--store sqlite postgres redis] [--task noop noop_keyed]
+        [--store sqlite postgres] [--task noop noop_keyed noop_rated noop_keyed_rated]
 
 For each store and task: store N tasks (``enqueue_many``), start a real ``tandem worker --burst
 -w 2`` (thread executor: the cost measured is the store's, not the pool's) and time it from its
@@ -92,7 +93,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--store", nargs="+", default=["sqlite", "postgres"])
-    parser.add_argument("--task", nargs="+", default=["noop", "noop_keyed"])
+    parser.add_argument(
+        "--task", nargs="+", default=["noop", "noop_keyed", "noop_rated", "noop_keyed_rated"]
+    )
     args = parser.parse_args()
     results: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-flow-bench-") as tmp:

@@ -20,6 +20,18 @@ def noop_keyed() -> None:
     return None
 
 
+@tandem_task(rate_limit="1000000/s")
+def noop_rated() -> None:
+    """``noop`` under a rate limit that never binds: the cost of the shared window alone."""
+    return None
+
+
+@tandem_task(concurrency_key="bench", concurrency_limit=1000, rate_limit="1000000/s")
+def noop_keyed_rated() -> None:
+    """Both: a concurrency key and a rate limit, neither binding."""
+    return None
+
+
 @task
 def mark(stamp: float = 0.0) -> None:
     """Append ``<done time> <stamp>`` to ``$BENCH_MARKS`` (see ``bench/contenders/marks.py``)."""
