@@ -46,6 +46,9 @@ logger = logging.getLogger("tandem.worker")
 #: that, the pool is broken and the process must be restarted (a running interpreter cannot be
 #: closed, only abandoned).
 RETIRED_PER_WORKER = 2
+#: How long a subinterpreter pool's start waits for its first worker (seconds): the one that
+#: proved the pool, already set up, so at once; the start never waits for the others.
+STARTUP_WAIT = 60.0
 
 
 def available() -> bool:
@@ -186,6 +189,7 @@ class SubinterpreterPool(SlotPool):
         self._refusing: set[str] = set()  # task paths that import a module refused here
         self.fallback_tasks = 0
         self._ready = 0  # workers whose interpreter is set up (or failed to), replacements too
+        self._first_ready = threading.Event()
         self._retired: list[_Interpreter] = []
 
     @property
@@ -208,6 +212,12 @@ class SubinterpreterPool(SlotPool):
             )
             logger.critical("%s", self.broken)
 
+    def start(self) -> None:
+        """Start the workers; return once the first is ready (the supervisor's first round then
+        claims for it), not waiting for the others (``ready_workers``)."""
+        super().start()
+        self._first_ready.wait(STARTUP_WAIT)
+
     def ready_workers(self) -> int:
         """Workers whose interpreter is set up. The pool starts without waiting for them: the
         one that proved the pool takes tasks at once, while the others set Django up in
@@ -220,6 +230,7 @@ class SubinterpreterPool(SlotPool):
         with self._lock:
             self._ready += 1
             starting = self._ready <= self.size
+        self._first_ready.set()
         on_ready = self.on_ready
         if starting and on_ready is not None:
             on_ready()
