@@ -158,3 +158,50 @@ def test_a_process_pool_whose_children_cannot_start_is_failing(
     assert "No module named 'tests.no_such_settings'" in error.traceback
     failing = supervisor.pool_states()["default"]["failing"]
     assert "a process worker failed setting Django up: ModuleNotFoundError" in str(failing)
+
+
+@needs_subinterpreters
+def test_a_starting_pool_claims_for_each_worker_as_it_becomes_ready(
+    use_pools: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker that proved the pool takes tasks at once; the others set Django up meanwhile
+    (held here) and get tasks claimed for them only once ready: none waits behind another."""
+    import threading
+
+    from tandem.worker.pools import subinterpreters
+    from tandem.worker.supervisor import Supervisor
+    from tests.support.processes import wait_until
+
+    release = threading.Event()
+    set_up = subinterpreters._Interpreter._set_up
+    held_on: list[str] = []
+
+    def held(worker: Any, environment: Any, modules: Any, lowered: bool = False) -> None:
+        if lowered:  # a pool's worker after the proof: in the idle class, off the caller's thread
+            held_on.append(threading.current_thread().name)
+            release.wait(120)
+        set_up(worker, environment, modules, lowered)
+
+    monkeypatch.setattr(subinterpreters._Interpreter, "_set_up", held)
+    use_pools(pools=pool("subinterpreter", workers=3, prefetch=0))  # (no claims ahead)
+    results = [tasks.where.enqueue() for _ in range(4)]
+    supervisor = Supervisor(burst=True, listen=False)
+    try:
+        supervisor.start()
+        state = supervisor.pools[0]
+        wait_until(lambda: state.pool.ready_workers() == 1, "the proven worker to be ready")
+        assert supervisor.step() == 1  # one claim: for the one ready worker
+        wait_until(lambda: supervisor.step() and supervisor.settled == 1, "the first task")
+        assert state.pool.ready_workers() == 1 and supervisor.claimed == 2
+        release.set()
+        wait_until(lambda: state.pool.ready_workers() == 3, "the others to be ready", timeout=120)
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 4, "every task")
+    finally:
+        release.set()
+        supervisor.request_stop()
+        supervisor.close()
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+        assert result.return_value["interpreter"] != 0
+    assert len(held_on) == 2 and all(name.endswith("-setup") for name in held_on), held_on

@@ -12,6 +12,7 @@ forces (in-flight tasks are released back to READY at once).
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import socket
@@ -79,9 +80,10 @@ class _PoolState:
 
     @property
     def free(self) -> int:
-        """How many more tasks to claim: free workers, plus what the pool buffers ahead."""
+        """How many more tasks to claim: free workers (those ready: a starting pool's workers
+        count as each becomes ready), plus what the pool buffers ahead."""
         pool = self.pool
-        return self.config.workers + pool.prefetch() + pool.async_room() - len(self.in_flight)
+        return pool.ready_workers() + pool.prefetch() + pool.async_room() - len(self.in_flight)
 
 
 def select_pools(
@@ -332,6 +334,9 @@ class Supervisor:
                 sys.version.split()[0],
             )
         for state in self.pools:
+            # A worker that becomes ready later (a subinterpreter setting Django up) gets its
+            # first task at once, not at the next poll.
+            state.pool.on_ready = functools.partial(self.notify, state.config.queues)
             state.pool.start()
         wakeup.subscribe(self.backend.alias, self._on_enqueue)
         self._start_listener()

@@ -38,10 +38,19 @@ class ExecutionPool(abc.ABC):
         #: Why this pool cannot go on in this process (None: it can); the supervisor then stops
         #: and exits non-zero, for a process supervisor (``--supervise``, systemd) to restart it.
         self.broken: str | None = None
+        #: Called (from a pool thread) when one more worker became ready at start-up, so the
+        #: supervisor claims a task for it at once (``ready_workers()``).
+        self.on_ready: Callable[[], None] | None = None
 
     @property
     def size(self) -> int:
         return self.config.workers
+
+    def ready_workers(self) -> int:
+        """How many workers can take a task now: the supervisor claims for no more (beyond what
+        ``prefetch()`` adds). All of them, except while a pool's workers still start up
+        (subinterpreters setting Django up); each that becomes ready calls ``on_ready``."""
+        return self.size
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         """Before ``start()``: start one worker that sets Django up and imports ``modules``;
@@ -172,7 +181,7 @@ class SlotPool(ExecutionPool):
         if pace is None or pace >= PREFETCH_WINDOW:
             return 0
         per_worker = min(AUTO_PREFETCH_PER_WORKER, int(PREFETCH_WINDOW / max(pace, 1e-6)))
-        return per_worker * self.size
+        return per_worker * self.ready_workers()
 
     def start(self) -> None:
         for _ in range(self.size):

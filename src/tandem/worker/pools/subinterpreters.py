@@ -25,7 +25,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -43,12 +42,13 @@ from tandem.worker.pools.startup import StartupFailure, from_exception, refused_
 
 logger = logging.getLogger("tandem.worker")
 
-#: How long a subinterpreter pool's start waits for its workers to set Django up (seconds).
-STARTUP_WAIT = 60.0
 #: Retired interpreters still running (stuck in a task) per worker of the pool, at most: past
 #: that, the pool is broken and the process must be restarted (a running interpreter cannot be
 #: closed, only abandoned).
 RETIRED_PER_WORKER = 2
+#: How long a subinterpreter pool's start waits for its first worker (seconds): the one that
+#: proved the pool, already set up, so at once; the start never waits for the others.
+STARTUP_WAIT = 60.0
 
 
 def available() -> bool:
@@ -66,8 +66,18 @@ class _Interpreter:
     """One worker interpreter and the thread that runs ``runner.serve`` in it."""
 
     def __init__(
-        self, environment: tuple[Any, ...], name: str, modules: Sequence[str] = ()
+        self,
+        environment: tuple[Any, ...],
+        name: str,
+        modules: Sequence[str] = (),
+        *,
+        lowered: bool = False,
     ) -> None:
+        """Create the interpreter and set Django up in it. ``lowered``: on a thread of the idle
+        class, like the tasks (``lower_priority``): a pool's workers that set up while the
+        first ones already run tasks must not take the CPU from those tasks — nor from the web
+        side — for the second or more each takes; only the proof, before anything runs, does
+        not wait for spare CPU."""
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
 
         self.interp = interpreters.create()
@@ -79,6 +89,23 @@ class _Interpreter:
         self.stop_r, self.stop_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
         self.setup_error: StartupFailure | None = None
+        if lowered:
+            setup = threading.Thread(
+                target=self._set_up,
+                args=(environment, modules, True),
+                name=f"{threading.current_thread().name}-setup",
+            )
+            setup.start()
+            setup.join()
+        else:
+            self._set_up(environment, modules)
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def _set_up(
+        self, environment: tuple[Any, ...], modules: Sequence[str], lowered: bool = False
+    ) -> None:
+        if lowered:
+            lower_priority()
         stage = "setting Django up"
         try:
             self.interp.call(runner.setup, *environment)
@@ -87,7 +114,6 @@ class _Interpreter:
                 self.interp.call(runner.import_module, module)
         except Exception as exc:
             self.setup_error = from_exception("subinterpreter", stage, exc)
-        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def start(self, name: str) -> None:
         """Start serving tasks (only once Django is set up here)."""
@@ -162,7 +188,8 @@ class SubinterpreterPool(SlotPool):
         self._fallback: ExecutionPool | None = None
         self._refusing: set[str] = set()  # task paths that import a module refused here
         self.fallback_tasks = 0
-        self._set_up = threading.Semaphore(0)  # released by each worker once Django is set up
+        self._ready = 0  # workers whose interpreter is set up (or failed to), replacements too
+        self._first_ready = threading.Event()
         self._retired: list[_Interpreter] = []
 
     @property
@@ -186,15 +213,27 @@ class SubinterpreterPool(SlotPool):
             logger.critical("%s", self.broken)
 
     def start(self) -> None:
-        """Start the workers and wait (at most ``STARTUP_WAIT``) until each has set Django up.
-
-        They set up in parallel; waiting keeps the first claimed tasks from queueing behind the
-        one interpreter that is ready first (the one that proved the pool)."""
+        """Start the workers; return once the first is ready (the supervisor's first round then
+        claims for it), not waiting for the others (``ready_workers``)."""
         super().start()
-        deadline = time.monotonic() + STARTUP_WAIT
-        for _ in range(self.size):
-            if not self._set_up.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        self._first_ready.wait(STARTUP_WAIT)
+
+    def ready_workers(self) -> int:
+        """Workers whose interpreter is set up. The pool starts without waiting for them: the
+        one that proved the pool takes tasks at once, while the others set Django up in
+        parallel (a second or more each on a busy machine), and the supervisor claims for each
+        as it becomes ready (``on_ready``) — never a task that would queue behind a busy one."""
+        with self._lock:
+            return min(self._ready, self.size)
+
+    def _became_ready(self) -> None:
+        with self._lock:
+            self._ready += 1
+            starting = self._ready <= self.size
+        self._first_ready.set()
+        on_ready = self.on_ready
+        if starting and on_ready is not None:
+            on_ready()
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         worker = _Interpreter(self._environment, "", modules)
@@ -255,7 +294,7 @@ class SubinterpreterPool(SlotPool):
         with self._lock:
             worker, self._spare = self._spare, None
         if worker is None:
-            worker = _Interpreter(self._environment, "")
+            worker = _Interpreter(self._environment, "", lowered=True)
         worker.start(f"{threading.current_thread().name}-run")
         failure = worker.setup_error
         if failure is not None:
@@ -272,7 +311,7 @@ class SubinterpreterPool(SlotPool):
         try:
             worker = self._interpreter()
         finally:
-            self._set_up.release()
+            self._became_ready()
         slot.handle = worker
         try:
             while (task := self._next(slot)) is not STOP:
