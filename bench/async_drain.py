@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+from common import BENCH, in_django
 
 FILL = """
 import sys
@@ -39,21 +39,8 @@ TaskRecord.objects.all().delete()
 """
 
 
-def django(env: dict[str, str], code: str, *args: str) -> str:
-    prelude = "import django; django.setup()\n"
-    done = subprocess.run(
-        [sys.executable, "-c", prelude + code, *args],
-        cwd=BENCH,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
 def drain(env: dict[str, str], task: str, count: int, seconds: float) -> tuple[float, str]:
-    django(env, FILL, task, str(count), str(seconds))
+    in_django(env, FILL, task, str(count), str(seconds))
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "django", "tandem", "worker", "--burst", "-w", "1"],
@@ -63,7 +50,7 @@ def drain(env: dict[str, str], task: str, count: int, seconds: float) -> tuple[f
         check=True,
     )
     took = time.perf_counter() - started
-    done, total = django(env, COUNT).split()
+    done, total = in_django(env, COUNT).split()
     return took, f"{done}/{total}"
 
 
@@ -83,7 +70,7 @@ def main() -> None:
             "BENCH_DB": args.db,
             "BENCH_SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"),
         }
-        django(
+        in_django(
             env,
             "from django.core.management import call_command; call_command('migrate', verbosity=0)",
         )

@@ -157,3 +157,17 @@ def tree_memory(roots: Sequence[int]) -> dict[str, Any]:
         "pss_mib": sum(p for _, p in per.values()) / 1024,
         "per_process_rss_mib": [round(r / 1024, 1) for r, _ in per.values()],
     }
+
+
+def in_django(env: dict[str, str], code: str, *args: str) -> str:
+    """Run ``code`` (with ``args`` as ``sys.argv[1:]``) in a fresh Python that has set Django up
+    under ``env`` (from ``bench/``); its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + code, *args],
+        cwd=BENCH,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+from common import BENCH, in_django
 
 FILL = """
 import sys
@@ -44,21 +44,9 @@ TaskRecord.objects.all().delete()
 """
 
 
-def django(env: dict[str, str], code: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()\n" + code, *args],
-        cwd=BENCH,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
 def drain(env: dict[str, str], task: str, count: int) -> tuple[float, float, str]:
     """(whole run incl. start-up, first-to-last completion, done/total) of one burst worker."""
-    django(env, FILL, task, str(count))
+    in_django(env, FILL, task, str(count))
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "django", "tandem", "worker", "--burst", "-w", "2"],
@@ -68,8 +56,13 @@ def drain(env: dict[str, str], task: str, count: int) -> tuple[float, float, str
         check=True,
     )
     took = time.perf_counter() - started
-    done, total, span = django(env, SPAN).split()
+    done, total, span = in_django(env, SPAN).split()
     return took, float(span), f"{done}/{total}"
+
+
+def psql(sql: str, *, check: bool) -> None:
+    """One statement on the local PostgreSQL server, as ``postgres``."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=check)
 
 
 def store_env(store: str, tmp: str) -> dict[str, str]:
@@ -102,20 +95,8 @@ def main() -> None:
         envs = {store: store_env(store, tmp) for store in args.store}
         for store, env in envs.items():
             if store == "postgres":
-                subprocess.run(
-                    [
-                        "psql",
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "postgres",
-                        "-q",
-                        "-c",
-                        f"CREATE DATABASE {env['BENCH_PG_NAME']}",
-                    ],
-                    check=True,
-                )
-            django(
+                psql(f"CREATE DATABASE {env['BENCH_PG_NAME']}", check=True)
+            in_django(
                 env,
                 "from django.core.management import call_command\n"
                 "call_command('migrate', verbosity=0)",
@@ -134,19 +115,7 @@ def main() -> None:
         finally:
             for store, env in envs.items():
                 if store == "postgres":
-                    subprocess.run(
-                        [
-                            "psql",
-                            "-h",
-                            "127.0.0.1",
-                            "-U",
-                            "postgres",
-                            "-q",
-                            "-c",
-                            f"DROP DATABASE IF EXISTS {env['BENCH_PG_NAME']}",
-                        ],
-                        check=False,
-                    )
+                    psql(f"DROP DATABASE IF EXISTS {env['BENCH_PG_NAME']}", check=False)
     print(
         f"\n{args.tasks} no-op tasks, one `tandem worker --burst -w 2` (thread executor), "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, median (min-max) of "
