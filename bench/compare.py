@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """tandem against its peers: enqueue, drain, pickup, CPU and memory, side by side.
 
-    bench/compare [--only KEY ...] [--repeat 3] [--tasks 2000] [--quick] [--no-limits]
+    bench/compare [--only KEY ...] [--slots 2] [--repeat 3] [--tasks 2000] [--quick] [--no-limits]
 
 Run through ``bench/compare``, which keeps ``bench/.venv-compare`` (the peers, pinned in
 ``bench/requirements-compare.txt``). Every contender (``bench/contenders/``) runs the same task,
@@ -177,6 +177,12 @@ def read_marks(path: Path) -> list[tuple[float, float]]:
     return marks
 
 
+def stamped_pickups(path: Path, start: int, stop: int) -> list[float]:
+    """Pickup in ms (done - stamp) of the stamped marks among lines start..stop of the file (the
+    marks are appended in completion order, so one pickup pass's tasks are one slice)."""
+    return [(done - stamp) * 1000 for done, stamp in read_marks(path)[start:stop] if stamp > 0]
+
+
 def count_lines(path: Path) -> int:
     try:
         with open(path, "rb") as f:
@@ -321,11 +327,26 @@ def run_worker(
         timeout = 60 + k * args.latency_interval
         run_script(pickup_argv, env, ctx.tmp, "pickup", timeout=timeout)
         wait_marks(ctx.marks, n + k, 60, proc, logfile)
-        stamped = [(done, stamp) for done, stamp in read_marks(ctx.marks) if stamp > 0]
-        pickups = [(done - stamp) * 1000 for done, stamp in stamped]
+        pickups = stamped_pickups(ctx.marks, n, n + k)
         out["pickup_p50_ms"] = percentile(pickups, 50)
         out["pickup_p99_ms"] = percentile(pickups, 99)
         log(f"    pickup: p50 {out['pickup_p50_ms']:.1f} ms, p99 {out['pickup_p99_ms']:.1f} ms")
+
+        # pickup from a view inside the worker's process (tandem serve), the same worker, idle
+        view_argv = contender.view_pickup_argv(ctx, k, args.latency_interval)
+        if view_argv is not None:
+            out["phase"] = "pickup from a view"
+            wait_quiet(proc.pid)
+            time.sleep(1.0)
+            run_script(view_argv, env, ctx.tmp, "pickup-view", timeout=timeout)
+            wait_marks(ctx.marks, n + 2 * k, 60, proc, logfile)
+            pickups = stamped_pickups(ctx.marks, n + k, n + 2 * k)
+            out["pickup_view_p50_ms"] = percentile(pickups, 50)
+            out["pickup_view_p99_ms"] = percentile(pickups, 99)
+            log(
+                f"    pickup from a view in serve: p50 {out['pickup_view_p50_ms']:.1f} ms, "
+                f"p99 {out['pickup_view_p99_ms']:.1f} ms"
+            )
         del out["phase"]
     finally:
         stop(proc)
@@ -483,6 +504,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("startup_s", "start-up s", "{:.2f}"),
     ("pickup_p50_ms", "pickup p50 ms", "{:.1f}"),
     ("pickup_p99_ms", "pickup p99 ms", "{:.1f}"),
+    ("pickup_view_p50_ms", "pickup from a view in serve p50 ms", "{:.1f}"),
+    ("pickup_view_p99_ms", "pickup from a view in serve p99 ms", "{:.1f}"),
     ("cpu_ms_per_task", "CPU ms/task", "{:.2f}"),
     ("rss_mib", "worker RSS MiB", "{:.0f}"),
     ("pss_mib", "worker PSS MiB", "{:.0f}"),
@@ -525,6 +548,8 @@ def render(raw: dict[str, Any], all_contenders: dict[str, Contender]) -> str:
         f"- date: {meta['date']}",
         f"- machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['platform']}",
         f"- Python {machine['python']}, tandem at {machine['commit']}",
+        f"- every contender with {meta.get('slots', '?')} worker slots (`--slots`: tandem "
+        f"`-w`, huey `-w`, Celery `-c`, ...; see Contenders)",
         f"- {meta['tasks']} tasks per contender; pickup: {meta['latency_tasks']} tasks "
         f"{meta['latency_interval'] * 1000:g} ms apart; {meta['repeat']} repetition(s), "
         f"contenders interleaved; median (min{DASH}max)",
@@ -546,6 +571,9 @@ def render(raw: dict[str, Any], all_contenders: dict[str, Contender]) -> str:
             if name == "bulk_tps" and not any(r.get("has_bulk", True) for r in reps):
                 cells.append("n/a")
                 continue
+            if name.startswith("pickup_view") and not contender.has_view_pickup:
+                cells.append("n/a")
+                continue
             if errors and len(got) < len(reps):
                 cell = (cell + " " if cell else "") + "FAILED"
             cells.append(cell or "—")
@@ -556,7 +584,7 @@ def render(raw: dict[str, Any], all_contenders: dict[str, Contender]) -> str:
     for key in raw["contenders"]:
         contender = all_contenders[key]
         versions = ", ".join(f"{k} {v}" for k, v in raw["versions"].get(key, {}).items())
-        lines.append(f"| `{key}` | {versions} | {contender.notes} |")
+        lines.append(f"| `{key}` | {versions} | {contender.describe(meta.get('slots', 2))} |")
     web = raw.get("gunicorn")
     lines += ["", "## Web process and store limits", ""]
     if web and "rss_mib" in web:
@@ -597,8 +625,11 @@ def render(raw: dict[str, Any], all_contenders: dict[str, Contender]) -> str:
         "- drain: the worker starts on the enqueued tasks; tasks/s between the first and the last "
         "completion; start-up = spawn to first completion; CPU = user+sys of the worker's whole "
         "process tree between the first and last completion, per task.",
-        "- pickup: the idle worker; tasks enqueued one by one, completion time minus the time "
-        "just before the enqueue call (`tandem serve`: before the HTTP request to its view).",
+        "- pickup: the idle worker; tasks enqueued one by one by another process, completion "
+        "time minus the time just before the enqueue call. Pickup from a view in serve "
+        "(`tandem serve` only, n/a elsewhere): then the same idle server gets the tasks through "
+        "HTTP GET /enqueue/, whose view takes the time just before its `enqueue()` (the HTTP "
+        "request itself is not counted).",
         "- memory: RSS (and PSS) summed over the worker's process tree right after the drain; "
         "the store server (PostgreSQL, Redis) is not counted, nor in 'processes'.",
         "- every task appends one line to a shared file (no result kept by the harness); numbers "
@@ -640,7 +671,8 @@ def chart(raw: dict[str, Any], all_contenders: dict[str, Contender], path: Path)
     axes[0].set_yticklabels(keys)
     axes[0].invert_yaxis()
     fig.suptitle(
-        f"tandem vs peers: {raw['meta']['tasks']} tasks, {raw['meta']['repeat']} rep(s), "
+        f"tandem vs peers: {raw['meta']['tasks']} tasks, {raw['meta']['slots']} worker slots, "
+        f"{raw['meta']['repeat']} rep(s), "
         f"median and min-max ({raw['meta']['date']})",
         fontsize=11,
     )
@@ -657,6 +689,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", metavar="KEY", help="Run only these contenders.")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=2,
+        help="Worker slots for every contender: tandem -w, huey -w, Celery -c, RQ workers, ... "
+        "(default: %(default)s).",
+    )
     parser.add_argument("--latency-tasks", type=int, default=100)
     parser.add_argument("--latency-interval", type=float, default=0.05)
     parser.add_argument("--drain-timeout", type=float, default=180.0)
@@ -713,7 +752,7 @@ def main(argv: Sequence[str]) -> int:
 
     if args.list:
         for key, contender in ALL.items():
-            print(f"{key:26} {contender.notes}")
+            print(f"{key:26} {contender.describe(args.slots)}")
         return 0
     keys = args.only or list(ALL)
     unknown = [k for k in keys if k not in ALL]
@@ -730,6 +769,7 @@ def main(argv: Sequence[str]) -> int:
             "argv": list(argv),
             "tasks": args.tasks,
             "repeat": args.repeat,
+            "slots": args.slots,
             "latency_tasks": args.latency_tasks,
             "latency_interval": args.latency_interval,
             "loads": [],
@@ -749,10 +789,14 @@ def main(argv: Sequence[str]) -> int:
             redis_url=REDIS_URL,
             pg_dsn_admin=PG_ADMIN,
             rep=rep,
+            slots=args.slots,
         )
 
     admin_ctx = context(workroot, 0)
-    log(f"bench/compare: {', '.join(keys)}; {args.repeat} rep(s) of {args.tasks} tasks")
+    log(
+        f"bench/compare: {', '.join(keys)}; {args.repeat} rep(s) of {args.tasks} tasks, "
+        f"{args.slots} worker slots each"
+    )
     log(f"  scratch dir {workroot}")
     try:
         if not args.no_limits:

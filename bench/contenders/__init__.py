@@ -25,6 +25,15 @@ MODULES: dict[str, list[str]] = {
     "rq_": ["rq-redis"],
     "procrastinate_": ["procrastinate-postgres"],
     "djangoq2": ["djangoq2-redis"],
+    "taskapi": [
+        "vtasks-redis",
+        "vtasks-postgres",
+        "djqueue-sqlite",
+        "djqueue-postgres",
+        "threadmill-redis",
+        "ox-sqlite",
+        "ox-postgres",
+    ],
 }
 
 _all: dict[str, Any] | None = None

@@ -35,16 +35,29 @@ class RunContext:
     redis_url: str  # "redis://127.0.0.1:6379/9"
     pg_dsn_admin: dict  # host/port/user/dbname="postgres" for CREATE/DROP DATABASE
     rep: int
+    slots: int = 2  # worker slots every contender runs with (bench/compare --slots)
 
 
 class Contender:
     key: str = ""
     label: str = ""
     store: str = ""  # "sqlite", "postgres" or "redis"
-    notes: str = ""  # one line: configuration (concurrency, pool kind, broker)
+    # one line: configuration (concurrency, pool kind, broker); "{slots}" stands for the run's
+    # worker slots (``describe``)
+    notes: str = ""
     # Module run as ``python -m <enqueue_module> serial|bulk|paced N [INTERVAL]`` (see enqueue_main)
     enqueue_module: str = ""
     has_bulk: bool = False  # the enqueue module supports "bulk"
+    has_view_pickup: bool = False  # view_pickup_argv returns a command
+
+    def describe(self, slots: int) -> str:
+        """``notes`` for a run with ``slots`` worker slots."""
+        return self.notes.replace("{slots}", str(slots))
+
+    def view_pickup_argv(self, ctx: RunContext, n: int, interval: float) -> list[str] | None:
+        """A second pickup pass enqueuing from inside the worker's own process (``tandem serve``:
+        a view reached over HTTP); None where the contender has no such path."""
+        return None
 
     def prepare(self, ctx: RunContext) -> None:
         """Make a fresh, empty store (the harness has already FLUSHDB'd Redis db 9)."""

@@ -13,7 +13,7 @@ class CeleryRedis(Contender):
     enqueue_module = "contenders.sites.enqueue_celery"
     has_bulk = False  # no native bulk publish: a group's apply_async sends one message per task
     notes = (
-        "celery worker -P prefork -c 2 (2 pool processes + the main process), "
+        "celery worker -P prefork -c {slots} ({slots} pool processes + the main process), "
         "prefetch multiplier 4, acks_late off, Redis visibility_timeout 3600 s (all defaults), "
         "task_ignore_result (no result backend), -l WARNING (default), mingle/gossip/heartbeat on "
         "(defaults); enqueue is task.delay()"
@@ -33,7 +33,7 @@ class CeleryRedis(Contender):
             "-P",
             "prefork",
             "-c",
-            "2",
+            str(ctx.slots),
             "-l",
             "WARNING",
         ]

@@ -14,11 +14,11 @@ class DjangoQ2Redis(Contender):
     enqueue_module = "contenders.sites.djangoq2_site.enqueue"
     has_bulk = False  # no bulk enqueue (async_iter enqueues one message per item)
     notes = (
-        "manage.py qcluster, Redis broker, workers 2 (= its default, the CPU count): main + "
-        "sentinel + pusher + monitor + 2 worker processes, plus a stdlib launcher process that "
-        "forwards SIGTERM to the main process only (django-q2 hangs when its whole process group "
-        "gets SIGTERM); save_limit -1 (successes not saved), log_level WARNING (default INFO "
-        "logs every task), timeout 60 s, retry 120 s; its models in SQLite"
+        "manage.py qcluster, Redis broker, workers {slots} (its default is the CPU count, 2 "
+        "here): main + sentinel + pusher + monitor + {slots} worker processes, plus a stdlib "
+        "launcher process that forwards SIGTERM to the main process only (django-q2 hangs when "
+        "its whole process group gets SIGTERM); save_limit -1 (successes not saved), log_level "
+        "WARNING (default INFO logs every task), timeout 60 s, retry 120 s; its models in SQLite"
     )
 
     def _db(self, ctx: RunContext):
@@ -42,6 +42,7 @@ class DjangoQ2Redis(Contender):
             "DJANGO_SETTINGS_MODULE": "contenders.sites.djangoq2_site.settings",
             "BENCH_DJQ_SQLITE": str(self._db(ctx)),
             "BENCH_REDIS_URL": ctx.redis_url,
+            "BENCH_DJQ_WORKERS": str(ctx.slots),
         }
 
     def worker_argv(self, ctx: RunContext) -> list[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from contenders.base import Contender, RunContext, pkg_versions
 
-CONSUMER = ["-w", "4", "-k", "thread", "-q"]
-
 
 class Huey(Contender):
     enqueue_module = "contenders.sites.enqueue_huey"
@@ -17,8 +15,8 @@ class Huey(Contender):
         self.key = f"huey-{store}"
         self.label = f"huey, {'SQLite' if store == 'sqlite' else 'Redis'}"
         common = (
-            "huey_consumer -w 4 -k thread (4 worker threads, one process), results=False, "
-            "-q (WARNING logging: its default INFO logs 2 lines per task)"
+            "huey_consumer -w {slots} -k thread ({slots} worker threads, one process), "
+            "results=False, -q (WARNING logging: its default INFO logs 2 lines per task)"
         )
         if store == "sqlite":
             self.notes = (
@@ -56,7 +54,8 @@ class Huey(Contender):
 
     def worker_argv(self, ctx: RunContext) -> list[str]:
         app = "contenders.sites.huey_app.huey"
-        return [ctx.python, "-m", "huey.bin.huey_consumer", app, *CONSUMER]
+        consumer = ["-w", str(ctx.slots), "-k", "thread", "-q"]
+        return [ctx.python, "-m", "huey.bin.huey_consumer", app, *consumer]
 
     def versions(self) -> dict[str, str]:
         return pkg_versions("huey", *(["redis"] if self.store == "redis" else []))

@@ -15,7 +15,7 @@ class ProcrastinatePostgres(Contender):
     enqueue_module = "contenders.sites.enqueue_procrastinate"
     has_bulk = True  # Task.batch_defer (one INSERT of many rows)
     notes = (
-        "procrastinate worker --concurrency 4 (one process, asyncio; the sync task runs in a "
+        "procrastinate worker --concurrency {slots} (one process, asyncio; the sync task runs in a "
         "thread), LISTEN/NOTIFY on (default), finished jobs kept as rows (delete_jobs=never, "
         "default; it has no result store), --log-level warning (default INFO logs every job); "
         "enqueue is sync Task.defer(), bulk = Task.batch_defer"
@@ -46,7 +46,7 @@ class ProcrastinatePostgres(Contender):
             "warning",
             "worker",
             "--concurrency",
-            "4",
+            str(ctx.slots),
         ]
 
     def versions(self) -> dict[str, str]:

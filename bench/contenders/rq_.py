@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from contenders.base import Contender, RunContext, pkg_versions
 
-WORKERS = 2  # one per core
-
 
 class RQRedis(Contender):
     key = "rq-redis"
@@ -14,8 +12,8 @@ class RQRedis(Contender):
     enqueue_module = "contenders.sites.enqueue_rq"
     has_bulk = True  # Queue.enqueue_many (one Redis pipeline)
     notes = (
-        "2 x rq worker (RQ's default Worker: one job at a time, forks a work horse process per "
-        "job; the docs' way to concurrency is more workers) under a small stdlib launcher "
+        "{slots} x rq worker (RQ's default Worker: one job at a time, forks a work horse process "
+        "per job; the docs' way to concurrency is more workers) under a small stdlib launcher "
         "process; not used: SimpleWorker (no fork, faster), rq worker-pool (hung on group "
         "SIGTERM); result_ttl=0 (no result kept); -q (WARNING: its default INFO logs every job); "
         "bulk = Queue.enqueue_many"
@@ -26,7 +24,7 @@ class RQRedis(Contender):
 
     def worker_argv(self, ctx: RunContext) -> list[str]:
         rq_args = ["--url", ctx.redis_url, "--quiet", "default"]
-        return [ctx.python, "-m", "contenders.sites.rq_workers", str(WORKERS), *rq_args]
+        return [ctx.python, "-m", "contenders.sites.rq_workers", str(ctx.slots), *rq_args]
 
     def versions(self) -> dict[str, str]:
         return pkg_versions("rq", "redis")

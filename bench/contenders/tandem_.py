@@ -1,8 +1,10 @@
 """tandem's contenders, on ``bench/benchsite`` (its ``mark`` task):
 
-- ``tandem-serve-sqlite``: ``tandem serve -w 4`` (HTTP server and workers in one process); its
-  pickup goes through HTTP (``GET /enqueue/?stamp=``), the way a serve deployment enqueues;
-- ``tandem-worker-{sqlite,postgres,redis}``: ``tandem worker -w 4``.
+- ``tandem-serve-sqlite``: ``tandem serve -w SLOTS`` (HTTP server and workers in one process); its
+  pickup is measured twice: from a separate process (as for every contender) and from a view
+  inside serve (``GET /enqueue/?stamp=``, stamped in the view), the way a serve deployment
+  enqueues;
+- ``tandem-worker-{sqlite,postgres,redis}``: ``tandem worker -w SLOTS``.
 
 tandem's own defaults otherwise (executor, poll interval, wake-ups).
 """
@@ -27,6 +29,7 @@ class Tandem(DjangoSite):
 
     def __init__(self, mode: str, store: str, executor: str | None = None) -> None:
         self.mode, self.store, self.executor = mode, store, executor
+        self.has_view_pickup = mode == "serve"
         self.key = f"tandem-{mode}-{store}" + (f"-{executor}s" if executor else "")
         names = {"sqlite": "SQLite", "postgres": "PostgreSQL", "redis": "Redis"}
         self.label = f"tandem {mode}" + (f" ({executor}s)" if executor else "")
@@ -41,12 +44,12 @@ class Tandem(DjangoSite):
         }[store]
         if mode == "serve":
             self.notes = (
-                f"`tandem serve -w 4` (web + 4 workers in one process, {pools}); "
-                f"{where}; pickup enqueued through HTTP GET /enqueue/ (stamped in the view); "
-                "CONN_MAX_AGE 600"
+                f"`tandem serve -w {{slots}}` (web + {{slots}} workers in one process, {pools}); "
+                f"{where}; pickup from another process, and from a view in serve (HTTP GET "
+                "/enqueue/, stamped in the view just before enqueue()); CONN_MAX_AGE 600"
             )
         else:
-            self.notes = f"`tandem worker -w 4` ({pools}); {where}"
+            self.notes = f"`tandem worker -w {{slots}}` ({pools}); {where}"
 
     def env(self, ctx: RunContext) -> dict[str, str]:
         env = {
@@ -73,13 +76,14 @@ class Tandem(DjangoSite):
         if self.mode == "serve":
             self.port = free_port()
             bind = f"127.0.0.1:{self.port}"
-            return [ctx.python, "-m", "django", "tandem", "serve", "--bind", bind, "-w", "4"]
-        return [ctx.python, "-m", "django", "tandem", "worker", "-w", "4"]
+            slots = str(ctx.slots)
+            return [ctx.python, "-m", "django", "tandem", "serve", "--bind", bind, "-w", slots]
+        return [ctx.python, "-m", "django", "tandem", "worker", "-w", str(ctx.slots)]
 
-    def pickup_argv(self, ctx: RunContext, n: int, interval: float) -> list[str]:
+    def view_pickup_argv(self, ctx: RunContext, n: int, interval: float) -> list[str] | None:
         if self.mode == "serve":
             return [ctx.python, "-m", "contenders.http_enqueue", "paced", str(n), str(interval)]
-        return super().pickup_argv(ctx, n, interval)
+        return None
 
     def versions(self) -> dict[str, str]:
         extra = {"postgres": ["psycopg"], "redis": ["redis"]}.get(self.store, [])

@@ -18,9 +18,11 @@ class TasksDB(DjangoSite):
         self.label = f"django-tasks-db, {'SQLite' if store == 'sqlite' else 'PostgreSQL'}"
         where = "SQLite file (WAL, synchronous FULL)" if store == "sqlite" else "PostgreSQL"
         self.notes = (
-            "`db_worker` as documented: one process running one task at a time, default poll "
-            "interval (1 s when the queue is empty, none between tasks), --no-startup-delay; "
-            f"{where}"
+            "{slots} x `db_worker` (one process running one task at a time each, under a small "
+            "stdlib launcher: it has no concurrency option, so more slots are more processes), "
+            "default "
+            "poll interval (1 s when the queue is empty, none between tasks), "
+            f"--no-startup-delay; {where}"
         )
 
     def env(self, ctx: RunContext) -> dict[str, str]:
@@ -35,7 +37,10 @@ class TasksDB(DjangoSite):
 
     def worker_argv(self, ctx: RunContext) -> list[str]:
         # --no-startup-delay: skip the random 0-1 s sleep meant to spread many workers' starts
-        return [ctx.python, "-m", "django", "db_worker", "--no-startup-delay", "--no-reload"]
+        worker = ["-m", "django", "db_worker", "--no-startup-delay", "--no-reload"]
+        if ctx.slots == 1:
+            return [ctx.python, *worker]
+        return [ctx.python, "-m", "contenders.sites.replicas", str(ctx.slots), *worker]
 
     def versions(self) -> dict[str, str]:
         extra = ["psycopg"] if self.store == "postgres" else []

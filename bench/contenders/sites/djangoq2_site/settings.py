@@ -24,7 +24,7 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 Q_CLUSTER = {
     "name": "bench",
-    "workers": 2,  # django-q2's default is the CPU count: 2 here
+    "workers": int(os.environ.get("BENCH_DJQ_WORKERS", "2")),  # bench/compare --slots
     "timeout": 60,
     "retry": 120,
     "save_limit": -1,
