@@ -45,7 +45,8 @@ def hanging_start_up(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
 
     monkeypatch.setattr(processes, "worker_environment", hanging)
     tasks = {k: dict(v) for k, v in settings.TASKS.items()}
-    tasks["default"]["OPTIONS"] = {"lease_seconds": 60, "pools": pool("process", workers=1)}
+    # A short lease: the heartbeat (every lease / 3) is when a cancel reaches the starting child.
+    tasks["default"]["OPTIONS"] = {"lease_seconds": 6, "pools": pool("process", workers=1)}
     settings.TASKS = tasks
 
 
