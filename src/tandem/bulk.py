@@ -111,7 +111,7 @@ def run(
     dry_run: bool,
     **_: Any,
 ) -> None:
-    from tandem.monitoring.status import tandem_backend
+    from tandem.backends import tandem_backend
 
     selection = {"ids": _ids(ids), "queue": queue, "task_path": task}
     moment = _since(since)

@@ -79,7 +79,7 @@ def add_arguments(subparsers: Any) -> None:
 def run(
     command: BaseCommand, *, subcommand: str, backend: str, queues: list[str], **_: Any
 ) -> None:
-    from tandem.monitoring.status import tandem_backend
+    from tandem.backends import tandem_backend
 
     try:
         instance = tandem_backend(backend)

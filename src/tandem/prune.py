@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from tandem.backends import tandem_backend
 from tandem.brokers.base import FAILED, SUCCESSFUL, Broker
-from tandem.monitoring.status import tandem_backend
 
 STATUSES = {"successful": (SUCCESSFUL,), "failed": (FAILED,), "all": (SUCCESSFUL, FAILED)}
 _AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhd]?)")

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
 from tandem.monitoring import status
 
@@ -55,7 +56,7 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
         from tandem.diagnosis import store_problem
 
         # The one-line fix when there is one (e.g. "Run `python manage.py migrate` first.").
-        problem = store_problem(status.tandem_backend(backend))
+        problem = store_problem(tandem_backend(backend))
         if problem is None:
             problem = f"Cannot read the task store of backend {backend!r}: {exc}"
         raise CommandError(problem) from exc
@@ -63,11 +64,11 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
         from tandem.monitoring.workflows import groups_json
 
         data = snapshot.as_json()
-        data["groups"] = groups_json(status.tandem_backend(backend))  # workflows: done/total
+        data["groups"] = groups_json(tandem_backend(backend))  # workflows: done/total
         command.stdout.write(json.dumps(data, indent=2))
     else:
         command.stdout.write(text(snapshot))
-        if watch := running_text(status.tandem_backend(backend), snapshot):
+        if watch := running_text(tandem_backend(backend), snapshot):
             command.stdout.write(watch)
     if snapshot.problems:
         for problem in snapshot.problems:

@@ -13,9 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.utils import timezone
 
+from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
 from tandem.conf import ScheduleConfig
-from tandem.monitoring import status
 from tandem.scheduler.registry import schedules_for
 
 
@@ -79,13 +79,13 @@ def run(command: BaseCommand, *, backend: str, count: int, **options: Any) -> No
     if count < 1:
         raise CommandError(f"--count must be >= 1, got {count}.")
     try:
-        tandem_backend = status.tandem_backend(backend)
-        shown = views(tandem_backend, timezone.now(), count)
+        instance = tandem_backend(backend)
+        shown = views(instance, timezone.now(), count)
     except ImproperlyConfigured as exc:
         raise CommandError(str(exc)) from exc
     except (DatabaseError, ConnectionError, OSError) as exc:
         raise CommandError(f"Cannot read the task store of backend {backend!r}: {exc}") from exc
-    running = tandem_backend.tandem_options.run_schedules
+    running = instance.tandem_options.run_schedules
     if options.get("json"):
         document = {
             "backend": backend,

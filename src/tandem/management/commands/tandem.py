@@ -13,7 +13,6 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
-from django.tasks import task_backends
 
 from tandem.worker.supervisor import Supervisor
 
@@ -156,16 +155,14 @@ class Command(BaseCommand):
     def _preflight(self, backend: str) -> None:
         """Stop before the banner when the store cannot serve: it does not answer, a driver is
         missing, or tandem's migrations are not applied — one message, exit status 1."""
-        from tandem.backends.base import TandemBackend
+        from tandem.backends import tandem_backend
         from tandem.diagnosis import missing_extra, store_problem
 
-        if backend not in task_backends.settings:
-            raise CommandError(f"No task backend {backend!r} in settings.TASKS.")
         try:
-            instance = task_backends[backend]
+            instance = tandem_backend(backend)
         except ImproperlyConfigured as exc:
             raise CommandError(missing_extra(exc) or str(exc)) from exc
-        if isinstance(instance, TandemBackend) and (problem := store_problem(instance)):
+        if problem := store_problem(instance):
             raise CommandError(problem)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -411,9 +408,6 @@ class Command(BaseCommand):
         try:
             return Supervisor(backend, **kwargs)
         except ImproperlyConfigured as exc:
-            # An unknown alias raises InvalidTaskBackend (an ImproperlyConfigured), not KeyError.
-            if backend not in task_backends.settings:
-                raise CommandError(f"No task backend {backend!r} in settings.TASKS.") from exc
             raise CommandError(str(exc)) from exc
 
     @staticmethod
