@@ -17,6 +17,7 @@ from django.db import DatabaseError
 
 from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
+from tandem.cli import common
 from tandem.monitoring import status
 
 UNHEALTHY = 1
@@ -39,9 +40,7 @@ def add_arguments(subparsers: Any) -> None:
         metavar="SECONDS",
         help="Unhealthy when a queue's oldest ready task has waited longer than this.",
     )
-    parser.add_argument(
-        "--backend", default="default", help="The TASKS alias to inspect (default: default)."
-    )
+    common.add_backend(parser, "inspect")
 
 
 def run(command: BaseCommand, *, backend: str, max_age: float | None, **options: Any) -> None:
