@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from tandem.backends import tandem_backend as _backend
 from tandem.cancellation import CancelOutcome
 from tandem.scheduler.registry import schedule
 from tandem.tasks import Task, task
@@ -16,7 +17,6 @@ from tandem.workflows import Group, chain, enqueue_after, get_group, group
 if TYPE_CHECKING:
     from django.tasks import TaskResult
 
-    from tandem.backends.base import TandemBackend
     from tandem.tasks import AnyTask
 
 __version__ = "0.1.0"
@@ -40,20 +40,6 @@ __all__ = [
     "schedule",
     "task",
 ]
-
-
-def _backend(alias: str) -> TandemBackend:
-    from django.tasks import task_backends
-
-    from tandem.backends.base import TandemBackend
-
-    backend = task_backends[alias]
-    if not isinstance(backend, TandemBackend):
-        raise TypeError(
-            f"TASKS[{alias!r}] uses {type(backend).__module__}.{type(backend).__qualname__}, "
-            "not a tandem backend."
-        )
-    return backend
 
 
 def enqueue_many(

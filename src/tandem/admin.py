@@ -145,14 +145,17 @@ class TaskRecordAdmin(WorkflowFields, admin.ModelAdmin):  # type: ignore[type-ar
     @admin.display(description="state")
     def running_note(self, obj: TaskRecord) -> str:
         """ "worker lost — recovered within N s" and/or "cancel requested" for a RUNNING task."""
-        from django.tasks import task_backends
+        from django.tasks.exceptions import InvalidTaskBackend
         from django.utils import timezone
 
-        from tandem.backends.base import TandemBackend
+        from tandem.backends import NotATandemBackend, tandem_backend
         from tandem.monitoring import attention
 
-        backend = task_backends[obj.backend] if obj.backend in task_backends.settings else None
-        if obj.status != "RUNNING" or not isinstance(backend, TandemBackend):
+        if obj.status != "RUNNING":
+            return "—"
+        try:
+            backend = tandem_backend(obj.backend)
+        except (InvalidTaskBackend, NotATandemBackend):
             return "—"
         task = backend.broker.get(str(obj.pk))
         if task is None:
@@ -296,7 +299,7 @@ def _pause_or_resume(
     action: str,
 ) -> None:
     from tandem import pausing
-    from tandem.monitoring.status import tandem_backend
+    from tandem.backends import tandem_backend
 
     done: list[str] = []
     unchanged: list[str] = []

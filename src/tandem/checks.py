@@ -51,14 +51,12 @@ def sqlite_transaction_mode_warnings() -> list[tuple[str, str, str]]:
     from django.core.exceptions import ImproperlyConfigured
     from django.tasks import task_backends
 
-    from tandem.backends.base import TandemBackend
+    from tandem.backends import tandem_backend
 
     found: list[tuple[str, str, str]] = []
     for alias in task_backends.settings:
-        try:
-            backend = task_backends[alias]
-            if not isinstance(backend, TandemBackend):
-                continue
+        try:  # another backend (NotATandemBackend) has no store to warn about
+            backend = tandem_backend(alias)
             warnings = backend.broker.setup_warnings()
         except (ImproperlyConfigured, KeyError):
             continue  # a bad backend: reported by the other checks
@@ -77,7 +75,8 @@ def check_schedules(
     from django.tasks import task_backends
     from django.tasks.exceptions import InvalidTask
 
-    from tandem.backends.base import TandemBackend, resolve_task
+    from tandem.backends import tandem_backend
+    from tandem.backends.base import resolve_task
     from tandem.exceptions import TaskNotRunnable
     from tandem.scheduler.registry import ScheduleClash, registered_backends, schedules_for
 
@@ -93,9 +92,7 @@ def check_schedules(
         )
     for alias in task_backends.settings:
         try:
-            backend = task_backends[alias]
-            if not isinstance(backend, TandemBackend):
-                continue
+            backend = tandem_backend(alias)  # NotATandemBackend: skipped below
             schedules = schedules_for(backend.tandem_options)
         except ScheduleClash as exc:
             messages.append(checks.Error(str(exc), obj=alias, id="tandem.E011"))

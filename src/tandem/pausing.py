@@ -1,4 +1,4 @@
-"""Paused queues: ``tandem.pause/resume/is_paused`` and ``manage.py tandem pause|resume``.
+"""Paused queues: ``tandem.pause/resume/is_paused``, ``manage.py tandem pause|resume`` (``cli``).
 
 A paused queue keeps accepting tasks (they wait READY) and lets running ones finish, but no
 worker on any host starts another until it is resumed. The pause is stored with the tasks (a
@@ -8,13 +8,8 @@ claim reads it (see ``Broker.pause_queues``).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
 from django.utils import timezone
 
 from tandem.backends.base import TandemBackend
@@ -53,53 +48,4 @@ def is_paused(backend: TandemBackend, queue: object) -> bool:
     return queue in backend.broker.paused_queues()
 
 
-# -- manage.py tandem pause | resume ---------------------------------------------------------
-
-
-def add_arguments(subparsers: Any) -> None:
-    """Add the ``pause`` and ``resume`` subcommands to ``manage.py tandem``'s subparsers."""
-    pause: argparse.ArgumentParser = subparsers.add_parser(
-        "pause",
-        help="Pause queues: their tasks wait READY, running ones finish, none starts.",
-        description="Pause QUEUE(s) on every worker of the backend, until `tandem resume`. "
-        "The pause is stored, so it survives restarts; enqueueing goes on as usual.",
-    )
-    resume: argparse.ArgumentParser = subparsers.add_parser(
-        "resume",
-        help="Resume paused queues: workers start their tasks again.",
-        description="Resume paused QUEUE(s); the workers serving them are woken at once.",
-    )
-    for parser in (pause, resume):
-        parser.add_argument("queues", nargs="+", metavar="QUEUE", help="A queue name.")
-        parser.add_argument(
-            "--backend", default="default", help="The TASKS alias (default: default)."
-        )
-
-
-def run(
-    command: BaseCommand, *, subcommand: str, backend: str, queues: list[str], **_: Any
-) -> None:
-    from tandem.monitoring.status import tandem_backend
-
-    try:
-        instance = tandem_backend(backend)
-        if subcommand == "pause":
-            changed = pause_queues(instance, queues)
-        else:
-            changed = resume_queues(instance, queues)
-    except (ImproperlyConfigured, TypeError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
-    except (DatabaseError, ConnectionError, OSError) as exc:
-        raise CommandError(
-            f"Cannot {subcommand} queues of backend {backend!r}: the task store answered: {exc}"
-        ) from exc
-    done = "paused" if subcommand == "pause" else "resumed"
-    for queue in dict.fromkeys(queues):
-        if queue in changed:
-            command.stdout.write(f"Queue {queue!r} of backend {backend!r}: {done}.")
-        else:
-            already = "already paused" if subcommand == "pause" else "was not paused"
-            command.stdout.write(f"Queue {queue!r} of backend {backend!r}: {already}.")
-
-
-__all__ = ["add_arguments", "is_paused", "pause_queues", "resume_queues", "run"]
+__all__ = ["is_paused", "pause_queues", "resume_queues"]

@@ -5,7 +5,7 @@ short transaction each):
 
 - ``OPTIONS["retention"] = {"successful": seconds, "failed": seconds}``: every supervisor prunes
   at heartbeat time, at most once per ``RETENTION_INTERVAL`` (``Retention.apply``);
-- ``manage.py tandem prune``: by hand or from cron (``tandem.prune``).
+- ``manage.py tandem prune``: by hand or from cron (``tandem.cli.prune``).
 
 Pruning runs in the supervisor's loop, right after it renewed its leases: a first run over a very
 large backlog (hundreds of thousands of rows) holds the loop for its duration, so run

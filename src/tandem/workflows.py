@@ -18,6 +18,7 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
+from tandem.backends import tandem_backend as _backend
 from tandem.brokers.base import NewTask
 from tandem.brokers.workflow import ON_PARENT_FAILURE, Dependency, GroupSpec
 
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
 
 type Step = tuple[AnyTask, Sequence[Any], dict[str, Any] | None]
 FINISHED = (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
-
-
-def _backend(alias: str) -> TandemBackend:
-    from tandem import _backend as backend
-
-    return backend(alias)
 
 
 def _parent_id(parent: Any, backend: str, index: int) -> str:

@@ -11,7 +11,8 @@ import pytest
 from django.tasks import task_backends
 
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
-from tandem.monitoring import report, status
+from tandem.cli import status as status_command
+from tandem.monitoring import status
 from tests.features.tasks import rated_add
 from tests.support.doubles import FrozenClock
 from tests.support.harness import Harness
@@ -43,7 +44,7 @@ def test_a_task_rate_starts_at_most_n_per_window_and_others_run_meanwhile(
     snapshot = status.take(now=clock())
     [wait] = snapshot.rate_limited
     assert (wait.kind, wait.name) == ("task", "tests.features.tasks.rated_add")
-    assert "task tests.features.tasks.rated_add: rate limited" in report.text(snapshot)
+    assert "task tests.features.tasks.rated_add: rate limited" in status_command.text(snapshot)
 
     clock.advance(1)
     supervisor.step()

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from tandem.brokers.base import FAILED, SUCCESSFUL
-from tandem.prune import parse_age
+from tandem.cli.common import parse_age
 
 pytestmark = pytest.mark.django_db
 

@@ -210,7 +210,7 @@ def test_the_worker_banners_read_of_paused_queues_is_cut_on_a_silent_connection(
 
     from django.db import OperationalError
 
-    from tandem.management.commands.tandem import Command
+    from tandem.cli.startup import paused_queues
 
     sock = silent()
 
@@ -225,7 +225,7 @@ def test_the_worker_banners_read_of_paused_queues_is_cut_on_a_silent_connection(
     broker = SilentBroker()
     supervisor = SimpleNamespace(broker=broker, store_watch=StoreWatch(broker, 0.2))
     try:
-        assert Command._paused_queues(supervisor) == set()  # type: ignore[arg-type]
+        assert paused_queues(supervisor) == set()  # type: ignore[arg-type]
     finally:
         supervisor.store_watch.stop()
     assert supervisor.store_watch.cuts == 1

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from tandem.monitoring.status import tandem_aliases, tandem_backend
+from tandem.backends import tandem_backend
+from tandem.monitoring.status import tandem_aliases
 
 logger = logging.getLogger("tandem.monitoring")
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from tandem import pausing
+from tandem.backends import tandem_backend
 from tandem.monitoring import status
 
 
@@ -22,7 +23,7 @@ def queue_pause(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(f"No tandem backend {alias!r} in settings.TASKS.\n")
     if action not in ("pause", "resume"):
         return HttpResponseBadRequest(f"action must be 'pause' or 'resume', got {action!r}.\n")
-    backend = status.tandem_backend(alias)
+    backend = tandem_backend(alias)
     try:
         if action == "pause":
             pausing.pause_queues(backend, [queue])

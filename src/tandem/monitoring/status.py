@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
 from django.utils import timezone
 
+from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
 from tandem.brokers.base import QueueStats, WorkerInfo
 
@@ -105,19 +106,6 @@ class Snapshot:
         data = _jsonable(asdict(self))
         data["healthy"] = self.healthy
         return dict(data)
-
-
-def tandem_backend(alias: str) -> TandemBackend:
-    """The tandem backend ``TASKS[alias]``; ImproperlyConfigured (with the reason) otherwise."""
-    if alias not in task_backends.settings:
-        raise ImproperlyConfigured(f"No task backend {alias!r} in settings.TASKS.")
-    backend = task_backends[alias]
-    if not isinstance(backend, TandemBackend):
-        raise ImproperlyConfigured(
-            f"TASKS[{alias!r}] uses {type(backend).__module__}.{type(backend).__qualname__}, "
-            "not a tandem backend."
-        )
-    return backend
 
 
 def tandem_aliases() -> list[str]:
@@ -300,5 +288,4 @@ __all__ = [
     "pool_notes",
     "take",
     "tandem_aliases",
-    "tandem_backend",
 ]

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
 from tandem.monitoring import attention, chart, health, history, metrics, status
 
@@ -55,7 +56,7 @@ def admin_url(task_id: object) -> str | None:
 
 
 def panel_context(alias: str) -> dict[str, Any]:
-    backend = status.tandem_backend(alias)
+    backend = tandem_backend(alias)
     now = timezone.now()
     snapshot = status.take(alias, now=now)
     buckets = history.throughput(backend, now)
@@ -174,7 +175,7 @@ def status_json(request: HttpRequest) -> JsonResponse:
 
     alias = _alias(request)
     data = status.take(alias).as_json()
-    data["groups"] = groups_json(status.tandem_backend(alias))  # workflows: done/total
+    data["groups"] = groups_json(tandem_backend(alias))  # workflows: done/total
     return JsonResponse(data)
 
 

@@ -134,7 +134,7 @@ class InterpreterFront:
     name = "interpreters"
 
     def __init__(self, listening: Any, workers: int, options: HttpOptions) -> None:
-        from tandem.worker.pools.subinterpreters import worker_environment
+        from tandem.worker.pools.runner import worker_environment
 
         if workers < 1:
             raise ValueError(f"need at least one web interpreter, got {workers}")

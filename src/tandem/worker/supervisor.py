@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError
-from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from tandem import wakeup
-from tandem.backends.base import TandemBackend
+from tandem.backends import tandem_backend
 from tandem.brokers.base import (
     READY,
     Broker,
@@ -122,13 +121,7 @@ class Supervisor:
         listen: bool = True,
         schedules: bool = True,
     ) -> None:
-        backend = task_backends[backend_alias]
-        if not isinstance(backend, TandemBackend):
-            raise ImproperlyConfigured(
-                f"TASKS[{backend_alias!r}] uses {type(backend).__module__}."
-                f"{type(backend).__qualname__}; tandem workers run tandem backends only "
-                "(tandem.backends.database.DatabaseBackend)."
-            )
+        backend = tandem_backend(backend_alias)
         self.backend = backend
         self.options = backend.tandem_options
         self.broker = broker or backend.broker

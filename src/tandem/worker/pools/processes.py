@@ -20,9 +20,9 @@ from tandem.conf import PoolConfig
 from tandem.worker.pools import runner
 from tandem.worker.pools.base import STOP, Deliver, SlotPool
 from tandem.worker.pools.lanes import Arrived, Ended, Lane, ProcessLane
+from tandem.worker.pools.runner import worker_environment
 from tandem.worker.pools.slots import Slot, cancelled_outcome, crash_outcome, timeout_outcome
 from tandem.worker.pools.startup import StartupFailure, from_exception
-from tandem.worker.pools.subinterpreters import worker_environment
 
 logger = logging.getLogger("tandem.worker")
 

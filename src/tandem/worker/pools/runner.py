@@ -18,6 +18,16 @@ from tandem.brokers.base import StoredTask
 from tandem.execution import Outcome
 
 
+def worker_environment() -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """What a fresh worker needs to set Django up like this process (the parent's side of
+    ``setup()``): path, environment, live database names."""
+    from django.db import connections
+
+    environ = {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "")}
+    databases = {alias: connections[alias].settings_dict["NAME"] for alias in connections}
+    return list(sys.path), environ, databases
+
+
 def setup(
     sys_path: Sequence[str], environ: Mapping[str, str], databases: Mapping[str, Any]
 ) -> dict[str, Any]:

@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from django.db import connections
-
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import Outcome
@@ -53,13 +51,6 @@ STARTUP_WAIT = 60.0
 
 def available() -> bool:
     return sys.version_info >= (3, 14)
-
-
-def worker_environment() -> tuple[list[str], dict[str, str], dict[str, Any]]:
-    """What a fresh worker needs to set Django up like this process: path, env, live DB names."""
-    environ = {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "")}
-    databases = {alias: connections[alias].settings_dict["NAME"] for alias in connections}
-    return list(sys.path), environ, databases
 
 
 class _Interpreter:
@@ -183,7 +174,7 @@ class SubinterpreterPool(SlotPool):
 
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
-        self._environment = worker_environment()
+        self._environment = runner.worker_environment()
         self._spare: _Interpreter | None = None  # the interpreter that proved the pool
         self._fallback: ExecutionPool | None = None
         self._refusing: set[str] = set()  # task paths that import a module refused here

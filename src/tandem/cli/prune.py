@@ -8,34 +8,19 @@ stderr counts the deleted tasks as the batches commit.
 from __future__ import annotations
 
 import argparse
-import re
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from tandem.brokers.base import FAILED, SUCCESSFUL, Broker
-from tandem.monitoring.status import tandem_backend
+from tandem.cli import common
 
 STATUSES = {"successful": (SUCCESSFUL,), "failed": (FAILED,), "all": (SUCCESSFUL, FAILED)}
-_AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhd]?)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_age(value: str) -> timedelta:
-    """``7d``, ``12h``, ``30m``, ``45s`` or a number of seconds; ``ValueError`` otherwise."""
-    match = _AGE.fullmatch(value.strip().lower())
-    if match is None:
-        raise ValueError(
-            "--older-than must be a duration such as 7d, 12h, 30m or a number of seconds, "
-            f"got {value!r}."
-        )
-    return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
 
 
 def add_arguments(subparsers: Any) -> None:
@@ -58,12 +43,8 @@ def add_arguments(subparsers: Any) -> None:
         default="all",
         help="Which finished tasks (default: all).",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
-    )
-    parser.add_argument(
-        "--backend", default="default", help="The TASKS alias to prune (default: default)."
-    )
+    common.add_dry_run(parser, "Count what would be deleted; delete nothing.")
+    common.add_backend(parser, "prune")
 
 
 def run(
@@ -76,13 +57,10 @@ def run(
     **_: Any,
 ) -> None:
     try:
-        age = parse_age(older_than)
+        age = common.parse_age(older_than)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    try:
-        broker = tandem_backend(backend).broker
-    except ImproperlyConfigured as exc:
-        raise CommandError(str(exc)) from exc
+    broker = common.backend(backend).broker
     before = timezone.now() - age
     statuses = STATUSES[status]
     what = "finished" if status == "all" else status
@@ -177,4 +155,4 @@ class _Progress:
                 connection.close()  # this thread's own connections
 
 
-__all__ = ["STATUSES", "add_arguments", "parse_age", "run"]
+__all__ = ["STATUSES", "add_arguments", "run"]

@@ -15,7 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from tandem.backends import tandem_backend
 from tandem.backends.base import TandemBackend
+from tandem.cli import common
 from tandem.monitoring import status
 
 UNHEALTHY = 1
@@ -38,9 +40,7 @@ def add_arguments(subparsers: Any) -> None:
         metavar="SECONDS",
         help="Unhealthy when a queue's oldest ready task has waited longer than this.",
     )
-    parser.add_argument(
-        "--backend", default="default", help="The TASKS alias to inspect (default: default)."
-    )
+    common.add_backend(parser, "inspect")
 
 
 def run(command: BaseCommand, *, backend: str, max_age: float | None, **options: Any) -> None:
@@ -55,7 +55,7 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
         from tandem.diagnosis import store_problem
 
         # The one-line fix when there is one (e.g. "Run `python manage.py migrate` first.").
-        problem = store_problem(status.tandem_backend(backend))
+        problem = store_problem(tandem_backend(backend))
         if problem is None:
             problem = f"Cannot read the task store of backend {backend!r}: {exc}"
         raise CommandError(problem) from exc
@@ -63,11 +63,11 @@ def run(command: BaseCommand, *, backend: str, max_age: float | None, **options:
         from tandem.monitoring.workflows import groups_json
 
         data = snapshot.as_json()
-        data["groups"] = groups_json(status.tandem_backend(backend))  # workflows: done/total
+        data["groups"] = groups_json(tandem_backend(backend))  # workflows: done/total
         command.stdout.write(json.dumps(data, indent=2))
     else:
         command.stdout.write(text(snapshot))
-        if watch := running_text(status.tandem_backend(backend), snapshot):
+        if watch := running_text(tandem_backend(backend), snapshot):
             command.stdout.write(watch)
     if snapshot.problems:
         for problem in snapshot.problems:
