@@ -60,9 +60,6 @@ class DatabaseStore:
         def _parents_finished(self, cursor: Any, task_ids: Sequence[str], now: datetime) -> Any:
             raise NotImplementedError
 
-        def _forget_workflows(self, task_ids: Sequence[str]) -> None:
-            raise NotImplementedError
-
     @property
     def database(self) -> str:
         return self._database or router.db_for_write(TaskRecord) or "default"
