@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from tandem.models import TaskRecord
 
 if TYPE_CHECKING:
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.brokers.database_store import DatabaseStore
 
 
 def find(
-    broker: DatabaseBroker,
+    broker: DatabaseStore,
     statuses: Sequence[str],
     *,
     ids: Sequence[str] | None = None,
@@ -50,7 +50,7 @@ def find(
 
 
 def retry_failed(
-    broker: DatabaseBroker, max_attempts: Mapping[str, int], now: datetime
+    broker: DatabaseStore, max_attempts: Mapping[str, int], now: datetime
 ) -> list[str]:
     from tandem.brokers.database import TABLE, write_transaction
 
@@ -75,7 +75,7 @@ def retry_failed(
     return moved
 
 
-def _queues(broker: DatabaseBroker, task_ids: Sequence[str]) -> list[str]:
+def _queues(broker: DatabaseStore, task_ids: Sequence[str]) -> list[str]:
     return list(
         TaskRecord.objects.using(broker.database)
         .filter(id__in=[uuid.UUID(t) for t in task_ids])

@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tandem.brokers.base import StoredTask, concurrency_limited_error
+from tandem.brokers.database_rows import TABLE
 from tandem.models import ConcurrencySlot
 
 if TYPE_CHECKING:
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.brokers.database_store import DatabaseStore
 
 SLOT_TABLE = ConcurrencySlot._meta.db_table
 
@@ -47,7 +48,7 @@ def claimable_filter(table: str) -> str:
 
 
 def claim_set(
-    broker: DatabaseBroker,
+    broker: DatabaseStore,
     worker_id: str,
     token: str,
     lease_until: datetime,
@@ -81,17 +82,15 @@ def claim_set(
 
 
 def take_slots(
-    broker: DatabaseBroker, cursor: Any, keyed: Sequence[StoredTask], token: str, now: datetime
+    broker: DatabaseStore, cursor: Any, keyed: Sequence[StoredTask], token: str, now: datetime
 ) -> tuple[list[StoredTask], list[StoredTask]]:
     """Take a slot for each of ``keyed`` (picked, locked, READY; in claim order) for attempt
     ``token``; returns (those that hold one, the ``"discard"`` ones refused). Refused
     ``"wait"`` tasks are in neither list: they stay READY."""
-    insert = (
-        "INSERT IGNORE INTO" if broker.connection.vendor == "mysql" else "INSERT INTO"
-    ) + f" {SLOT_TABLE} (backend, concurrency_key, slot, task_id, attempt_token, taken_at) "
-    insert += "VALUES (%s, %s, %s, %s, %s, %s)"
-    if broker.connection.vendor != "mysql":
-        insert += " ON CONFLICT DO NOTHING"
+    insert = broker.dialect.insert_ignore(
+        f"{SLOT_TABLE} (backend, concurrency_key, slot, task_id, attempt_token, taken_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s)"
+    )
     by_key: dict[str, list[StoredTask]] = {}
     for task in keyed:
         by_key.setdefault(str(task.concurrency_key), []).append(task)
@@ -112,7 +111,7 @@ def take_slots(
 
 
 def _take_one(
-    broker: DatabaseBroker,
+    broker: DatabaseStore,
     cursor: Any,
     insert: str,
     task: StoredTask,
@@ -142,11 +141,9 @@ def _take_one(
 
 
 def discard(
-    broker: DatabaseBroker, cursor: Any, refused: Sequence[StoredTask], now: datetime
+    broker: DatabaseStore, cursor: Any, refused: Sequence[StoredTask], now: datetime
 ) -> None:
     """End ``"discard"`` tasks whose key was full FAILED with ``ConcurrencyLimited``, unrun."""
-    from tandem.brokers.database import TABLE
-
     if not refused:
         return
     cursor.executemany(
@@ -164,13 +161,11 @@ def discard(
     broker._parents_finished(cursor, [task.id for task in refused], now)  # workflows
 
 
-def free_slots(broker: DatabaseBroker, cursor: Any, attempts: Iterable[tuple[str, str]]) -> None:
+def free_slots(broker: DatabaseStore, cursor: Any, attempts: Iterable[tuple[str, str]]) -> None:
     """Delete the slots the attempts ``(task id, attempt token)`` held, after their ending was
     written in this transaction: a slot goes only with its own attempt, and only once that
     attempt is no longer RUNNING (an ending the guard refused — another worker's — frees
     nothing)."""
-    from tandem.brokers.database import TABLE
-
     keys = [v for task_id, token in attempts for v in (broker._id_param(task_id), token)]
     if not keys:
         return
@@ -183,7 +178,7 @@ def free_slots(broker: DatabaseBroker, cursor: Any, attempts: Iterable[tuple[str
     )
 
 
-def held_slots(broker: DatabaseBroker, key: str) -> int:
+def held_slots(broker: DatabaseStore, key: str) -> int:
     """How many slots of ``key`` are held now (for tests and the status page)."""
     with broker.connection.cursor() as cursor:
         cursor.execute(

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from tandem.models import QueuePause
 
 if TYPE_CHECKING:
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.brokers.database_store import DatabaseStore
 
 PAUSE_TABLE = QueuePause._meta.db_table
 
 
-def unpaused(broker: DatabaseBroker, queues: Sequence[str]) -> Sequence[str]:
+def unpaused(broker: DatabaseStore, queues: Sequence[str]) -> Sequence[str]:
     """``queues`` less those paused on ``broker``'s backend (``queues`` itself when none is)."""
     if not queues:
         return queues
@@ -34,7 +34,7 @@ def unpaused(broker: DatabaseBroker, queues: Sequence[str]) -> Sequence[str]:
     return [queue for queue in queues if queue not in paused]
 
 
-def pause(broker: DatabaseBroker, queues: Sequence[str], now: datetime) -> list[str]:
+def pause(broker: DatabaseStore, queues: Sequence[str], now: datetime) -> list[str]:
     from tandem.brokers.database import write_transaction
 
     rows = QueuePause.objects.using(broker.database)
@@ -52,7 +52,7 @@ def pause(broker: DatabaseBroker, queues: Sequence[str], now: datetime) -> list[
     return fresh
 
 
-def resume(broker: DatabaseBroker, queues: Sequence[str]) -> list[str]:
+def resume(broker: DatabaseStore, queues: Sequence[str]) -> list[str]:
     from tandem.brokers.database import write_transaction
 
     rows = QueuePause.objects.using(broker.database).filter(
@@ -67,7 +67,7 @@ def resume(broker: DatabaseBroker, queues: Sequence[str]) -> list[str]:
     return resumed
 
 
-def paused_since(broker: DatabaseBroker) -> dict[str, datetime]:
+def paused_since(broker: DatabaseStore) -> dict[str, datetime]:
     rows = (
         QueuePause.objects.using(broker.database)
         .filter(backend=broker.backend_alias)

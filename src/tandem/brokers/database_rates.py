@@ -33,7 +33,7 @@ from tandem.models import RateWindow
 
 if TYPE_CHECKING:
     from tandem.brokers.base import StoredTask
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.brokers.database_store import DatabaseStore
 
 RATE_TABLE = RateWindow._meta.db_table
 MAX_KEY = 255
@@ -49,18 +49,15 @@ def limit_key(key: str) -> str:
     return key[: MAX_KEY - 41] + "#" + hashlib.sha1(key.encode()).hexdigest()
 
 
-def store_now(broker: DatabaseBroker, cursor: Any, now: datetime) -> datetime:
+def store_now(broker: DatabaseStore, cursor: Any, now: datetime) -> datetime:
     """Now on the store's clock (the lease clock), as an aware UTC datetime.
 
     Read when the claim first holds a window's lock: on PostgreSQL ``clock_timestamp()``, not
     the transaction's ``now()``, so a claim that waited for another's lock logs its starts after
     that claim's, never before them."""
-    server_now = broker._server_now()
-    if server_now is None:
+    if broker._server_now() is None:
         return now
-    if broker.connection.vendor == "postgresql":
-        server_now = "clock_timestamp()"
-    cursor.execute(f"SELECT {server_now}")
+    cursor.execute(f"SELECT {broker.dialect.clock_now}")
     value = cursor.fetchone()[0]
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -89,7 +86,7 @@ class Window:
 class RateGate:
     """The rate windows one claim locked, and the starts it records."""
 
-    def __init__(self, broker: DatabaseBroker, cursor: Any, now: datetime) -> None:
+    def __init__(self, broker: DatabaseStore, cursor: Any, now: datetime) -> None:
         self.broker, self.cursor, self.caller_now = broker, cursor, now
         self._now: float | None = None
         self.windows: dict[str, Window] = {}
@@ -107,23 +104,21 @@ class RateGate:
         if key in self.windows:
             return self.windows[key]
         broker, cursor = self.broker, self.cursor
-        vendor = broker.connection.vendor
-        lock = " FOR UPDATE" if vendor in ("postgresql", "mysql") else ""
-        select = f"SELECT id, starts FROM {RATE_TABLE} WHERE backend = %s AND limit_key = %s{lock}"
+        dialect = broker.dialect
+        select = (
+            f"SELECT id, starts FROM {RATE_TABLE} WHERE backend = %s AND limit_key = %s"
+            f"{dialect.for_update}"
+        )
         cursor.execute(select, [broker.backend_alias, key])
         row = cursor.fetchone()
         if row is None:
             # First use. On MariaDB a duplicate under ``INSERT IGNORE`` takes a shared lock, and
-            # two claimers upgrading theirs deadlock: ``ON DUPLICATE KEY UPDATE`` locks it
-            # exclusively instead.
-            conflict = (
-                " ON DUPLICATE KEY UPDATE id = id"
-                if vendor == "mysql"
-                else " ON CONFLICT DO NOTHING"
-            )
+            # two claimers upgrading theirs deadlock: the row is locked exclusively instead.
             cursor.execute(
-                f"INSERT INTO {RATE_TABLE} (backend, limit_key, rate, starts, free_at) "
-                f"VALUES (%s, %s, %s, '[]', NULL){conflict}",
+                dialect.insert_ignore_locking(
+                    f"{RATE_TABLE} (backend, limit_key, rate, starts, free_at) "
+                    "VALUES (%s, %s, %s, '[]', NULL)"
+                ),
                 [broker.backend_alias, key, rate],
             )
             cursor.execute(select, [broker.backend_alias, key])
@@ -137,6 +132,21 @@ class RateGate:
         window.starts = rates.prune(window.starts, window.window, self.now)
         self.windows[key] = window
         return window
+
+    def cap(self, pool: str, rate_limit: str | None, limit: int) -> int:
+        """``limit`` capped by the pool's ``rate_limit`` (its window stays locked till commit);
+        at zero the gate is saved, for the claim ends there."""
+        if not rate_limit:
+            return limit
+        limit = min(limit, self.lock(pool, rate_limit).allowance(self.now))
+        if limit <= 0:
+            self.save()
+        return limit
+
+    def record_pool(self, pool: str, rate_limit: str | None, started: int) -> None:
+        """Log ``started`` starts against the pool's ``rate_limit`` (``cap`` locked it)."""
+        if rate_limit:
+            self.windows[limit_key(pool)].record(self.now, started)
 
     def admit(self, tasks: Sequence[StoredTask]) -> list[StoredTask]:
         """Those of ``tasks`` (in claim order) their own rate lets start now; keys in order."""
@@ -185,7 +195,7 @@ class RateGate:
             )
 
 
-def claimable_filter(broker: DatabaseBroker, table: str, now: datetime) -> tuple[str, list[Any]]:
+def claimable_filter(broker: DatabaseStore, table: str, now: datetime) -> tuple[str, list[Any]]:
     """SQL (and its parameters) to AND into a claim's pick: a task with a ``rate_limit`` whose
     path's window is full now is not claimable. A hint that keeps waiting tasks from filling the
     head of the batch (the window row's ``free_at``, read without its lock); the locked window
@@ -207,7 +217,7 @@ def path_filter(table: str, paths: Sequence[str]) -> str:
     return f" AND ({table}.rate_limit IS NULL OR {table}.task_path NOT IN ({marks}))"
 
 
-def rate_limited(broker: DatabaseBroker, now: datetime) -> dict[str, datetime]:
+def rate_limited(broker: DatabaseStore, now: datetime) -> dict[str, datetime]:
     """Limit keys whose window is full now -> when the next start fits (status, metrics)."""
     with broker.connection.cursor() as cursor:
         at = store_now(broker, cursor, now)

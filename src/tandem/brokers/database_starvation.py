@@ -14,20 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tandem import rates
 from tandem.brokers import database_concurrency, database_pauses, database_rates
 from tandem.brokers.base import StoredTask, new_attempt_token
+from tandem.brokers.database_rows import TABLE
+from tandem.brokers.database_store import write_transaction
+from tandem.brokers.dialects import Pick
 
 if TYPE_CHECKING:
-    from tandem.brokers.database import DatabaseBroker
+    from tandem.brokers.database_claims import DatabaseClaims
 
-ORDER = "ORDER BY available_at, enqueued_at"
+#: Oldest first (the claim index serves it within each queue).
+ORDER = (("available_at", False), ("enqueued_at", False))
 
 
 def claim_starved(
-    broker: DatabaseBroker,
+    broker: DatabaseClaims,
     queues: Sequence[str],
     limit: int,
     worker_id: str,
@@ -36,8 +40,6 @@ def claim_starved(
     starved_before: datetime,
     rate_limit: str | None = None,
 ) -> list[StoredTask]:
-    from tandem.brokers.database import TABLE, write_transaction
-
     if limit <= 0 or not queues:
         return []
     pool = rates.pool_key(queues)
@@ -45,18 +47,21 @@ def claim_starved(
     if not queues:
         return []
     connection = broker.connection
-    vendor = connection.vendor
+    dialect = broker.dialect
     bound = broker._dt_param(min(starved_before, now))
-    where = (
-        "status = 'READY' AND backend = %s "
-        f"AND queue_name IN ({broker._placeholders(len(queues))}) AND available_at <= %s"
-        + database_concurrency.claimable_filter(TABLE)
-    )
-    where_params = [broker.backend_alias, *queues, bound]
-    if vendor == "sqlite":
+    filters = database_concurrency.claimable_filter(TABLE)
+    if dialect.probe_before_claim:
         # A read needs no lock in WAL mode; only take the write lock when a task starves.
+        where = (
+            "status = 'READY' AND backend = %s "
+            f"AND queue_name IN ({broker._placeholders(len(queues))}) AND available_at <= %s"
+            + filters
+        )
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", where_params)
+            cursor.execute(
+                f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1",
+                [broker.backend_alias, *queues, bound],
+            )
             if cursor.fetchone() is None:
                 return []
     token = new_attempt_token()
@@ -65,58 +70,17 @@ def claim_starved(
     )
     with write_transaction(connection), connection.cursor() as cursor:
         gate = database_rates.RateGate(broker, cursor, now)
-        if rate_limit:  # the pool's rate caps the batch (its row stays locked till commit)
-            limit = min(limit, gate.lock(pool, rate_limit).allowance(gate.now))
-            if limit <= 0:
-                gate.save()
-                return []
-        if vendor == "mysql":
-            ids = _pick_mysql(broker, cursor, queues, limit, bound)
-            if not ids:
-                return []
-            ids = broker._update_mysql(cursor, ids, set_clause, set_params, worker_id, now)
-            if not ids:
-                return []
-            marks = broker._placeholders(len(ids))
-            cursor.execute(
-                f"SELECT {broker._select_columns()} FROM {TABLE} WHERE id IN ({marks})", ids
-            )
-        else:
-            lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-            cursor.execute(
-                f"UPDATE {TABLE} SET {set_clause} WHERE id IN "
-                f"(SELECT id FROM {TABLE} WHERE {where} {ORDER} LIMIT %s{lock}) "
-                f"RETURNING {broker._select_columns()}",
-                [*set_params, *where_params, limit],
-            )
-        rows = cursor.fetchall()
+        limit = gate.cap(pool, rate_limit, limit)
+        if limit <= 0:
+            return []
+        pick = Pick(queues=queues, bound=bound, limit=limit, order=ORDER, filters=filters)
+        rows = dialect.claim_rows(broker, cursor, pick, set_clause, set_params, worker_id, now)
         tasks = [broker._row_to_task(row) for row in rows]
         tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
         tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
-        if rate_limit:
-            gate.windows[database_rates.limit_key(pool)].record(gate.now, len(tasks))
+        gate.record_pool(pool, rate_limit, len(tasks))
         gate.save()
     return tasks
-
-
-def _pick_mysql(
-    broker: DatabaseBroker, cursor: Any, queues: Sequence[str], limit: int, bound: Any
-) -> list[Any]:
-    """One locked, index-ordered branch per queue (see ``DatabaseBroker._pick_mysql``)."""
-    from tandem.brokers.database import TABLE
-
-    branch = (
-        f"(SELECT id, available_at, enqueued_at FROM {TABLE} WHERE status = 'READY' "
-        "AND backend = %s AND queue_name = %s AND available_at <= %s"
-        f"{database_concurrency.claimable_filter(TABLE)} {ORDER} "
-        "LIMIT %s FOR UPDATE SKIP LOCKED)"
-    )
-    params: list[Any] = []
-    for queue in queues:
-        params += [broker.backend_alias, queue, bound, limit]
-    cursor.execute(" UNION ALL ".join([branch] * len(queues)), params)
-    rows = sorted(cursor.fetchall(), key=lambda row: (row[1], row[2]))
-    return [row[0] for row in rows[:limit]]
 
 
 __all__ = ["claim_starved"]

@@ -20,13 +20,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from tandem import wakeup
 from tandem.brokers.base import FAILED, NewTask
+from tandem.brokers.database_store import DatabaseStore, write_transaction
 from tandem.brokers.workflow import (
     WAITING_UNTIL,
     Dependency,
@@ -37,16 +38,12 @@ from tandem.brokers.workflow import (
 )
 from tandem.models import TaskDependency, TaskGroup, TaskGroupMember, TaskRecord, TaskWait
 
-if TYPE_CHECKING:
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
 TASKS = TaskRecord._meta.db_table
 EDGES = TaskDependency._meta.db_table
 WAITS = TaskWait._meta.db_table
 GROUPS = TaskGroup._meta.db_table
 MEMBERS = TaskGroupMember._meta.db_table
-#: Rows per INSERT of edges and members, and ids per ``IN (…)``.
-ROWS_PER_STATEMENT = 1000
+#: Ids per ``IN (…)`` (rows per INSERT of edges and members: ``dialects.base``).
 IDS_PER_STATEMENT = 500
 
 
@@ -55,60 +52,8 @@ def _chunks[T](items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _pg_element(value: Any) -> str:
-    """An element of a PostgreSQL array literal of uuid, integer or boolean values."""
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int | uuid.UUID):
-        return str(value)
-    raise TypeError(f"not a uuid, integer or boolean: {value!r}")
-
-
-class DatabaseWorkflows:
-    """Mixed into ``DatabaseBroker`` (which provides the plumbing named below)."""
-
-    backend_alias: str
-
-    if TYPE_CHECKING:  # provided by DatabaseBroker
-
-        @property
-        def connection(self) -> BaseDatabaseWrapper:
-            raise NotImplementedError
-
-        @property
-        def database(self) -> str:
-            raise NotImplementedError
-
-        def _id_param(self, task_id: str) -> Any:
-            raise NotImplementedError
-
-        def _dt_param(self, value: datetime | None) -> Any:
-            raise NotImplementedError
-
-        def _placeholders(self, count: int) -> str:
-            raise NotImplementedError
-
-        def _append_json(self, column: str) -> str:
-            raise NotImplementedError
-
-        def _json_literal(self) -> str:
-            raise NotImplementedError
-
-        def _insert(self, tasks: Sequence[NewTask], queues: Sequence[str]) -> None:
-            raise NotImplementedError
-
-        def notify(self, queues: Sequence[str]) -> None:
-            raise NotImplementedError
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _lock_clause(self, *, share: bool = False, of: str = "") -> str:
-        vendor = self.connection.vendor
-        if vendor == "postgresql":
-            return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
-        if vendor == "mysql":
-            return " LOCK IN SHARE MODE" if share else " FOR UPDATE"
-        return ""
+class DatabaseWorkflows(DatabaseStore):
+    """Mixed into ``DatabaseBroker``."""
 
     def _id_params(self, ids: Iterable[str]) -> list[Any]:
         """``_id_param`` of many ids (the connection looked up once)."""
@@ -119,36 +64,6 @@ class DatabaseWorkflows:
     def _uuid(self, raw: Any) -> str:
         return str(uuid.UUID(str(raw)))
 
-    def _insert_rows(
-        self,
-        cursor: Any,
-        table: str,
-        columns: Sequence[str],
-        rows: list[list[Any]],
-        pg_types: Sequence[str] = (),
-    ) -> None:
-        if self.connection.vendor == "postgresql" and pg_types and rows:
-            # One statement whatever the number of rows: one array per column (``unnest``).
-            # Each column as ONE array literal: uuids, integers and booleans need no quoting,
-            # and one text parameter binds far faster than 10,000 values adapted one by one.
-            arrays = [
-                "{" + ",".join(_pg_element(value) for value in column) + "}"
-                for column in zip(*rows, strict=True)
-            ]
-            unnest = ", ".join(f"%s::{kind}[]" for kind in pg_types)
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
-                arrays,
-            )
-            return
-        row = f"({self._placeholders(len(columns))})"
-        for chunk in _chunks(rows, ROWS_PER_STATEMENT):
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                + ", ".join([row] * len(chunk)),
-                [value for values in chunk for value in values],
-            )
-
     # -- push ----------------------------------------------------------------------------------
 
     def push_workflow(
@@ -157,15 +72,12 @@ class DatabaseWorkflows:
         dependencies: Sequence[Dependency] = (),
         group: GroupSpec | None = None,
     ) -> list[str]:
-        from tandem.brokers.database import INSERT_BATCH, write_transaction
-
         if any(t.unique_key is not None for t in tasks):
             raise ValueError("unique tasks cannot be part of a workflow")
         check_dependencies(dependencies, [t.id for t in tasks])
         waiting = {d.task_id for d in dependencies}
         with write_transaction(self.connection), self.connection.cursor() as cursor:
-            # PostgreSQL's insert is one statement of column arrays whatever its size.
-            batch = 5000 if self.connection.vendor == "postgresql" else INSERT_BATCH
+            batch = self.dialect.workflow_insert_batch
             for chunk in _chunks(tasks, batch):
                 self._insert(chunk, ())
             if waiting:
@@ -196,7 +108,7 @@ class DatabaseWorkflows:
         for chunk in _chunks(parents, IDS_PER_STATEMENT):
             cursor.execute(
                 f"SELECT id, status FROM {TASKS} WHERE id IN ({self._placeholders(len(chunk))}) "
-                f"AND backend = %s{self._lock_clause(share=True)}",
+                f"AND backend = %s{self.dialect.row_lock(share=True)}",
                 [*[self._id_param(p) for p in chunk], self.backend_alias],
             )
             status.update((self._uuid(i), s) for i, s in cursor.fetchall())
@@ -227,14 +139,14 @@ class DatabaseWorkflows:
             )
             if remaining == 0:
                 resolvable.append(dep.task_id)
-        self._insert_rows(
+        self.dialect.insert_rows(
             cursor,
             EDGES,
             ("child_id", "parent_id", "position", "resolved"),
             edges,
             ("uuid", "uuid", "integer", "boolean"),
         )
-        self._insert_rows(
+        self.dialect.insert_rows(
             cursor,
             WAITS,
             ("task_id", "remaining", "failed", "on_parent_failure", "pass_result"),
@@ -256,7 +168,7 @@ class DatabaseWorkflows:
             ],
         )
         gid = self._id_param(group.id)
-        self._insert_rows(
+        self.dialect.insert_rows(
             cursor,
             MEMBERS,
             ("group_id", "task_id", "position"),
@@ -277,7 +189,7 @@ class DatabaseWorkflows:
                 cursor.execute(
                     f"SELECT id, child_id, parent_id FROM {EDGES} "
                     f"WHERE parent_id IN ({self._placeholders(len(chunk))}) AND resolved = %s"
-                    + self._lock_clause(),
+                    + self.dialect.row_lock(),
                     [*self._id_params(chunk), False],
                 )
                 edges += cursor.fetchall()
@@ -288,7 +200,7 @@ class DatabaseWorkflows:
             for chunk in _chunks(parents, IDS_PER_STATEMENT):
                 cursor.execute(
                     f"SELECT id, status FROM {TASKS} WHERE id IN "
-                    f"({self._placeholders(len(chunk))}){self._lock_clause(share=True)}",
+                    f"({self._placeholders(len(chunk))}){self.dialect.row_lock(share=True)}",
                     self._id_params(chunk),
                 )
                 status.update((self._uuid(i), s) for i, s in cursor.fetchall())
@@ -316,7 +228,8 @@ class DatabaseWorkflows:
             for chunk in _chunks(sorted(done), IDS_PER_STATEMENT):
                 cursor.execute(
                     f"SELECT task_id FROM {WAITS} WHERE task_id IN "
-                    f"({self._placeholders(len(chunk))}) AND remaining = 0" + self._lock_clause(),
+                    f"({self._placeholders(len(chunk))}) AND remaining = 0"
+                    + self.dialect.row_lock(),
                     [self._id_param(c) for c in chunk],
                 )
                 zero += [self._uuid(row[0]) for row in cursor.fetchall()]
@@ -390,9 +303,9 @@ class DatabaseWorkflows:
 
     def _pass_result(self, cursor: Any, task_id: str) -> None:
         """A chain step: its parent's return value becomes its first positional argument."""
-        text = "::text" if self.connection.vendor == "postgresql" else ""
+        text = self.dialect.json_text
         cursor.execute(
-            f"SELECT p.return_value{text}, c.args{text} FROM {EDGES} d "
+            f"SELECT {text('p.return_value')}, {text('c.args')} FROM {EDGES} d "
             f"JOIN {TASKS} p ON p.id = d.parent_id JOIN {TASKS} c ON c.id = d.child_id "
             "WHERE d.child_id = %s ORDER BY d.position",
             [self._id_param(task_id)],

@@ -1,0 +1,201 @@
+"""The claim on the database store: READY tasks to RUNNING, in one write transaction.
+
+- PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``;
+- SQLite (WAL): ``BEGIN IMMEDIATE`` + the same ``UPDATE … RETURNING`` — one short write
+  transaction that waits on the busy timeout instead of failing with "database is locked";
+- MariaDB/MySQL (no ``UPDATE … RETURNING``): ``SELECT … FOR UPDATE SKIP LOCKED``, ``UPDATE``
+  and ``SELECT`` in one transaction.
+
+How each store spells it is its dialect's (``brokers/dialects/``); rows with a concurrency key
+or a rate limit are claimed once they hold a slot (``database_concurrency``) and their rate
+admits them (``database_rates``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from tandem import rates
+from tandem.brokers import (
+    database_concurrency,
+    database_pauses,
+    database_rates,
+    database_starvation,
+)
+from tandem.brokers.base import StoredTask, new_attempt_token
+from tandem.brokers.database_rows import TABLE
+from tandem.brokers.database_store import DatabaseStore, write_transaction
+from tandem.brokers.dialects import Pick
+
+#: The claim index's order: priority first, then the oldest.
+CLAIM_ORDER = (("priority", True), ("available_at", False), ("enqueued_at", False))
+
+
+class DatabaseClaims(DatabaseStore):
+    """Mixed into ``DatabaseBroker``."""
+
+    def _claimable_where(self, queues: Sequence[str]) -> str:
+        return (
+            "status = 'READY' AND backend = %s "
+            f"AND queue_name IN ({self._placeholders(len(queues))})"
+            " AND available_at <= %s" + database_concurrency.claimable_filter(TABLE)
+        )
+
+    def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        queues = database_pauses.unpaused(self, queues)
+        if not queues:
+            return False
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {TABLE} WHERE {self._claimable_where(queues)} LIMIT 1",
+                [self.backend_alias, *queues, self._dt_param(now)],
+            )
+            return cursor.fetchone() is not None
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        *,
+        rate_limit: str | None = None,
+    ) -> list[StoredTask]:
+        if limit <= 0 or not queues:
+            return []
+        pool = rates.pool_key(queues)
+        queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
+        if not queues:
+            return []
+        connection = self.connection
+        if self.dialect.probe_before_claim and not self.has_ready(queues, now):
+            # A read needs no lock in WAL mode; only take the write lock when there is work.
+            return []
+        token = new_attempt_token()
+        set_clause, set_params = database_concurrency.claim_set(
+            self, worker_id, token, lease_until, now, guarded=True
+        )
+        with write_transaction(connection), connection.cursor() as cursor:
+            gate = database_rates.RateGate(self, cursor, now)
+            limit = gate.cap(pool, rate_limit, limit)
+            if limit <= 0:
+                return []
+            # A round whose picked tasks were over their rate leaves free places: another round
+            # fills them, skipping the task paths this claim found full (at most a few rounds).
+            full: list[str] = []
+            tasks: list[StoredTask] = []
+            for _ in range(database_rates.ROUNDS):
+                tasks += self._claim_round(
+                    cursor, queues, limit - len(tasks), full, token, set_clause, set_params,
+                    worker_id, lease_until, now, gate,
+                )  # fmt: skip
+                filled = [p for p in gate.full_paths() if p not in full]
+                if len(tasks) >= limit or not filled:
+                    break
+                full = [*full, *filled]
+            gate.record_pool(pool, rate_limit, len(tasks))
+            gate.save()
+        return tasks
+
+    def _claim_round(
+        self,
+        cursor: Any,
+        queues: Sequence[str],
+        limit: int,
+        full: Sequence[str],
+        token: str,
+        set_clause: str,
+        set_params: list[Any],
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        gate: database_rates.RateGate,
+    ) -> list[StoredTask]:
+        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of full
+        windows (``database_rates.claimable_filter``) and of the ``full`` task paths; in claim
+        order."""
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
+        pick = Pick(
+            queues=queues,
+            bound=self._dt_param(now),
+            limit=limit,
+            order=CLAIM_ORDER,
+            filters=database_concurrency.claimable_filter(TABLE)
+            + rated
+            + database_rates.path_filter(TABLE, full),
+            filter_params=[*rated_params, *full],
+        )
+        rows = self.dialect.claim_rows(self, cursor, pick, set_clause, set_params, worker_id, now)
+        tasks = [self._row_to_task(row) for row in rows]
+        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+        return self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
+
+    def claim_keyed(
+        self,
+        cursor: Any,
+        tasks: list[StoredTask],
+        worker_id: str,
+        token: str,
+        lease_until: datetime,
+        now: datetime,
+        gate: database_rates.RateGate,
+    ) -> list[StoredTask]:
+        """The tasks a guarded claim picked (in claim order), with those it left READY — a
+        concurrency key or a rate limit — claimed when their rate admits them
+        (``database_rates``) and they get a slot (``database_concurrency``); in claim order.
+        Their starts are logged in ``gate`` (the caller saves it)."""
+        held = [t for t in tasks if t.concurrency_key is not None or t.rate_limit]
+        if not held:
+            return tasks
+        admitted = gate.admit(held)
+        keyed = [t for t in admitted if t.concurrency_key is not None]
+        granted, refused = database_concurrency.take_slots(self, cursor, keyed, token, now)
+        database_concurrency.discard(self, cursor, refused, now)
+        slotted = {t.id for t in granted}
+        granted = [t for t in admitted if t.concurrency_key is None or t.id in slotted]
+        claimed = [t for t in tasks if t.concurrency_key is None and not t.rate_limit]
+        if not granted:
+            return claimed
+        set_clause, set_params = database_concurrency.claim_set(
+            self, worker_id, token, lease_until, now, guarded=False
+        )
+        ids = [self._id_param(t.id) for t in granted]
+        ids, rows = self.dialect.update_claimed(
+            self, cursor, ids, set_clause, set_params, worker_id, now
+        )
+        if len(ids) < len(granted):  # a row MariaDB refused to update was failed instead
+            moved = {str(uuid.UUID(str(i))) for i in ids}
+            database_concurrency.free_slots(
+                self, cursor, [(t.id, token) for t in granted if t.id not in moved]
+            )
+        if not ids:
+            return claimed
+        started = {t.id: t for t in (self._row_to_task(row) for row in rows)}
+        gate.record(started.values())
+        return [
+            started.get(t.id, t)
+            for t in tasks
+            if (t.concurrency_key is None and not t.rate_limit) or t.id in started
+        ]
+
+    def claim_starved(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        starved_before: datetime,
+        *,
+        rate_limit: str | None = None,
+    ) -> list[StoredTask]:
+        return database_starvation.claim_starved(
+            self, queues, limit, worker_id, lease_until, now, starved_before, rate_limit
+        )
+
+
+__all__ = ["DatabaseClaims"]

@@ -1,0 +1,185 @@
+"""Leases on the database store: renewing them, settling and releasing attempts, and
+recovering the attempts of workers whose leases ran out.
+
+Settling is one ``executemany`` per kind of ending, in one transaction, each row guarded by its
+lease (worker id and attempt token).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from tandem.brokers import database_concurrency
+from tandem.brokers.base import (
+    FAILED,
+    READY,
+    Recovered,
+    Settlement,
+    allowed_attempts,
+    lost_lease_error,
+    released_error,
+)
+from tandem.brokers.database_rows import TABLE
+from tandem.brokers.database_store import DatabaseStore, write_transaction
+
+
+class DatabaseLeases(DatabaseStore):
+    """Mixed into ``DatabaseBroker``."""
+
+    def renew(
+        self, worker_id: str, attempts: Mapping[str, str], lease_until: datetime, now: datetime
+    ) -> set[str]:
+        if not attempts:
+            return set()
+        lease_sql, lease_params = self._lease_sql(lease_until, now)
+        pairs = ", ".join(["(%s, %s)"] * len(attempts))
+        keys = [v for task_id, token in attempts.items() for v in (self._id_param(task_id), token)]
+        where = f"(id, attempt_token) IN ({pairs}) AND worker_id = %s AND status = 'RUNNING'"
+        connection = self.connection
+        with write_transaction(connection), connection.cursor() as cursor:
+            self.dialect.update_returning(
+                cursor,
+                f"UPDATE {TABLE} SET lease_expires_at = {lease_sql} WHERE {where}",
+                [*lease_params, *keys, worker_id],
+                "id",
+                f"SELECT id FROM {TABLE} WHERE {where}",
+                [*keys, worker_id],
+            )
+            return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
+
+    def settle(self, settlements: Sequence[Settlement]) -> int:
+        if not settlements:
+            return 0
+        guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
+        release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
+        free_key = "unique_key = NULL"
+        finished_plain: list[list[Any]] = []
+        finished_error: list[list[Any]] = []
+        retried: list[list[Any]] = []
+        for s in settlements:
+            key = [self._id_param(s.id), s.worker_id, s.attempt_token]
+            if s.status == READY:
+                assert s.error is not None and s.retry_at is not None
+                retried.append(
+                    [self._json_param(s.error.as_json()), self._dt_param(s.retry_at), *key]
+                )
+            elif s.error is None:
+                finished_plain.append(
+                    [
+                        s.status,
+                        self._json_param(s.return_value),
+                        self._dt_param(s.finished_at),
+                        *key,
+                    ]
+                )
+            else:
+                finished_error.append(
+                    [
+                        s.status,
+                        self._json_param(s.error.as_json()),
+                        self._dt_param(s.finished_at),
+                        *key,
+                    ]
+                )
+        written = 0
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            if finished_plain:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = %s, return_value = {self._json_literal()}, "
+                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
+                    finished_plain,
+                )
+                written += max(cursor.rowcount, 0)
+            if finished_error:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
+                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
+                    finished_error,
+                )
+                written += max(cursor.rowcount, 0)
+            if retried:
+                cursor.executemany(
+                    f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
+                    f"available_at = %s, {release_lease} {guard}",
+                    retried,
+                )
+                written += max(cursor.rowcount, 0)
+            database_concurrency.free_slots(
+                self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
+            )
+            if finished := [s for s in settlements if s.status != READY]:  # workflows
+                now = max(s.finished_at for s in finished)
+                self._parents_finished(cursor, [s.id for s in finished], now)
+        return written
+
+    def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
+        if not attempts:
+            return 0
+        error = released_error(worker_id, now)
+        rows = [
+            [
+                self._json_param(error.as_json()),
+                self._dt_param(now),
+                self._id_param(task_id),
+                worker_id,
+                token,
+            ]
+            for task_id, token in attempts.items()
+        ]
+        with write_transaction(self.connection), self.connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
+                "available_at = %s, worker_id = '', lease_expires_at = NULL, "
+                "cancel_requested_at = NULL "
+                "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'",
+                rows,
+            )
+            released = int(max(cursor.rowcount, 0))
+            database_concurrency.free_slots(self, cursor, attempts.items())
+            return released
+
+    def recover_expired(self, now: datetime, recovery_max_attempts: int) -> list[Recovered]:
+        connection = self.connection
+        lock = self.dialect.skip_locked
+        recovered: list[Recovered] = []
+        now_sql, now_params = self._now_sql(now)
+        with write_transaction(connection), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self._select_columns()} FROM {TABLE} WHERE status = 'RUNNING' "
+                f"AND lease_expires_at < {now_sql} AND backend = %s LIMIT 500{lock}",
+                [*now_params, self.backend_alias],
+            )
+            expired = [self._row_to_task(row) for row in cursor.fetchall()]
+            for task in expired:
+                error = lost_lease_error(task.worker_id, task.lease_expires_at, now)
+                spent = task.attempts >= allowed_attempts(task.max_attempts, recovery_max_attempts)
+                status = FAILED if spent else READY
+                free_key = ", unique_key = NULL" if spent else ""
+                cursor.execute(
+                    f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
+                    "finished_at = %s, available_at = %s, worker_id = '', lease_expires_at = NULL, "
+                    f"cancel_requested_at = NULL{free_key} "
+                    "WHERE id = %s AND worker_id = %s AND attempt_token = %s "
+                    "AND status = 'RUNNING'",
+                    [
+                        status,
+                        self._json_param(error.as_json()),
+                        self._dt_param(now if spent else None),
+                        self._dt_param(task.available_at if spent else now),
+                        self._id_param(task.id),
+                        task.worker_id,
+                        task.attempt_token,
+                    ],
+                )
+                if cursor.rowcount:
+                    recovered.append(Recovered(id=task.id, status=status, worker_id=task.worker_id))
+                    database_concurrency.free_slots(self, cursor, [(task.id, task.attempt_token)])
+                    if spent:  # workflows
+                        self._parents_finished(cursor, [task.id], now)
+        return recovered
+
+
+__all__ = ["DatabaseLeases"]

@@ -1,0 +1,167 @@
+"""The task table as the database broker reads and writes it: its columns, and a row as a
+``StoredTask``. Shared by the broker and its SQL dialects (``brokers/dialects/``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+from tandem.brokers.base import ErrorRecord, NewTask, StoredTask, load_json
+from tandem.models import TaskRecord
+
+TABLE = TaskRecord._meta.db_table
+NOTIFY_CHANNEL = "tandem"
+COLUMNS = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "takes_context",
+    "status",
+    "args",
+    "kwargs",
+    "run_after",
+    "available_at",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "return_value",
+    "errors",
+    "worker_ids",
+    "max_attempts",
+    "worker_id",
+    "lease_expires_at",
+    "timeout",
+    "unique_key",
+    "progress",
+    "progress_at",
+    "cancel_requested_at",
+    "attempt_token",
+    "trace_context",
+    "concurrency_key",
+    "concurrency_limit",
+    "on_limit",
+    "rate_limit",
+)
+#: The columns ``enqueue()`` writes (the others start NULL), and the rows per INSERT statement.
+INSERT_COLUMNS = (
+    *COLUMNS[: COLUMNS.index("enqueued_at") + 1],
+    "errors",
+    "worker_ids",
+    "max_attempts",
+    "worker_id",
+    "timeout",
+    "trace_context",
+    "concurrency_key",
+    "concurrency_limit",
+    "on_limit",
+    "rate_limit",
+)
+INSERT_BATCH = 500
+#: PostgreSQL's array types for its several-row insert's parameters (``dialects.postgresql``),
+#: in ``INSERT_COLUMNS`` order less the constant columns (status, errors, worker_ids, worker_id).
+PG_UNNEST_TYPES = (
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "smallint",
+    "boolean",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "integer",
+    "double precision",
+    "text",
+    "text",
+    "integer",
+    "text",
+    "text",
+)
+JSON_COLUMNS = frozenset(
+    {"args", "kwargs", "return_value", "errors", "worker_ids", "progress", "trace_context"}
+)
+ARGUMENT_COLUMNS = frozenset({"args", "kwargs"})
+DATETIME_COLUMNS = frozenset(
+    {
+        "run_after",
+        "available_at",
+        "enqueued_at",
+        "started_at",
+        "last_attempted_at",
+        "finished_at",
+        "lease_expires_at",
+        "progress_at",
+        "cancel_requested_at",
+    }
+)
+
+
+def row_values(t: NewTask) -> tuple[Any, ...]:
+    """What ``enqueue()`` stores of ``t``, in ``PG_UNNEST_TYPES`` order (the id as a UUID)."""
+    args_json, kwargs_json = t.json_args()
+    return (
+        uuid.UUID(t.id),
+        t.backend,
+        t.queue_name,
+        t.task_path,
+        t.priority,
+        t.takes_context,
+        args_json,
+        kwargs_json,
+        t.run_after,
+        t.available_at,
+        t.enqueued_at,
+        t.max_attempts,
+        t.timeout,
+        None if t.trace_context is None else json.dumps(t.trace_context),
+        t.concurrency_key,
+        t.concurrency_limit,
+        t.on_limit,
+        t.rate_limit,
+    )
+
+
+def row_to_task(row: Sequence[Any]) -> StoredTask:
+    """A row of ``COLUMNS`` as the store's drivers return it, as a ``StoredTask``."""
+    values: dict[str, Any] = {}
+    for name, raw in zip(COLUMNS, row, strict=True):
+        value = raw
+        if name in ARGUMENT_COLUMNS and isinstance(value, str | bytes):
+            value = load_json(value)  # a corrupt row fails when run, not in the claim
+        elif name in JSON_COLUMNS and isinstance(value, str | bytes):
+            value = json.loads(value)
+        elif name in DATETIME_COLUMNS and value is not None:
+            if isinstance(value, str):
+                value = parse_datetime(value)
+            if value is not None and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+        values[name] = value
+    values["id"] = str(uuid.UUID(str(values["id"])))
+    values["takes_context"] = bool(values["takes_context"])
+    values["errors"] = tuple(ErrorRecord(**e) for e in values["errors"] or ())
+    values["worker_ids"] = tuple(values["worker_ids"] or ())
+    values["args"] = values["args"] if values["args"] is not None else []
+    values["kwargs"] = values["kwargs"] if values["kwargs"] is not None else {}
+    return StoredTask(**values)
+
+
+__all__ = [
+    "COLUMNS",
+    "INSERT_BATCH",
+    "INSERT_COLUMNS",
+    "NOTIFY_CHANNEL",
+    "PG_UNNEST_TYPES",
+    "TABLE",
+    "row_to_task",
+    "row_values",
+]

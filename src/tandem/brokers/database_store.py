@@ -1,0 +1,152 @@
+"""The database broker's plumbing, shared by its parts (``DatabaseBroker`` and its mixins):
+the connection of the calling thread, the store's SQL dialect, parameters and row reading."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from tandem.brokers import stuck_connections
+from tandem.brokers.database_rows import COLUMNS, JSON_COLUMNS, NOTIFY_CHANNEL, row_to_task
+from tandem.brokers.dialects import Dialect, dialect_for
+from tandem.models import TaskRecord
+
+if TYPE_CHECKING:
+    from tandem.brokers.base import NewTask, StoredTask
+
+
+def write_transaction(connection: BaseDatabaseWrapper) -> AbstractContextManager[None]:
+    """A write transaction; on SQLite one that takes the write lock up front (``BEGIN
+    IMMEDIATE``: ``dialects.sqlite``). Inside the caller's transaction (or the supervisor's
+    round): that transaction, with no savepoint round trips."""
+    if connection.in_atomic_block:
+        return transaction.atomic(using=connection.alias, savepoint=False)
+    return dialect_for(connection.vendor).write_transaction(connection)
+
+
+class DatabaseStore:
+    """What every part of the database broker uses."""
+
+    def __init__(
+        self,
+        backend_alias: str,
+        database: str | None = None,
+        *,
+        worker_synchronous: str | None = None,
+        store_clock: bool = True,
+    ) -> None:
+        self.backend_alias = backend_alias
+        self._database = database
+        #: Leases on the database server's clock (PostgreSQL ``now()``, MariaDB
+        #: ``UTC_TIMESTAMP(6)``); False: on the ``now`` the caller passes (an injected test clock).
+        #: SQLite is one host: its leases are always on the caller's clock.
+        self.store_clock = store_clock
+        #: SQLite: ``PRAGMA synchronous`` for the supervisor's connection (``transaction()``).
+        self.worker_synchronous = worker_synchronous
+        self._dialect: Dialect | None = None
+
+    if TYPE_CHECKING:  # provided by the other parts of DatabaseBroker
+
+        def push(self, tasks: Sequence[NewTask]) -> list[str]:
+            raise NotImplementedError
+
+        def _parents_finished(self, cursor: Any, task_ids: Sequence[str], now: datetime) -> Any:
+            raise NotImplementedError
+
+    @property
+    def database(self) -> str:
+        return self._database or router.db_for_write(TaskRecord) or "default"
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.database]
+
+    @property
+    def dialect(self) -> Dialect:
+        """The store's SQL, picked once from its connection's vendor."""
+        if self._dialect is None:
+            self._dialect = dialect_for(self.connection.vendor)
+        return self._dialect
+
+    def connection_cutter(self) -> Callable[[], bool]:
+        return stuck_connections.cutter(self.connection)  # this thread's connection
+
+    def _id_param(self, task_id: str) -> Any:
+        value = uuid.UUID(task_id)
+        if self.connection.features.has_native_uuid_field:
+            return value
+        return value.hex
+
+    def _dt_param(self, value: datetime | None) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def _server_now(self) -> str | None:
+        """SQL for the database server's current time, when leases are on the store's clock.
+
+        PostgreSQL's ``now()`` is the transaction's start: never later than the moment the
+        statement runs, so a lease it grants ends no later than the worker's own deadline for it.
+        MariaDB's ``UTC_TIMESTAMP(6)`` is UTC whatever the session's time zone (the column holds
+        UTC, as Django writes it). None on SQLite, or when the caller's clock is the lease clock.
+        """
+        if not self.store_clock:
+            return None
+        return self.dialect.server_now
+
+    def _lease_sql(self, lease_until: datetime, now: datetime) -> tuple[str, list[Any]]:
+        """SQL (and its parameter) for a lease ending ``lease_until - now`` from the store's now."""
+        server_now = self._server_now()
+        if server_now is None:
+            return "%s", [self._dt_param(lease_until)]
+        micros = (lease_until - now) // timedelta(microseconds=1)
+        return self.dialect.add_microseconds(server_now), [micros]
+
+    def _now_sql(self, now: datetime) -> tuple[str, list[Any]]:
+        """SQL (and its parameters) for "now" when comparing leases."""
+        server_now = self._server_now()
+        if server_now is None:
+            return "%s", [self._dt_param(now)]
+        return server_now, []
+
+    def _json_param(self, value: Any) -> str:
+        return json.dumps(value)
+
+    def _placeholders(self, count: int) -> str:
+        return ", ".join(["%s"] * count)
+
+    def _select_columns(self) -> str:
+        json_text = self.dialect.json_text
+        return ", ".join(json_text(c) if c in JSON_COLUMNS else c for c in COLUMNS)
+
+    def _row_to_task(self, row: Sequence[Any]) -> StoredTask:
+        return row_to_task(row)
+
+    def _append_json(self, column: str) -> str:
+        """SQL that appends one JSON value (the next ``%s``, JSON text) to an array column."""
+        return self.dialect.append_json(column)
+
+    def _json_literal(self) -> str:
+        return self.dialect.json_placeholder
+
+    def _insert(self, tasks: Sequence[NewTask], queues: Sequence[str]) -> None:
+        """One ``INSERT`` of READY rows; on PostgreSQL it also notifies ``queues``, delivered at
+        commit."""
+        self.dialect.insert_tasks(self, tasks, queues)
+
+    def notify(self, queues: Sequence[str]) -> None:
+        """PostgreSQL: tell listening supervisors (delivered when the caller's transaction commits).
+
+        The payload is ``"<backend alias>:<queue>,<queue>…"``.
+        """
+        self.dialect.notify(
+            self.connection, NOTIFY_CHANNEL, f"{self.backend_alias}:{','.join(queues)}"
+        )
+
+
+__all__ = ["DatabaseStore", "write_transaction"]

@@ -1,0 +1,130 @@
+"""SQLite (WAL): one host, one writer at a time.
+
+Leases are on the caller's clock; a write transaction takes the write lock up front (``BEGIN
+IMMEDIATE``), which serialises every claimer, so picks take no row locks; a claim reads first
+(no lock in WAL mode) and takes the write lock only when there is work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
+
+from django.db import OperationalError, transaction
+
+from tandem.brokers.dialects.base import Dialect
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from tandem.brokers.database_store import DatabaseStore
+    from tandem.brokers.listeners import Listener
+
+#: How long ``prepare()`` retries switching SQLite to WAL while other connections write.
+SQLITE_WAL_SWITCH_SECONDS = 30.0
+
+
+class SQLiteDialect(Dialect):
+    vendor = "sqlite"
+    skip_locked = ""
+    for_update = ""
+    probe_before_claim = True
+
+    def write_transaction(self, connection: BaseDatabaseWrapper) -> AbstractContextManager[None]:
+        """A write transaction that takes SQLite's write lock up front (``BEGIN IMMEDIATE``).
+
+        A deferred SQLite transaction that reads and then writes fails at once with "database is
+        locked" when another connection committed in between; an immediate one waits on the
+        busy timeout instead.
+        """
+        return _immediate(connection)
+
+    def prepare(self, connection: BaseDatabaseWrapper) -> None:
+        # Switching to WAL needs the database to itself, and SQLite answers "database is
+        # locked" at once (no busy timeout) while another connection writes: retry a while.
+        deadline = time.monotonic() + SQLITE_WAL_SWITCH_SECONDS
+        with connection.cursor() as cursor:
+            while True:
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    return
+                except OperationalError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def worker_synchronous(self, connection: BaseDatabaseWrapper, mode: str) -> None:
+        """Set ``PRAGMA synchronous`` once per SQLite connection the supervisor writes with.
+
+        Only the supervisor's writes (claims, settlements, leases, recoveries) use it, never an
+        ``enqueue()``. In WAL mode ``NORMAL`` skips the fsync of each commit: a process crash
+        loses nothing, and a power loss can undo only the last moments of supervisor writes —
+        which leases make safe: an undone claim is READY again, an undone ending runs its task
+        again (at least once, as after a ``kill -9``). The next fsync (any ``enqueue()`` with the
+        default ``FULL``, or a checkpoint) makes everything before it durable.
+        """
+        if connection.in_atomic_block:
+            return  # not inside somebody's transaction (a test stepping a supervisor)
+        connection.ensure_connection()
+        raw = connection.connection
+        if getattr(connection, "_tandem_synchronous_for", None) is raw:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA synchronous = {mode}")
+        connection._tandem_synchronous_for = raw  # type: ignore[attr-defined]
+
+    def setup_warnings(
+        self, alias: str, database: str, connection: BaseDatabaseWrapper
+    ) -> list[tuple[str, str]]:
+        """(message, hint) when ``TASKS[alias]`` keeps its tasks in a SQLite database whose
+        transactions start DEFERRED: the site's read-then-write transactions then fail at once
+        with 'database is locked' while a worker writes (system check tandem.W003, the banner)."""
+        mode = str(connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") or "")
+        if mode.upper() == "IMMEDIATE":
+            return []
+        return [
+            (
+                f"TASKS[{alias!r}] writes its tasks to the SQLite database {database!r}, which "
+                f"uses SQLite's {mode.upper() or 'default (DEFERRED)'} transaction mode: while a "
+                "worker writes, the site's transactions that read and then write fail at once "
+                "with 'database is locked' (the timeout does not help).",
+                f'Add "transaction_mode": "IMMEDIATE" to DATABASES[{database!r}]["OPTIONS"], '
+                f'e.g. "OPTIONS": {{"transaction_mode": "IMMEDIATE", "timeout": 20}} '
+                "(docs/how-to/postgres-mariadb-sqlite.md).",
+            )
+        ]
+
+    def listener(
+        self, broker: DatabaseStore, on_wake: Callable[[list[str]], None]
+    ) -> Listener | None:
+        """A file: its commit watcher; an in-memory database (no other process shares it):
+        none, the supervisor polls."""
+        from tandem.brokers.listeners import SQLiteWatcher
+
+        name = str(broker.connection.settings_dict["NAME"])
+        if ":memory:" not in name and "mode=memory" not in name:
+            return SQLiteWatcher(name, on_wake)
+        return None
+
+    def append_json(self, column: str) -> str:
+        return f"json_insert({column}, '$[#]', json(%s))"
+
+    def row_lock(self, *, share: bool = False, of: str = "") -> str:
+        return ""
+
+
+@contextmanager
+def _immediate(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    connection.ensure_connection()
+    previous = getattr(connection, "transaction_mode", None)
+    connection.transaction_mode = "IMMEDIATE"  # type: ignore[attr-defined]
+    try:
+        with transaction.atomic(using=connection.alias):
+            yield
+    finally:
+        connection.transaction_mode = previous  # type: ignore[attr-defined]
+
+
+__all__ = ["SQLiteDialect"]
