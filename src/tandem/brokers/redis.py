@@ -1,6 +1,9 @@
 """The Redis store: tasks in hashes, queues in sorted sets, every transition one Lua script.
 
-The scripts and the key layout are in ``redis_scripts``. What differs from the database store:
+The scripts and the key layout are in ``redis_scripts``; value encodings in ``redis_codec``; the
+queue-wide operations (prune, stats, selections, pauses), the worker registry and workflows are
+mixed in from ``redis_queues``, ``redis_registry`` and ``redis_workflow``. What differs from the
+database store:
 
 - **Durable at once, not transactional.** ``push`` returns after Redis has the task; there is no
   transaction to join, so a task enqueued in a database transaction that rolls back is still
@@ -32,25 +35,33 @@ from redis.commands.core import Script
 
 from tandem import rates
 from tandem.brokers.base import (
-    FAILED,
     READY,
-    RUNNING,
-    SUCCESSFUL,
     Broker,
-    ErrorRecord,
     NewTask,
-    QueueStats,
     Recovered,
     Settlement,
     StoredTask,
-    WorkerInfo,
     cancelled_error,
-    load_json,
     lost_lease_error,
     new_attempt_token,
     released_error,
 )
 from tandem.brokers.redis_client import store_errors
+from tandem.brokers.redis_codec import (
+    EPOCH,
+    MICROSECOND,
+    ORIGIN,
+    canonical_id,
+    from_iso,
+    from_stamp,
+    iso,
+    push_fields,
+    score,
+    stamp,
+    stored_task,
+)
+from tandem.brokers.redis_queues import RedisQueues
+from tandem.brokers.redis_registry import RedisWorkerRegistry
 from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
 from tandem.brokers.redis_workflow import RedisWorkflows
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
@@ -58,44 +69,11 @@ from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
 if TYPE_CHECKING:
     from tandem.brokers.listeners import Listener
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-#: Expired leases recovered per queue and heartbeat; finished tasks deleted per script call.
+#: Expired leases recovered per queue and heartbeat.
 RECOVER_BATCH = 500
-PRUNE_BATCH = 1000
 
 
-def stamp(moment: datetime) -> str:
-    """18 digits of microseconds since 0001-01-01 UTC: sorts as text exactly as in time."""
-    return f"{(moment - ORIGIN) // MICROSECOND:018d}"
-
-
-def from_stamp(text: str) -> datetime:
-    return ORIGIN + timedelta(microseconds=int(text))
-
-
-def score(moment: datetime) -> str:
-    """Microseconds since the Unix epoch: a sorted-set score, exact for 1970 to 2255."""
-    return str((moment - EPOCH) // MICROSECOND)
-
-
-def iso(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _canonical(task_id: str) -> str | None:
-    try:
-        return str(uuid.UUID(str(task_id)))
-    except ValueError:
-        return None
-
-
-class RedisBroker(RedisWorkflows, Broker):
+class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     """The broker contract on Redis. ``prefix`` namespaces every key (several aliases may share
     a prefix, as several aliases share the database table); ``result_ttl`` is in seconds."""
 
@@ -160,74 +138,8 @@ class RedisBroker(RedisWorkflows, Broker):
             return ""
         return score(datetime.now(UTC) - timedelta(seconds=self.result_ttl))
 
-    @staticmethod
-    def _push_args(t: NewTask) -> list[str]:
-        # The order of push_one's ARGV fields (redis_scripts.PUSH_FIELDS).
-        return [
-            str(uuid.UUID(t.id)),
-            t.backend,
-            t.queue_name,
-            t.task_path,
-            str(t.priority),
-            "1" if t.takes_context else "0",
-            json.dumps(t.args),
-            json.dumps(t.kwargs),
-            iso(t.run_after),
-            iso(t.available_at),
-            iso(t.enqueued_at),
-            str(t.max_attempts),
-            "" if t.timeout is None else repr(float(t.timeout)),
-            t.unique_key or "",
-            f"{stamp(t.available_at)}:{stamp(t.enqueued_at)}:{uuid.UUID(t.id)}",
-            "" if t.trace_context is None else json.dumps(t.trace_context),
-            t.concurrency_key or "",
-            str(t.concurrency_limit),
-            t.on_limit,
-            t.rate_limit or "",
-        ]
-
-    @staticmethod
-    def _task(fields: Mapping[str, str] | Sequence[str]) -> StoredTask:
-        if not isinstance(fields, Mapping):  # a script's HGETALL: field, value, field, value…
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
-        available_at = from_iso(fields["available_at"])
-        enqueued_at = from_iso(fields["enqueued_at"])
-        assert available_at is not None and enqueued_at is not None
-        return StoredTask(
-            id=fields["id"],
-            backend=fields["backend"],
-            queue_name=fields["queue_name"],
-            task_path=fields["task_path"],
-            priority=int(fields["priority"]),
-            takes_context=fields["takes_context"] == "1",
-            status=fields["status"],
-            # A corrupt row fails when it is run (TaskNotRunnable), not in the claim.
-            args=load_json(fields["args"]),
-            kwargs=load_json(fields["kwargs"]),
-            run_after=from_iso(fields["run_after"]),
-            available_at=available_at,
-            enqueued_at=enqueued_at,
-            started_at=from_iso(fields["started_at"]),
-            last_attempted_at=from_iso(fields["last_attempted_at"]),
-            finished_at=from_iso(fields["finished_at"]),
-            return_value=json.loads(fields["return_value"]),
-            errors=tuple(ErrorRecord(**e) for e in json.loads(fields["errors"])),
-            worker_ids=tuple(json.loads(fields["worker_ids"])),
-            max_attempts=int(fields["max_attempts"]),
-            worker_id=fields["worker_id"],
-            lease_expires_at=from_iso(fields["lease_expires_at"]),
-            timeout=float(fields["timeout"]) if fields["timeout"] else None,
-            unique_key=fields["unique_key"] or None,
-            progress=json.loads(fields["progress"]),
-            progress_at=from_iso(fields["progress_at"]),
-            cancel_requested_at=from_iso(fields["cancel_requested_at"]),
-            attempt_token=fields.get("attempt_token") or "",
-            trace_context=json.loads(fields.get("trace_context") or "null"),
-            concurrency_key=fields.get("concurrency_key") or None,
-            concurrency_limit=int(fields.get("concurrency_limit") or 1),
-            on_limit=fields.get("on_limit") or "wait",
-            rate_limit=fields.get("rate_limit") or None,
-        )
+    _push_args = staticmethod(push_fields)
+    _task = staticmethod(stored_task)
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
         """A lease end for the scripts: (iso, epoch us), or ('', its length in us) when leases
@@ -259,7 +171,7 @@ class RedisBroker(RedisWorkflows, Broker):
 
     @store_errors
     def get(self, task_id: str) -> StoredTask | None:
-        canonical = _canonical(task_id)
+        canonical = canonical_id(task_id)
         if canonical is None:
             return None
         fields: dict[str, str] = self.client.hgetall(self.key("task", canonical))  # type: ignore[assignment]
@@ -340,7 +252,7 @@ class RedisBroker(RedisWorkflows, Broker):
     ) -> set[str]:
         pairs: list[str] = []
         for task_id, token in attempts.items():
-            canonical = _canonical(task_id)
+            canonical = canonical_id(task_id)
             if canonical is not None:
                 pairs += [canonical, token]
         if not pairs:
@@ -377,7 +289,7 @@ class RedisBroker(RedisWorkflows, Broker):
     def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
         pairs: list[str] = []
         for task_id, token in attempts.items():
-            canonical = _canonical(task_id)
+            canonical = canonical_id(task_id)
             if canonical is not None:
                 pairs += [canonical, token]
         if not pairs:
@@ -428,7 +340,7 @@ class RedisBroker(RedisWorkflows, Broker):
 
     @store_errors
     def cancel(self, task_id: str, now: datetime) -> str | None:
-        canonical = _canonical(task_id)
+        canonical = canonical_id(task_id)
         if canonical is None:
             return None
         error = json.dumps(cancelled_error(now, running=False).as_json())
@@ -448,7 +360,7 @@ class RedisBroker(RedisWorkflows, Broker):
 
     @store_errors
     def cancel_requested(self, task_ids: Sequence[str]) -> set[str]:
-        ids = [i for i in map(_canonical, task_ids) if i is not None]
+        ids = [i for i in map(canonical_id, task_ids) if i is not None]
         if not ids:
             return set()
         pipe = self.client.pipeline(transaction=False)
@@ -464,7 +376,7 @@ class RedisBroker(RedisWorkflows, Broker):
     def save_progress(
         self, task_id: str, worker_id: str, data: Any, now: datetime, *, attempt_token: str
     ) -> bool:
-        canonical = _canonical(task_id)
+        canonical = canonical_id(task_id)
         if canonical is None:
             return False
         return bool(
@@ -473,34 +385,7 @@ class RedisBroker(RedisWorkflows, Broker):
             )
         )
 
-    @store_errors
-    def prune(self, finished_before: datetime, statuses: Sequence[str]) -> int:
-        wanted = sorted(set(statuses) & {SUCCESSFUL, FAILED})
-        if not wanted:
-            return 0
-        deleted = 0
-        while True:  # in batches: each script call holds Redis only briefly
-            gone, seen = self._run(
-                "prune", self.backend_alias, score(finished_before), PRUNE_BATCH, *wanted
-            )
-            deleted += int(gone)
-            if not seen:
-                return deleted
-
-    @store_errors
-    def count_finished(self, finished_before: datetime, statuses: Sequence[str]) -> int:
-        wanted = sorted(set(statuses) & {SUCCESSFUL, FAILED})
-        if not wanted:
-            return 0
-        return int(
-            self._run(
-                "count_finished",
-                self.backend_alias,
-                score(finished_before),
-                self._expired_before(),
-                *wanted,
-            )
-        )
+    # -- schedule ticks ------------------------------------------------------------------------
 
     @store_errors
     def fire_tick(self, name: str, tick_at: datetime, task: NewTask) -> str | None:
@@ -524,28 +409,6 @@ class RedisBroker(RedisWorkflows, Broker):
     def last_tick(self, name: str) -> datetime | None:
         newest: list[str] = self.client.zrange(self.key(self.backend_alias, "ticks", name), -1, -1)  # type: ignore[assignment]
         return from_stamp(newest[0]) if newest else None
-
-    @store_errors
-    def stats(self) -> list[QueueStats]:
-        trim = self._expired_before()
-        stats = [
-            QueueStats(
-                queue_name=queue,
-                ready=int(ready),
-                running=int(running),
-                failed=int(failed),
-                successful=int(successful),
-                oldest_ready_at=from_stamp(oldest) if oldest else None,
-            )
-            for queue, ready, running, failed, successful, oldest in self._run(
-                "stats", self.backend_alias, trim
-            )
-        ]
-        # A queue whose tasks have all expired or been pruned has no row in the database either.
-        return sorted(
-            (s for s in stats if s.ready or s.running or s.failed or s.successful),
-            key=lambda s: s.queue_name,
-        )
 
     # -- the starvation claim ------------------------------------------------------------------
 
@@ -582,195 +445,16 @@ class RedisBroker(RedisWorkflows, Broker):
         )
         return [self._task(fields) for fields in claimed]
 
-    @store_errors
-    def rate_limited(self, now: datetime) -> dict[str, datetime]:
-        now = self._store_now(now)
-        full: dict[str, datetime] = {}
-        for lkey, rate in self.client.hgetall(self.key(self.backend_alias, "rates")).items():
-            lkey, rate = _text(lkey), _text(rate)
-            try:
-                count, window = rates.parse_rate(rate)
-            except rates.InvalidRate:
-                continue
-            low = (now - timedelta(seconds=window) - EPOCH) // MICROSECOND
-            starts: list[tuple[Any, float]] = self.client.zrangebyscore(  # type: ignore[assignment]
-                self.key(self.backend_alias, "rate", lkey), f"({low}", "+inf", withscores=True
-            )
-            at = rates.free_at([float(s) / 1e6 for _, s in starts], count, window)
-            if at is not None and at > (now - EPOCH).total_seconds():
-                full[lkey] = EPOCH + timedelta(seconds=at)
-        return full
 
-    # -- selections and bulk retries -----------------------------------------------------------
-
-    @store_errors
-    def find(
-        self,
-        statuses: Sequence[str],
-        *,
-        ids: Sequence[str] | None = None,
-        queue: str | None = None,
-        task_path: str | None = None,
-        finished_since: datetime | None = None,
-        enqueued_since: datetime | None = None,
-    ) -> list[str]:
-        alias = self.backend_alias
-        if ids is not None:
-            candidates = [i for i in map(_canonical, ids) if i is not None]
-        else:
-            queues: list[str] = (
-                [queue]
-                if queue is not None
-                else sorted(self.client.smembers(self.key(alias, "queues")))  # type: ignore[arg-type]
-            )
-            pipe = self.client.pipeline(transaction=False)
-            for name in queues:
-                for status in statuses:
-                    if status == READY:
-                        pipe.zrange(self.key(alias, "ready", name), 0, -1)
-                        pipe.zrange(self.key(alias, "delayed", name), 0, -1)
-                    elif status == RUNNING:
-                        pipe.zrange(self.key(alias, "running", name), 0, -1)
-                    else:
-                        low = score(finished_since) if finished_since is not None else "-inf"
-                        pipe.zrangebyscore(self.key(alias, status.lower(), name), low, "+inf")
-            candidates = []
-            for members in pipe.execute():
-                # ready/delayed members are ranks '<stamp>:<stamp>:<id>'; the others are ids.
-                candidates += [m[38:] if len(m) > 36 else m for m in members]
-        candidates = list(dict.fromkeys(candidates))
-        fields = ["status", "backend", "queue_name", "task_path", "finished_at", "enqueued_at"]
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in candidates:
-            pipe.hmget(self.key("task", task_id), fields)
-        found = []
-        for task_id, values in zip(candidates, pipe.execute(), strict=True):
-            status, backend, queue_name, path, finished, enqueued = values
-            if status not in statuses or backend != alias:
-                continue
-            if (queue is not None and queue_name != queue) or (
-                task_path is not None and path != task_path
-            ):
-                continue
-            finished_at, enqueued_at = from_iso(finished), from_iso(enqueued)
-            if finished_since is not None and (finished_at is None or finished_at < finished_since):
-                continue
-            if enqueued_since is not None and (enqueued_at is None or enqueued_at < enqueued_since):
-                continue
-            found.append((enqueued_at, task_id))
-        return [task_id for _, task_id in sorted(found, key=lambda f: (f[0] or ORIGIN, f[1]))]
-
-    @store_errors
-    def retry_failed(self, max_attempts: Mapping[str, int], now: datetime) -> list[str]:
-        pairs: list[str | int] = []
-        for task_id, attempts in max_attempts.items():
-            canonical = _canonical(task_id)
-            if canonical is not None:
-                pairs += [canonical, attempts]
-        if not pairs:
-            return []
-        moved: list[str] = self._run(
-            "retry_failed", self.backend_alias, iso(now), stamp(now), *pairs
-        )
-        return moved
-
-    # -- paused queues -------------------------------------------------------------------------
-
-    @store_errors
-    def pause_queues(self, queues: Sequence[str], now: datetime) -> list[str]:
-        unique = list(dict.fromkeys(queues))
-        if not unique:
-            return []
-        fresh: list[str] = self._run("pause", self.backend_alias, iso(now), *unique)
-        return fresh
-
-    @store_errors
-    def resume_queues(self, queues: Sequence[str]) -> list[str]:
-        unique = list(dict.fromkeys(queues))
-        if not unique:
-            return []
-        resumed: list[str] = self._run("resume", self.backend_alias, *unique)
-        return resumed
-
-    @store_errors
-    def paused_queues(self) -> dict[str, datetime]:
-        paused: dict[str, str] = self.client.hgetall(self.key(self.backend_alias, "paused"))  # type: ignore[assignment]
-        return {queue: datetime.fromisoformat(paused[queue]) for queue in sorted(paused)}
-
-    # -- worker registry -----------------------------------------------------------------------
-
-    @store_errors
-    def register_worker(self, worker: WorkerInfo) -> None:
-        self._run(
-            "register_worker",
-            worker.id,
-            worker.backend,
-            worker.hostname,
-            worker.pid,
-            json.dumps(list(worker.queues)),
-            json.dumps(worker.pools),
-            iso(worker.started_at),
-            iso(worker.last_heartbeat_at),
-            score(worker.last_heartbeat_at),
-            worker.tasks_done,
-        )
-
-    @store_errors
-    def heartbeat_worker(
-        self,
-        worker_id: str,
-        now: datetime,
-        tasks_done: int,
-        pools: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        self._run(
-            "heartbeat_worker",
-            worker_id,
-            iso(now),
-            score(now),
-            tasks_done,
-            "" if pools is None else json.dumps(pools),
-        )
-
-    @store_errors
-    def unregister_worker(self, worker_id: str) -> None:
-        self._run("unregister_worker", worker_id)
-
-    @store_errors
-    def workers(self) -> list[WorkerInfo]:
-        ids: list[str] = self.client.zrevrange(self.key(self.backend_alias, "workers"), 0, -1)  # type: ignore[assignment]
-        pipe = self.client.pipeline(transaction=False)
-        for worker_id in ids:
-            pipe.hgetall(self.key("worker", worker_id))
-        found = []
-        for fields in pipe.execute():
-            if not fields:
-                continue  # forgotten between the two reads
-            started_at = from_iso(fields["started_at"])
-            last_heartbeat_at = from_iso(fields["last_heartbeat_at"])
-            assert started_at is not None and last_heartbeat_at is not None
-            found.append(
-                WorkerInfo(
-                    id=fields["id"],
-                    backend=fields["backend"],
-                    hostname=fields["hostname"],
-                    pid=int(fields["pid"]),
-                    queues=tuple(json.loads(fields["queues"])),
-                    pools=json.loads(fields["pools"]),
-                    started_at=started_at,
-                    last_heartbeat_at=last_heartbeat_at,
-                    tasks_done=int(fields["tasks_done"]),
-                )
-            )
-        return found
-
-    @store_errors
-    def forget_workers(self, silent_since: datetime) -> int:
-        return int(self._run("forget_workers", self.backend_alias, score(silent_since)))
-
-
-__all__ = ["RedisBroker"]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+# The value encodings live in redis_codec; these names stay importable from here.
+__all__ = [
+    "EPOCH",
+    "MICROSECOND",
+    "ORIGIN",
+    "RedisBroker",
+    "from_iso",
+    "from_stamp",
+    "iso",
+    "score",
+    "stamp",
+]

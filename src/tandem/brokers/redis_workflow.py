@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,17 +11,11 @@ from django.utils import timezone
 
 from tandem.brokers.base import NewTask
 from tandem.brokers.redis_client import store_errors
+from tandem.brokers.redis_codec import EPOCH, MICROSECOND, canonical_id, iso, score, stamp
 from tandem.brokers.workflow import Dependency, GroupSpec, GroupState, check_dependencies
 
 if TYPE_CHECKING:
     import redis
-
-
-def _canonical(task_id: str) -> str | None:
-    try:
-        return str(uuid.UUID(str(task_id)))
-    except ValueError:
-        return None
 
 
 class RedisWorkflows:
@@ -54,8 +47,6 @@ class RedisWorkflows:
         dependencies: Sequence[Dependency] = (),
         group: GroupSpec | None = None,
     ) -> list[str]:
-        from tandem.brokers.redis import iso, score, stamp
-
         if any(t.unique_key is not None for t in tasks):
             raise ValueError("unique tasks cannot be part of a workflow")
         check_dependencies(dependencies, [t.id for t in tasks])
@@ -93,23 +84,21 @@ class RedisWorkflows:
 
     @store_errors
     def parent_ids(self, task_id: str) -> list[str]:
-        key = _canonical(task_id)
+        key = canonical_id(task_id)
         if key is None:
             return []
         return [str(i) for i in self.client.lrange(self.key("parents", key), 0, -1)]  # type: ignore[union-attr]
 
     @store_errors
     def child_ids(self, task_id: str) -> list[str]:
-        key = _canonical(task_id)
+        key = canonical_id(task_id)
         if key is None:
             return []
         return [str(i) for i in self.client.lrange(self.key("children", key), 0, -1)]  # type: ignore[union-attr]
 
     @store_errors
     def get_group(self, group_id: str) -> GroupState | None:
-        from tandem.brokers.redis import EPOCH, MICROSECOND
-
-        key = _canonical(group_id)
+        key = canonical_id(group_id)
         if key is None:
             return None
         fields: dict[str, str] = self.client.hgetall(self.key("group", key))  # type: ignore[assignment]

@@ -1,0 +1,154 @@
+"""How a supervisor starts and stops: registering the worker, starting the pools and the
+wake-up listener (``start``), waiting for a store that is down at start-up, backing off after a
+store error, and leaving (``close``).
+
+``Lifecycle`` is a base of ``tandem.worker.supervisor.Supervisor``, which sets its attributes up.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from tandem import wakeup
+from tandem.brokers.base import Broker, WorkerInfo
+from tandem.brokers.listeners import Listener
+from tandem.conf import SUBINTERPRETERS_AVAILABLE
+from tandem.worker.bookkeeping import Bookkeeping
+from tandem.worker.heartbeat import Heartbeat
+from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
+
+logger = logging.getLogger("tandem.worker")
+
+
+class Lifecycle(Bookkeeping):
+    """Start-up and shutdown (set up by ``Supervisor.__init__``)."""
+
+    broker: Broker
+    clock: Callable[[], datetime]
+    listen: bool
+    heartbeat: Heartbeat
+    store_watch: StoreWatch
+    store_errors: int
+    _started: bool
+    _listener: Listener | None
+    _next_heartbeat: datetime | None
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.choose_executors()  # before the registry shows the pools
+        now = self.clock()
+        try:
+            self.broker.prepare()
+            self.broker.register_worker(
+                WorkerInfo(
+                    id=self.worker_id,
+                    backend=self.backend.alias,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=self.queues,
+                    pools=self.pool_states(),
+                    started_at=now,
+                    last_heartbeat_at=now,
+                )
+            )
+        except BaseException:
+            self._started = False  # a store that is down fails the start before anything runs
+            raise
+        if not SUBINTERPRETERS_AVAILABLE and "executor" not in (self.backend.options or {}):
+            logger.info(
+                "Python %s has no subinterpreters with their own GIL (3.14+): the pools run "
+                "on threads. Set OPTIONS['executor'] to 'thread' or 'process' to silence this.",
+                sys.version.split()[0],
+            )
+        for state in self.pools:
+            # A worker that becomes ready later (a subinterpreter setting Django up) gets its
+            # first task at once, not at the next poll.
+            state.pool.on_ready = functools.partial(self.notify, state.config.queues)
+            state.pool.start()
+        wakeup.subscribe(self.backend.alias, self._on_enqueue)
+        self._start_listener()
+        self._next_heartbeat = now  # recover stale leases straight away
+
+    def _start_listener(self) -> None:
+        """Cross-process wake-up, as the store offers it (``Broker.listener``: LISTEN on
+        PostgreSQL, commit watching on a SQLite file, SUBSCRIBE on Redis)."""
+        if not self.listen:
+            return
+        listener = self.broker.listener(self.notify)
+        if listener is not None:
+            listener.start()
+            self._listener = listener
+
+    def close(self) -> bool:
+        """Stop pools and listener and leave the registry; in-flight work must be settled first.
+
+        Returns True when every pool's workers ended (False after a forced stop left busy
+        workers behind: threads, interpreters or children still running a released task).
+        """
+        forced = self._stopping == 2
+        clean = True
+        self.heartbeat.stop()
+        for state in self.pools:
+            clean = state.pool.stop(timeout=0 if forced else None) and clean
+        wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
+        if self._listener is not None:
+            self._listener.stop()
+        try:
+            with self.store_watch.guard("leaving the registry"):
+                self.broker.unregister_worker(self.worker_id)
+        except STORE_ERRORS:
+            logger.warning("could not remove worker %s from the registry", self.worker_id)
+        self.store_watch.stop()
+        from django.db import connections
+
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:  # (a caller's transaction is the caller's)
+                connection.close()  # this thread's connections: Django's are per thread
+        return clean
+
+    def _start_when_the_store_answers(self) -> None:
+        """``start()``, retried with the claim loop's back-off while the store is unreachable
+        (a worker started during an outage waits for the store instead of crashing); a stop
+        request ends the wait."""
+        delay = 0.5
+        while not self._started and not self._stopping:
+            try:
+                with self.store_watch.guard("the start"):
+                    self.start()
+            except STORE_ERRORS as exc:
+                self.store_errors += 1
+                logger.error("task store unavailable at start (%s); retrying in %.1fs", exc, delay)
+                self._close_connections()
+                self._back_off(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait ``seconds`` after a store error; only a stop request cuts the wait short.
+
+        Outcomes the pools deliver meanwhile wait for the next attempt: waking for each of them
+        would retry a store that is down once per outcome, doubling the delay every time.
+        """
+        deadline = time.monotonic() + seconds
+        stopping = self._stopping
+        while self._stopping == stopping and (left := deadline - time.monotonic()) > 0:
+            self._wake.wait(left)
+            self._wake.clear()
+
+    @staticmethod
+    def _close_connections() -> None:
+        from django.db import connections
+
+        for connection in connections.all(initialized_only=True):
+            connection.close_if_unusable_or_obsolete()
+
+
+__all__ = ["Lifecycle"]
