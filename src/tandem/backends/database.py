@@ -33,15 +33,8 @@ class DatabaseBackend(TandemBackend):
         )
 
     def subinterpreter_blocker(self) -> str | None:
-        from django.db import connections
-
         # (not self.broker: the broker is built from the options this check helps to parse)
-        if connections[database_broker()(self.alias).database].vendor == "mysql":
-            return (
-                "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
-                "a subinterpreter"
-            )
-        return None
+        return database_broker()(self.alias).dialect.subinterpreter_blocker
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         broker = self.broker

@@ -71,6 +71,8 @@ class Dialect:
     clock_now: str | None = None
     #: A JSON value's parameter in a statement.
     json_placeholder = "%s"
+    #: Why the store's driver cannot serve a task in a subinterpreter (None: it can).
+    subinterpreter_blocker: str | None = None
     #: Row locks for a pick (a claim's, a recovery's) that skips the rows others hold.
     skip_locked = " FOR UPDATE SKIP LOCKED"
     #: Row lock of a rate window (``database_rates.RateGate.lock``).

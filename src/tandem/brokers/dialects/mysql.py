@@ -24,6 +24,10 @@ class MySQLDialect(Dialect):
     vendor = "mysql"
     server_now = "UTC_TIMESTAMP(6)"
     clock_now = "UTC_TIMESTAMP(6)"
+    subinterpreter_blocker = (
+        "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
+        "a subinterpreter"
+    )
 
     def append_json(self, column: str) -> str:
         return f"JSON_ARRAY_APPEND({column}, '$', JSON_EXTRACT(%s, '$'))"
