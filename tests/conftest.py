@@ -23,10 +23,12 @@ RUN_OF_MARKER = {"postgres": "postgres", "mariadb": "mariadb", "redis": "sqlite"
 
 #: Tiers (folders, or single files) whose tests do not depend on the run's SQL database: the
 #: settings and API units, the admin and dashboard pages, the browser, the embedding servers, real
-#: applications (compat), the restarting parent, the HTTP side and the Redis store. They are
-#: marked ``once`` here, so they run in the SQLite run only; everything else runs once per
-#: database. Parameters that do not touch the SQL store (the memory twin, Redis) carry
-#: ``once``/``redis`` marks where they are declared.
+#: applications (compat), the one-process server (``serve``: its HTTP side, signals, grace, the
+#: restarting parent; what it writes is the broker's, tested per database by the contract, worker
+#: and chaos tiers, and chaos runs ``serve`` on every database), the pools' start-up faults and
+#: the Redis store. They are marked ``once`` here, so they run in the SQLite run only;
+#: everything else runs once per database. Parameters that do not touch the SQL store (the
+#: memory twin, Redis) carry ``once``/``redis`` marks where they are declared.
 ONCE_TIERS = (
     "unit/",
     "web/",
@@ -34,8 +36,8 @@ ONCE_TIERS = (
     "embedded/",
     "redis/",
     "compat/",
-    "serve/test_supervise.py",
-    "serve/test_http.py",
+    "serve/",
+    "faults/test_pools.py",
 )
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 #: Tiers that each start many processes and thousands of tasks: under pytest-xdist each is one
