@@ -319,9 +319,13 @@ class TandemBackend(BaseTaskBackend):
             self.validate_task(task)
             if reason := unimportable(task):
                 raise InvalidTask(reason)
-        args_text = to_json_text(list(args), "args")
-        kwargs_text = to_json_text(dict(kwargs), "kwargs")
-        json_args, json_kwargs = json.loads(args_text), json.loads(kwargs_text)
+        # No arguments (common in a bulk enqueue): nothing to check or convert.
+        no_args = type(args) in (tuple, list) and not args
+        no_kwargs = type(kwargs) is dict and not kwargs
+        args_text = "[]" if no_args else to_json_text(list(args), "args")
+        kwargs_text = "{}" if no_kwargs else to_json_text(dict(kwargs), "kwargs")
+        json_args = [] if no_args else json.loads(args_text)
+        json_kwargs = {} if no_kwargs else json.loads(kwargs_text)
         limit = self.tandem_options.max_payload_bytes
         if limit is not None and (size := len(args_text) + len(kwargs_text)) > limit:
             raise PayloadTooLarge(
@@ -410,6 +414,11 @@ class TandemBackend(BaseTaskBackend):
         """
         tasks: list[AnyTask] = []
         new: list[NewTask] = []
+        # The task is one for every item: validated once, and the tracer looked up once.
+        self.validate_task(task)
+        if reason := unimportable(task):
+            raise InvalidTask(reason)
+        traced = tracing.enabled()
         for index, item in enumerate(items):
             try:
                 args, kwargs = item
@@ -418,8 +427,11 @@ class TandemBackend(BaseTaskBackend):
                     f"enqueue_many() item {index} must be an (args, kwargs) pair, got {item!r}."
                 ) from None
             tasks.append(task)
-            with tracing.producer(self._new_task(task, args, kwargs)) as traced:
-                new.append(traced)
+            made = self._new_task(task, args, kwargs, checked=True)
+            if traced:  # a PRODUCER span per task, its trace context stored with the task
+                with tracing.producer(made) as made:
+                    pass
+            new.append(made)
         results: list[AnyResult] = []
         for start in range(0, len(new), ENQUEUE_BATCH):
             chunk = new[start : start + ENQUEUE_BATCH]
