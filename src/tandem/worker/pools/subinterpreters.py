@@ -4,10 +4,11 @@ Tasks run in parallel on all cores, with module state isolated per worker; Djang
 per interpreter. Interpreters are started on demand: the pool starts with the one that proved it,
 starts another when a task finds every one busy (up to ``workers``), and closes one that idled
 for ``IDLE_CLOSE`` seconds while another is idle too: an idle pool holds one ready interpreter
-(each costs about 30 MiB with Django set up). A worker is an interpreter entered once by a thread of its own, which runs
-``runner.serve``: the slot's thread hands it one task at a time through an ``interpreters`` queue
-and a pipe byte, and reads the outcome back the same way (about 50 µs a round trip, where an
-``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on the hot path).
+(each costs about 30 MiB with Django set up). A worker is an interpreter entered once by a
+thread of its own, which runs ``runner.serve``: the slot's thread hands it one task at a time
+through an ``interpreters`` queue and a pipe byte, and reads the outcome back the same way (about
+50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on
+the hot path).
 
 Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
