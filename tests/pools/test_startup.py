@@ -161,11 +161,12 @@ def test_a_process_pool_whose_children_cannot_start_is_failing(
 
 
 @needs_subinterpreters
-def test_a_starting_pool_claims_for_each_worker_as_it_becomes_ready(
+def test_a_pool_starts_its_interpreters_on_demand(
     use_pools: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker that proved the pool takes tasks at once; the others set Django up meanwhile
-    (held here) and get tasks claimed for them only once ready: none waits behind another."""
+    """A started pool holds one interpreter, the one that proved it; the supervisor claims one
+    task beyond the ready workers, and a task that finds every worker busy starts one more
+    interpreter (off the caller's thread, held here) — one per waiting task, not ``workers``."""
     import threading
 
     from tandem.worker.pools import subinterpreters
@@ -189,19 +190,57 @@ def test_a_starting_pool_claims_for_each_worker_as_it_becomes_ready(
     try:
         supervisor.start()
         state = supervisor.pools[0]
-        wait_until(lambda: state.pool.ready_workers() == 1, "the proven worker to be ready")
-        assert supervisor.step() == 1  # one claim: for the one ready worker
-        wait_until(lambda: supervisor.step() and supervisor.settled == 1, "the first task")
-        assert state.pool.ready_workers() == 1 and supervisor.claimed == 2
-        release.set()
-        wait_until(lambda: state.pool.ready_workers() == 3, "the others to be ready", timeout=120)
+        live = state.pool._live_slots  # type: ignore[attr-defined]
+        assert len(live()) == 1 and state.pool.ready_workers() == 2
+        assert supervisor.step() == 2  # one for the ready worker, one starts another
+        wait_until(lambda: len(held_on) == 1, "a second interpreter to start")
         wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 4, "every task")
+        assert len(held_on) == 1 and len(live()) == 2  # never more than one task waited
+        assert state.pool.ready_workers() == 2
+        release.set()
+        wait_until(lambda: state.pool.ready_workers() == 3, "the second to be ready")
     finally:
         release.set()
         supervisor.request_stop()
         supervisor.close()
+    interpreters = set()
     for result in results:
         result.refresh()
         assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
-        assert result.return_value["interpreter"] != 0
-    assert len(held_on) == 2 and all(name.endswith("-setup") for name in held_on), held_on
+        interpreters.add(result.return_value["interpreter"])
+    assert len(interpreters) == 1 and 0 not in interpreters  # all on the one ready interpreter
+    assert all(name.endswith("-setup") for name in held_on), held_on
+
+
+@needs_subinterpreters
+def test_an_idle_pool_closes_its_interpreters_but_one(
+    use_pools: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tasks at once start a second interpreter; idle for ``IDLE_CLOSE``, the pool closes
+    it and keeps one ready, which takes the next task at once."""
+    from tandem.worker.pools import subinterpreters
+    from tandem.worker.supervisor import Supervisor
+    from tests.support.processes import wait_until
+
+    monkeypatch.setattr(subinterpreters, "IDLE_CLOSE", 0.2)
+    use_pools(pools=pool("subinterpreter", workers=2, prefetch=0))
+    first = [tasks.sleep.enqueue(1.0) for _ in range(2)]
+    supervisor = Supervisor(burst=False, listen=False)
+    try:
+        supervisor.start()
+        state = supervisor.pools[0]
+        live = state.pool._live_slots  # type: ignore[attr-defined]
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 2, "both tasks")
+        assert state.pool.restarts == 0
+        wait_until(lambda: len(live()) == 1, "the pool to shrink to one interpreter")
+        assert state.pool.ready_workers() == 2 and state.pool.restarts == 0
+        later = tasks.where.enqueue()
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 3, "the next task")
+        assert len(live()) == 1
+    finally:
+        supervisor.request_stop()
+        supervisor.close()
+    for result in [*first, later]:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert later.return_value["interpreter"] != 0

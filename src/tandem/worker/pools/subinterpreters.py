@@ -1,10 +1,14 @@
 """The subinterpreter pool (Python >= 3.14): each worker is an interpreter with its own GIL.
 
 Tasks run in parallel on all cores, with module state isolated per worker; Django is set up once
-per interpreter. A worker is an interpreter entered once by a thread of its own, which runs
-``runner.serve``: the slot's thread hands it one task at a time through an ``interpreters`` queue
-and a pipe byte, and reads the outcome back the same way (about 50 µs a round trip, where an
-``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on the hot path).
+per interpreter. Interpreters are started on demand: the pool starts with the one that proved it,
+starts another when a task finds every one busy (up to ``workers``), and closes one that idled
+for ``IDLE_CLOSE`` seconds while another is idle too: an idle pool holds one ready interpreter
+(each costs about 30 MiB with Django set up). A worker is an interpreter entered once by a
+thread of its own, which runs ``runner.serve``: the slot's thread hands it one task at a time
+through an ``interpreters`` queue and a pipe byte, and reads the outcome back the same way (about
+50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on
+the hot path).
 
 Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import Sequence
@@ -45,12 +50,26 @@ logger = logging.getLogger("tandem.worker")
 #: closed, only abandoned).
 RETIRED_PER_WORKER = 2
 #: How long a subinterpreter pool's start waits for its first worker (seconds): the one that
-#: proved the pool, already set up, so at once; the start never waits for the others.
+#: proved the pool, already set up, so at once; the others start on demand (``_grow``).
 STARTUP_WAIT = 60.0
+#: How long a worker interpreter beyond the last ready one may sit idle before it is closed
+#: (seconds): each holds Django set up (about 30 MiB), and one is started again, in about a
+#: tenth to a third of a second of a core, when tasks wait for a worker again.
+IDLE_CLOSE = 3.0
 
 
 def available() -> bool:
     return sys.version_info >= (3, 14)
+
+
+def release_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``) after an
+    interpreter closed: most of the 30 MiB a worker interpreter held is otherwise kept by
+    ``malloc`` for later use, and the process's RSS does not go down."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 class _Interpreter:
@@ -179,7 +198,8 @@ class SubinterpreterPool(SlotPool):
         self._fallback: ExecutionPool | None = None
         self._refusing: set[str] = set()  # task paths that import a module refused here
         self.fallback_tasks = 0
-        self._ready = 0  # workers whose interpreter is set up (or failed to), replacements too
+        self._starting = 0  # workers started whose interpreter is not set up yet
+        self._growing = threading.Lock()
         self._first_ready = threading.Event()
         self._retired: list[_Interpreter] = []
 
@@ -204,27 +224,81 @@ class SubinterpreterPool(SlotPool):
             logger.critical("%s", self.broken)
 
     def start(self) -> None:
-        """Start the workers; return once the first is ready (the supervisor's first round then
-        claims for it), not waiting for the others (``ready_workers``)."""
-        super().start()
+        """Start the first worker (the one that proved the pool, when there is one) and return
+        once it is ready: the supervisor's first round then claims for it. The others start on
+        demand (``_grow``): an idle pool holds one interpreter, not ``workers`` of them."""
+        self._spawn()
+        if self.config.timeout:
+            self._watch_deadlines(self.config.timeout)
         self._first_ready.wait(STARTUP_WAIT)
 
-    def ready_workers(self) -> int:
-        """Workers whose interpreter is set up. The pool starts without waiting for them: the
-        one that proved the pool takes tasks at once, while the others set Django up in
-        parallel (a second or more each on a busy machine), and the supervisor claims for each
-        as it becomes ready (``on_ready``) — never a task that would queue behind a busy one."""
+    def _spawn(self) -> None:
         with self._lock:
-            return min(self._ready, self.size)
+            if self._stopping:
+                return
+            self._starting += 1
+        super()._spawn()
+
+    def _ready_count(self) -> int:
+        """Live workers whose interpreter is set up (or failed to); under ``_lock``."""
+        return sum(1 for slot in self._slots if slot.handle is not None and not slot.retired)
+
+    def ready_workers(self) -> int:
+        """Workers that can take a task now: those set up, plus one more while the pool has
+        fewer than ``workers`` — the one being started, or the one a task waiting here would
+        start (``_grow``). The supervisor claims for no more: at most one task waits here for a
+        worker, and only while that worker starts (or until a busy one is free)."""
+        with self._lock:
+            return min(self._ready_count() + 1, self.size)
+
+    def _put(self, item: StoredTask | None) -> None:
+        super()._put(item)
+        if item is not STOP:
+            self._grow()
+
+    def _grow(self) -> None:
+        """Start one more worker per task that waits here with no worker starting for it (up to
+        ``workers``): every live worker is busy."""
+        with self._growing:  # one at a time: the workers counted are the workers started
+            with self._dispatch:
+                waiting = sum(1 for item in self._backlog if item is not STOP)
+                with self._lock:
+                    room = self.size - len(self._slots)
+                    wanted = min(room, waiting - self._starting)
+            for _ in range(max(0, wanted)):
+                self._spawn()
 
     def _became_ready(self) -> None:
         with self._lock:
-            self._ready += 1
-            starting = self._ready <= self.size
+            self._starting -= 1
         self._first_ready.set()
         on_ready = self.on_ready
-        if starting and on_ready is not None:
+        if on_ready is not None:
             on_ready()
+
+    def _next(self, slot: Slot) -> StoredTask | None:
+        """As ``SlotPool._next``, but a worker idle for ``IDLE_CLOSE`` seconds ends (``STOP``)
+        while another worker is idle too: the pool shrinks back to one interpreter, which stays
+        ready, so the pickup of a task by an idle pool never waits for an interpreter."""
+        with self._dispatch:
+            if self._backlog:
+                return self._backlog.popleft()
+            self._idle.append(slot.mailbox)
+        while True:
+            try:
+                return slot.mailbox.get(timeout=IDLE_CLOSE)
+            except queue.Empty:
+                pass
+            with self._dispatch:
+                if slot.mailbox not in self._idle:
+                    continue  # handed a task (or STOP) an instant ago: take it
+                with self._lock:
+                    if self._stopping or slot not in self._slots or len(self._idle) < 2:
+                        continue
+                    self._idle.remove(slot.mailbox)
+                    self._slots.remove(slot)  # not a restart: the seat is free again
+            logger.debug("pool %s: closing an idle worker interpreter", self.config.name)
+            return STOP
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         worker = _Interpreter(self._environment, "", modules)
@@ -301,9 +375,9 @@ class SubinterpreterPool(SlotPool):
     def _work(self, slot: Slot) -> None:
         try:
             worker = self._interpreter()
+            slot.handle = worker
         finally:
             self._became_ready()
-        slot.handle = worker
         try:
             while (task := self._next(slot)) is not STOP:
                 slot.begin(task, self.timeout_for(task))
@@ -330,6 +404,10 @@ class SubinterpreterPool(SlotPool):
                     return  # overran its deadline; a replacement already took its seat
         finally:
             worker.close()
+            with self._lock:
+                gone = slot not in self._slots and not self._stopping
+            if gone:  # closed while the pool goes on (idle, crashed, retired)
+                release_memory()
 
     def stop(self, timeout: float | None) -> bool:
         with self._lock:
