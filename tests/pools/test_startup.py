@@ -216,14 +216,12 @@ def test_a_pool_starts_its_interpreters_on_demand(
 def test_an_idle_pool_closes_its_interpreters_but_one(
     use_pools: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two tasks at once start a second interpreter; idle for ``IDLE_CLOSE``, the pool closes
+    """Two tasks at once start a second interpreter; idle for ``idle_close``, the pool closes
     it and keeps one ready, which takes the next task at once."""
-    from tandem.worker.pools import subinterpreters
     from tandem.worker.supervisor import Supervisor
     from tests.support.processes import wait_until
 
-    monkeypatch.setattr(subinterpreters, "IDLE_CLOSE", 0.2)
-    use_pools(pools=pool("subinterpreter", workers=2, prefetch=0))
+    use_pools(pools=pool("subinterpreter", workers=2, prefetch=0, idle_close=0.2))
     first = [tasks.sleep.enqueue(1.0) for _ in range(2)]
     supervisor = Supervisor(burst=False, listen=False)
     try:
@@ -244,3 +242,34 @@ def test_an_idle_pool_closes_its_interpreters_but_one(
         result.refresh()
         assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
     assert later.return_value["interpreter"] != 0
+
+
+@needs_subinterpreters
+def test_without_idle_close_every_interpreter_starts_with_the_pool_and_stays(
+    use_pools: Any,
+) -> None:
+    """``idle_close`` None: the pool starts all its workers' interpreters at once, claims only
+    for those set up, and closes none however long they idle."""
+    import time
+
+    from tandem.worker.supervisor import Supervisor
+    from tests.support.processes import wait_until
+
+    use_pools(pools=pool("subinterpreter", workers=2, prefetch=0, idle_close=None))
+    supervisor = Supervisor(burst=False, listen=False)
+    try:
+        supervisor.start()
+        state = supervisor.pools[0]
+        live = state.pool._live_slots  # type: ignore[attr-defined]
+        assert len(live()) == 2
+        wait_until(lambda: state.pool.ready_workers() == 2, "both interpreters to be set up")
+        time.sleep(0.5)  # longer than the idle_close the test above shrinks a pool with
+        assert len(live()) == 2 and state.pool.ready_workers() == 2
+        result = tasks.where.enqueue()
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 1, "the task")
+        assert len(live()) == 2
+    finally:
+        supervisor.request_stop()
+        supervisor.close()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors

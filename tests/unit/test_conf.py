@@ -279,8 +279,8 @@ def test_unknown_pool_keys():
     assert error_of({"pools": {"critical": {"workers": 2, "concurrency": 8}}}) == (
         f"{POOL} has unknown key(s) 'concurrency' (did you mean 'async_concurrency'?); allowed: "
         "async_concurrency, backoff, "
-        "executor, max_attempts, max_tasks_per_worker, poll_interval, prefetch, queues, "
-        "rate_limit, starvation_limit, timeout, workers."
+        "executor, idle_close, max_attempts, max_tasks_per_worker, poll_interval, prefetch, "
+        "queues, rate_limit, starvation_limit, timeout, workers."
     )
 
 
@@ -341,4 +341,17 @@ def test_a_store_that_cannot_serve_subinterpreters_defaults_to_threads():
     assert str(caught.value) == (
         f"{POOL}['executor'] is 'subinterpreter', but {blocker}; use 'thread' or 'process' "
         "(or leave it unset)."
+    )
+
+
+def test_idle_close_defaults_to_three_seconds_and_none_keeps_every_interpreter():
+    def idle_close(**pool_options):
+        pools = {"default": {"queues": ["default"], **pool_options}}
+        return parse_options("default", {"OPTIONS": {"pools": pools}}, QUEUES).pools[0].idle_close
+
+    assert idle_close() == 3.0
+    assert idle_close(idle_close=0.5) == 0.5
+    assert idle_close(idle_close=None) is None
+    assert error_of({"pools": {"default": {"queues": ["default"], "idle_close": 0}}}) == (
+        f"{OPTIONS}['pools']['default']['idle_close'] must be a finite number > 0, got 0."
     )

@@ -22,6 +22,7 @@ from tandem.conf.defaults import (
     DEFAULT_ASYNC_CONCURRENCY,
     DEFAULT_BACKOFF,
     DEFAULT_EXECUTOR,
+    DEFAULT_IDLE_CLOSE,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -84,6 +85,10 @@ class PoolConfig:
     #: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of the pool's tasks (every task of its
     #: queues) in any window of that length, across every worker; None: no pool rate.
     rate_limit: str | None = None
+    #: Subinterpreter pools: seconds a worker interpreter beyond the last idle one may stay idle
+    #: before it is closed (each holds Django set up, about 30 MiB); interpreters start on
+    #: demand. None: every worker's interpreter starts with the pool and stays.
+    idle_close: float | None = DEFAULT_IDLE_CLOSE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +203,11 @@ def parse_options(
                     "async_concurrency", DEFAULT_ASYNC_CONCURRENCY, 1
                 ),
                 rate_limit=pool_reader.rate("rate_limit"),
+                idle_close=(
+                    pool_reader.optional_number("idle_close")
+                    if "idle_close" in pool_reader.mapping
+                    else DEFAULT_IDLE_CLOSE
+                ),
             )
         )
     return BackendOptions(
@@ -249,6 +259,7 @@ __all__ = [
     "DEFAULT_ASYNC_CONCURRENCY",
     "DEFAULT_BACKOFF",
     "DEFAULT_EXECUTOR",
+    "DEFAULT_IDLE_CLOSE",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",

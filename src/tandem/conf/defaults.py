@@ -15,6 +15,8 @@ DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF = 2.0
 #: Seconds a READY task waits before it is claimed ahead of younger ones (pool option).
 DEFAULT_STARVATION_LIMIT = 300.0
+#: Seconds a subinterpreter pool's extra worker interpreter may idle before it is closed.
+DEFAULT_IDLE_CLOSE = 3.0
 #: Automatic prefetch (a pool's ``"prefetch": None``): claim ahead only as many tasks as the pool's
 #: workers finish in this many seconds at their recent pace, and at most this many per worker.
 PREFETCH_WINDOW = 0.025
@@ -54,6 +56,7 @@ POOL_KEYS = frozenset(
         "starvation_limit",
         "async_concurrency",
         "rate_limit",
+        "idle_close",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})

@@ -3,12 +3,14 @@
 Tasks run in parallel on all cores, with module state isolated per worker; Django is set up once
 per interpreter. Interpreters are started on demand: the pool starts with the one that proved it,
 starts another when a task finds every one busy (up to ``workers``), and closes one that idled
-for ``IDLE_CLOSE`` seconds while another is idle too: an idle pool holds one ready interpreter
-(each costs about 30 MiB with Django set up). A worker is an interpreter entered once by a
-thread of its own, which runs ``runner.serve``: the slot's thread hands it one task at a time
-through an ``interpreters`` queue and a pipe byte, and reads the outcome back the same way (about
-50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to 0.9 ms; no polling on
-the hot path).
+for the pool's ``idle_close`` seconds (default 3) while another is idle too: an idle pool holds
+one ready interpreter (each costs about 30 MiB with Django set up). With ``idle_close`` None,
+every worker's interpreter starts with the pool and stays.
+
+A worker is an interpreter entered once by a thread of its own, which runs ``runner.serve``: the
+slot's thread hands it one task at a time through an ``interpreters`` queue and a pipe byte, and
+reads the outcome back the same way (about 50 µs a round trip, where an ``Interpreter.call()``
+per task cost 0.5 to 0.9 ms; no polling on the hot path).
 
 Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
@@ -52,10 +54,6 @@ RETIRED_PER_WORKER = 2
 #: How long a subinterpreter pool's start waits for its first worker (seconds): the one that
 #: proved the pool, already set up, so at once; the others start on demand (``_grow``).
 STARTUP_WAIT = 60.0
-#: How long a worker interpreter beyond the last ready one may sit idle before it is closed
-#: (seconds): each holds Django set up (about 30 MiB), and one is started again, in about a
-#: tenth to a third of a second of a core, when tasks wait for a worker again.
-IDLE_CLOSE = 3.0
 
 
 def available() -> bool:
@@ -226,8 +224,10 @@ class SubinterpreterPool(SlotPool):
     def start(self) -> None:
         """Start the first worker (the one that proved the pool, when there is one) and return
         once it is ready: the supervisor's first round then claims for it. The others start on
-        demand (``_grow``): an idle pool holds one interpreter, not ``workers`` of them."""
-        self._spawn()
+        demand (``_grow``): an idle pool holds one interpreter, not ``workers`` of them. With
+        ``idle_close`` None every worker starts now (the others set Django up meanwhile)."""
+        for _ in range(1 if self.config.idle_close is not None else self.size):
+            self._spawn()
         if self.config.timeout:
             self._watch_deadlines(self.config.timeout)
         self._first_ready.wait(STARTUP_WAIT)
@@ -247,9 +247,11 @@ class SubinterpreterPool(SlotPool):
         """Workers that can take a task now: those set up, plus one more while the pool has
         fewer than ``workers`` — the one being started, or the one a task waiting here would
         start (``_grow``). The supervisor claims for no more: at most one task waits here for a
-        worker, and only while that worker starts (or until a busy one is free)."""
+        worker, and only while that worker starts (or until a busy one is free). With
+        ``idle_close`` None, those set up: never a task that would queue behind a busy one."""
+        on_demand = self.config.idle_close is not None
         with self._lock:
-            return min(self._ready_count() + 1, self.size)
+            return min(self._ready_count() + on_demand, self.size)
 
     def _put(self, item: StoredTask | None) -> None:
         super()._put(item)
@@ -277,16 +279,19 @@ class SubinterpreterPool(SlotPool):
             on_ready()
 
     def _next(self, slot: Slot) -> StoredTask | None:
-        """As ``SlotPool._next``, but a worker idle for ``IDLE_CLOSE`` seconds ends (``STOP``)
+        """As ``SlotPool._next``, but a worker idle for ``idle_close`` seconds ends (``STOP``)
         while another worker is idle too: the pool shrinks back to one interpreter, which stays
         ready, so the pickup of a task by an idle pool never waits for an interpreter."""
+        idle_close = self.config.idle_close
+        if idle_close is None:
+            return super()._next(slot)
         with self._dispatch:
             if self._backlog:
                 return self._backlog.popleft()
             self._idle.append(slot.mailbox)
         while True:
             try:
-                return slot.mailbox.get(timeout=IDLE_CLOSE)
+                return slot.mailbox.get(timeout=idle_close)
             except queue.Empty:
                 pass
             with self._dispatch:
