@@ -16,6 +16,7 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ class TableLedger:
 
     def total(self) -> int:
         return Ledger.objects.count()
+
+    def ran(self) -> int:
+        """How many tasks ran at least once (distinct keys)."""
+        return Ledger.objects.values("key").distinct().count()
 
     def runs(self) -> Counter[str]:
         return Counter(key for key, _ in self.rows())
@@ -178,13 +183,16 @@ class Monkey:
         self.rng = random.Random(seed)
         self.low, self.high = low, high
 
-    def kill(self, times: int, ledger: TableLedger, tasks: int) -> None:
+    def kill(self, times: int, ledger: TableLedger, tasks: int | Callable[[], int]) -> None:
         """``times`` kills, each while tasks are still left to run (else the test proves
-        nothing: it fails, asking for more work)."""
+        nothing: it fails, asking for more work). ``tasks``: how many there are, or a feeder,
+        called before each kill's wait, that may enqueue more and returns how many there are
+        by then."""
         for n in range(times):
+            there = tasks() if callable(tasks) else tasks
             time.sleep(self.rng.uniform(self.low, self.high))
-            assert ledger.total() < tasks, (
-                f"the {tasks} tasks all ran before kill {n + 1} of {times}: make them slower"
+            assert ledger.ran() < there, (
+                f"the {there} tasks all ran before kill {n + 1} of {times}: make them slower"
             )
             self.deployment.kill_one(self.rng)
 

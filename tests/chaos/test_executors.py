@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 
 from tests.chaos.monkey import Deployment, Monkey, TableLedger, check_survived, scaled, seed
-from tests.chaos.test_chaos import LEASE, enqueue, finish
+from tests.chaos.test_chaos import LEASE, Feeder, finish
 from tests.support.scale import Scale
 
 pytestmark = [
@@ -85,21 +85,24 @@ class Prober:
 @pytest.mark.parametrize("scale", ["database"], indirect=True)
 def test_serve_killed_while_tasks_and_requests_keep_coming(scale: Scale, executor: str) -> None:
     started = time.monotonic()
+    feeder = Feeder(scale, "flow", SECONDS, slots=4)  # starts while the deployment does
     deployment = Deployment(
         scale, "serve", 1, "-w", "4", TANDEM_TEST_LEASE=LEASE, TANDEM_TEST_EXECUTOR=executor
     )
     monkey = Monkey(deployment, seed())
     total = FIRST + KILLS * BATCH
     ledger = TableLedger()
-    ids = enqueue(scale, FIRST, "flow", SECONDS)
+    feeder.add(FIRST)
     prober = Prober(deployment)
     try:
-        for n in range(KILLS):
+        for _ in range(KILLS):
             monkey.kill(1, ledger, total)
             # The feeder: a batch after each kill, while the replacement starts and runs.
-            ids += enqueue_more(scale, BATCH, FIRST + n * BATCH)
+            feeder.add(BATCH)
     finally:
         outcomes = prober.stop()
+    feeder.close()
+    ids = feeder.ids
     finish(deployment, ids)
 
     name = f"serve-{executor}-{settings.DB_KIND}"
@@ -108,26 +111,3 @@ def test_serve_killed_while_tasks_and_requests_keep_coming(scale: Scale, executo
     assert outcomes["hung"] == 0, outcomes
     assert outcomes["200"] > 0, outcomes  # the live servers answered
     print(f"chaos {name}: requests {dict(outcomes)}")
-
-
-def enqueue_more(scale: Scale, count: int, first: int) -> list[str]:
-    """``count`` more ``flow`` tasks, keys from ``flow-<first>``."""
-    import json
-
-    out = scale.directory / f"ids-flow-{first}.json"
-    child = scale.children.python(
-        "-m",
-        "tests.chaos.ops",
-        "enqueue",
-        str(count),
-        "flow",
-        repr(SECONDS),
-        str(out),
-        str(first),
-        name=f"enqueue-flow-{first}",
-        settings_module="tests.chaos.settings",
-        **scale.env,
-    )
-    assert child.wait(120) == 0, child.output()
-    ids: list[str] = json.loads(out.read_text())
-    return ids
