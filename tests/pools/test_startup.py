@@ -165,8 +165,9 @@ def test_a_pool_starts_its_interpreters_on_demand(
     use_pools: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A started pool holds one interpreter, the one that proved it; the supervisor claims one
-    task beyond the ready workers, and a task that finds every worker busy starts one more
-    interpreter (off the caller's thread, held here) — one per waiting task, not ``workers``."""
+    task beyond the ready and starting workers, and a task that finds every worker busy starts
+    one more interpreter (off the caller's thread, held here): one per waiting task, side by
+    side, up to ``workers``."""
     import threading
 
     from tandem.worker.pools import subinterpreters
@@ -194,11 +195,16 @@ def test_a_pool_starts_its_interpreters_on_demand(
         assert len(live()) == 1 and state.pool.ready_workers() == 2
         assert supervisor.step() == 2  # one for the ready worker, one starts another
         wait_until(lambda: len(held_on) == 1, "a second interpreter to start")
+        assert state.pool.ready_workers() == 3  # one ready, one starting, one more may wait
         wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 4, "every task")
-        assert len(held_on) == 1 and len(live()) == 2  # never more than one task waited
-        assert state.pool.ready_workers() == 2
+        # Short tasks: the ready interpreter took each in turn, and no task waited long enough
+        # to start a third.
+        assert len(held_on) == 1 and len(live()) == 2
         release.set()
-        wait_until(lambda: state.pool.ready_workers() == 3, "the second to be ready")
+        wait_until(
+            lambda: sum(1 for slot in live() if slot.handle is not None) == 2,
+            "the second to be ready",
+        )
     finally:
         release.set()
         supervisor.request_stop()
@@ -210,6 +216,50 @@ def test_a_pool_starts_its_interpreters_on_demand(
         interpreters.add(result.return_value["interpreter"])
     assert len(interpreters) == 1 and 0 not in interpreters  # all on the one ready interpreter
     assert all(name.endswith("-setup") for name in held_on), held_on
+
+
+@needs_subinterpreters
+def test_tasks_waiting_together_start_their_interpreters_side_by_side(
+    use_pools: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks that wait while every interpreter is busy each start one, at once: the second and
+    the third start side by side (both held here), not the third after the second is ready."""
+    import threading
+
+    from tandem.worker.pools import subinterpreters
+    from tandem.worker.supervisor import Supervisor
+    from tests.support.processes import wait_until
+
+    release = threading.Event()
+    set_up = subinterpreters._Interpreter._set_up
+    held_on: list[str] = []
+
+    def held(worker: Any, environment: Any, modules: Any, lowered: bool = False) -> None:
+        if lowered:
+            held_on.append(threading.current_thread().name)
+            release.wait(120)
+        set_up(worker, environment, modules, lowered)
+
+    monkeypatch.setattr(subinterpreters._Interpreter, "_set_up", held)
+    use_pools(pools=pool("subinterpreter", workers=3, prefetch=0))
+    # Long enough that the ready interpreter is still busy with the first when the others wait.
+    results = [tasks.sleep.enqueue(4.0) for _ in range(3)]
+    supervisor = Supervisor(burst=False, listen=False)
+    try:
+        supervisor.start()
+        state = supervisor.pools[0]
+        live = state.pool._live_slots  # type: ignore[attr-defined]
+        wait_until(lambda: supervisor.step() >= 0 and len(held_on) == 2, "two to start")
+        assert len(live()) == 3 and state.pool.ready_workers() == 3  # never past ``workers``
+        release.set()
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 3, "every task")
+    finally:
+        release.set()
+        supervisor.request_stop()
+        supervisor.close()
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
 
 
 @needs_subinterpreters

@@ -244,14 +244,16 @@ class SubinterpreterPool(SlotPool):
         return sum(1 for slot in self._slots if slot.handle is not None and not slot.retired)
 
     def ready_workers(self) -> int:
-        """Workers that can take a task now: those set up, plus one more while the pool has
-        fewer than ``workers`` — the one being started, or the one a task waiting here would
-        start (``_grow``). The supervisor claims for no more: at most one task waits here for a
-        worker, and only while that worker starts (or until a busy one is free). With
-        ``idle_close`` None, those set up: never a task that would queue behind a busy one."""
-        on_demand = self.config.idle_close is not None
+        """Workers that can take a task now: those set up and those starting, plus one more
+        while the pool has fewer than ``workers`` — the one a task waiting here would start
+        (``_grow``). The supervisor claims for no more: a task waits here only while a worker
+        starts for it (or until a busy one is free), and several start side by side, not one
+        after another. With ``idle_close`` None, those set up: never a task that would queue
+        behind a busy one."""
         with self._lock:
-            return min(self._ready_count() + on_demand, self.size)
+            if self.config.idle_close is None:
+                return min(self._ready_count(), self.size)
+            return min(self._ready_count() + self._starting + 1, self.size)
 
     def _put(self, item: StoredTask | None) -> None:
         super()._put(item)
