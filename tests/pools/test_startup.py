@@ -197,13 +197,12 @@ def test_a_pool_starts_its_interpreters_on_demand(
         wait_until(lambda: len(held_on) == 1, "a second interpreter to start")
         assert state.pool.ready_workers() == 3  # one ready, one starting, one more may wait
         wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 4, "every task")
-        # Short tasks: the ready interpreter took each in turn, and no task waited long enough
-        # to start a third.
-        assert len(held_on) == 1 and len(live()) == 2
+        # The ready interpreter ran every task (the others are held); each started one was
+        # started for a waiting task (a third only if a task waited again: timing).
+        assert len(live()) == 1 + len(held_on) <= 3
         release.set()
         wait_until(
-            lambda: sum(1 for slot in live() if slot.handle is not None) == 2,
-            "the second to be ready",
+            lambda: all(slot.handle is not None for slot in live()), "the started to be ready"
         )
     finally:
         release.set()
