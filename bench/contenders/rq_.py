@@ -23,8 +23,12 @@ class RQRedis(Contender):
         return {**super().env(ctx), "BENCH_REDIS_URL": ctx.redis_url}
 
     def worker_argv(self, ctx: RunContext) -> list[str]:
-        rq_args = ["--url", ctx.redis_url, "--quiet", "default"]
-        return [ctx.python, "-m", "contenders.sites.rq_workers", str(ctx.slots), *rq_args]
+        # N ``rq worker`` processes under the replicas launcher, as RQ's docs recommend for
+        # concurrency ("start more workers"). RQ's own ``rq worker-pool -n 2`` was the first
+        # choice, but with SIGTERM sent to its whole group one of its workers stayed blocked in
+        # BLMOVE in 2 runs out of 6 and the pool never exited.
+        rq_worker = ["-m", "rq.cli", "worker", "--url", ctx.redis_url, "--quiet", "default"]
+        return [ctx.python, "-m", "contenders.sites.replicas", str(ctx.slots), *rq_worker]
 
     def versions(self) -> dict[str, str]:
         return pkg_versions("rq", "redis")

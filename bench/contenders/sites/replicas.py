@@ -2,10 +2,10 @@
 Supervisor): ``python -m contenders.sites.replicas N ARGS...`` runs ``python ARGS...`` N times.
 
 For a peer whose worker runs one task at a time and whose docs scale it by starting more worker
-processes (django-tasks-db's ``db_worker``), so that it gets ``bench/compare --slots`` worker slots
-like every other contender. Stdlib only. Stopping it is SIGTERM to the whole process group (what
-systemd does by default), which every copy gets directly; this launcher only waits, and kills the
-copies if they have not exited 10 s later (as ``rq_workers``).
+processes (django-tasks-db's ``db_worker``, RQ's ``rq worker``), so that it gets
+``bench/compare --slots`` worker slots like every other contender. Stdlib only. Stopping it is
+SIGTERM to the whole process group (what systemd does by default), which every copy gets
+directly; this launcher only waits, and kills the copies if they have not exited 10 s later.
 """
 
 import contextlib
@@ -26,7 +26,8 @@ def main() -> int:
                 copy.kill()
 
     def stopping(signum: int, frame: object) -> None:
-        # The copies got the same signal from the process group; only bound their exit here.
+        # The copies got the same signal from the process group; only bound their exit here
+        # (the main thread is blocked in Popen.wait(), which this handler must not re-enter).
         signal.signal(signal.SIGALRM, kill_copies)
         signal.alarm(GRACE)
 
