@@ -15,6 +15,11 @@ from tests.support.harness import Harness
 
 DB_KIND = settings.DB_KIND
 IN_CI = bool(os.environ.get("CI"))
+#: Which part of the SQLite run this process runs (``TANDEM_TEST_PART``, set by ``scripts/test``
+#: when the database runs go side by side): ``once`` only the tests that run once (marked ``once``
+#: or ``redis``), ``db`` only the others, unset both. The two parts then run as two streams, so
+#: the SQLite run is no longer the long pole.
+TEST_PART = os.environ.get("TANDEM_TEST_PART", "")
 
 
 #: The run (``TANDEM_TEST_DB``) each of these markers confines a test to. Redis and whatever is
@@ -52,6 +57,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     In the PostgreSQL run a missing server is an error, never a skip.
     """
+    if TEST_PART not in ("", "once", "db"):
+        raise pytest.UsageError(
+            f"TANDEM_TEST_PART must be 'once', 'db' or unset, got {TEST_PART!r}."
+        )
     selected, deselected = [], []
     for item in items:
         where = os.path.relpath(str(item.path), TESTS_DIR)
@@ -60,7 +69,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if where.startswith(HEAVY_TIERS):
             item.add_marker(pytest.mark.xdist_group(where.split("/", 1)[0]))
         runs = {RUN_OF_MARKER[m.name] for m in item.iter_markers() if m.name in RUN_OF_MARKER}
-        (deselected if runs and DB_KIND not in runs else selected).append(item)
+        ran_once = any(m.name in ("once", "redis") for m in item.iter_markers())
+        wrong_part = (TEST_PART == "once" and not ran_once) or (TEST_PART == "db" and ran_once)
+        (deselected if (runs and DB_KIND not in runs) or wrong_part else selected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
