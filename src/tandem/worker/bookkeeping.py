@@ -25,6 +25,11 @@ logger = logging.getLogger("tandem.worker")
 
 #: The exit status of a worker whose pool broke (too many stuck interpreters): restart it.
 EXIT_POOL_BROKEN = 75
+#: Under a stream of endings, how long after the previous round the next one waits for more
+#: endings to settle with (seconds; see ``_gather_endings``).
+SETTLE_LINGER = 0.005
+#: Endings that make a round start at once, however recent the previous one.
+SETTLE_BATCH = 64
 
 
 class Bookkeeping:
@@ -38,6 +43,8 @@ class Bookkeeping:
     _executors_chosen: bool
     _outcomes: collections.deque[Outcome]
     _wake: threading.Event
+    _urgent: threading.Event  # new work, a stop, a lost lease or many endings: no lingering
+    _round_ended: float  # monotonic end of the previous round
     _stopping: int
     # In-flight attempts change on the supervisor's thread and are read by the heartbeat's.
     _flight_lock: threading.Lock
@@ -71,6 +78,7 @@ class Bookkeeping:
                 state.pool.stop_attempt(lost.task_id, lost.attempt_token)
         self._lost.append(lost)
         self._wake.set()
+        self._urgent.set()
 
     def _check_pools(self) -> None:
         """A broken pool (see ``ExecutionPool.broken``) stops this supervisor: in-flight tasks
@@ -98,6 +106,31 @@ class Bookkeeping:
     def _deliver(self, outcome: Outcome) -> None:  # called from pool threads
         self._outcomes.append(outcome)
         self._wake.set()
+        if len(self._outcomes) >= SETTLE_BATCH:
+            self._urgent.set()
+
+    def _gather_endings(self) -> None:
+        """Let endings that come in a stream be settled together, not one round each.
+
+        With workers that run in parallel with the supervisor (subinterpreters, processes),
+        every ending wakes it at once: a round per ending costs one store transaction per task
+        (1.7 endings a round, 0.5 ms of the supervisor's CPU per no-op task, measured on
+        SQLite with 2 workers). So while the pools' workers have claimed-ahead tasks to go on
+        with (none of them waits for this round), a round starts no sooner than
+        ``SETTLE_LINGER`` after the previous one; new work, a stop request, a lost lease or
+        ``SETTLE_BATCH`` endings start it at once. A single task's ending is never held back:
+        a worker that has nothing claimed ahead is idle, and then the round goes at once.
+        """
+        if self._stopping or not self._outcomes:
+            return
+        left = self._round_ended + SETTLE_LINGER - time.monotonic()
+        if left <= 0:
+            return
+        running = sum(len(s.in_flight) for s in self.pools) - len(self._outcomes)
+        if running <= sum(s.pool.ready_workers() for s in self.pools):
+            return  # a worker is (or is about to be) idle: its next task is this round's claim
+        self._urgent.wait(left)
+        self._urgent.clear()
 
     def notify(self, queues: Sequence[str]) -> None:
         """New work on ``queues`` (all when empty): claim at the next step. Thread-safe."""
@@ -110,6 +143,7 @@ class Bookkeeping:
             for state in self.pools:
                 state.woken, state.dirty = woken, True
         self._wake.set()
+        self._urgent.set()
 
     def _on_enqueue(self, queue: str) -> None:
         self.notify([queue])
@@ -118,6 +152,7 @@ class Bookkeeping:
         """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""
         self._stopping = 2 if force or self._stopping else 1
         self._wake.set()
+        self._urgent.set()
 
     @property
     def stopping(self) -> int:

@@ -100,6 +100,8 @@ class Supervisor(Lifecycle):
         self._by_queue = {q: s for s in self.pools for q in s.config.queues}
         self._outcomes: collections.deque[Outcome] = collections.deque()
         self._wake = threading.Event()
+        self._urgent = threading.Event()
+        self._round_ended = 0.0
         self._step_started = 0.0  # monotonic start of the current round (see _claim)
         self._stopping = 0
         self._started = False
@@ -381,6 +383,7 @@ class Supervisor(Lifecycle):
                 try:
                     with self.store_watch.guard("the claim loop"):
                         worked = self.step()
+                    self._round_ended = time.monotonic()
                     error_delay = 0.5
                 except STORE_ERRORS as exc:
                     self.store_errors += 1
@@ -397,6 +400,7 @@ class Supervisor(Lifecycle):
                     continue
                 self._wake.wait(self._sleep_for())
                 self._wake.clear()
+                self._gather_endings()
             completed = True
         finally:
             if not completed:
