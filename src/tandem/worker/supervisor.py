@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -56,6 +57,9 @@ Clock = Callable[[], datetime]
 #: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
 #: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
 LIVE_COUNTS_INTERVAL = 1.0
+#: Runs of a round that lost a deadlock (``step``), and the most one waits before the next run.
+ROUND_TRIES = 3
+DEADLOCK_PAUSE = 0.05
 
 
 class Supervisor(Lifecycle):
@@ -149,7 +153,28 @@ class Supervisor(Lifecycle):
         Settling and claiming share one write transaction (one ``BEGIN IMMEDIATE`` on SQLite,
         one commit on PostgreSQL); claimed tasks reach the pools only after it commits.
         Returns how many tasks were settled or claimed.
+
+        A round the store rolled back as a deadlock's victim (``Broker.lost_to_deadlock``:
+        MariaDB, two workers' keyed claims) wrote nothing and kept its outcomes: it is run again
+        at once, up to ``ROUND_TRIES`` runs, rather than backing off as from an outage.
         """
+        for run in range(1, ROUND_TRIES + 1):
+            try:
+                return self._round()
+            except STORE_ERRORS as exc:
+                if run == ROUND_TRIES or not self.broker.lost_to_deadlock(exc):
+                    raise
+                pause = random.uniform(0.5, 1.0) * DEADLOCK_PAUSE * run
+                logger.debug(
+                    "the round lost a deadlock (%s); run %d again in %.3fs",
+                    exc,
+                    run,
+                    pause,
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _round(self) -> int:
         if not self._started:
             self.start()
         self._drop_lost()
