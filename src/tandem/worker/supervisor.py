@@ -118,6 +118,7 @@ class Supervisor(Lifecycle):
         self.settler = Settler(self.broker, self.worker_id)
         # In-flight attempts change on this thread and are read by the heartbeat's.
         self._flight_lock = threading.Lock()
+        self._handing = []
         self._lost: collections.deque[LostAttempt] = collections.deque()
         self.lost_attempts = 0
         self.rejected_writes = 0
@@ -199,7 +200,6 @@ class Supervisor(Lifecycle):
                 return done
         else:
             done = 0
-        claims: list[tuple[PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
         # Settling a task with a concurrency key frees a slot: a task waiting for it may start,
         # here (the pools claim again) and in other workers (woken for the settled queues).
@@ -219,10 +219,11 @@ class Supervisor(Lifecycle):
                     self.broker.notify(freed)  # delivered at commit (PostgreSQL)
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
-                    if tasks:
-                        claims.append((state, tasks))
+                    if tasks:  # in flight from now on (``in_flight``: the drain line)
+                        self._handing = [*self._handing, (state, tasks)]
         except BaseException as exc:
             # Rolled back: nothing was written or claimed. Outcomes are kept for the next step.
+            self._handing = []
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             for state in self.pools:
                 state.dirty = True
@@ -231,15 +232,18 @@ class Supervisor(Lifecycle):
                 return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
         done += self._finish(batch, settlements, written)
-        for state, tasks in claims:
-            self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
-            with self._flight_lock:
+        try:
+            for state, tasks in self._handing:
+                self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
+                with self._flight_lock:
+                    for task in tasks:
+                        state.in_flight[task.id] = task
                 for task in tasks:
-                    state.in_flight[task.id] = task
-            for task in tasks:
-                state.pool.submit(task)
-            self.claimed += len(tasks)
-            done += len(tasks)
+                    state.pool.submit(task)
+                self.claimed += len(tasks)
+                done += len(tasks)
+        finally:
+            self._handing = []
         if done:
             self._show_counts(now)
         return done
