@@ -6,6 +6,7 @@ injected once at the cursor (``execute_wrapper``) into the statement named; noth
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.database_concurrency import SLOT_TABLE
 from tandem.brokers.database_rows import TABLE
 from tandem.brokers.database_store import DEADLOCK_TRIES
-from tests.contract.conftest import T0, at
+from tests.contract.conftest import T0, at, succeed
 from tests.support.harness import Harness
 from tests.tasks import noop
 
@@ -30,6 +31,7 @@ DEADLOCK = OperationalError(
 LOCK_WAIT = OperationalError(1205, "Lock wait timeout exceeded; try restarting transaction")
 
 Push = Callable[..., NewTask]
+GATE_TIMEOUT = 60  # liveness only: a broken gate fails the test instead of hanging it
 
 
 @pytest.fixture
@@ -178,3 +180,47 @@ def test_a_supervisor_round_that_failed_otherwise_is_not_run_again(harness: Harn
 
     assert len(updates) == 1
     assert supervisor.pools[0].in_flight == {}
+
+
+def test_settling_a_keyed_task_does_not_wait_for_another_keys_settle(
+    broker: DatabaseBroker, push: Push
+):
+    """A settle deletes its attempt's slot through the slot table's task index: a DELETE that
+    scanned the table (MariaDB reads a row-constructor ``IN`` through no index) waited for every
+    slot row another transaction held — settles of other keys, claims — and such waits are what
+    deadlocks are made of. The first settle is held open by a gate; the second must not wait for
+    it (a lock wait of any length fails it: ``innodb_lock_wait_timeout`` is 1 s)."""
+    settles = []
+    for worker, key in (("w1", "k1"), ("w2", "k2")):
+        task = push(concurrency_key=key, concurrency_limit=4)
+        assert [t.id for t in broker.claim(["default"], 1, worker, at(60), T0)] == [task.id]
+        settles.append(succeed(task.id, worker, at(1), attempt=broker.get(task.id).attempt_token))
+    held, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold_the_first_settle() -> None:
+        try:
+            with broker.transaction():
+                broker.settle([settles[0]])
+                held.set()
+                assert release.wait(GATE_TIMEOUT)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()  # this thread's
+
+    holder = threading.Thread(target=hold_the_first_settle)
+    holder.start()
+    try:
+        assert held.wait(GATE_TIMEOUT)
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        with broker.transaction():
+            assert broker.settle([settles[1]]) == 1
+    finally:
+        release.set()
+        holder.join(GATE_TIMEOUT)
+    assert errors == []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {SLOT_TABLE}")
+        assert cursor.fetchone()[0] == 0
