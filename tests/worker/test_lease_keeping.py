@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,14 @@ def test_an_attempt_claimed_elsewhere_is_stopped_at_the_next_renewal(
     wait_for(lambda: probe.exists() and probe.read_text().startswith("start"), "the task to start")
     pid = int(probe.read_text().split()[1])
 
-    # Another worker's claim, as after a recovery: a new holder and a new attempt token.
-    TaskRecord.objects.filter(id=result.id).update(worker_id="thief", attempt_token="f" * 32)
+    # Another worker's claim, as after a recovery: a new holder, a new attempt token and a lease
+    # of its own. (Not this worker's lease, which it stops renewing: that one expires a lease
+    # length after its last renewal, and a loaded machine's waits below took longer — the
+    # supervisor's recovery then gave the row back to READY and it claimed the task again.)
+    lease = timezone.now() + timedelta(hours=1)
+    TaskRecord.objects.filter(id=result.id).update(
+        worker_id="thief", attempt_token="f" * 32, lease_expires_at=lease
+    )
 
     wait_for(lambda: supervisor.lost_attempts == 1, "the attempt to be stopped", timeout=30)
     if executor == "process":
@@ -151,7 +158,9 @@ def test_an_attempt_claimed_elsewhere_is_stopped_at_the_next_renewal(
         wait_for(lambda: supervisor.pools[0].pool.restarts >= 1, "the thread to be replaced")
     assert "end" not in probe.read_text().split()
     stored = row(result)
-    assert (stored.status, stored.worker_id) == (RUNNING, "thief")  # nothing written over it
+    # Nothing written over it: not the stopped attempt's ending, not a renewal, not a release.
+    assert (stored.status, stored.worker_id, stored.attempt_token) == (RUNNING, "thief", "f" * 32)
+    assert (stored.lease_expires_at, stored.errors) == (lease, [])
     TaskRecord.objects.filter(id=result.id).update(status="FAILED", worker_id="")
 
 

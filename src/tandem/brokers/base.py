@@ -349,6 +349,12 @@ class Broker(abc.ABC):
         """One atomic unit around several calls (the supervisor's settle + claim round)."""
         return nullcontext()
 
+    def lost_to_deadlock(self, exc: BaseException) -> bool:
+        """``exc`` (raised inside ``transaction()``) says the store rolled the whole transaction
+        back as a deadlock's victim: nothing of it was written, and running it again at once is
+        safe. Default: no store error is one."""
+        return False
+
     def prepare(self) -> None:  # noqa: B027 — optional hook
         """Called once by a supervisor before its first claim (e.g. switch SQLite to WAL)."""
 

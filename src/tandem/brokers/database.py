@@ -121,6 +121,9 @@ class DatabaseBroker(DatabaseClaims, DatabaseLeases, DatabaseRegistry, DatabaseW
             self.dialect.worker_synchronous(connection, self.worker_synchronous)
         return write_transaction(connection)
 
+    def lost_to_deadlock(self, exc: BaseException) -> bool:
+        return self.dialect.is_deadlock(exc)
+
     def startup_problem(self) -> str | None:
         """tandem's migrations not applied to the task database: the one-line fix."""
         from django.db.migrations.executor import MigrationExecutor

@@ -27,7 +27,7 @@ from tandem.brokers import (
 )
 from tandem.brokers.base import StoredTask, new_attempt_token
 from tandem.brokers.database_rows import TABLE
-from tandem.brokers.database_store import DatabaseStore, write_transaction
+from tandem.brokers.database_store import DatabaseStore, retrying_deadlocks
 from tandem.brokers.dialects import Pick
 
 #: The claim index's order: priority first, then the oldest.
@@ -79,27 +79,32 @@ class DatabaseClaims(DatabaseStore):
         set_clause, set_params = database_concurrency.claim_set(
             self, worker_id, token, lease_until, now, guarded=True
         )
-        with write_transaction(connection), connection.cursor() as cursor:
-            gate = database_rates.RateGate(self, cursor, now)
-            limit = gate.cap(pool, rate_limit, limit)
-            if limit <= 0:
-                return []
-            # A round whose picked tasks were over their rate leaves free places: another round
-            # fills them, skipping the task paths this claim found full (at most a few rounds).
-            full: list[str] = []
-            tasks: list[StoredTask] = []
-            for _ in range(database_rates.ROUNDS):
-                tasks += self._claim_round(
-                    cursor, queues, limit - len(tasks), full, token, set_clause, set_params,
-                    worker_id, lease_until, now, gate,
-                )  # fmt: skip
-                filled = [p for p in gate.full_paths() if p not in full]
-                if len(tasks) >= limit or not filled:
-                    break
-                full = [*full, *filled]
-            gate.record_pool(pool, rate_limit, len(tasks))
-            gate.save()
-        return tasks
+
+        def run() -> list[StoredTask]:
+            with connection.cursor() as cursor:
+                gate = database_rates.RateGate(self, cursor, now)
+                capped = gate.cap(pool, rate_limit, limit)
+                if capped <= 0:
+                    return []
+                # A round whose picked tasks were over their rate leaves free places: another
+                # round fills them, skipping the task paths this claim found full (a few rounds).
+                full: list[str] = []
+                tasks: list[StoredTask] = []
+                for _ in range(database_rates.ROUNDS):
+                    tasks += self._claim_round(
+                        cursor, queues, capped - len(tasks), full, token, set_clause, set_params,
+                        worker_id, lease_until, now, gate,
+                    )  # fmt: skip
+                    filled = [p for p in gate.full_paths() if p not in full]
+                    if len(tasks) >= capped or not filled:
+                        break
+                    full = [*full, *filled]
+                gate.record_pool(pool, rate_limit, len(tasks))
+                gate.save()
+            return tasks
+
+        # A deadlock between keyed claims (MariaDB) rolled the claim back: it is run again.
+        return retrying_deadlocks(self, "a claim", run)
 
     def _claim_round(
         self,

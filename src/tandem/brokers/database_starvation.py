@@ -20,7 +20,7 @@ from tandem import rates
 from tandem.brokers import database_concurrency, database_pauses, database_rates
 from tandem.brokers.base import StoredTask, new_attempt_token
 from tandem.brokers.database_rows import TABLE
-from tandem.brokers.database_store import write_transaction
+from tandem.brokers.database_store import retrying_deadlocks
 from tandem.brokers.dialects import Pick
 
 if TYPE_CHECKING:
@@ -68,19 +68,23 @@ def claim_starved(
     set_clause, set_params = database_concurrency.claim_set(
         broker, worker_id, token, lease_until, now, guarded=True
     )
-    with write_transaction(connection), connection.cursor() as cursor:
-        gate = database_rates.RateGate(broker, cursor, now)
-        limit = gate.cap(pool, rate_limit, limit)
-        if limit <= 0:
-            return []
-        pick = Pick(queues=queues, bound=bound, limit=limit, order=ORDER, filters=filters)
-        rows = dialect.claim_rows(broker, cursor, pick, set_clause, set_params, worker_id, now)
-        tasks = [broker._row_to_task(row) for row in rows]
-        tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
-        tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
-        gate.record_pool(pool, rate_limit, len(tasks))
-        gate.save()
-    return tasks
+
+    def run() -> list[StoredTask]:
+        with connection.cursor() as cursor:
+            gate = database_rates.RateGate(broker, cursor, now)
+            capped = gate.cap(pool, rate_limit, limit)
+            if capped <= 0:
+                return []
+            pick = Pick(queues=queues, bound=bound, limit=capped, order=ORDER, filters=filters)
+            rows = dialect.claim_rows(broker, cursor, pick, set_clause, set_params, worker_id, now)
+            tasks = [broker._row_to_task(row) for row in rows]
+            tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))
+            tasks = broker.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
+            gate.record_pool(pool, rate_limit, len(tasks))
+            gate.save()
+        return tasks
+
+    return retrying_deadlocks(broker, "a starvation claim", run)
 
 
 __all__ = ["claim_starved"]

@@ -4,6 +4,9 @@ the connection of the calling thread, the store's SQL dialect, parameters and ro
 from __future__ import annotations
 
 import json
+import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +24,13 @@ from tandem.models import TaskRecord
 if TYPE_CHECKING:
     from tandem.brokers.base import NewTask, StoredTask
 
+logger = logging.getLogger(__name__)
+
+#: Runs of a write transaction that a deadlock rolled back (``retrying_deadlocks``), and the
+#: most one waits before the next run (jittered: the two victims do not meet again at once).
+DEADLOCK_TRIES = 3
+DEADLOCK_PAUSE = 0.05
+
 
 def write_transaction(connection: BaseDatabaseWrapper) -> AbstractContextManager[None]:
     """A write transaction; on SQLite one that takes the write lock up front (``BEGIN
@@ -29,6 +39,32 @@ def write_transaction(connection: BaseDatabaseWrapper) -> AbstractContextManager
     if connection.in_atomic_block:
         return transaction.atomic(using=connection.alias, savepoint=False)
     return dialect_for(connection.vendor).write_transaction(connection)
+
+
+def retrying_deadlocks[T](store: DatabaseStore, what: str, body: Callable[[], T]) -> T:
+    """``body()`` in a write transaction (``write_transaction``), run again (at most
+    ``DEADLOCK_TRIES`` runs in all) when the store rolled it back as a deadlock's victim
+    (``Dialect.is_deadlock``: MariaDB/MySQL). Never when the transaction is the caller's (the
+    deadlock rolled back more than ``body``: the caller decides) or when the error came from the
+    commit (the transaction may have committed)."""
+    connection = store.connection
+    owned = not connection.in_atomic_block
+    for run in range(1, DEADLOCK_TRIES + 1):
+        committing = False
+        try:
+            with write_transaction(connection):
+                result = body()
+                committing = True
+            return result
+        except Exception as exc:
+            if committing or not owned or run == DEADLOCK_TRIES:
+                raise
+            if not store.dialect.is_deadlock(exc):
+                raise
+            pause = random.uniform(0.5, 1.0) * DEADLOCK_PAUSE * run
+            logger.debug("%s lost a deadlock (%s); run %d again in %.3fs", what, exc, run, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class DatabaseStore:
@@ -149,4 +185,4 @@ class DatabaseStore:
         )
 
 
-__all__ = ["DatabaseStore", "write_transaction"]
+__all__ = ["DEADLOCK_TRIES", "DatabaseStore", "retrying_deadlocks", "write_transaction"]

@@ -48,6 +48,9 @@ class Bookkeeping:
     _stopping: int
     # In-flight attempts change on the supervisor's thread and are read by the heartbeat's.
     _flight_lock: threading.Lock
+    # The round's claims, until they are in flight (``Supervisor._round``): claimed rows count
+    # as in flight before they are handed over. Only rebound, never changed in place.
+    _handing: list[tuple[PoolState, list[StoredTask]]]
     _lost: collections.deque[LostAttempt]
     lost_attempts: int
     exit_code: int
@@ -59,7 +62,13 @@ class Bookkeeping:
 
     @property
     def in_flight(self) -> int:
-        return sum(len(s.in_flight) for s in self.pools)
+        """Attempts in flight: in the pools' books, and those the current round claimed and has
+        not handed over yet (each counted once). Lock-free: a signal handler reads it, perhaps
+        while the interrupted supervisor thread holds ``_flight_lock``."""
+        handing = sum(
+            1 for state, tasks in self._handing for t in tasks if t.id not in state.in_flight
+        )
+        return sum(len(s.in_flight) for s in self.pools) + handing
 
     def _current_attempts(self) -> dict[str, dict[str, str]]:
         """The attempts in flight, per pool: ``{pool: {task id: attempt token}}`` (any thread)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -56,6 +57,9 @@ Clock = Callable[[], datetime]
 #: Seconds between two refreshes of this worker's counts (done, busy) in the registry when they
 #: changed, so ``tandem status`` and the dashboard need not wait for the next heartbeat.
 LIVE_COUNTS_INTERVAL = 1.0
+#: Runs of a round that lost a deadlock (``step``), and the most one waits before the next run.
+ROUND_TRIES = 3
+DEADLOCK_PAUSE = 0.05
 
 
 class Supervisor(Lifecycle):
@@ -116,6 +120,7 @@ class Supervisor(Lifecycle):
         self.settler = Settler(self.broker, self.worker_id)
         # In-flight attempts change on this thread and are read by the heartbeat's.
         self._flight_lock = threading.Lock()
+        self._handing = []
         self._lost: collections.deque[LostAttempt] = collections.deque()
         self.lost_attempts = 0
         self.rejected_writes = 0
@@ -151,7 +156,28 @@ class Supervisor(Lifecycle):
         Settling and claiming share one write transaction (one ``BEGIN IMMEDIATE`` on SQLite,
         one commit on PostgreSQL); claimed tasks reach the pools only after it commits.
         Returns how many tasks were settled or claimed.
+
+        A round the store rolled back as a deadlock's victim (``Broker.lost_to_deadlock``:
+        MariaDB, two workers' keyed claims) wrote nothing and kept its outcomes: it is run again
+        at once, up to ``ROUND_TRIES`` runs, rather than backing off as from an outage.
         """
+        for run in range(1, ROUND_TRIES + 1):
+            try:
+                return self._round()
+            except STORE_ERRORS as exc:
+                if run == ROUND_TRIES or not self.broker.lost_to_deadlock(exc):
+                    raise
+                pause = random.uniform(0.5, 1.0) * DEADLOCK_PAUSE * run
+                logger.debug(
+                    "the round lost a deadlock (%s); run %d again in %.3fs",
+                    exc,
+                    run,
+                    pause,
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _round(self) -> int:
         if not self._started:
             self.start()
         self._drop_lost()
@@ -176,7 +202,6 @@ class Supervisor(Lifecycle):
                 return done
         else:
             done = 0
-        claims: list[tuple[PoolState, list[StoredTask]]] = []
         settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
         # Settling a task with a concurrency key frees a slot: a task waiting for it may start,
         # here (the pools claim again) and in other workers (woken for the settled queues).
@@ -196,10 +221,11 @@ class Supervisor(Lifecycle):
                     self.broker.notify(freed)  # delivered at commit (PostgreSQL)
                 for state in self.pools:
                     tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
-                    if tasks:
-                        claims.append((state, tasks))
+                    if tasks:  # in flight from now on (``in_flight``: the drain line)
+                        self._handing = [*self._handing, (state, tasks)]
         except BaseException as exc:
             # Rolled back: nothing was written or claimed. Outcomes are kept for the next step.
+            self._handing = []
             self._outcomes.extendleft(reversed([o for _, _, o in batch]))
             for state in self.pools:
                 state.dirty = True
@@ -208,15 +234,18 @@ class Supervisor(Lifecycle):
                 return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
         done += self._finish(batch, settlements, written)
-        for state, tasks in claims:
-            self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
-            with self._flight_lock:
+        try:
+            for state, tasks in self._handing:
+                self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
+                with self._flight_lock:
+                    for task in tasks:
+                        state.in_flight[task.id] = task
                 for task in tasks:
-                    state.in_flight[task.id] = task
-            for task in tasks:
-                state.pool.submit(task)
-            self.claimed += len(tasks)
-            done += len(tasks)
+                    state.pool.submit(task)
+                self.claimed += len(tasks)
+                done += len(tasks)
+        finally:
+            self._handing = []
         if done:
             self._show_counts(now)
         return done

@@ -88,6 +88,11 @@ class Dialect:
         """A write transaction outside any other (``database_store.write_transaction``)."""
         return transaction.atomic(using=connection.alias)
 
+    def is_deadlock(self, exc: BaseException) -> bool:
+        """``exc`` is the store's "deadlock: the whole transaction was rolled back" — it wrote
+        nothing, so running it again is safe (``database_store.retrying_deadlocks``)."""
+        return False
+
     def prepare(self, connection: BaseDatabaseWrapper) -> None:
         """Once before a worker starts (``Broker.prepare``)."""
 

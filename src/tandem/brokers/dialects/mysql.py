@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 
 from tandem.brokers.base import ErrorRecord
 from tandem.brokers.database_rows import TABLE
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
     from tandem.brokers.database_store import DatabaseStore
 
+#: ER_LOCK_DEADLOCK: InnoDB chose this transaction as a deadlock's victim and rolled all of it
+#: back. (ER_LOCK_WAIT_TIMEOUT, 1205, is not one: by default it rolls back the statement only.)
+DEADLOCK = 1213
+
 
 class MySQLDialect(Dialect):
     vendor = "mysql"
@@ -28,6 +32,9 @@ class MySQLDialect(Dialect):
         "the task database is MariaDB/MySQL, whose driver (mysqlclient) cannot load in "
         "a subinterpreter"
     )
+
+    def is_deadlock(self, exc: BaseException) -> bool:
+        return isinstance(exc, OperationalError) and exc.args[:1] == (DEADLOCK,)
 
     def append_json(self, column: str) -> str:
         return f"JSON_ARRAY_APPEND({column}, '$', JSON_EXTRACT(%s, '$'))"
@@ -194,4 +201,4 @@ class MySQLDialect(Dialect):
         )
 
 
-__all__ = ["MySQLDialect"]
+__all__ = ["DEADLOCK", "MySQLDialect"]
