@@ -48,6 +48,7 @@ from tandem.worker.lifecycle import Lifecycle
 from tandem.worker.pool_state import PoolState, select_pools
 from tandem.worker.pools import create_pool
 from tandem.worker.settlement import Settler
+from tandem.worker.signalling import FinishedSignals
 from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
 
 logger = logging.getLogger("tandem.worker")
@@ -112,6 +113,7 @@ class Supervisor(Lifecycle):
         self._next_show: datetime | None = None
         self.store_errors = 0
         self.settler = Settler(self.broker, self.worker_id)
+        self.signals = FinishedSignals()  # task_finished, once an ending is stored
         # In-flight attempts change on this thread and are read by the heartbeat's.
         self._flight_lock = threading.Lock()
         self._lost: collections.deque[LostAttempt] = collections.deque()
@@ -270,17 +272,20 @@ class Supervisor(Lifecycle):
         settlements: list[Settlement],
         written: list[bool],
     ) -> int:
-        """Forget the settled attempts; report those whose ending the store took, and log the
-        stale ones it rejected (their lease was lost: a newer attempt's ending counts)."""
+        """Forget the settled attempts (their endings are committed); report those whose ending
+        the store took and send their ``task_finished``, and log the stale ones it rejected
+        (their lease was lost: a newer attempt's ending counts, and they send no signal)."""
         with self._flight_lock:
             for state, task, _ in batch:
                 del state.in_flight[task.id]
                 state.dirty = True
         stored = []
-        for (_, task, _), settlement, kept in zip(batch, settlements, written, strict=True):
+        sender = type(self.backend)
+        for (_, task, outcome), settlement, kept in zip(batch, settlements, written, strict=True):
             self.heartbeat.forget(task.id, task.attempt_token)
             if kept:
                 stored.append((task, settlement))
+                self.signals.stored(sender, task, outcome)
                 continue
             self.rejected_writes += 1
             logger.warning(
