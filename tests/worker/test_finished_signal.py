@@ -126,6 +126,25 @@ def test_close_sends_the_pending_signals(
     assert seen_when_closed == [[result.id]]
 
 
+def test_a_stop_request_while_closing_gives_up_on_a_hanging_receiver(
+    harness: Harness, slow_receiver: tuple[threading.Event, threading.Event, list[str]]
+) -> None:
+    entered, _, seen = slow_receiver
+    add.enqueue(1, 2)
+    supervisor = harness.supervisor(workers=1, clock=FrozenClock())
+    supervisor.step()
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    wait_for(entered.is_set, "the receiver to get the signal")
+    closing = threading.Thread(target=supervisor.close)
+    closing.start()
+    wait_for(lambda: supervisor.signals._thread is None, "close() to reach the signals")
+    supervisor.request_stop(force=True)  # a second signal while draining
+    closing.join(30)
+    assert not closing.is_alive()
+    assert seen == []  # the receiver still hangs; the worker did not wait for it
+
+
 @pytest.fixture
 def django_tasks_level() -> Iterator[logging.Logger]:
     django_logger = logging.getLogger("django.tasks")

@@ -39,6 +39,7 @@ class Bookkeeping:
     _outcomes: collections.deque[Outcome]
     _wake: threading.Event
     _stopping: int
+    _stop_requests: int  # how many request_stop() calls so far
     # In-flight attempts change on the supervisor's thread and are read by the heartbeat's.
     _flight_lock: threading.Lock
     _lost: collections.deque[LostAttempt]
@@ -117,6 +118,7 @@ class Bookkeeping:
     def request_stop(self, force: bool = False) -> None:
         """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""
         self._stopping = 2 if force or self._stopping else 1
+        self._stop_requests += 1
         self._wake.set()
 
     @property

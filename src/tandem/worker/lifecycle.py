@@ -98,11 +98,14 @@ class Lifecycle(Bookkeeping):
         workers behind: threads, interpreters or children still running a released task).
         """
         forced = self._stopping == 2
+        requests = self._stop_requests
         clean = True
         self.heartbeat.stop()
         for state in self.pools:
             clean = state.pool.stop(timeout=0 if forced else None) and clean
-        self.signals.close()  # the pending task_finished sends go out before the worker exits
+        # The pending task_finished sends go out before the worker exits; a stop request made
+        # while they wait on a receiver gives up on them.
+        self.signals.close(give_up=lambda: self._stop_requests > requests)
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
         if self._listener is not None:
             self._listener.stop()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 from django.tasks.signals import log_task_finished, task_finished
 
@@ -101,14 +102,25 @@ class FinishedSignals:
         """Wait until every send queued so far was made."""
         self._queue.join()
 
-    def close(self) -> None:
-        """Send what is pending, then end the thread (a later send starts a new one)."""
+    def close(self, give_up: Callable[[], bool] = lambda: False) -> None:
+        """Send what is pending, then end the thread (a later send starts a new one).
+
+        ``give_up()`` is asked while a receiver still runs: True stops the wait (a second stop
+        request while draining); the sends still pending are logged as not sent."""
         with self._lock:
             thread, self._thread = self._thread, None
             if thread is None:
                 return
             self._queue.put(None)
-        thread.join()
+        while thread.is_alive():
+            thread.join(0.1)
+            if thread.is_alive() and give_up():
+                logger.warning(
+                    "exiting without sending task_finished for %d stored ending(s): a receiver "
+                    "is still running",
+                    self._queue.qsize(),  # (the end marker stands for the running one)
+                )
+                return
 
 
 __all__ = ["FinishedSignals", "observed"]

@@ -103,6 +103,7 @@ class Supervisor(Lifecycle):
         self._wake = threading.Event()
         self._step_started = 0.0  # monotonic start of the current round (see _claim)
         self._stopping = 0
+        self._stop_requests = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
         self._listener: Listener | None = None
