@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.tasks import TaskResultStatus
-from django.tasks.base import TaskError
 from django.tasks.signals import task_started
 from django.utils import timezone
 
@@ -117,27 +115,6 @@ def _success(stored: StoredTask, return_value: Any, current: bool) -> Outcome:
         return_value=return_value,
         finished_signal=current,
     )
-
-
-def finished_result(stored: StoredTask, outcome: Outcome, task: Any = None) -> Any:
-    """Django's ``TaskResult`` of the attempt ``outcome`` ended: ``stored`` (the row as claimed)
-    with the attempt's status (SUCCESSFUL or FAILED, retried or not), ``finished_at``, its error
-    (with the traceback) appended to ``errors``, and its return value."""
-    result = to_task_result(stored, task)
-    object.__setattr__(result, "finished_at", outcome.finished_at)
-    if outcome.succeeded:
-        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
-        object.__setattr__(result, "_return_value", outcome.return_value)
-    else:
-        object.__setattr__(result, "status", TaskResultStatus.FAILED)
-        if outcome.error is not None:
-            error = outcome.error
-            result.errors.append(
-                TaskError(
-                    exception_class_path=error.exception_class_path, traceback=error.traceback
-                )
-            )
-    return result
 
 
 def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Outcome:

@@ -21,21 +21,45 @@ Django's line for a failure has no traceback: it is on ``task_result.errors[-1].
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
 from django.tasks.signals import log_task_finished, task_finished
 
-from tandem.brokers.base import StoredTask
-from tandem.execution import Outcome, finished_result
+from tandem.backends.base import to_task_result
+from tandem.brokers.base import SUCCESSFUL, Settlement, StoredTask
+from tandem.execution import Outcome
 from tandem.logging import attempt
 
 logger = logging.getLogger("tandem.worker")
 _django_logger = logging.getLogger("django.tasks")
 
-_Send = tuple[type, StoredTask, Outcome]
+_Send = tuple[type, StoredTask, Settlement]
+
+
+def finished_result(task: StoredTask, settlement: Settlement) -> Any:
+    """Django's ``TaskResult`` of the attempt ``settlement`` ended, as stored: ``task`` (the row
+    as claimed) with the attempt's status (SUCCESSFUL, or FAILED whether retried or not), its
+    ``finished_at``, its error (with the traceback) last in ``errors``, its return value."""
+    result = to_task_result(task)
+    object.__setattr__(result, "finished_at", settlement.finished_at)
+    if settlement.status == SUCCESSFUL:
+        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(result, "_return_value", settlement.return_value)
+        return result
+    object.__setattr__(result, "status", TaskResultStatus.FAILED)
+    if settlement.error is not None:
+        error = settlement.error
+        result.errors.append(
+            TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
+        )
+    return result
 
 
 def observed(sender: type, succeeded: bool) -> bool:
@@ -61,10 +85,12 @@ class FinishedSignals:
         self._lock = threading.Lock()
         self.sent = 0
 
-    def stored(self, sender: type, task: StoredTask, outcome: Outcome) -> None:
-        """``outcome`` ended ``task``'s attempt and the store took that ending: send
-        ``task_finished`` (later, on the signals thread) when it is due and observed."""
-        if not outcome.finished_signal or not observed(sender, outcome.succeeded):
+    def stored(
+        self, sender: type, task: StoredTask, outcome: Outcome, settlement: Settlement
+    ) -> None:
+        """``outcome`` ended ``task``'s attempt and the store took ``settlement`` as its ending:
+        send ``task_finished`` (later, on the signals thread) when it is due and observed."""
+        if not outcome.finished_signal or not observed(sender, settlement.status == SUCCESSFUL):
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -72,25 +98,28 @@ class FinishedSignals:
                     target=self._run, name="tandem-signals", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((sender, task, outcome))
+        self._queue.put((sender, task, settlement))
 
     def _run(self) -> None:
+        from django.db import close_old_connections, connections
+
         try:
             while (item := self._queue.get()) is not None:
                 try:
                     self._send(*item)
+                    if self._queue.empty():  # idle: as after a request (CONN_MAX_AGE)
+                        with contextlib.suppress(Exception):
+                            close_old_connections()
                 finally:
                     self._queue.task_done()
             self._queue.task_done()
         finally:
-            from django.db import connections
-
             connections.close_all()  # this thread's connections (a receiver's queries)
 
-    def _send(self, sender: type, task: StoredTask, outcome: Outcome) -> None:
+    def _send(self, sender: type, task: StoredTask, settlement: Settlement) -> None:
         try:
             with attempt(task):
-                result = finished_result(task, outcome)
+                result = finished_result(task, settlement)
                 # A receiver that raises is logged by Django (``django.dispatch``, with its
                 # traceback and this attempt's fields); the others still run.
                 task_finished.send_robust(sender=sender, task_result=result)
@@ -123,4 +152,4 @@ class FinishedSignals:
                 return
 
 
-__all__ = ["FinishedSignals", "observed"]
+__all__ = ["FinishedSignals", "finished_result", "observed"]

@@ -284,9 +284,10 @@ class Supervisor(Lifecycle):
         sender = type(self.backend)
         for (_, task, outcome), settlement, kept in zip(batch, settlements, written, strict=True):
             self.heartbeat.forget(task.id, task.attempt_token)
+            ending = self.settler.stored_as(settlement)  # (FAILED if its value was refused)
             if kept:
                 stored.append((task, settlement))
-                self.signals.stored(sender, task, outcome)
+                self.signals.stored(sender, task, outcome, ending)
                 continue
             self.rejected_writes += 1
             logger.warning(
