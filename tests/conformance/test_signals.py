@@ -102,6 +102,20 @@ def test_a_task_finished_receiver_sees_the_ending_already_stored(
     }
 
 
+def test_async_tasks_finish_through_the_same_place(drain: Any) -> None:
+    """Coroutines run on the worker's event loop; their endings are signalled like any other."""
+    succeeded = tasks.async_add.enqueue(1, 2)
+    failed = tasks.async_fail.enqueue("async boom")
+    with capture(task_finished) as finished:
+        drain()
+    assert sorted((e["id"], e["status"], e["thread"]) for e in finished) == sorted(
+        [
+            (succeeded.id, TaskResultStatus.SUCCESSFUL, "tandem-signals"),
+            (failed.id, TaskResultStatus.FAILED, "tandem-signals"),
+        ]
+    )
+
+
 def test_a_receiver_that_raises_is_logged_and_the_ending_stays(
     drain: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
