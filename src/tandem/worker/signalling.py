@@ -95,24 +95,24 @@ class FinishedSignals:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
-                    target=self._run, name="tandem-signals", daemon=True
+                    target=self._run, args=(self._queue,), name="tandem-signals", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((sender, task, settlement))
+            self._queue.put((sender, task, settlement))
 
-    def _run(self) -> None:
+    def _run(self, sends: queue.Queue[_Send | None]) -> None:
         from django.db import close_old_connections, connections
 
         try:
-            while (item := self._queue.get()) is not None:
+            while (item := sends.get()) is not None:
                 try:
                     self._send(*item)
-                    if self._queue.empty():  # idle: as after a request (CONN_MAX_AGE)
+                    if sends.empty():  # idle: as after a request (CONN_MAX_AGE)
                         with contextlib.suppress(Exception):
                             close_old_connections()
                 finally:
-                    self._queue.task_done()
-            self._queue.task_done()
+                    sends.task_done()
+            sends.task_done()
         finally:
             connections.close_all()  # this thread's connections (a receiver's queries)
 
@@ -140,14 +140,15 @@ class FinishedSignals:
             thread, self._thread = self._thread, None
             if thread is None:
                 return
-            self._queue.put(None)
+            sends, self._queue = self._queue, queue.Queue()  # (a later thread's own)
+            sends.put(None)
         while thread.is_alive():
             thread.join(0.1)
             if thread.is_alive() and give_up():
                 logger.warning(
                     "exiting without sending task_finished for %d stored ending(s): a receiver "
                     "is still running",
-                    self._queue.qsize(),  # (the end marker stands for the running one)
+                    sends.qsize(),  # (the end marker stands for the running one)
                 )
                 return
 
