@@ -203,18 +203,19 @@ def rendezvous(directory: str, name: str, expected: int, spin_seconds: float) ->
 
 
 def _raise_once(sender: object, **kwargs: object) -> None:
-    from django.tasks.signals import task_finished
+    from django.tasks.signals import task_started
 
-    task_finished.disconnect(dispatch_uid="tandem-tests-poison")
-    raise RuntimeError("a task_finished receiver failed")
+    task_started.disconnect(dispatch_uid="tandem-tests-poison")
+    raise RuntimeError("a task_started receiver failed")
 
 
 @task
 def poison_receiver() -> str:
-    """Connects a task_finished receiver that raises: the failure escapes the task runner."""
-    from django.tasks.signals import task_finished
+    """Connects a task_started receiver that raises (once, in this worker): the next task's
+    failure escapes the task runner."""
+    from django.tasks.signals import task_started
 
-    task_finished.connect(_raise_once, weak=False, dispatch_uid="tandem-tests-poison")
+    task_started.connect(_raise_once, weak=False, dispatch_uid="tandem-tests-poison")
     return "connected"
 
 

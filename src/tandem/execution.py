@@ -1,8 +1,10 @@
 """Run ONE claimed task and describe how it ended. Pure and pool-agnostic.
 
 ``execute()`` never writes task state: it returns an ``Outcome`` that the supervisor settles. It
-sends Django's ``task_started`` / ``task_finished`` signals where the task runs (``task_finished``
-from inside the ``except`` block on failure, as Django does), with the backend class as sender.
+sends Django's ``task_started`` signal where the task runs, with the backend class as sender.
+``task_finished`` is not sent here: the outcome says whether it is due (``finished_signal``), and
+the worker's main interpreter sends it once the store has taken this attempt's ending
+(``tandem.worker.signalling``), so only the attempt whose ending is stored sends it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.tasks import TaskResultStatus
-from django.tasks.base import TaskError
-from django.tasks.signals import task_finished, task_started
+from django.tasks.signals import task_started
 from django.utils import timezone
 
 from tandem import tracing
@@ -45,6 +45,9 @@ class Outcome:
     error: ErrorRecord | None = None
     retriable: bool = True
     attempt_token: str = ""  # the attempt this outcome ends (an outcome of a stale one is dropped)
+    #: Whether ``task_finished`` is due once this ending is stored: the task ran (``task_started``
+    #: was sent) and was not stopped by its worker (``LeaseLost``, an abandoned thread).
+    finished_signal: bool = False
 
 
 def error_record(exc: BaseException) -> ErrorRecord:
@@ -88,41 +91,29 @@ def _context(stored: StoredTask, result: Any) -> TaskContext:
     return TaskContext(task_result=result, broker=backend.broker, stored=stored)
 
 
-def _failure(
-    stored: StoredTask, result: Any, exc: BaseException, notify: bool
-) -> tuple[Outcome, bool]:
-    """The outcome of a task that raised ``exc``; whether to send ``task_finished``."""
-    finished_at = timezone.now()
-    error = error_record(exc)
-    object.__setattr__(result, "status", TaskResultStatus.FAILED)
-    object.__setattr__(result, "finished_at", finished_at)
-    result.errors.append(
-        TaskError(exception_class_path=error.exception_class_path, traceback=error.traceback)
-    )
-    outcome = Outcome(
+def _failure(stored: StoredTask, exc: BaseException, current: bool) -> Outcome:
+    """The outcome of a task that raised ``exc`` (``current``: its attempt was not stopped)."""
+    return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
         attempt_token=stored.attempt_token,
         succeeded=False,
-        finished_at=finished_at,
-        error=error,
+        finished_at=timezone.now(),
+        error=error_record(exc),
         retriable=not isinstance(exc, Cancelled),  # a cancelled task is never retried
+        finished_signal=current and not isinstance(exc, LeaseLost),
     )
-    return outcome, notify and not isinstance(exc, LeaseLost)
 
 
-def _success(stored: StoredTask, result: Any, return_value: Any) -> Outcome:
-    finished_at = timezone.now()
-    object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
-    object.__setattr__(result, "finished_at", finished_at)
-    object.__setattr__(result, "_return_value", return_value)
+def _success(stored: StoredTask, return_value: Any, current: bool) -> Outcome:
     return Outcome(
         task_id=stored.id,
         worker_id=stored.worker_id,
         attempt_token=stored.attempt_token,
         succeeded=True,
-        finished_at=finished_at,
+        finished_at=timezone.now(),
         return_value=return_value,
+        finished_signal=current,
     )
 
 
@@ -130,8 +121,9 @@ def execute(stored: StoredTask, current: Callable[[], bool] | None = None) -> Ou
     """Run the claimed ``stored`` task once; never raises for anything the task does.
 
     ``current`` tells whether this attempt still holds its lease (the thread pool's abandoned
-    attempts do not): ``task_finished`` is sent only for an attempt that ended while current,
-    never for one its worker stopped (``LeaseLost``) — a newer attempt decides the ending.
+    attempts do not): an attempt that ended while not current, or that its worker stopped
+    (``LeaseLost``), never gets ``task_finished`` (``Outcome.finished_signal``) — a newer attempt
+    decides the ending. The others get it once their ending is stored.
     """
     with attempt(stored), tracing.consumer(stored) as span:
         return _execute(stored, current, span)
@@ -156,14 +148,8 @@ def _execute(stored: StoredTask, current: Callable[[], bool] | None, span: Any) 
         return_value = to_json(raw, "the return value")
     except BaseException as exc:
         tracing.failed(span, exc)
-        outcome, notify = _failure(stored, result, exc, current is None or current())
-        if notify:
-            task_finished.send(sender=sender, task_result=result)
-        return outcome
-    outcome = _success(stored, result, return_value)
-    if current is None or current():
-        task_finished.send(sender=sender, task_result=result)
-    return outcome
+        return _failure(stored, exc, current is None or current())
+    return _success(stored, return_value, current is None or current())
 
 
 def is_coroutine_task(stored: StoredTask) -> bool:
@@ -181,12 +167,13 @@ async def aexecute(
 ) -> Outcome:
     """``execute()`` for an ``async def`` task, awaited on the worker's event loop.
 
-    The coroutine runs on the loop; everything synchronous around it (signals, progress writes,
-    Django's ORM from the task through ``sync_to_async``) runs in a thread of this attempt's
-    own (``ThreadSensitiveContext``), so each attempt has its own database connections, closed
-    when it ends. ``timeout`` (seconds) cancels the coroutine at the deadline with
-    ``TaskTimeout``; cancelling the awaiting ``asyncio`` task (``tandem.cancel``, a lost lease)
-    cancels the coroutine too. Code that blocks the loop without awaiting cannot be interrupted.
+    The coroutine runs on the loop; everything synchronous around it (``task_started``,
+    progress writes, Django's ORM from the task through ``sync_to_async``) runs in a thread of
+    this attempt's own (``ThreadSensitiveContext``), so each attempt has its own database
+    connections, closed when it ends. ``timeout`` (seconds) cancels the coroutine at the
+    deadline with ``TaskTimeout``; cancelling the awaiting ``asyncio`` task (``tandem.cancel``,
+    a lost lease) cancels the coroutine too. Code that blocks the loop without awaiting cannot
+    be interrupted.
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-attempt")
     try:
@@ -234,14 +221,8 @@ async def _aexecute(
                 return_value = to_json(raw, "the return value")
             except BaseException as exc:
                 tracing.failed(span, exc)
-                outcome, notify = _failure(stored, result, exc, current is None or current())
-                if notify:
-                    await sync_to_async(task_finished.send)(sender=sender, task_result=result)
-                return outcome
-            outcome = _success(stored, result, return_value)
-            if current is None or current():
-                await sync_to_async(task_finished.send)(sender=sender, task_result=result)
-            return outcome
+                return _failure(stored, exc, current is None or current())
+            return _success(stored, return_value, current is None or current())
         finally:
             await sync_to_async(connections.close_all)()
 

@@ -9,9 +9,10 @@ records name them in ``extra``). ``JsonFormatter`` writes one JSON object per li
 themselves too, so either alone is enough in ``LOGGING`` (the filter is for handlers that format
 in another thread, such as a ``QueueHandler``'s listener).
 
-Inside an attempt, Django's ``task_finished`` line for a failure keeps its level but loses its
-traceback (the traceback is stored on the result, ``result.errors``): tandem's ``task finished``
-line gives the error in one line, per attempt — retried or not.
+Inside an attempt, Django's ``task_finished`` line for a failure keeps its level but never has a
+traceback (the traceback is stored on the result, ``result.errors``; the worker sends that signal
+with the attempt's fields once the ending is stored, outside any ``except`` block): tandem's
+``task finished`` line gives the error in one line, per attempt — retried or not.
 """
 
 from __future__ import annotations

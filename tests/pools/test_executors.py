@@ -191,12 +191,14 @@ def test_exception_escaping_the_runner_replaces_the_worker(
 ) -> None:
     use_pools(pools=pool(executor, workers=1))
     poisoned = tasks.poison_receiver.enqueue()
+    victim = tasks.where.enqueue()
     after = tasks.where.enqueue()
     supervisor = drain()
-    poisoned.refresh()
-    after.refresh()
-    assert poisoned.status == TaskResultStatus.FAILED
-    assert "a task_finished receiver failed" in poisoned.errors[-1].traceback
+    for result in (poisoned, victim, after):
+        result.refresh()
+    assert poisoned.status == TaskResultStatus.SUCCESSFUL
+    assert victim.status == TaskResultStatus.FAILED
+    assert "a task_started receiver failed" in victim.errors[-1].traceback
     assert after.status == TaskResultStatus.SUCCESSFUL
     # Thread and subinterpreter: the worker is replaced. Process: the child reports the escape
     # ("crashed", with the failed outcome) and ends; a fresh child replaces it.

@@ -8,6 +8,7 @@ hold for any backend.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +77,8 @@ def capture(signal: Signal) -> Iterator[list[dict[str, Any]]]:
                 "id": task_result.id,
                 "status": task_result.status,
                 "exc_type": sys.exc_info()[0],
+                "errors": [e.traceback for e in task_result.errors],
+                "thread": threading.current_thread().name,
             }
         )
 

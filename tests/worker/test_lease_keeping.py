@@ -120,6 +120,8 @@ def test_an_attempt_whose_lease_cannot_be_renewed_is_stopped_before_it_expires(
         broker.down.clear()
         # The lease expires on the store's clock, the task is recovered and runs again.
         wait_for(lambda: row(result).status == SUCCESSFUL, "the second attempt", timeout=60)
+        # (sent once the ending is stored, on a thread of its own)
+        wait_for(lambda: finished, "task_finished of the second attempt")
     finally:
         task_finished.disconnect(dispatch_uid="test-unrenewable")
     stored = row(result)

@@ -16,11 +16,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.tasks import TaskResult
+from django.tasks.signals import task_finished
 from django.utils import timezone
 
 from tandem.brokers.base import FAILED, READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord, WorkerRecord
 from tests.models import Ledger
+from tests.support.conformance import capture
 from tests.support.doubles import FrozenClock, SpyBroker, wait_for
 from tests.support.harness import Harness
 from tests.tasks import add, critical_noop, flaky, gate, gated, noop, return_nul
@@ -472,11 +474,18 @@ def test_return_value_postgresql_cannot_store_fails_only_that_task(harness: Harn
     supervisor.step()
     harness.wait_for_outcomes(supervisor, 2)
 
-    assert supervisor.step() == 2
+    with capture(task_finished) as finished:
+        assert supervisor.step() == 2
+        supervisor.signals.flush()
     assert (record(good).status, record(good).return_value) == (SUCCESSFUL, 4)
     row = record(bad)
     assert (row.status, row.return_value) == (FAILED, None)
     assert error_classes(row) == ["django.db.utils.DataError"]
+    # task_finished says what was stored: FAILED, with the store's error.
+    signalled = {e["id"]: (e["status"], e["errors"]) for e in finished}
+    assert signalled[good.id] == (SUCCESSFUL, [])
+    status, [error] = signalled[bad.id]
+    assert status == FAILED and "the task store rejected this attempt's outcome" in error
 
 
 def test_run_retries_after_a_store_error_and_finishes_the_work(harness: Harness) -> None:

@@ -46,6 +46,7 @@ class Bookkeeping:
     _urgent: threading.Event  # new work, a stop, a lost lease or many endings: no lingering
     _round_ended: float  # monotonic end of the previous round
     _stopping: int
+    _stop_requests: int  # how many request_stop() calls so far
     # In-flight attempts change on the supervisor's thread and are read by the heartbeat's.
     _flight_lock: threading.Lock
     # The round's claims, until they are in flight (``Supervisor._round``): claimed rows count
@@ -160,6 +161,7 @@ class Bookkeeping:
     def request_stop(self, force: bool = False) -> None:
         """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""
         self._stopping = 2 if force or self._stopping else 1
+        self._stop_requests += 1
         self._wake.set()
         self._urgent.set()
 

@@ -22,6 +22,7 @@ from tandem.brokers.listeners import Listener
 from tandem.conf import SUBINTERPRETERS_AVAILABLE
 from tandem.worker.bookkeeping import Bookkeeping
 from tandem.worker.heartbeat import Heartbeat
+from tandem.worker.signalling import FinishedSignals
 from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
 
 logger = logging.getLogger("tandem.worker")
@@ -34,6 +35,7 @@ class Lifecycle(Bookkeeping):
     clock: Callable[[], datetime]
     listen: bool
     heartbeat: Heartbeat
+    signals: FinishedSignals
     store_watch: StoreWatch
     store_errors: int
     _started: bool
@@ -89,16 +91,21 @@ class Lifecycle(Bookkeeping):
             self._listener = listener
 
     def close(self) -> bool:
-        """Stop pools and listener and leave the registry; in-flight work must be settled first.
+        """Stop pools and listener, send the pending ``task_finished`` signals and leave the
+        registry; in-flight work must be settled first.
 
         Returns True when every pool's workers ended (False after a forced stop left busy
         workers behind: threads, interpreters or children still running a released task).
         """
         forced = self._stopping == 2
+        requests = self._stop_requests
         clean = True
         self.heartbeat.stop()
         for state in self.pools:
             clean = state.pool.stop(timeout=0 if forced else None) and clean
+        # The pending task_finished sends go out before the worker exits; a stop request made
+        # while they wait on a receiver gives up on them.
+        self.signals.close(give_up=lambda: self._stop_requests > requests)
         wakeup.unsubscribe(self.backend.alias, self._on_enqueue)
         if self._listener is not None:
             self._listener.stop()

@@ -57,6 +57,9 @@ class Settler:
         self.broker = broker
         self.worker_id = worker_id
         self._tasks: dict[str, AnyTask | None] = {}  # task path -> task (None: not runnable)
+        #: (task id, attempt token) -> the FAILED ending ``write()`` stored instead of a
+        #: settlement the store rejected (``stored_as()`` takes it).
+        self._substitutes: dict[tuple[str, str], Settlement] = {}
 
     def write(self, settlements: list[Settlement]) -> list[bool]:
         """Settle in one batch; a value the store rejects must not block the other outcomes.
@@ -75,8 +78,16 @@ class Settler:
             logger.error(
                 "the task store rejected the outcome of task %s: %s", settlements[0].id, exc
             )
+            substitute = _unstorable(settlements[0], exc)
             with self.broker.transaction():
-                return self.settle([_unstorable(settlements[0], exc)])
+                written = self.settle([substitute])
+            self._substitutes[(substitute.id, substitute.attempt_token)] = substitute
+            return written
+
+    def stored_as(self, settlement: Settlement) -> Settlement:
+        """The ending stored for ``settlement``'s attempt: itself, or the FAILED one ``write()``
+        stored instead when the store rejected its value."""
+        return self._substitutes.pop((settlement.id, settlement.attempt_token), settlement)
 
     def settle(self, settlements: list[Settlement]) -> list[bool]:
         """Write the settlements, then enqueue the ``on_success``/``on_failure`` hooks of those

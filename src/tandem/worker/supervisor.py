@@ -49,6 +49,7 @@ from tandem.worker.lifecycle import Lifecycle
 from tandem.worker.pool_state import PoolState, select_pools
 from tandem.worker.pools import create_pool
 from tandem.worker.settlement import Settler
+from tandem.worker.signalling import FinishedSignals
 from tandem.worker.store_watch import STORE_ERRORS, StoreWatch
 
 logger = logging.getLogger("tandem.worker")
@@ -108,6 +109,7 @@ class Supervisor(Lifecycle):
         self._round_ended = 0.0
         self._step_started = 0.0  # monotonic start of the current round (see _claim)
         self._stopping = 0
+        self._stop_requests = 0
         self._started = False
         self._next_heartbeat: datetime | None = None
         self._listener: Listener | None = None
@@ -118,6 +120,7 @@ class Supervisor(Lifecycle):
         self._next_show: datetime | None = None
         self.store_errors = 0
         self.settler = Settler(self.broker, self.worker_id)
+        self.signals = FinishedSignals()  # task_finished, once an ending is stored
         # In-flight attempts change on this thread and are read by the heartbeat's.
         self._flight_lock = threading.Lock()
         self._handing = []
@@ -301,17 +304,21 @@ class Supervisor(Lifecycle):
         settlements: list[Settlement],
         written: list[bool],
     ) -> int:
-        """Forget the settled attempts; report those whose ending the store took, and log the
-        stale ones it rejected (their lease was lost: a newer attempt's ending counts)."""
+        """Forget the settled attempts (their endings are committed); report those whose ending
+        the store took and send their ``task_finished``, and log the stale ones it rejected
+        (their lease was lost: a newer attempt's ending counts, and they send no signal)."""
         with self._flight_lock:
             for state, task, _ in batch:
                 del state.in_flight[task.id]
                 state.dirty = True
         stored = []
-        for (_, task, _), settlement, kept in zip(batch, settlements, written, strict=True):
+        sender = type(self.backend)
+        for (_, task, outcome), settlement, kept in zip(batch, settlements, written, strict=True):
             self.heartbeat.forget(task.id, task.attempt_token)
+            ending = self.settler.stored_as(settlement)  # (FAILED if its value was refused)
             if kept:
                 stored.append((task, settlement))
+                self.signals.stored(sender, task, outcome, ending)
                 continue
             self.rejected_writes += 1
             logger.warning(
