@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.tasks import TaskResultStatus
+from django.tasks.signals import task_finished
 
 from tandem.brokers.base import RUNNING
 from tandem.models import TaskRecord
 from tests import tasks
+from tests.support.conformance import capture
 from tests.support.pools import EXECUTORS, needs_subinterpreters, pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,11 +94,14 @@ def test_timeout_fails_the_task_and_the_pool_keeps_its_size(
     # Its own timeout (a minute): the pool's 2 s is for the slow task; a fresh child on a loaded
     # machine took longer than that for the next one.
     after = tasks.where_unhurried.enqueue()
-    supervisor = drain()
+    with capture(task_finished) as finished:
+        supervisor = drain()  # its close() sends the pending task_finished signals
     slow.refresh()
     after.refresh()
     assert slow.status == TaskResultStatus.FAILED
     assert slow.errors[-1].exception_class_path == "tandem.exceptions.TaskTimeout"
+    # Ended by tandem (a process is killed) or by its watchdog: one task_finished, FAILED.
+    assert [e["status"] for e in finished if e["id"] == slow.id] == [TaskResultStatus.FAILED]
     # The pool went on with a working worker after the timeout.
     assert after.status == TaskResultStatus.SUCCESSFUL, after.errors
     state = supervisor.pools[0]

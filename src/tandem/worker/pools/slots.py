@@ -49,7 +49,10 @@ def lower_priority(niceness: int = TASK_NICENESS) -> None:
 def ended_outcome(
     task: StoredTask, exception: str, message: str, *, retriable: bool = True
 ) -> Outcome:
-    """An attempt that tandem ended from outside the task's code, as ``tandem.exceptions.X``."""
+    """An attempt that tandem ended from outside the task's code, as ``tandem.exceptions.X``.
+
+    It gets its ``task_finished`` (FAILED) once the store takes this ending, like an attempt
+    whose code raised: its ``task_started`` was sent where it ran."""
     path = f"tandem.exceptions.{exception}"
     return Outcome(
         task_id=task.id,
@@ -59,6 +62,7 @@ def ended_outcome(
         finished_at=timezone.now(),
         error=ErrorRecord(exception_class_path=path, traceback=f"{path}: {message}\n"),
         retriable=retriable,
+        finished_signal=True,
     )
 
 
