@@ -24,6 +24,7 @@ interpreter get the message by a direct call instead of a datagram.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -121,9 +122,10 @@ class _Sender:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self.sock.setblocking(False)
             sock = self.sock
+        pid = os.getpid()
         for target in targets:
             own = _own.get(target)
-            if own is not None:
+            if own is not None and own.pid == pid:  # (not in a forked child: datagram)
                 own.deliver(payload)
                 continue
             try:
@@ -155,10 +157,8 @@ def send(name: str, payload: str) -> None:
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def sweep(directory: str) -> int:
@@ -259,6 +259,7 @@ class SQLiteListener:
         self.on_wake = on_wake
         self.wakes = 0
         self.address: str | None = None
+        self.pid = os.getpid()
         self.ready = threading.Event()  # set once it listens (socket bound, version read)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tandem-sqlite-wake", daemon=True)
@@ -287,6 +288,7 @@ class SQLiteListener:
     def _run(self) -> None:
         import sqlite3
 
+        self.pid = os.getpid()
         bound = bind(self.name)
         sock = None
         if bound is not None:
@@ -340,10 +342,8 @@ class SQLiteListener:
                 _own.pop(self.address, None)
                 sock.close()
                 _remove(self.address)
-                try:
-                    os.rmdir(os.path.dirname(self.address))  # its last listener tidies up
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):  # its last listener tidies up
+                    os.rmdir(os.path.dirname(self.address))
 
 
 __all__ = ["SQLiteListener", "bind", "send", "sweep", "wake_directory"]
