@@ -154,7 +154,7 @@ def test_sockets_of_workers_that_are_gone_are_removed(
     assert not os.path.exists(directory)  # its last listener removes the directory
 
 
-def test_a_path_too_long_for_a_socket_address_falls_back_to_the_temp_directory(
+def test_a_path_too_long_for_a_socket_address_falls_back_to_a_directory_under_tmp(
     tmp_path: Path, listening: list[SQLiteListener]
 ) -> None:
     name = make_database(tmp_path / ("x" * 90))

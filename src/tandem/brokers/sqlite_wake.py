@@ -3,7 +3,7 @@
 SQLite has no notifications. So each listening supervisor binds a Unix datagram socket in the
 database's *wake directory* — ``<database file>.tandem-wake/``, or, when that path is too long
 for a socket address (``sun_path``: 108 bytes on Linux, 104 on macOS),
-``<temp dir>/tandem-wake-<hash of the file's real path>/`` — and a process that commits new work
+``/tmp/tandem-wake-<hash of the file's real path>/`` — and a process that commits new work
 (``DatabaseBroker.notify``, called by every enqueue) sends ``"<backend alias>:<queue>,…"`` to
 every socket there once the transaction has committed. The listener's thread blocks in
 ``recv()``: nothing polls.
@@ -82,10 +82,11 @@ def wake_directory(name: str) -> str | None:
         real = os.path.realpath(path)
         directory = real + WAKE_SUFFIX
         if len(os.fsencode(directory)) + SOCKET_NAME_BYTES > MAX_SOCKET_PATH:
+            # /tmp, not $TMPDIR: every process must find the same directory, and the web
+            # server's environment need not match the worker's.
             digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-            directory = os.path.join(tempfile.gettempdir(), f"tandem-wake-{digest}")
-            if len(os.fsencode(directory)) + SOCKET_NAME_BYTES > MAX_SOCKET_PATH:
-                directory = f"/tmp/tandem-wake-{digest}"
+            base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+            directory = os.path.join(base, f"tandem-wake-{digest}")
     _directories[name] = directory
     return directory
 
