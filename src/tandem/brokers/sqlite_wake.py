@@ -322,8 +322,14 @@ class SQLiteListener:
                     sock.settimeout(wait)
                     try:
                         data = sock.recv(4096)
-                    except TimeoutError:
+                    except (TimeoutError, BlockingIOError):  # (a timeout of 0 is non-blocking)
                         pass
+                    except OSError as exc:
+                        logger.warning("wake-up socket failed (%s); watching for commits", exc)
+                        sock.close()
+                        _own.pop(self.address or "", None)
+                        _remove(self.address or "")
+                        sock, interval = None, self.watch_interval
                     else:
                         if data and not self._stop.is_set():
                             self.deliver(data)
