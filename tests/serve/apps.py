@@ -11,7 +11,7 @@ class ServeTestsConfig(AppConfig):
 
     def ready(self) -> None:
         if os.environ.get("TANDEM_TEST_NO_LISTEN") == "1":
-            # No LISTEN/NOTIFY, no SQLite commit watcher: with the long poll interval, only the
+            # No LISTEN/NOTIFY, no SQLite wake-up socket: with the long poll interval, only the
             # in-process wake-up after an enqueue's commit can start a task promptly.
             from tandem.worker.supervisor import Supervisor
 

@@ -207,8 +207,12 @@ def test_enqueue_in_another_process_wakes_the_supervisor_through_notify(
 
 @pytest.mark.skipif(settings.DB_KIND != "sqlite", reason="the SQLite commit watcher")
 def test_commit_in_another_process_wakes_the_supervisor_through_the_sqlite_watcher(
-    harness: Harness, tandem_settings
+    harness: Harness, tandem_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tandem.brokers import sqlite_wake
+
+    # No wake-up socket (as in a directory it cannot write to): the commit watcher alone.
+    monkeypatch.setattr(sqlite_wake, "bind", lambda name: None)
     tandem_settings(poll_interval=3600)  # only the commit watcher can get it claimed in time
     assert_woken_by_another_process(harness)
 

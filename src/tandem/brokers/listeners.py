@@ -5,7 +5,8 @@ Each broker makes its own (``Broker.listener``); the supervisor only starts and 
 PostgreSQL: LISTEN; payloads are ``"<backend alias>:<queue>,<queue>…"`` (see
 ``DatabaseBroker.notify``). Redis: SUBSCRIBE to the alias's wake channel; messages are
 ``"<queue>,<queue>…"`` (published by the broker's scripts). Both reconnect with back-off when the
-connection drops; while it is down the supervisor still polls. SQLite: a commit watcher.
+connection drops; while it is down the supervisor still polls. SQLite: a datagram socket beside
+the database file, with a commit watcher as its fallback (``tandem.brokers.sqlite_wake``).
 """
 
 from __future__ import annotations
@@ -100,54 +101,6 @@ class PostgresListener:
                 logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
-
-
-class SQLiteWatcher:
-    """Cross-process wake-up on SQLite: watch ``PRAGMA data_version`` on a private connection.
-
-    SQLite has no notifications, but ``data_version`` changes whenever another connection
-    commits; reading it touches only shared memory (no lock, no disk I/O in WAL mode), so a
-    check every ``interval`` seconds costs a few microseconds and turns the supervisor's wait
-    into "woken within ~interval of any commit" instead of the full poll interval.
-    """
-
-    def __init__(self, path: str, on_change: Callable[[list[str]], None], interval: float = 0.005):
-        self.path = path
-        self.on_change = on_change
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tandem-sqlite-watch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-
-    def _run(self) -> None:
-        import sqlite3
-
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
-            logger.warning("cannot watch %s for commits (%s); polling only", self.path, exc)
-            return
-        try:
-            last = None
-            while not self._stop.wait(self.interval):
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.Error:
-                    continue
-                # The first read has nothing to compare with: a commit made between the
-                # supervisor's first claim and this read would go unnoticed until the next poll,
-                # so let the supervisor look once (as the PostgreSQL listener does on connect).
-                if last is None or version != last:
-                    self.on_change([])
-                last = version
-        finally:
-            conn.close()
 
 
 class RedisListener:

@@ -8,8 +8,9 @@ IMMEDIATE``), which serialises every claimer, so picks take no row locks; a clai
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import OperationalError, transaction
@@ -19,6 +20,7 @@ from tandem.brokers.dialects.base import Dialect
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
+    from tandem.brokers.base import NewTask
     from tandem.brokers.database_store import DatabaseStore
     from tandem.brokers.listeners import Listener
 
@@ -99,14 +101,30 @@ class SQLiteDialect(Dialect):
     def listener(
         self, broker: DatabaseStore, on_wake: Callable[[list[str]], None]
     ) -> Listener | None:
-        """A file: its commit watcher; an in-memory database (no other process shares it):
-        none, the supervisor polls."""
-        from tandem.brokers.listeners import SQLiteWatcher
+        """A file: its wake-up socket and commit watcher (``sqlite_wake``); an in-memory
+        database (no other process shares it): none, the supervisor polls."""
+        from tandem.brokers.sqlite_wake import SQLiteListener, database_file
 
         name = str(broker.connection.settings_dict["NAME"])
-        if ":memory:" not in name and "mode=memory" not in name:
-            return SQLiteWatcher(name, on_wake)
-        return None
+        if database_file(name) is None:
+            return None
+        return SQLiteListener(name, broker.backend_alias, on_wake)
+
+    def notify(self, connection: BaseDatabaseWrapper, channel: str, payload: str) -> None:
+        """A datagram to every listening worker of this file once the transaction commits (at
+        once under autocommit): ``sqlite_wake.send``."""
+        from tandem.brokers import sqlite_wake
+
+        name = str(connection.settings_dict["NAME"])
+        transaction.on_commit(partial(sqlite_wake.send, name, payload), using=connection.alias)
+
+    def insert_tasks(
+        self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
+    ) -> None:
+        """The ``INSERT``, then the wake-up of ``queues`` (sent at commit)."""
+        super().insert_tasks(broker, tasks, queues)
+        if tasks and queues:
+            broker.notify(queues)
 
     def append_json(self, column: str) -> str:
         return f"json_insert({column}, '$[#]', json(%s))"
