@@ -62,6 +62,8 @@ def keeper(in_flight: int, ready: int, endings: int) -> Any:
     keeper._urgent = RecordingEvent()
     keeper._round_ended = time.monotonic()
     keeper._stopping = 0
+    keeper._stop_requests = 0
+    keeper._handing = []
     keeper._lost = collections.deque()
     keeper._flight_lock = threading.Lock()
     keeper.lost_attempts = 0
