@@ -62,7 +62,7 @@ from tandem.brokers.redis_codec import (
 )
 from tandem.brokers.redis_queues import RedisQueues
 from tandem.brokers.redis_registry import RedisWorkerRegistry
-from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.brokers.redis_scripts import SOURCES
 from tandem.brokers.redis_workflow import RedisWorkflows
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
 
@@ -97,7 +97,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         # register_script: EVALSHA, and after a NOSCRIPT reply (a restart, SCRIPT FLUSH) the
         # script is loaded again and the call retried.
         self._scripts: dict[str, Script] = {
-            name: client.register_script(PRELUDE + source) for name, source in SCRIPTS.items()
+            name: client.register_script(source) for name, source in SOURCES.items()
         }
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -161,12 +161,13 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
-        args = [field for t in tasks for field in self._push_args(t)]
-        stored: list[str] = self._run("push", *args)
-        # The task's own id as it was given (any spelling), or the active holder of its key.
+        fields = [self._push_args(t) for t in tasks]
+        stored: list[str] = self._run("push", *(value for one in fields for value in one))
+        # The task's own id as it was given (any spelling), or the active holder of its key
+        # (each task's fields start with its canonical id).
         return [
-            t.id if known == str(uuid.UUID(t.id)) else known
-            for t, known in zip(tasks, stored, strict=True)
+            t.id if known == one[0] else known
+            for t, one, known in zip(tasks, fields, stored, strict=True)
         ]
 
     @store_errors

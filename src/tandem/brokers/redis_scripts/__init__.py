@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis store: one script per state transition, each atomic in Redis.
 
-Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as ``ARGV[1]``. Keys
+Every script starts with ``PRELUDE`` (shared helpers; ``PUSH`` with ``PUSH_PRELUDE``, the few it uses) and gets the key prefix as ``ARGV[1]``. Keys
 (``P`` is the prefix, ``B`` a backend alias, ``Q`` a queue name):
 
 - ``P:task:<id>`` — HASH, the task (every ``StoredTask`` field, plus ``rank`` and ``attempts``);
@@ -56,11 +56,11 @@ from tandem.brokers.redis_scripts.claim import (
 from tandem.brokers.redis_scripts.enqueue import (
     FIRE_TICK,
     PUSH,
-    PUSH_FIELDS,
     PUSH_WORKFLOW,
 )
 from tandem.brokers.redis_scripts.prelude import (
     PRELUDE,
+    PUSH_PRELUDE,
 )
 from tandem.brokers.redis_scripts.queues import (
     COUNT_FINISHED,
@@ -113,6 +113,12 @@ SCRIPTS = {
     "claim_starved": CLAIM_STARVED,
 }
 
+#: Every script's whole text: ``PUSH`` (run by every enqueue) with only the helpers it uses, the
+#: others with the whole prelude.
+SOURCES = {
+    name: (PUSH_PRELUDE if name == "push" else PRELUDE) + source for name, source in SCRIPTS.items()
+}
+
 
 __all__ = [
     "CANCEL",
@@ -125,10 +131,10 @@ __all__ = [
     "HEARTBEAT_WORKER",
     "PAUSE",
     "PRELUDE",
+    "PUSH_PRELUDE",
     "PRUNE",
     "PRUNE_TICKS",
     "PUSH",
-    "PUSH_FIELDS",
     "PUSH_WORKFLOW",
     "RECOVER",
     "REGISTER_WORKER",
@@ -140,6 +146,7 @@ __all__ = [
     "SCRIPTS",
     "SETTLE",
     "SETTLE_FIELDS",
+    "SOURCES",
     "STATS",
     "UNREGISTER_WORKER",
 ]
