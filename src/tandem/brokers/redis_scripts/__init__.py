@@ -1,10 +1,16 @@
 """The Lua scripts of the Redis store: one script per state transition, each atomic in Redis.
 
-Every script starts with ``PRELUDE`` (shared helpers; ``PUSH`` with ``PUSH_PRELUDE``, the few it uses) and gets the key prefix as ``ARGV[1]``. Keys
-(``P`` is the prefix, ``B`` a backend alias, ``Q`` a queue name):
+Every script starts with ``PRELUDE`` (shared helpers; ``PUSH`` with ``PUSH_PRELUDE``, the few it
+uses) and gets the key prefix as ``ARGV[1]``. Keys (``P`` is the prefix, ``B`` a backend alias,
+``Q`` a queue name):
 
-- ``P:task:<id>`` — HASH, the task (every ``StoredTask`` field, plus ``rank`` and ``attempts``);
-  shared by all aliases, as the database table is;
+- ``P:task:<id>`` — HASH, the task (the ``StoredTask`` fields, plus ``rank`` and ``attempts``);
+  shared by all aliases, as the database table is. A push stores ``id``, ``backend``,
+  ``queue_name``, ``task_path``, ``priority``, ``status``, ``args``, ``kwargs``,
+  ``enqueued_at``, ``max_attempts`` and ``rank``, and the other fields only when they differ from
+  their defaults; a missing field reads as its default ('' / ``null`` / ``[]`` / 0 attempts /
+  ``available_at`` = ``enqueued_at``), so every script must treat a missing field (Lua ``false``)
+  as it treats the default. Hashes of earlier versions have every field and read the same;
 - ``P:B:ready:Q`` — ZSET of READY tasks available to claim, score ``-priority``, member ``rank``
   = ``<available_at stamp>:<enqueued_at stamp>:<id>``; equal scores sort by member, so one
   ``ZRANGE`` gives the claim order (priority, then available_at, then enqueued_at);
@@ -131,10 +137,10 @@ __all__ = [
     "HEARTBEAT_WORKER",
     "PAUSE",
     "PRELUDE",
-    "PUSH_PRELUDE",
     "PRUNE",
     "PRUNE_TICKS",
     "PUSH",
+    "PUSH_PRELUDE",
     "PUSH_WORKFLOW",
     "RECOVER",
     "REGISTER_WORKER",
