@@ -281,3 +281,38 @@ def test_an_old_hash_is_cancelled_and_recovered_like_a_new_one(
     assert (recovered.id, recovered.status) == (running.id, FAILED)
     lost = broker.get(running.id)
     assert lost is not None and len(lost.errors) == 1
+
+
+def test_fields_with_separators_and_non_ascii_text_arrive_whole(
+    make_broker: Callable[..., RedisBroker],
+) -> None:
+    """A push sends each task's fields as one argument (lengths in bytes, ';', the fields): text
+    holding ';', ',' or digits, multi-byte characters and empty fields all arrive as sent."""
+    broker = make_broker()
+    task = new_task(
+        queue_name="q;1,2",
+        args=["ü;", 3],
+        kwargs={"ключ": "値,;"},
+        args_json='["ü;", 3]',
+        kwargs_json='{"ключ": "値,;"}',
+        unique_key="12;34,ключ✓",
+        concurrency_key=";",
+        rate_limit="",
+    )
+    assert broker.push([task]) == [task.id]
+
+    stored = broker.get(task.id)
+    assert stored is not None
+    assert (stored.queue_name, stored.args, stored.kwargs) == (
+        "q;1,2",
+        ["ü;", 3],
+        {"ключ": "値,;"},
+    )
+    assert (stored.unique_key, stored.concurrency_key, stored.rate_limit) == (
+        "12;34,ключ✓",
+        ";",
+        None,
+    )
+    assert broker.push([new_task(unique_key="12;34,ключ✓")]) == [task.id]
+    [claimed] = broker.claim(["q;1,2"], 1, "w1", LEASE, T0)
+    assert (claimed.id, claimed.kwargs) == (task.id, {"ключ": "値,;"})

@@ -55,7 +55,7 @@ from tandem.brokers.redis_codec import (
     from_iso,
     from_stamp,
     iso,
-    push_fields,
+    push_arg,
     score,
     stamp,
     stored_task,
@@ -138,7 +138,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             return ""
         return score(datetime.now(UTC) - timedelta(seconds=self.result_ttl))
 
-    _push_args = staticmethod(push_fields)
+    _push_arg = staticmethod(push_arg)
     _task = staticmethod(stored_task)
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
@@ -161,13 +161,11 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
-        fields = [self._push_args(t) for t in tasks]
-        stored: list[str] = self._run("push", *(value for one in fields for value in one))
-        # The task's own id as it was given (any spelling), or the active holder of its key
-        # (each task's fields start with its canonical id).
+        stored: list[str] = self._run("push", *[self._push_arg(t) for t in tasks])
+        # The task's own id as it was given (any spelling), or the active holder of its key.
         return [
-            t.id if known == one[0] else known
-            for t, one, known in zip(tasks, fields, stored, strict=True)
+            t.id if known == t.id or known == canonical_id(t.id) else known
+            for t, known in zip(tasks, stored, strict=True)
         ]
 
     @store_errors
@@ -396,11 +394,11 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             name,
             score(tick_at),
             stamp(tick_at),
-            *self._push_args(task),
+            self._push_arg(task),
         )
         if known is None:
             return None
-        return task.id if known == str(uuid.UUID(task.id)) else str(known)
+        return task.id if known in (task.id, canonical_id(task.id)) else str(known)
 
     @store_errors
     def prune_ticks(self, name: str, recorded_before: datetime) -> int:

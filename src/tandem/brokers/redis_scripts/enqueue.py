@@ -4,32 +4,31 @@ tick's task.
 
 from __future__ import annotations
 
-# ARGV: prefix, then each task's fields (push_one: 12 and its field/value pairs). Returns the
-# id each task is known by.
+# ARGV: prefix, then one value per task: its fields (redis_codec.pack, task_fields). Returns
+# the id each task is known by.
 PUSH = """
-local ids, i = {}, 2
-while i <= #ARGV do ids[#ids + 1], i = push_one(i) end
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = push_one(task_fields(ARGV[i])) end
 publish_wakes()
 return ids
 """
 
 # ARGV: prefix, now (iso), now (stamp), now (epoch us), result TTL (ms), TTL trim bound, task
-# count, each task's fields (push_one), dependency count, then per dependency: task id,
-# on_parent_failure, pass_result ('1'/'0'), parent count, parent ids...; then group id ('' for
-# none), and for a group: backend, created_at (epoch us), then id ('' for none), member count,
-# member ids... Stores it all at once; returns the ids, or {'missing', parent id} when a
-# parent does not exist (nothing is stored then).
+# count, one value per task (its fields: redis_codec.pack), dependency count, then per
+# dependency: task id, on_parent_failure, pass_result ('1'/'0'), parent count, parent ids...;
+# then group id ('' for none), and for a group: backend, created_at (epoch us), then id ('' for
+# none), member count, member ids... Stores it all at once; returns the ids, or {'missing',
+# parent id} when a parent does not exist (nothing is stored then).
 PUSH_WORKFLOW = """
 local now_iso, now_stamp, now_score, ttl, trim = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
--- Where each task's fields start (push_one: 12, then its field/value pairs).
-local starts, deps_at = {}, 8
-for _ = 1, tonumber(ARGV[7]) do
-  starts[#starts + 1] = deps_at
-  deps_at = deps_at + 12 + tonumber(ARGV[deps_at + 11])
-end
+local deps_at = 8 + tonumber(ARGV[7])
 -- First pass: which tasks wait, and do all their parents exist?
-local pushed = {}
-for _, t in ipairs(starts) do pushed[ARGV[t]] = true end
+local tasks, pushed = {}, {}
+for t = 8, deps_at - 1 do
+  local f = task_fields(ARGV[t])
+  tasks[#tasks + 1] = f
+  pushed[f[1]] = true
+end
 local held, i = {}, deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
   held[ARGV[i]] = true
@@ -43,7 +42,7 @@ for _ = 1, tonumber(ARGV[deps_at]) do
   i = i + 4 + n
 end
 local ids = {}
-for _, t in ipairs(starts) do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
+for _, f in ipairs(tasks) do ids[#ids + 1] = push_one(f, held[f[1]]) end
 local resolvable = {}
 i = deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
@@ -81,12 +80,13 @@ return ids
 """
 
 # ARGV: prefix, backend, schedule name, tick (epoch us), tick (stamp), then the task's fields
-# (push_one). Returns the id the task is known by, or nil when the tick was already recorded.
+# (redis_codec.pack). Returns the id the task is known by, or nil when the tick was already
+# recorded.
 FIRE_TICK = """
 if redis.call('ZADD', key(ARGV[2], 'ticks', ARGV[3]), 'NX', ARGV[4], ARGV[5]) == 0 then
   return false
 end
-local id = push_one(6)
+local id = push_one(task_fields(ARGV[6]))
 publish_wakes()
 return id
 """

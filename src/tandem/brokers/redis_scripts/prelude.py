@@ -324,35 +324,45 @@ end
 """
 
 PUSH_ONE = """
--- Store one new task from ARGV[i ..]: id, backend, queue, task_path, priority, args, kwargs,
--- enqueued_at, max_attempts, rank, unique_key, then n and n more values: the field/value pairs
--- of the fields that differ from their defaults (push_fields). A field left out of the hash reads
--- as its default ('', 'null', '[]', '0'...; available_at: enqueued_at). Returns the id the task
--- is known by (an active task's for a unique key already held) and the index after its fields.
--- A `held` task (a workflow's waiting task) joins no set.
-local function push_one(i, held)
-  local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
-  local rank, unique_key = ARGV[i + 9], ARGV[i + 10]
-  local last = i + 11 + tonumber(ARGV[i + 11])
+-- A new task's fields from the one ARGV value that carries them (redis_codec.pack): their
+-- lengths in bytes, comma-separated, then ';' and the fields one after another.
+local function task_fields(packed)
+  local head = string.find(packed, ';', 1, true)
+  local f, at = {}, head + 1
+  for n in string.gmatch(string.sub(packed, 1, head - 1), '%d+') do
+    local stop = at + tonumber(n)
+    f[#f + 1] = string.sub(packed, at, stop - 1)
+    at = stop
+  end
+  return f
+end
+
+-- Store one new task from its fields `f` (task_fields): id, backend, queue, task_path,
+-- priority, args, kwargs, enqueued_at, max_attempts, rank, unique_key, then the field/value
+-- pairs of the fields that differ from their defaults (push_fields). A field left out of the
+-- hash reads as its default ('', 'null', '[]', '0'...; available_at: enqueued_at). Returns the
+-- id the task is known by (an active task's for a unique key already held). A `held` task (a
+-- workflow's waiting task) joins no set.
+local function push_one(f, held)
+  local id, backend, queue, priority, rank, unique_key = f[1], f[2], f[3], f[5], f[10], f[11]
   if unique_key ~= '' then
     local unique = key(backend, 'unique')
     local holder = redis.call('HGET', unique, unique_key)
     if holder then
       local status = redis.call('HGET', task_key(holder), 'status')
-      if status == 'READY' or status == 'RUNNING' then return holder, last + 1 end
+      if status == 'READY' or status == 'RUNNING' then return holder end
     end
     redis.call('HSET', unique, unique_key, id)
   end
   redis.call('HSET', task_key(id),
-    'id', id, 'backend', backend, 'queue_name', queue, 'task_path', ARGV[i + 3],
-    'priority', priority, 'status', 'READY', 'args', ARGV[i + 5], 'kwargs', ARGV[i + 6],
-    'enqueued_at', ARGV[i + 7], 'max_attempts', ARGV[i + 8], 'rank', rank,
-    unpack(ARGV, i + 12, last))
+    'id', id, 'backend', backend, 'queue_name', queue, 'task_path', f[4],
+    'priority', priority, 'status', 'READY', 'args', f[6], 'kwargs', f[7],
+    'enqueued_at', f[8], 'max_attempts', f[9], 'rank', rank, unpack(f, 12))
   redis.call('SADD', key(backend, 'queues'), queue)
-  if held then return id, last + 1 end
+  if held then return id end
   -- Available by its enqueuer's clock: straight to the ready set.
   make_ready(backend, queue, rank, priority, string.sub(rank, 20, 37))
-  return id, last + 1
+  return id
 end
 """
 
