@@ -94,8 +94,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         self.client = client
         self.prefix = prefix
         self.result_ttl = result_ttl
-        # register_script: EVALSHA, and after a NOSCRIPT reply (a restart, SCRIPT FLUSH) the
-        # script is loaded again and the call retried.
+        # register_script: each script's text and SHA1 (``_run`` calls it by EVALSHA).
         self._scripts: dict[str, Script] = {
             name: client.register_script(source) for name, source in SOURCES.items()
         }
@@ -121,7 +120,16 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         return pubsub
 
     def _run(self, name: str, *args: str | int) -> Any:
-        return self._scripts[name](args=[self.prefix, *args])
+        # EVALSHA as redis-py's Script.__call__ sends it, without its per-call imports and
+        # pipeline checks (every enqueue runs one): after a NOSCRIPT reply the script is loaded
+        # again and the call retried.
+        script = self._scripts[name]
+        execute: Callable[..., Any] = self.client.execute_command
+        try:
+            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
+        except redis.exceptions.NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
 
     def _ttl_args(self, finished_at: datetime) -> tuple[str, str]:
         """The result TTL in ms ('0': none) and the index entries it has expired (epoch µs)."""
