@@ -22,7 +22,7 @@ from tandem.brokers.base import (
 )
 from tandem.brokers.redis import RedisBroker, score, stamp
 from tandem.brokers.redis_client import connect
-from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.brokers.redis_scripts import SCRIPTS, SOURCES
 from tandem.brokers.workflow import Dependency
 from tandem.conf import DEFAULT_RESULT_TTL, RedisOptions
 from tests.support import free_port
@@ -286,8 +286,8 @@ def test_every_transition_is_a_script_that_loads(redis_client: redis.Redis) -> N
         "prune",
         "fire_tick",
     }
-    for name, source in SCRIPTS.items():
-        sha = redis_client.script_load(PRELUDE + source)
+    for name, source in SOURCES.items():
+        sha = redis_client.script_load(source)
         assert redis_client.script_exists(sha) == [True], name
 
 

@@ -55,14 +55,14 @@ from tandem.brokers.redis_codec import (
     from_iso,
     from_stamp,
     iso,
-    push_fields,
+    push_arg,
     score,
     stamp,
     stored_task,
 )
 from tandem.brokers.redis_queues import RedisQueues
 from tandem.brokers.redis_registry import RedisWorkerRegistry
-from tandem.brokers.redis_scripts import PRELUDE, SCRIPTS
+from tandem.brokers.redis_scripts import SOURCES
 from tandem.brokers.redis_workflow import RedisWorkflows
 from tandem.conf import DEFAULT_REDIS_PREFIX, DEFAULT_RESULT_TTL
 
@@ -94,10 +94,9 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         self.client = client
         self.prefix = prefix
         self.result_ttl = result_ttl
-        # register_script: EVALSHA, and after a NOSCRIPT reply (a restart, SCRIPT FLUSH) the
-        # script is loaded again and the call retried.
+        # register_script: each script's text and SHA1 (``_run`` calls it by EVALSHA).
         self._scripts: dict[str, Script] = {
-            name: client.register_script(PRELUDE + source) for name, source in SCRIPTS.items()
+            name: client.register_script(source) for name, source in SOURCES.items()
         }
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -121,7 +120,16 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         return pubsub
 
     def _run(self, name: str, *args: str | int) -> Any:
-        return self._scripts[name](args=[self.prefix, *args])
+        # EVALSHA as redis-py's Script.__call__ sends it, without its per-call imports and
+        # pipeline checks (every enqueue runs one): after a NOSCRIPT reply the script is loaded
+        # again and the call retried.
+        script = self._scripts[name]
+        execute: Callable[..., Any] = self.client.execute_command
+        try:
+            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
+        except redis.exceptions.NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
 
     def _ttl_args(self, finished_at: datetime) -> tuple[str, str]:
         """The result TTL in ms ('0': none) and the index entries it has expired (epoch µs)."""
@@ -138,7 +146,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             return ""
         return score(datetime.now(UTC) - timedelta(seconds=self.result_ttl))
 
-    _push_args = staticmethod(push_fields)
+    _push_arg = staticmethod(push_arg)
     _task = staticmethod(stored_task)
 
     def _lease_args(self, lease_until: datetime, now: datetime) -> tuple[str, str]:
@@ -161,11 +169,10 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
-        args = [field for t in tasks for field in self._push_args(t)]
-        stored: list[str] = self._run("push", *args)
+        stored: list[str] = self._run("push", *[self._push_arg(t) for t in tasks])
         # The task's own id as it was given (any spelling), or the active holder of its key.
         return [
-            t.id if known == str(uuid.UUID(t.id)) else known
+            t.id if known == t.id or known == canonical_id(t.id) else known
             for t, known in zip(tasks, stored, strict=True)
         ]
 
@@ -395,11 +402,11 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             name,
             score(tick_at),
             stamp(tick_at),
-            *self._push_args(task),
+            self._push_arg(task),
         )
         if known is None:
             return None
-        return task.id if known == str(uuid.UUID(task.id)) else str(known)
+        return task.id if known in (task.id, canonical_id(task.id)) else str(known)
 
     @store_errors
     def prune_ticks(self, name: str, recorded_before: datetime) -> int:

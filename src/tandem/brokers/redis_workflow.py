@@ -37,7 +37,7 @@ class RedisWorkflows:
             raise NotImplementedError
 
         @staticmethod
-        def _push_args(t: NewTask) -> list[str]:
+        def _push_arg(t: NewTask) -> str:
             raise NotImplementedError
 
     @store_errors
@@ -54,7 +54,7 @@ class RedisWorkflows:
         ttl_ms, trim_below = self._ttl_args(now)
         args: list[str | int] = [iso(now), stamp(now), score(now), ttl_ms, trim_below, len(tasks)]
         for t in tasks:
-            args += self._push_args(t)
+            args.append(self._push_arg(t))
         args.append(len(dependencies))
         for dep in dependencies:
             args += [

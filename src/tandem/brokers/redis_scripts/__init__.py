@@ -1,10 +1,16 @@
 """The Lua scripts of the Redis store: one script per state transition, each atomic in Redis.
 
-Every script starts with ``PRELUDE`` (shared helpers) and gets the key prefix as ``ARGV[1]``. Keys
-(``P`` is the prefix, ``B`` a backend alias, ``Q`` a queue name):
+Every script starts with ``PRELUDE`` (shared helpers; ``PUSH`` with ``PUSH_PRELUDE``, the few it
+uses) and gets the key prefix as ``ARGV[1]``. Keys (``P`` is the prefix, ``B`` a backend alias,
+``Q`` a queue name):
 
-- ``P:task:<id>`` — HASH, the task (every ``StoredTask`` field, plus ``rank`` and ``attempts``);
-  shared by all aliases, as the database table is;
+- ``P:task:<id>`` — HASH, the task (the ``StoredTask`` fields, plus ``rank`` and ``attempts``);
+  shared by all aliases, as the database table is. A push stores ``id``, ``backend``,
+  ``queue_name``, ``task_path``, ``priority``, ``status``, ``args``, ``kwargs``,
+  ``enqueued_at``, ``max_attempts`` and ``rank``, and the other fields only when they differ from
+  their defaults; a missing field reads as its default ('' / ``null`` / ``[]`` / 0 attempts /
+  ``available_at`` = ``enqueued_at``), so every script must treat a missing field (Lua ``false``)
+  as it treats the default. Hashes of earlier versions have every field and read the same;
 - ``P:B:ready:Q`` — ZSET of READY tasks available to claim, score ``-priority``, member ``rank``
   = ``<available_at stamp>:<enqueued_at stamp>:<id>``; equal scores sort by member, so one
   ``ZRANGE`` gives the claim order (priority, then available_at, then enqueued_at);
@@ -56,11 +62,11 @@ from tandem.brokers.redis_scripts.claim import (
 from tandem.brokers.redis_scripts.enqueue import (
     FIRE_TICK,
     PUSH,
-    PUSH_FIELDS,
     PUSH_WORKFLOW,
 )
 from tandem.brokers.redis_scripts.prelude import (
     PRELUDE,
+    PUSH_PRELUDE,
 )
 from tandem.brokers.redis_scripts.queues import (
     COUNT_FINISHED,
@@ -113,6 +119,12 @@ SCRIPTS = {
     "claim_starved": CLAIM_STARVED,
 }
 
+#: Every script's whole text: ``PUSH`` (run by every enqueue) with only the helpers it uses, the
+#: others with the whole prelude.
+SOURCES = {
+    name: (PUSH_PRELUDE if name == "push" else PRELUDE) + source for name, source in SCRIPTS.items()
+}
+
 
 __all__ = [
     "CANCEL",
@@ -128,7 +140,7 @@ __all__ = [
     "PRUNE",
     "PRUNE_TICKS",
     "PUSH",
-    "PUSH_FIELDS",
+    "PUSH_PRELUDE",
     "PUSH_WORKFLOW",
     "RECOVER",
     "REGISTER_WORKER",
@@ -140,6 +152,7 @@ __all__ = [
     "SCRIPTS",
     "SETTLE",
     "SETTLE_FIELDS",
+    "SOURCES",
     "STATS",
     "UNREGISTER_WORKER",
 ]

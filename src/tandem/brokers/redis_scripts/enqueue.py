@@ -4,30 +4,31 @@ tick's task.
 
 from __future__ import annotations
 
-#: Fields per task in ``PUSH`` and ``FIRE_TICK`` (see ``push_one``).
-PUSH_FIELDS = 20
-
-# ARGV: prefix, then PUSH_FIELDS per task. Returns the id each task is known by.
+# ARGV: prefix, then one value per task: its fields (redis_codec.pack, task_fields). Returns
+# the id each task is known by.
 PUSH = """
 local ids = {}
-for i = 2, #ARGV, 20 do ids[#ids + 1] = push_one(i) end
+for i = 2, #ARGV do ids[#ids + 1] = push_one(task_fields(ARGV[i])) end
 publish_wakes()
 return ids
 """
 
 # ARGV: prefix, now (iso), now (stamp), now (epoch us), result TTL (ms), TTL trim bound, task
-# count, PUSH_FIELDS per task, dependency count, then per dependency: task id,
-# on_parent_failure, pass_result ('1'/'0'), parent count, parent ids...; then group id ('' for
-# none), and for a group: backend, created_at (epoch us), then id ('' for none), member count,
-# member ids... Stores it all at once; returns the ids, or {'missing', parent id} when a
-# parent does not exist (nothing is stored then).
+# count, one value per task (its fields: redis_codec.pack), dependency count, then per
+# dependency: task id, on_parent_failure, pass_result ('1'/'0'), parent count, parent ids...;
+# then group id ('' for none), and for a group: backend, created_at (epoch us), then id ('' for
+# none), member count, member ids... Stores it all at once; returns the ids, or {'missing',
+# parent id} when a parent does not exist (nothing is stored then).
 PUSH_WORKFLOW = """
 local now_iso, now_stamp, now_score, ttl, trim = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n_tasks = tonumber(ARGV[7])
-local deps_at = 8 + n_tasks * 20
+local deps_at = 8 + tonumber(ARGV[7])
 -- First pass: which tasks wait, and do all their parents exist?
-local pushed = {}
-for t = 8, deps_at - 1, 20 do pushed[ARGV[t]] = true end
+local tasks, pushed = {}, {}
+for t = 8, deps_at - 1 do
+  local f = task_fields(ARGV[t])
+  tasks[#tasks + 1] = f
+  pushed[f[1]] = true
+end
 local held, i = {}, deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
   held[ARGV[i]] = true
@@ -41,7 +42,7 @@ for _ = 1, tonumber(ARGV[deps_at]) do
   i = i + 4 + n
 end
 local ids = {}
-for t = 8, deps_at - 1, 20 do ids[#ids + 1] = push_one(t, held[ARGV[t]]) end
+for _, f in ipairs(tasks) do ids[#ids + 1] = push_one(f, held[f[1]]) end
 local resolvable = {}
 i = deps_at + 1
 for _ = 1, tonumber(ARGV[deps_at]) do
@@ -78,13 +79,14 @@ publish_wakes()
 return ids
 """
 
-# ARGV: prefix, backend, schedule name, tick (epoch us), tick (stamp), then PUSH_FIELDS for the
-# task. Returns the id the task is known by, or nil when the tick was already recorded.
+# ARGV: prefix, backend, schedule name, tick (epoch us), tick (stamp), then the task's fields
+# (redis_codec.pack). Returns the id the task is known by, or nil when the tick was already
+# recorded.
 FIRE_TICK = """
 if redis.call('ZADD', key(ARGV[2], 'ticks', ARGV[3]), 'NX', ARGV[4], ARGV[5]) == 0 then
   return false
 end
-local id = push_one(6)
+local id = push_one(task_fields(ARGV[6]))
 publish_wakes()
 return id
 """

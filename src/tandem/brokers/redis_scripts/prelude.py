@@ -1,13 +1,16 @@
-"""``PRELUDE``: the Lua helpers every script starts with. Keys, stamps and the store's clock; flow
-control (rate limits, concurrency slots); claiming one task; making a task ready; finishing a task
-and resolving the workflow children waiting for it; storing a new task.
+"""``PRELUDE``: the Lua helpers every script starts with. Keys, wake-ups and making a task ready
+(``BASE``); stamps and the store's clock, flow control (rate limits, concurrency slots), claiming
+one task, finishing a task and resolving the workflow children waiting for it; storing a new task
+(``PUSH_ONE``).
 
-Lua locals must be defined before use, so the helpers stay one text, in dependency order.
+Lua locals must be defined before use, so the helpers are in dependency order. Redis runs a
+script's whole text on every call, helper definitions included, so ``PUSH`` (every enqueue) starts
+with ``PUSH_PRELUDE``: only the helpers it needs.
 """
 
 from __future__ import annotations
 
-PRELUDE = """
+BASE = """
 local P = ARGV[1]
 local woken = {}
 
@@ -18,6 +21,43 @@ local function key(backend, kind, name)
   return P .. ':' .. backend .. ':' .. kind
 end
 
+local function wake(backend, queue)
+  woken[backend] = woken[backend] or {}
+  woken[backend][queue] = true
+end
+
+-- The queue names ARGV[first], ARGV[first + 1], ... less those paused on `backend`.
+local function unpaused(backend, first)
+  local paused, queues = key(backend, 'paused'), {}
+  for q = first, #ARGV do
+    if redis.call('HEXISTS', paused, ARGV[q]) == 0 then queues[#queues + 1] = ARGV[q] end
+  end
+  return queues
+end
+
+local function publish_wakes()
+  for backend, queues in pairs(woken) do
+    local names = {}
+    for queue in pairs(queues) do names[#names + 1] = queue end
+    table.sort(names)
+    redis.call('PUBLISH', key(backend, 'wake'), table.concat(names, ','))
+  end
+end
+
+-- A READY task joins its queue: the ready set when it is available by `now` (a stamp; a
+-- claimer with an earlier clock still skips it), else the delayed set, until a claim moves it.
+local function make_ready(backend, queue, rank, priority, now)
+  if string.sub(rank, 1, 18) <= now then
+    redis.call('ZADD', key(backend, 'ready', queue), 0 - tonumber(priority), rank)
+    wake(backend, queue)
+  else
+    redis.call('ZADD', key(backend, 'delayed', queue), 0, rank)
+  end
+end
+
+"""
+
+REST = """
 -- rank = '<available stamp>:<enqueued stamp>:<id>'
 local function id_of(rank) return string.sub(rank, 39) end
 
@@ -201,40 +241,6 @@ local function take(backend, queue, rank, worker, token, lease_iso, lease_score,
   return redis.call('HGETALL', t_key)
 end
 
-local function wake(backend, queue)
-  woken[backend] = woken[backend] or {}
-  woken[backend][queue] = true
-end
-
--- The queue names ARGV[first], ARGV[first + 1], ... less those paused on `backend`.
-local function unpaused(backend, first)
-  local paused, queues = key(backend, 'paused'), {}
-  for q = first, #ARGV do
-    if redis.call('HEXISTS', paused, ARGV[q]) == 0 then queues[#queues + 1] = ARGV[q] end
-  end
-  return queues
-end
-
-local function publish_wakes()
-  for backend, queues in pairs(woken) do
-    local names = {}
-    for queue in pairs(queues) do names[#names + 1] = queue end
-    table.sort(names)
-    redis.call('PUBLISH', key(backend, 'wake'), table.concat(names, ','))
-  end
-end
-
--- A READY task joins its queue: the ready set when it is available by `now` (a stamp; a
--- claimer with an earlier clock still skips it), else the delayed set, until a claim moves it.
-local function make_ready(backend, queue, rank, priority, now)
-  if string.sub(rank, 1, 18) <= now then
-    redis.call('ZADD', key(backend, 'ready', queue), 0 - tonumber(priority), rank)
-    wake(backend, queue)
-  else
-    redis.call('ZADD', key(backend, 'delayed', queue), 0, rank)
-  end
-end
-
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
 -- let it expire after the result TTL (ttl_ms '0': kept until pruned). Index entries older
 -- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
@@ -315,11 +321,30 @@ resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_
   end
 end
 
--- Store one new task from ARGV[i .. i + 19]; return the id it is known by (an active task's
--- for a unique key already held). A `held` task (a workflow's waiting task) joins no set.
-local function push_one(i, held)
-  local id, backend, queue, priority = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
-  local unique_key, rank = ARGV[i + 13], ARGV[i + 14]
+"""
+
+PUSH_ONE = """
+-- A new task's fields from the one ARGV value that carries them (redis_codec.pack): their
+-- lengths in bytes, comma-separated, then ';' and the fields one after another.
+local function task_fields(packed)
+  local head = string.find(packed, ';', 1, true)
+  local f, at = {}, head + 1
+  for n in string.gmatch(string.sub(packed, 1, head - 1), '%d+') do
+    local stop = at + tonumber(n)
+    f[#f + 1] = string.sub(packed, at, stop - 1)
+    at = stop
+  end
+  return f
+end
+
+-- Store one new task from its fields `f` (task_fields): id, backend, queue, task_path,
+-- priority, args, kwargs, enqueued_at, max_attempts, rank, unique_key, then the field/value
+-- pairs of the fields that differ from their defaults (push_fields). A field left out of the
+-- hash reads as its default ('', 'null', '[]', '0'...; available_at: enqueued_at). Returns the
+-- id the task is known by (an active task's for a unique key already held). A `held` task (a
+-- workflow's waiting task) joins no set.
+local function push_one(f, held)
+  local id, backend, queue, priority, rank, unique_key = f[1], f[2], f[3], f[5], f[10], f[11]
   if unique_key ~= '' then
     local unique = key(backend, 'unique')
     local holder = redis.call('HGET', unique, unique_key)
@@ -330,16 +355,9 @@ local function push_one(i, held)
     redis.call('HSET', unique, unique_key, id)
   end
   redis.call('HSET', task_key(id),
-    'id', id, 'backend', backend, 'queue_name', queue, 'task_path', ARGV[i + 3],
-    'priority', priority, 'takes_context', ARGV[i + 5], 'status', 'READY',
-    'args', ARGV[i + 6], 'kwargs', ARGV[i + 7], 'run_after', ARGV[i + 8],
-    'available_at', ARGV[i + 9], 'enqueued_at', ARGV[i + 10], 'max_attempts', ARGV[i + 11],
-    'timeout', ARGV[i + 12], 'unique_key', unique_key, 'rank', rank,
-    'started_at', '', 'last_attempted_at', '', 'finished_at', '', 'return_value', 'null',
-    'errors', '[]', 'worker_ids', '[]', 'attempts', '0', 'worker_id', '',
-    'lease_expires_at', '', 'progress', 'null', 'progress_at', '', 'cancel_requested_at', '',
-    'trace_context', ARGV[i + 15], 'concurrency_key', ARGV[i + 16],
-    'concurrency_limit', ARGV[i + 17], 'on_limit', ARGV[i + 18], 'rate_limit', ARGV[i + 19])
+    'id', id, 'backend', backend, 'queue_name', queue, 'task_path', f[4],
+    'priority', priority, 'status', 'READY', 'args', f[6], 'kwargs', f[7],
+    'enqueued_at', f[8], 'max_attempts', f[9], 'rank', rank, unpack(f, 12))
   redis.call('SADD', key(backend, 'queues'), queue)
   if held then return id end
   -- Available by its enqueuer's clock: straight to the ready set.
@@ -347,3 +365,9 @@ local function push_one(i, held)
   return id
 end
 """
+
+#: The helpers of every script but ``PUSH``.
+PRELUDE = BASE + REST + PUSH_ONE
+
+#: ``PUSH``'s helpers: storing a task and waking its queue.
+PUSH_PRELUDE = BASE + PUSH_ONE

@@ -22,7 +22,7 @@ for i = 3, #ARGV, 12 do
     local backend, queue = t[3], t[4]
     redis.call('ZREM', key(backend, 'running', queue), id)
     free_slot(backend, queue, id, t[9])
-    local errors = t[5]
+    local errors = t[5] or '[]'
     if error ~= '' then errors = append(errors, error) end
     if status == 'READY' then
       local rank = ARGV[i + 9] .. string.sub(t[6], 19)
@@ -88,8 +88,8 @@ for i = 8, #ARGV, 4 do
     redis.call('ZREM', key(backend, 'running', queue), id)
     free_slot(backend, queue, id, t[12])
     local errors = append(t[6], ARGV[i + 3])
-    local allowed = math.max(tonumber(t[8]), recovery_max_attempts)
-    if tonumber(t[7]) >= allowed then
+    local allowed = math.max(tonumber(t[8] or '1'), recovery_max_attempts)
+    if tonumber(t[7] or '0') >= allowed then
       redis.call('HSET', t_key, 'status', 'FAILED', 'errors', errors, 'finished_at', now_iso,
         'worker_id', '', 'lease_expires_at', '', 'cancel_requested_at', '', 'unique_key', '')
       finish(backend, queue, id, 'FAILED', t[11], now_score, ARGV[6], ARGV[7], now_iso, now)
