@@ -8,6 +8,7 @@ plain picklable value (``StoredTask`` in, ``Outcome`` out).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import sys
 import threading
@@ -138,10 +139,11 @@ def run(task: StoredTask, timeout: float | None) -> Outcome:
             with Watchdog(timeout):
                 outcome = execute(task)
         except TaskTimeout as exc:
-            # The watchdog fired in the instant between the task's end and the watchdog's stop:
-            # keep the task's own outcome when it has one.
+            # The watchdog fired in the instant between the task's end and the watchdog's stop
+            # (keep the task's own outcome when it has one), or before the task's code ran (a
+            # starved interpreter): an ending the worker decided, signalled like a raise.
             if outcome is None:
-                outcome = failed(task, exc)
+                outcome = dataclasses.replace(failed(task, exc), finished_signal=True)
         return outcome
     finally:
         close_old_connections()
