@@ -27,6 +27,10 @@ pytestmark = [
 
 ITEMS = scaled("GROUP_ITEMS", 600)
 KILLS = scaled("GROUP_KILLS", 6)
+#: Seconds per item: 600 items on 12 slots are 15 s of work, which six kills 0.5-1.5 s apart
+#: (each waiting for its replacement to start) must not outlast. At 0.2 s (10 s of work) a
+#: loaded machine's slow restarts let every item finish before the sixth kill.
+ITEM_SECONDS = 0.3
 
 
 def store_group(scale: Scale, count: int, prefix: str, seconds: float) -> dict[str, object]:
@@ -52,7 +56,7 @@ def store_group(scale: Scale, count: int, prefix: str, seconds: float) -> dict[s
 def test_a_groups_callback_is_enqueued_once_through_kills(scale: Scale) -> None:
     deployment = Deployment(scale, "worker", 3, "-w", "4", TANDEM_TEST_LEASE=LEASE)
     monkey = Monkey(deployment, seed())
-    stored = store_group(scale, ITEMS, "grouped", 0.2)
+    stored = store_group(scale, ITEMS, "grouped", ITEM_SECONDS)
     ids, then_id, group_id = stored["ids"], stored["then"], stored["group"]
     assert isinstance(ids, list) and isinstance(then_id, str) and len(ids) == ITEMS
     then_key = f"then:{group_id}"

@@ -222,3 +222,49 @@ def test_a_stop_lets_the_request_in_flight_finish_and_closes_idle_connections() 
 
     assert len(outcome) == 1 and outcome[0][0] == 200  # type: ignore[index]
     idle.close()
+
+
+def test_a_bound_socket_refuses_clients_until_its_server_accepts() -> None:
+    """``tandem serve`` binds at start-up but listens only once its HTTP side serves: a client
+    of a process still starting (its pools proving, under load for seconds) is refused at once,
+    not left waiting in the backlog."""
+    sock = listen("127.0.0.1", 0, now=False)
+    port = sock.getsockname()[1]
+    server = HTTPServer(sock, app, HttpOptions(), daemon=True, accepting=False)
+    try:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=BOUND).close()
+            raise AssertionError("a client was let in before the server accepted")
+        except ConnectionRefusedError:
+            pass
+        server.accept_connections()
+        socket.create_connection(("127.0.0.1", port), timeout=BOUND).close()
+    finally:
+        server.finish(timeout=5)
+        sock.close()
+
+
+def test_the_thread_front_listens_once_started() -> None:
+    from tandem.serve.server import ThreadFront
+
+    sock = listen("127.0.0.1", 0, now=False)
+    port = sock.getsockname()[1]
+    front = ThreadFront(sock, HttpOptions())
+    stop_r, stop_w = os.pipe()
+    try:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=BOUND).close()
+            raise AssertionError("a client was let in before the front started")
+        except ConnectionRefusedError:
+            pass
+        front.start(stop_r, lambda: None)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=BOUND)
+        conn.request("GET", "/-/health/live")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        os.write(stop_w, b"stop")
+        wait_for(front.ended, "the front to stop")
+        os.close(stop_r)
+        os.close(stop_w)
+        sock.close()

@@ -114,8 +114,15 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
     channel_class = Channel
 
     def __init__(
-        self, sock: socket.socket, application: Any, options: HttpOptions, *, daemon: bool
+        self,
+        sock: socket.socket,
+        application: Any,
+        options: HttpOptions,
+        *,
+        daemon: bool,
+        accepting: bool = True,
     ) -> None:
+        """``accepting=False``: the socket listens only at ``accept_connections()``."""
         self.options = options
         adjustments = Adjustments(
             sockets=[sock],
@@ -142,6 +149,7 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
                 adj=adjustments,
                 bind_socket=False,
                 sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()),
+                _start=accepting,
             )
         except BaseException:
             dispatcher.shutdown(timeout=1)
@@ -227,14 +235,19 @@ def serve(server: HTTPServer, stop_fd: int) -> None:
         server.stop_accepting()
 
 
-def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket (IPv6 when ``host`` is an IPv6 address), SO_REUSEADDR set."""
+def listen(host: str, port: int, backlog: int = 1024, *, now: bool = True) -> socket.socket:
+    """A listening TCP socket (IPv6 when ``host`` is an IPv6 address), SO_REUSEADDR set.
+
+    ``now=False``: only bound (the address is taken, a bad one fails at once); it listens when
+    its server starts accepting (``HTTPServer.accept_connections``). Until then a client is
+    refused at once, never left waiting in the backlog while the process is still starting."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(backlog)
+        if now:
+            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

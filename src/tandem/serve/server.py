@@ -88,7 +88,8 @@ class ThreadFront:
             # /-/health/live, /-/health/ready and /-/metrics first; the rest to the project.
             app = application.build(options, supervisor_probe=supervisor_probe)
             # Daemon request threads: a request that never ends must not keep the process alive.
-            self.server = HTTPServer(sock, app, options, daemon=True)
+            # Listening from start() on: a client of a process still starting is refused.
+            self.server = HTTPServer(sock, app, options, daemon=True, accepting=False)
         except BaseException:
             sock.close()
             raise
@@ -96,6 +97,8 @@ class ThreadFront:
         self._ended = threading.Event()
 
     def start(self, stop_fd: int, on_exit: Callable[[], None]) -> None:
+        self.server.accept_connections()  # listening from here on
+
         def run() -> None:
             try:
                 try:
@@ -248,7 +251,9 @@ class TandemServer:
         self.grace = grace
         self.http = http or HttpOptions()
         host, port = parse_bind(bind)
-        self.socket = listen(host, port)
+        # Bound now (a taken address fails before the start-up's work), listening only once
+        # the HTTP side serves (``run()``): until then a client is refused, not left waiting.
+        self.socket = listen(host, port, now=False)
         try:
             self.front: ThreadFront | InterpreterFront = (
                 InterpreterFront(self.socket, web_interpreters, self.http)
