@@ -35,8 +35,9 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
         TANDEM_DEMO_DB=str(tmp_path / "demo.sqlite3"),
         TANDEM_DEMO_EXPORTS=str(tmp_path / "exports"),
         # Long enough that a loaded machine never delays the live worker's renewals past it (its
-        # lease guard would stop the attempt): the kill test waits for the dead worker's lease.
-        TANDEM_DEMO_LEASE_SECONDS="5",
+        # lease guard would stop the attempt; at 5 s it did, with eight test processes on two
+        # cores): the kill test waits for the dead worker's lease.
+        TANDEM_DEMO_LEASE_SECONDS="10",
     )
     return env
 
