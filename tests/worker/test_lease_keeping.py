@@ -139,7 +139,13 @@ def test_an_attempt_claimed_elsewhere_is_stopped_at_the_next_renewal(
     result = lease_probe.enqueue(str(probe), 60)
     supervisor = harness.supervisor(workers=1)
     harness.run_in_background(supervisor)
-    wait_for(lambda: probe.exists() and probe.read_text().startswith("start"), "the task to start")
+    # A process pool's child starts in the idle scheduling class: on a loaded machine (CI's four
+    # test streams) it waited more than 30 s for a free core before its first line ran.
+    wait_for(
+        lambda: probe.exists() and probe.read_text().startswith("start"),
+        "the task to start",
+        timeout=90,
+    )
     pid = int(probe.read_text().split()[1])
 
     # Another worker's claim, as after a recovery: a new holder, a new attempt token and a lease
