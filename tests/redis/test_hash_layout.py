@@ -5,10 +5,7 @@ decodes and runs through every transition."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis
 
@@ -22,36 +19,7 @@ from tandem.brokers.base import (
     Settlement,
 )
 from tandem.brokers.redis import RedisBroker, iso, score, stamp
-from tests.support.redis_store import PREFIX
-
-T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
-LEASE = T0 + timedelta(seconds=60)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def new_task(**fields: Any) -> NewTask:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "backend": "default",
-        "queue_name": "default",
-        "task_path": "tests.tasks.add",
-        "priority": 0,
-        "takes_context": False,
-        "args": [1, 2],
-        "kwargs": {},
-        "run_after": None,
-        "enqueued_at": at(-10),
-    }
-    values.update(fields)
-    return NewTask(**values)
-
-
-def k(*parts: str) -> str:
-    return ":".join((PREFIX, *parts))
-
+from tests.support.redis_store import LEASE, T0, at, k, new_task
 
 #: What every push stores, whatever the task.
 ALWAYS = {

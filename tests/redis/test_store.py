@@ -3,7 +3,6 @@ unreachable Redis is reported."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,6 @@ from tandem.brokers.base import (
     READY,
     SUCCESSFUL,
     ErrorRecord,
-    NewTask,
     Settlement,
     WorkerInfo,
 )
@@ -27,36 +25,9 @@ from tandem.brokers.workflow import Dependency
 from tandem.conf import DEFAULT_RESULT_TTL, RedisOptions
 from tests.support import free_port
 from tests.support.doubles import wait_for
-from tests.support.redis_store import PREFIX, keys
+from tests.support.redis_store import LEASE, PREFIX, T0, at, k, keys, new_task
 
-T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
-LEASE = T0 + timedelta(seconds=60)
 BOOM = ErrorRecord(exception_class_path="builtins.ValueError", traceback="ValueError: boom\n")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def new_task(**fields: Any) -> NewTask:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "backend": "default",
-        "queue_name": "default",
-        "task_path": "tests.tasks.add",
-        "priority": 0,
-        "takes_context": False,
-        "args": [1, 2],
-        "kwargs": {},
-        "run_after": None,
-        "enqueued_at": at(-10),
-    }
-    values.update(fields)
-    return NewTask(**values)
-
-
-def k(*parts: str) -> str:
-    return ":".join((PREFIX, *parts))
 
 
 # -- key layout --------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, DataError
 from django.utils import timezone
 
-from tandem.brokers.base import FAILED, Settlement
+from tandem.brokers.base import FAILED, Settlement, StoredTask
 from tandem.brokers.database import DatabaseBroker
 
 
@@ -110,3 +110,33 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.02)
+
+
+def running_task(**fields: Any) -> StoredTask:
+    """A claimed (RUNNING) task as a pool gets it, stamped now; ``fields`` override."""
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "id": "0b4e8e0e-0000-4000-8000-000000000001",
+        "backend": "default",
+        "queue_name": "emails",
+        "task_path": "shop.tasks.send",
+        "priority": 0,
+        "takes_context": False,
+        "status": "RUNNING",
+        "args": [],
+        "kwargs": {},
+        "run_after": None,
+        "available_at": now,
+        "enqueued_at": now,
+        "started_at": now,
+        "last_attempted_at": now,
+        "finished_at": None,
+        "return_value": None,
+        "errors": (),
+        "worker_ids": ("host-0-old", "host-1-abc"),
+        "max_attempts": 3,
+        "worker_id": "host-1-abc",
+        "lease_expires_at": None,
+    }
+    values.update(fields)
+    return StoredTask(**values)

@@ -6,18 +6,24 @@ fails those tests with a message that says how to start it; it never skips them.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
 
+from tandem.brokers.base import NewTask
 from tandem.brokers.redis_client import connect
 from tandem.conf import RedisOptions
 
 URL: str = settings.TANDEM_TEST_REDIS["url"]
 PREFIX: str = settings.TANDEM_TEST_REDIS["prefix"]
 REDIS_BACKEND = "tandem.backends.redis.RedisBackend"
+#: The store's clock in the Redis broker tests, and a lease from it.
+T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+LEASE = T0 + timedelta(seconds=60)
 START = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
 
 
@@ -58,3 +64,30 @@ def redis_client() -> Any:
     test_client = client()
     yield test_client
     delete_keys(test_client)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def new_task(**fields: Any) -> NewTask:
+    """A task to push, enqueued 10 s before ``T0``; ``fields`` override the defaults."""
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "backend": "default",
+        "queue_name": "default",
+        "task_path": "tests.tasks.add",
+        "priority": 0,
+        "takes_context": False,
+        "args": [1, 2],
+        "kwargs": {},
+        "run_after": None,
+        "enqueued_at": at(-10),
+    }
+    values.update(fields)
+    return NewTask(**values)
+
+
+def k(*parts: str) -> str:
+    """A key under the test prefix."""
+    return ":".join((PREFIX, *parts))

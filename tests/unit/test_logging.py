@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 
-from tandem.brokers.base import StoredTask
 from tandem.logging import FIELDS, AttemptFilter, JsonFormatter, PlainFormatter, attempt
+from tests.support.doubles import running_task as stored
 
 
 def record(
@@ -18,33 +17,6 @@ def record(
     for key, value in extra.items():
         setattr(made, key, value)
     return made
-
-
-def stored() -> StoredTask:
-    now = datetime.now(UTC)
-    return StoredTask(
-        id="0b4e8e0e-0000-4000-8000-000000000001",
-        backend="default",
-        queue_name="emails",
-        task_path="shop.tasks.send",
-        priority=0,
-        takes_context=False,
-        status="RUNNING",
-        args=[],
-        kwargs={},
-        run_after=None,
-        available_at=now,
-        enqueued_at=now,
-        started_at=now,
-        last_attempted_at=now,
-        finished_at=None,
-        return_value=None,
-        errors=(),
-        worker_ids=("host-0-old", "host-1-abc"),
-        max_attempts=3,
-        worker_id="host-1-abc",
-        lease_expires_at=None,
-    )
 
 
 def test_json_is_one_object_per_line_with_the_fields_given_in_extra() -> None:

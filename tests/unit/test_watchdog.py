@@ -12,36 +12,12 @@ import pytest
 
 from tandem.brokers.base import StoredTask
 from tandem.worker.pools import runner
+from tests.support.doubles import running_task
 
 
-def stored() -> StoredTask:
-    now = datetime.now(UTC)
-    return StoredTask(
-        id="0b4e8e0e-0000-4000-8000-000000000002",
-        backend="default",
-        queue_name="default",
-        task_path="tests.tasks.noop",
-        priority=0,
-        takes_context=False,
-        status="RUNNING",
-        args=[],
-        kwargs={},
-        run_after=None,
-        available_at=now,
-        enqueued_at=now,
-        started_at=now,
-        last_attempted_at=now,
-        finished_at=None,
-        return_value=None,
-        errors=(),
-        worker_ids=("w",),
-        max_attempts=1,
-        worker_id="w",
-        lease_expires_at=None,
-        attempt_token="a" * 32,
-    )
-
-
+# ``run()`` closes the thread's old database connections at the end: one an earlier test of
+# this process left open is touched then.
+@pytest.mark.django_db
 def test_a_timeout_before_the_tasks_code_ran_is_a_signalled_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -53,7 +29,7 @@ def test_a_timeout_before_the_tasks_code_ran_is_a_signalled_timeout(
         raise AssertionError("the watchdog never fired")
 
     monkeypatch.setattr("tandem.execution.execute", starved)
-    task = stored()
+    task = running_task(attempt_token="a" * 32)
     outcome = runner.run(task, timeout=0.05)
     assert not outcome.succeeded
     assert outcome.error is not None
