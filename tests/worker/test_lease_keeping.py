@@ -130,6 +130,33 @@ def test_an_attempt_whose_lease_cannot_be_renewed_is_stopped_before_it_expires(
     assert finished == [result.id]  # only the attempt whose ending was stored
 
 
+@pytest.mark.usefixtures("short_lease")
+def test_a_burst_worker_stays_until_the_attempt_it_stopped_is_recovered_and_run(
+    harness: Harness,
+) -> None:
+    """``--burst``: an attempt stopped for a lost lease leaves its row RUNNING until the lease
+    expires. The burst does not end there (queues empty, nothing in flight): it waits, recovers
+    the row and runs it."""
+    broker = FlakyStore()
+    result = gated.enqueue("burst-lost", 60)
+    supervisor = harness.supervisor(workers=1, broker=broker, burst=True)
+    thread = harness.run_in_background(supervisor)
+    wait_for(lambda: row(result).status == RUNNING, "the task to be claimed")
+    broker.renewals_down.set()
+    broker.down.set()
+    wait_for(lambda: supervisor.lost_attempts == 1, "the attempt to be stopped", timeout=30)
+
+    gate("burst-lost").set()  # the abandoned thread returns; the second attempt won't wait
+    broker.renewals_down.clear()
+    broker.down.clear()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the burst worker did not exit"
+    stored = row(result)
+    assert stored.status == SUCCESSFUL, stored.status  # run again by the same burst
+    assert len(stored.worker_ids) == 2
+    assert supervisor._unrecovered == []
+
+
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_an_attempt_claimed_elsewhere_is_stopped_at_the_next_renewal(
     executor: str, harness: Harness, tandem_settings: Any, tmp_path: Path

@@ -53,6 +53,9 @@ class Bookkeeping:
     # as in flight before they are handed over. Only rebound, never changed in place.
     _handing: list[tuple[PoolState, list[StoredTask]]]
     _lost: collections.deque[LostAttempt]
+    # Attempts the heartbeat stopped whose rows may still be RUNNING under their lapsed lease
+    # (task id, attempt token): a burst is not over until recovery has given them back.
+    _unrecovered: list[tuple[str, str]]
     lost_attempts: int
     exit_code: int
     exit_reason: str | None
@@ -112,6 +115,7 @@ class Bookkeeping:
                     with self._flight_lock:
                         del state.in_flight[lost.task_id]
                     state.dirty = True
+            self._unrecovered.append((lost.task_id, lost.attempt_token))
 
     def _deliver(self, outcome: Outcome) -> None:  # called from pool threads
         self._outcomes.append(outcome)

@@ -33,6 +33,7 @@ from django.utils.crypto import get_random_string
 from tandem.backends import tandem_backend
 from tandem.brokers.base import (
     READY,
+    RUNNING,
     Broker,
     Settlement,
     StoredTask,
@@ -125,6 +126,8 @@ class Supervisor(Lifecycle):
         self._flight_lock = threading.Lock()
         self._handing = []
         self._lost: collections.deque[LostAttempt] = collections.deque()
+        self._unrecovered = []
+        self._said_awaiting = False
         self.lost_attempts = 0
         self.rejected_writes = 0
         self.exit_code = 0  # EXIT_POOL_BROKEN when a pool cannot go on in this process
@@ -391,7 +394,39 @@ class Supervisor(Lifecycle):
             return False
         if self._stopping == 1 or self._claims_exhausted():
             return True
-        return self.burst and all(s.exhausted and not s.dirty for s in self.pools)
+        return (
+            self.burst
+            and all(s.exhausted and not s.dirty for s in self.pools)
+            and not self._awaiting_recovery()
+        )
+
+    def _awaiting_recovery(self) -> bool:
+        """Burst mode: whether an attempt this worker stopped for a lost lease still holds its
+        row (RUNNING under the lapsed lease, nobody else's yet). The burst goes on until the
+        heartbeat's recovery gives such a row back (once the lease has expired on the store) and
+        a claim runs it, or another worker has taken it: a burst ends with its queues drained,
+        never with a task left RUNNING that nobody runs."""
+        if not self._unrecovered:
+            return False
+        try:
+            rows = [(self.broker.get(task_id), token) for task_id, token in self._unrecovered]
+        except STORE_ERRORS:
+            return True  # the loop meets the outage in its next round
+        self._unrecovered = [
+            (row.id, token)
+            for row, token in rows
+            if row is not None and row.status == RUNNING and row.attempt_token == token
+        ]
+        if self._unrecovered and not self._said_awaiting:
+            self._said_awaiting = True
+            logger.warning(
+                "burst: waiting for %d stopped attempt(s) to be recovered before exiting "
+                "(their leases expire within %gs)",
+                len(self._unrecovered),
+                self.options.lease_seconds,
+                extra={"worker_id": self.worker_id},
+            )
+        return bool(self._unrecovered)
 
     def _sleep_for(self) -> float:
         now = self.clock()
