@@ -45,7 +45,10 @@ class DatabaseClaims(DatabaseStore):
         )
 
     def has_ready(self, queues: Sequence[str], now: datetime) -> bool:
-        queues = database_pauses.unpaused(self, queues)
+        return self._has_ready(database_pauses.unpaused(self, queues), now)
+
+    def _has_ready(self, queues: Sequence[str], now: datetime) -> bool:
+        """``has_ready`` of queues known to be unpaused."""
         if not queues:
             return False
         with self.connection.cursor() as cursor:
@@ -72,7 +75,7 @@ class DatabaseClaims(DatabaseStore):
         if not queues:
             return []
         connection = self.connection
-        if self.dialect.probe_before_claim and not self.has_ready(queues, now):
+        if self.dialect.probe_before_claim and not self._has_ready(queues, now):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
         token = new_attempt_token()
