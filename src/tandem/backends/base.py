@@ -398,7 +398,8 @@ class TandemBackend(BaseTaskBackend):
         """Enqueue ``task`` once per ``(args, kwargs)`` item: one store round trip per batch.
 
         Every item is validated and serialised before anything is stored, so a bad item stores
-        nothing. ``task_enqueued`` is sent for each task stored, once all are stored.
+        nothing. ``task_enqueued`` is sent for each task stored, once its batch is stored (on the
+        database backend, once all are: one transaction).
         """
         new: list[NewTask] = []
         # The task is one for every item: validated once, what its items share looked up once,
@@ -422,16 +423,13 @@ class TandemBackend(BaseTaskBackend):
                     pass
             new.append(made)
         results: list[AnyResult] = []
-        fresh_results: list[AnyResult] = []
         batch = self.enqueue_batch or max(len(new), 1)
         for start in range(0, len(new), batch):
             chunk = new[start : start + batch]
             ids = self._store(chunk)
-            for result, fresh in self._results([task] * len(chunk), chunk, ids):
-                if fresh:
-                    fresh_results.append(result)
-                results.append(result)
-        send_task_enqueued(type(self), fresh_results)
+            stored = self._results([task] * len(chunk), chunk, ids)
+            send_task_enqueued(type(self), [result for result, fresh in stored if fresh])
+            results += [result for result, _ in stored]
         return results
 
     def cancel(self, result_id: str) -> CancelOutcome | Literal[False]:
