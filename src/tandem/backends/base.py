@@ -62,7 +62,6 @@ class SharedByItems:
     timeout: float | None
     rate_limit: str | None
     max_payload_bytes: int | None
-    tandem_task: bool  # a tandem ``Task``: it may have a unique key and a concurrency key
 
 
 def _in_project(module: str) -> bool:
@@ -322,7 +321,6 @@ class TandemBackend(BaseTaskBackend):
                 "allows. Store large data elsewhere (a file, a row) and pass its id, or raise "
                 "the limit (None: no limit)."
             )
-        tandem_task = shared.tandem_task
         return NewTask(
             id=new_task_id(),
             backend=self.alias,
@@ -336,8 +334,8 @@ class TandemBackend(BaseTaskBackend):
             enqueued_at=timezone.now(),
             max_attempts=shared.max_attempts,
             timeout=shared.timeout,
-            unique_key=task.key_for(json_args, json_kwargs) if tandem_task else None,  # type: ignore[attr-defined]
-            **(_concurrency(task, json_args, json_kwargs) if tandem_task else {}),
+            unique_key=task.key_for(json_args, json_kwargs) if isinstance(task, Task) else None,
+            **_concurrency(task, json_args, json_kwargs),
             rate_limit=shared.rate_limit,
             args_json=args_text,
             kwargs_json=kwargs_text,
@@ -356,7 +354,6 @@ class TandemBackend(BaseTaskBackend):
             timeout=getattr(task, "timeout", None),
             rate_limit=getattr(task, "rate_limit", None),
             max_payload_bytes=self.tandem_options.max_payload_bytes,
-            tandem_task=isinstance(task, Task),
         )
 
     def _result_for(self, task: AnyTask, new: NewTask) -> AnyResult:
