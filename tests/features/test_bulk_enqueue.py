@@ -50,8 +50,11 @@ def raw_rows(ids: list[str]) -> list[tuple[Any, ...]]:
 
 
 def test_the_fast_insert_writes_the_rows_djangos_cursor_writes() -> None:
-    """The same tasks stored with the query log on (Django's cursor, ``%s``) and off (the fast
-    path on SQLite) give the same rows, column for column, the id aside."""
+    """The same tasks stored at once with the query log off (SQLite's fast path; PostgreSQL's
+    arrays with the columns equal in every row as one parameter each), at once with the query
+    log on (Django's cursor, ``%s``), and one by one (one-row statements) give the same rows,
+    column for column, the id aside."""
+    assert not connection.queries_logged and not connection.execute_wrappers  # the fast path
     backend = tasks.echo.get_backend()
     later = tasks.echo.using(run_after=timezone.now() + timedelta(hours=1), priority=7)
     made = [
@@ -59,13 +62,24 @@ def test_the_fast_insert_writes_the_rows_djangos_cursor_writes() -> None:
         for task in (tasks.echo, later)
         for args, kwargs in ITEMS
     ]
+    backend.broker.push(made)
     logged = [replace(t, id=new_task_id()) for t in made]
     with CaptureQueriesContext(connection):
         backend.broker.push(logged)
-    backend.broker.push(made)
-    fast, plain = raw_rows([t.id for t in made]), raw_rows([t.id for t in logged])
-    assert [row[1:] for row in fast] == [row[1:] for row in plain]
+    alone = [replace(t, id=new_task_id()) for t in made]
+    for t in alone:
+        backend.broker.push([t])
+    fast = raw_rows([t.id for t in made])
     assert [str(row[0]).replace("-", "") for row in fast] == [t.id.replace("-", "") for t in made]
+    for other in (logged, alone):
+        assert [row[1:] for row in raw_rows([t.id for t in other])] == [row[1:] for row in fast]
+    # and with every column equal but the id (one task, no arguments)
+    same = [backend._new_task(tasks.noop, (), {}) for _ in range(3)]
+    same = [replace(t, enqueued_at=same[0].enqueued_at) for t in same]
+    backend.broker.push(same)
+    rows = raw_rows([t.id for t in same])
+    assert rows[0][1:] == rows[1][1:] == rows[2][1:]
+    assert len({row[0] for row in rows}) == 3
 
 
 def test_enqueue_many_stores_what_enqueue_stores() -> None:
