@@ -2,7 +2,7 @@
 """The cost of ``tandem.enqueue_many``: one call of N ``mark`` tasks on a fresh store, timed.
 
     .venv-3.14/bin/python bench/bulk_enqueue.py [--db sqlite] [--tasks 2000 10000] [--rounds 5]
-        [--items stamp|empty] [--src DIR ...] [--profile]
+        [--items stamp|empty] [--src DIR ...] [--profile] [--no-otel]
 
 Each round of each size runs in a fresh process on a fresh SQLite file (benchsite: WAL, SQLite's
 default ``synchronous=FULL``, as ``bench/compare``'s "bulk enqueue"), or on an emptied
@@ -19,6 +19,7 @@ in brackets, the lowest and highest. Compare two source trees with ``--src OLD -
 a directory holding the ``tandem`` package, e.g. ``src`` of a ``git archive`` of the base
 commit): their rounds alternate, so drift on the machine spreads over both. ``--profile`` runs
 one round of the first size under cProfile and prints the top functions by own time.
+``--no-otel`` blocks ``opentelemetry``'s import, as in bench/compare's venv, which lacks it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ REPO = BENCH.parent
 PG_NAME = "tandem_bulk_bench"
 
 
-def child(count: int, items_kind: str, profile: bool) -> dict[str, float]:
+def child(count: int, items_kind: str, profile: bool, no_otel: bool) -> dict[str, float]:
+    if no_otel:  # as if OpenTelemetry were not installed (bench/compare's venv)
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]
     import django
 
     django.setup()
@@ -81,7 +84,9 @@ def child(count: int, items_kind: str, profile: bool) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu}
 
 
-def run_round(src: str, db: str, count: int, items: str, profile: bool = False) -> dict[str, float]:
+def run_round(
+    src: str, db: str, count: int, items: str, profile: bool = False, no_otel: bool = False
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="tandem-bulk-") as tmp:
         env = {
             **os.environ,
@@ -107,6 +112,8 @@ def run_round(src: str, db: str, count: int, items: str, profile: bool = False) 
         argv = [sys.executable, __file__, "--child", str(count), "--items", items]
         if profile:
             argv.append("--profile")
+        if no_otel:
+            argv.append("--no-otel")
         out = subprocess.run(argv, env=env, check=True, capture_output=not profile, text=True)
         return {} if profile else json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -142,24 +149,25 @@ def main() -> None:
     parser.add_argument("--items", choices=("stamp", "empty"), default="stamp")
     parser.add_argument("--src", action="append", help="a directory holding tandem (repeatable)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-otel", action="store_true", help="block opentelemetry's import")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.items, args.profile)))
+        print(json.dumps(child(args.child, args.items, args.profile, args.no_otel)))
         return
     sources = args.src or [str(REPO / "src")]
     if args.db in ("postgres", "mariadb"):
         database(args.db, "create")
     try:
         if args.profile:
-            run_round(sources[0], args.db, args.tasks[0], args.items, profile=True)
+            run_round(sources[0], args.db, args.tasks[0], args.items, True, args.no_otel)
             return
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         for rnd in range(args.rounds):
             for count in args.tasks:
                 for src in sources:
                     runs.setdefault((src, count), []).append(
-                        run_round(src, args.db, count, args.items)
+                        run_round(src, args.db, count, args.items, no_otel=args.no_otel)
                     )
             print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         for (src, count), rounds in runs.items():
