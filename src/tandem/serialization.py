@@ -64,6 +64,47 @@ def _find_problem(value: Any, path: str) -> str | None:
     return f"{path} is a {kind}"
 
 
+#: The scalar types ``json.dumps`` writes as they are (exactly these types, not subclasses).
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+#: What ``_read_back`` answers for a value that is not plain.
+_NOT_PLAIN: Any = object()
+
+
+def _read_back(value: Any) -> Any:
+    """``value`` as ``json.loads(json.dumps(value))`` would give it back (new lists and dicts,
+    tuples as lists), when it is built only of exact ``str``, ``int``, ``bool``, ``None``,
+    finite ``float``, ``list``, ``tuple`` and ``dict`` with ``str`` keys; else ``_NOT_PLAIN``.
+
+    For such a value ``normalize_json`` changes nothing ``json.dumps`` would write and
+    ``_find_problem`` finds nothing, so ``to_json_text`` skips both (the common case, checked in
+    a fraction of their time), and an enqueue need not parse the text it just wrote.
+    """
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else _NOT_PLAIN
+    if kind is dict:
+        copy: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return _NOT_PLAIN
+            item = _read_back(item)
+            if item is _NOT_PLAIN:
+                return _NOT_PLAIN
+            copy[key] = item
+        return copy
+    if kind is list or kind is tuple:
+        items: list[Any] = []
+        for item in value:
+            item = _read_back(item)
+            if item is _NOT_PLAIN:
+                return _NOT_PLAIN
+            items.append(item)
+        return items
+    return _NOT_PLAIN
+
+
 def to_json(value: Any, what: str) -> Any:
     """``value`` as it will be stored and read back (tuples become lists, keys strings).
 
@@ -75,6 +116,8 @@ def to_json(value: Any, what: str) -> Any:
 
 def to_json_text(value: Any, what: str) -> str:
     """``value`` as the JSON text stored for it (``to_json()`` is this text read back)."""
+    if _read_back(value) is not _NOT_PLAIN:
+        return json.dumps(value)
     problem = _find_problem(value, what)
     if problem is not None:
         raise NotJSONError(
@@ -82,6 +125,16 @@ def to_json_text(value: Any, what: str) -> str:
             "Pass an id or an ISO string instead, and load or parse it inside the task."
         )
     return json.dumps(normalize_json(value), allow_nan=False)
+
+
+def to_json_and_text(value: Any, what: str) -> tuple[Any, str]:
+    """``to_json(value, what)`` and ``to_json_text(value, what)``, making the text once (and,
+    for a plain value, not parsing it back)."""
+    read_back = _read_back(value)
+    if read_back is not _NOT_PLAIN:
+        return read_back, json.dumps(value)
+    text = to_json_text(value, what)
+    return json.loads(text), text
 
 
 def arguments_to_json(

@@ -12,13 +12,16 @@ set (``opentelemetry.trace.set_tracer_provider(...)``, or an auto-instrumentatio
 
 Without ``opentelemetry`` nothing is imported (the package is looked up once, without importing
 it) and every function here returns at once; without a tracer provider set, nothing is recorded
-or stored either.
+or stored either — and while nothing has imported ``opentelemetry.trace`` (nor named a provider
+in ``OTEL_PYTHON_TRACER_PROVIDER``), tandem does not import it either.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from tandem.execution import Outcome
 
 TRACER_NAME = "tandem"
+#: OpenTelemetry's variable naming a tracer provider to load (``OTEL_PYTHON_TRACER_PROVIDER``).
+PROVIDER_VARIABLE = "OTEL_PYTHON_TRACER_PROVIDER"
 SYSTEM = "tandem"
 
 _installed: bool | None = None  # whether the ``opentelemetry`` package can be imported
@@ -43,6 +48,11 @@ def _api() -> Any:
         except (ImportError, ValueError):  # blocked (``sys.modules[name] = None``)
             _installed = False
     if not _installed:
+        return None
+    if "opentelemetry.trace" not in sys.modules and PROVIDER_VARIABLE not in os.environ:
+        # Nothing set a tracer provider: that takes importing ``opentelemetry.trace`` (an SDK,
+        # an agent, the app), or this variable (the provider OpenTelemetry then loads on first
+        # use). Importing it only to find that out cost a few ms on the first enqueue.
         return None
     from opentelemetry import trace
 

@@ -115,6 +115,36 @@ def test_without_opentelemetry_nothing_is_imported() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_installed_but_unused_opentelemetry_is_not_imported() -> None:
+    """Installed, but nothing imported ``opentelemetry.trace`` (so nothing can have set a tracer
+    provider): an enqueue does not import it; once the app sets a provider, spans are made."""
+    code = (
+        "import sys, os; os.environ.pop('OTEL_PYTHON_TRACER_PROVIDER', None)\n"
+        "import django; django.setup()\n"
+        "from tandem import tracing\n"
+        "from tandem.brokers.base import NewTask\n"
+        "from datetime import datetime, UTC\n"
+        "new = NewTask(id='x', backend='default', queue_name='default', task_path='a.b',"
+        " priority=0, takes_context=False, args=[], kwargs={}, run_after=None,"
+        " enqueued_at=datetime.now(UTC))\n"
+        "with tracing.producer(new) as same: assert same is new\n"
+        "assert not tracing.enabled()\n"
+        "print('opentelemetry.trace' in sys.modules)\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "with tracing.producer(new) as traced: assert traced.trace_context\n"
+        "print(tracing.enabled())\n"
+    )
+    from tests.support.processes import process_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=process_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+
+
 def until_finished(drain: Any, result: Any) -> None:
     """Burst rounds until ``result`` finished: its retry, a few ms of back-off later, may not be
     due yet when a burst finds the queue empty."""

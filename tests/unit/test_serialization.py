@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
+import enum
+import json
 import uuid
 
 import pytest
+from django.utils.json import normalize_json
 
-from tandem.serialization import NotJSONError, arguments_to_json, to_json
+from tandem.serialization import (
+    NotJSONError,
+    arguments_to_json,
+    to_json,
+    to_json_and_text,
+    to_json_text,
+)
 
 ADVICE = (
     "; task data must be JSON (str, int, float, bool, None, list, dict). "
@@ -128,3 +138,59 @@ def test_arguments_to_json_names_args_and_kwargs():
         arguments_to_json([], {"when": datetime.datetime(2030, 1, 1)})
     with pytest.raises(NotJSONError, match=r"^args\[2\] is a builtins\.frozenset;"):
         arguments_to_json([1, 2, frozenset()], {})
+
+
+#: Values of every shape the plain path takes (exact JSON types, tuples, nesting) and of the
+#: shapes it leaves to the full check (bytes, subclasses, non-str keys, mappings and sequences
+#: of other types).
+SHAPES = [
+    None,
+    True,
+    0,
+    -(2**70),
+    1.5,
+    -0.0,
+    1e-300,
+    "",
+    "é\x00\u2028",
+    [],
+    (),
+    {},
+    [1, (2, [3, {"a": (None,)}])],
+    {"a": {"b": [1.0, "x", False]}, "": 0},
+    b"bytes",
+    [b"in a list"],
+    {1: "int key"},
+    {True: "bool key", "x": 1},
+    {None: 1},
+    {2.5: "float key"},
+    collections.OrderedDict(a=1),
+    enum.IntEnum("Number", "ONE").ONE,
+    type("Text", (str,), {})("a str subclass"),
+    range(3),
+]
+
+
+@pytest.mark.parametrize("value", SHAPES, ids=repr)
+def test_the_text_and_the_value_read_back_are_those_of_the_full_check(value):
+    """``to_json_and_text`` (with its shortcut for plain values) answers exactly what
+    ``normalize_json`` then ``json.dumps`` make of every value, read back by ``json.loads``."""
+    expected = json.dumps(normalize_json(value), allow_nan=False)
+    read_back, text = to_json_and_text(value, "args")
+    assert text == to_json_text(value, "args") == expected
+    assert read_back == json.loads(expected)
+    assert type(read_back) is type(json.loads(expected))
+
+
+def test_the_value_read_back_shares_nothing_with_the_value():
+    value = {"list": [1, {"inner": [2]}]}
+    read_back, _ = to_json_and_text(value, "kwargs")
+    value["list"][1]["inner"].append(3)
+    value["list"].append(4)
+    assert read_back == {"list": [1, {"inner": [2]}]}
+
+
+@pytest.mark.parametrize("value", [float("nan"), [float("inf")], {"a": {"b": -float("inf")}}])
+def test_the_plain_path_still_refuses_non_finite_floats(value):
+    with pytest.raises(NotJSONError, match="not allowed in JSON"):
+        to_json_and_text(value, "args")

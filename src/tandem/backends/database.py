@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 class DatabaseBackend(TandemBackend):
     transactional_enqueue = True
+    #: ``enqueue_many`` hands every task to one ``push_and_notify``: one write transaction (the
+    #: caller's, if any), ``INSERT_BATCH`` rows per statement, one wake-up — so one commit, not
+    #: one per batch.
+    enqueue_batch = None
 
     @cached_property
     def broker(self) -> DatabaseBroker:  # type: ignore[override]

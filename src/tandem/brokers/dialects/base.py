@@ -209,12 +209,13 @@ class Dialect:
             (task_id, *text, run_after, available_at, enqueued_at, max_attempts, timeout, trace) = (
                 row_values(t)[:-4]
             )
+            enqueued = adapt(enqueued_at)
             params += [
                 task_id if native_uuid else task_id.hex,
                 *text,
                 adapt(run_after),
-                adapt(available_at),
-                adapt(enqueued_at),
+                enqueued if run_after is None else adapt(available_at),  # due when enqueued
+                enqueued,
                 "[]",
                 "[]",
                 max_attempts,

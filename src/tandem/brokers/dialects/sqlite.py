@@ -7,14 +7,18 @@ IMMEDIATE``), which serialises every claimer, so picks take no row locks; a clai
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, transaction
 
+from tandem.brokers.database_rows import INSERT_COLUMNS, TABLE
 from tandem.brokers.dialects.base import Dialect
 
 if TYPE_CHECKING:
@@ -121,9 +125,32 @@ class SQLiteDialect(Dialect):
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
     ) -> None:
-        """The ``INSERT``, then the wake-up of ``queues`` (sent at commit)."""
-        super().insert_tasks(broker, tasks, queues)
-        if tasks and queues:
+        """The ``INSERT``, then the wake-up of ``queues`` (sent at commit).
+
+        Django's SQLite cursor turns each ``%s`` into ``?`` with a regular expression over the
+        whole statement, and adapts each datetime on its own: together a third of a bulk
+        insert's time. When nothing else is to see the statement — no query log (``DEBUG``,
+        ``assertNumQueries``), no ``execute_wrapper`` — it is written with ``?`` and run on the
+        connection's own sqlite3 connection, with the checks Django's cursor makes around it
+        (thread sharing, a broken transaction, its exception classes); the rows are the same.
+        """
+        if not tasks:
+            return
+        connection = broker.connection
+        if connection.queries_logged or connection.execute_wrappers:
+            super().insert_tasks(broker, tasks, queues)
+        else:
+            statement = f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES " + ", ".join(
+                [QMARK_ROW] * len(tasks)
+            )
+            params = insert_params(connection, tasks)
+            connection.close_if_health_check_failed()
+            connection.ensure_connection()
+            connection.validate_thread_sharing()
+            connection.validate_no_broken_transaction()
+            with connection.wrap_database_errors:
+                connection.connection.execute(statement, params)
+        if queues:
             broker.notify(queues)
 
     def append_json(self, column: str) -> str:
@@ -131,6 +158,70 @@ class SQLiteDialect(Dialect):
 
     def row_lock(self, *, share: bool = False, of: str = "") -> str:
         return ""
+
+
+#: One row of ``INSERT_COLUMNS`` for ``insert_params``, in sqlite3's own placeholders.
+QMARK_ROW = "(?, ?, ?, ?, ?, ?, 'READY', ?, ?, ?, ?, ?, '[]', '[]', ?, '', ?, ?, ?, ?, ?, ?)"
+
+
+def insert_params(connection: BaseDatabaseWrapper, tasks: Sequence[NewTask]) -> list[Any]:
+    """The parameters of ``QMARK_ROW`` for each of ``tasks``, as Django would adapt them
+    (``Dialect.values_insert``), more cheaply: an id made by ``str(uuid4())`` loses its dashes
+    without being parsed, an aware datetime in the connection's time zone (every
+    ``timezone.now()``) is written without Django's conversions, and a task's ``run_after`` (one
+    for all the items of an ``enqueue_many``) is adapted once."""
+    adapt = connection.ops.adapt_datetimefield_value
+    zone = connection.timezone  # None without USE_TZ
+
+    def text(value: datetime) -> Any:
+        if type(value) is datetime and zone is not None and value.tzinfo is zone:
+            return str(value.replace(tzinfo=None))
+        return adapt(value)
+
+    run_after_text: dict[datetime, Any] = {}
+    params: list[Any] = []
+    add = params.extend
+    for t in tasks:
+        task_id = t.id
+        if len(task_id) == 36 and task_id[8] == task_id[13] == task_id[18] == task_id[23] == "-":
+            task_id = task_id.replace("-", "").lower()
+        else:
+            task_id = uuid.UUID(task_id).hex
+        enqueued_at = text(t.enqueued_at)
+        run_after = t.run_after
+        if run_after is None:
+            after = None
+            available_at = enqueued_at
+        else:
+            after = run_after_text.get(run_after)
+            if after is None:
+                after = run_after_text[run_after] = text(run_after)
+            available_at = after
+        args_json, kwargs_json = t.json_args()
+        trace = t.trace_context
+        add(
+            (
+                task_id,
+                t.backend,
+                t.queue_name,
+                t.task_path,
+                t.priority,
+                t.takes_context,
+                args_json,
+                kwargs_json,
+                after,
+                available_at,
+                enqueued_at,
+                t.max_attempts,
+                t.timeout,
+                None if trace is None else json.dumps(trace),
+                t.concurrency_key,
+                t.concurrency_limit,
+                t.on_limit,
+                t.rate_limit,
+            )
+        )
+    return params
 
 
 @contextmanager
