@@ -266,7 +266,8 @@ def test_scripts_are_loaded_again_after_script_flush(
     make_broker: Callable[..., RedisBroker], redis_client: redis.Redis
 ) -> None:
     broker = make_broker()
-    first, second = new_task(enqueued_at=at(-20)), new_task()
+    # Unique keys: pushed by the script (a task without one is stored without a script).
+    first, second = new_task(enqueued_at=at(-20), unique_key="a"), new_task(unique_key="b")
     broker.push([first])
     push_sha = broker._scripts["push"].sha
     assert redis_client.script_exists(push_sha) == [True]
@@ -312,7 +313,8 @@ def test_every_script_is_run_by_a_broker_method(
         return run(name, *args)
 
     monkeypatch.setattr(broker, "_run", spy)
-    task, tick_task = new_task(), new_task()
+    # A unique key: the push script (a task without one is stored without a script).
+    task, tick_task = new_task(unique_key="every-script"), new_task()
     worker = WorkerInfo(
         id="w1",
         backend="default",

@@ -93,6 +93,32 @@ def push_fields(t: NewTask) -> list[str]:
     ]
 
 
+#: The names of ``push_fields``' first fields, as ``push_one`` stores them (``unique_key``, the
+#: 11th, only when set: it is among the extra pairs then).
+PUSHED = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "args",
+    "kwargs",
+    "enqueued_at",
+    "max_attempts",
+    "rank",
+)
+
+
+def hash_fields(fields: Sequence[str]) -> list[str]:
+    """The field/value pairs of the hash ``push_one`` stores for ``push_fields``' ``fields``: the
+    plain push (no script, ``RedisBroker.push``) stores this same hash."""
+    pairs = ["status", "READY"]
+    for name, value in zip(PUSHED, fields, strict=False):
+        pairs += (name, value)
+    pairs += fields[11:]
+    return pairs
+
+
 def pack(fields: list[str]) -> str:
     """``fields`` as one script argument (the Lua ``task_fields`` splits it): their lengths in
     bytes, comma-separated, then ``;`` and the fields one after another. One argument instead of
