@@ -1,5 +1,5 @@
 """The Redis store: tasks in hashes, queues in sorted sets, every transition one Lua script (but
-the push of tasks without a unique key: plain writes in one ``MULTI``, ``_plain_push``).
+the push of tasks without a unique key: plain writes in one ``MULTI``, ``redis_codec.plain_push``).
 
 The scripts and the key layout are in ``redis_scripts``; value encodings in ``redis_codec``; the
 queue-wide operations (prune, stats, selections, pauses), the worker registry and workflows are
@@ -55,10 +55,9 @@ from tandem.brokers.redis_codec import (
     canonical_id,
     from_iso,
     from_stamp,
-    hash_fields,
     iso,
+    plain_push,
     push_arg,
-    push_fields,
     score,
     stamp,
     stored_task,
@@ -173,8 +172,8 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         if not tasks:
             return []
         if not any(t.unique_key for t in tasks):
-            # Nothing to look up first: the writes alone, in one MULTI (``_plain_push``).
-            transaction(self.client, self._plain_push(tasks))
+            # Nothing to look up first: the writes alone, in one MULTI (``plain_push``).
+            transaction(self.client, plain_push(self.prefix, tasks))
             return [t.id for t in tasks]
         stored: list[str] = self._run("push", *[self._push_arg(t) for t in tasks])
         # The task's own id as it was given (any spelling), or the active holder of its key.
@@ -182,40 +181,6 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             t.id if known == t.id or known == canonical_id(t.id) else known
             for t, known in zip(tasks, stored, strict=True)
         ]
-
-    def _plain_push(self, tasks: Sequence[NewTask]) -> list[tuple[str, ...]]:
-        """The commands that store ``tasks`` (none with a unique key) as ``PUSH`` does: each
-        task's hash, its queue in the alias's queues, its rank in the ready set (or the delayed
-        set, when its ``run_after`` is later than its enqueue), and a wake-up per alias naming
-        the queues that got ready tasks. ``PUSH`` runs a script only for what must be read
-        first, an active holder of a unique key; without one, the same writes in a ``MULTI``
-        are as atomic (a task in a queue has its hash) and several times cheaper for Redis.
-        """
-        commands: list[tuple[str, ...]] = []
-        queues: dict[str, dict[str, None]] = {}
-        ranks: dict[str, list[str]] = {}
-        woken: dict[str, dict[str, None]] = {}
-        for t in tasks:
-            fields = push_fields(t)
-            task_id, backend, queue, rank = fields[0], fields[1], fields[2], fields[9]
-            commands.append(("HSET", self.key("task", task_id), *hash_fields(fields)))
-            queues.setdefault(backend, {})[queue] = None
-            # make_ready's test, on the enqueuer's clock: available (the rank's first stamp)
-            # by the enqueue (its second).
-            if rank[:18] <= rank[19:37]:
-                ranks.setdefault(self.key(backend, "ready", queue), []).extend(
-                    (str(-t.priority), rank)
-                )
-                woken.setdefault(backend, {})[queue] = None
-            else:
-                ranks.setdefault(self.key(backend, "delayed", queue), []).extend(("0", rank))
-        for backend, names in queues.items():
-            commands.append(("SADD", self.key(backend, "queues"), *names))
-        for zset, pairs in ranks.items():
-            commands.append(("ZADD", zset, *pairs))
-        for backend, names in woken.items():
-            commands.append(("PUBLISH", self.key(backend, "wake"), ",".join(sorted(names))))
-        return commands
 
     @store_errors
     def get(self, task_id: str) -> StoredTask | None:
