@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
+import json
 import uuid
 
 import pytest
 
-from tandem.serialization import NotJSONError, arguments_to_json, to_json
+from tandem.serialization import (
+    NotJSONError,
+    arguments_to_json,
+    plain_json_text,
+    to_json,
+    to_json_text,
+)
 
 ADVICE = (
     "; task data must be JSON (str, int, float, bool, None, list, dict). "
@@ -128,3 +136,60 @@ def test_arguments_to_json_names_args_and_kwargs():
         arguments_to_json([], {"when": datetime.datetime(2030, 1, 1)})
     with pytest.raises(NotJSONError, match=r"^args\[2\] is a builtins\.frozenset;"):
         arguments_to_json([1, 2, frozenset()], {})
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],
+        {},
+        [1, -2, 10**30, 1.5, -0.0, 1e16, True, False, None, "x", 'é\n"', ""],
+        {"id": 7, "name": "ä", "ratio": 0.1, "flag": True, "none": None},
+    ],
+)
+def test_plain_values_are_written_as_to_json_text_writes_them_and_read_back_equal(value):
+    text = plain_json_text(value)
+    assert text == to_json_text(value, "args")
+    read_back = json.loads(text)
+    assert read_back == value
+    assert [type(v) for v in (read_back.values() if isinstance(value, dict) else read_back)] == [
+        type(v) for v in (value.values() if isinstance(value, dict) else value)
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [(1, 2)],  # nested: read back as a list
+        [[1]],
+        [{"a": 1}],
+        [Colour.RED],  # a subclass: written as its base type
+        [float("nan")],  # refused by to_json_text, with its message
+        [float("inf")],
+        [b"x"],
+        [datetime.date(2030, 1, 1)],
+        {1: "x"},  # keys become strings
+    ],
+)
+def test_anything_else_is_left_to_to_json_text(value):
+    assert plain_json_text(value) is None
+
+
+def test_an_enqueue_keeps_plain_arguments_and_converts_the_rest(settings):
+    from django.tasks import task_backends
+
+    backend = task_backends["default"]
+    from tests import tasks
+
+    new = backend._new_task(tasks.add, (1, 2), {"note": "x", "when": None})
+    assert (new.args, new.kwargs) == ([1, 2], {"note": "x", "when": None})
+    assert new.json_args() == ("[1, 2]", '{"note": "x", "when": null}')
+    converted = backend._new_task(tasks.add, ((1, 2), Colour.RED), {})
+    assert converted.args == [[1, 2], 1]
+    assert type(converted.args[1]) is int
+    with pytest.raises(NotJSONError, match=r"args\[0\] is nan"):
+        backend._new_task(tasks.add, (float("nan"), 1), {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
@@ -29,7 +28,7 @@ from tandem.brokers.base import Broker, NewTask, StoredTask, Unreadable
 from tandem.cancellation import CancelOutcome
 from tandem.conf import BackendOptions, parse_options
 from tandem.exceptions import TaskNotRunnable
-from tandem.serialization import PayloadTooLarge, to_json_text
+from tandem.serialization import PayloadTooLarge, stored_json
 from tandem.tasks import AnyTask, Task, copy_task
 
 type AnyResult = TaskResult[Any, Any]
@@ -322,10 +321,8 @@ class TandemBackend(BaseTaskBackend):
         # No arguments (common in a bulk enqueue): nothing to check or convert.
         no_args = type(args) in (tuple, list) and not args
         no_kwargs = type(kwargs) is dict and not kwargs
-        args_text = "[]" if no_args else to_json_text(list(args), "args")
-        kwargs_text = "{}" if no_kwargs else to_json_text(dict(kwargs), "kwargs")
-        json_args = [] if no_args else json.loads(args_text)
-        json_kwargs = {} if no_kwargs else json.loads(kwargs_text)
+        args_text, json_args = ("[]", []) if no_args else stored_json(list(args), "args")
+        kwargs_text, json_kwargs = ("{}", {}) if no_kwargs else stored_json(dict(kwargs), "kwargs")
         limit = self.tandem_options.max_payload_bytes
         if limit is not None and (size := len(args_text) + len(kwargs_text)) > limit:
             raise PayloadTooLarge(
