@@ -6,14 +6,16 @@ CPU per call and Redis round trips per call.
         [--src PATH ...] [--profile]
 
 Each round runs in a fresh process (benchsite, ``BENCH_STORE=redis``) against Redis at
-``--url`` (default ``redis://127.0.0.1:6379/9``) under a prefix of its own, deleted afterwards:
+``--url`` (default ``redis://127.0.0.1:6379/11``) under a prefix of its own, deleted afterwards:
 200 untimed enqueues (connection, script load), then ``--tasks`` calls of ``<task>.enqueue()``,
 each timed with ``perf_counter_ns``, the whole loop with ``process_time`` (the client's CPU, which
 other processes on the machine do not inflate the way they inflate wall time). Round trips are
 counted after the timed loop, over 500 more calls, by wrapping the connection's
-``send_packed_command`` (one call per request written: a pipeline is one). "Redis" is the time
-Redis spent in commands during the loop (``INFO commandstats``), per call: it counts every
-client of that Redis, so run it where nothing else uses Redis or read it as an upper bound.
+``send_packed_command`` (one call per request written: a pipeline is one). "Redis" is the CPU the
+Redis server used during the loop (``INFO cpu``: commands, scripts and its network I/O), per
+call: it counts every client of that Redis, so run it where nothing else uses Redis or read it
+as an upper bound. (``INFO commandstats`` would count a script's commands twice: in the
+script's time and again as themselves; likewise ``EXEC``'s.)
 
 ``--src`` runs the rounds against other source trees too (e.g. ``git archive <commit> src`` of
 an older commit), alternating A, B, A, B... so that load from elsewhere hits both alike; the
@@ -68,7 +70,7 @@ def child(task_name: str, count: int, profile: bool) -> dict[str, float]:
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
             return {}
-        # Redis's own time in commands (all its clients: other load on this Redis counts too).
+        # Redis's CPU (all its clients: other load on this Redis counts too).
         server_before = _server_usec(client)
         times = [0] * count
         clock = time.perf_counter_ns
@@ -111,9 +113,10 @@ def child(task_name: str, count: int, profile: bool) -> dict[str, float]:
             client.delete(*keys)
 
 
-def _server_usec(client: Any) -> int:
-    stats = client.info("commandstats")
-    return sum(v["usec"] for k, v in stats.items() if k != "cmdstat_info")
+def _server_usec(client: Any) -> float:
+    """The CPU Redis's process has used so far (user + sys, µs): commands, scripts, network."""
+    cpu = client.info("cpu")
+    return (cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6
 
 
 def _batches(items: object, size: int) -> object:
@@ -157,7 +160,7 @@ def main() -> None:
     parser.add_argument(
         "--task", default="noop", help="a task of benchsite.tasks (mark: with stamp=0.0)"
     )
-    parser.add_argument("--url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/11")
     parser.add_argument("--src", type=Path, action="append", help="source trees (default: ours)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
