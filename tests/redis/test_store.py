@@ -368,3 +368,25 @@ def test_every_script_is_run_by_a_broker_method(
     broker.retry_failed({failed.id: 2}, T0)
 
     assert set(ran) == set(SCRIPTS)
+
+
+def test_a_claim_returns_each_task_whole_whatever_its_characters(
+    make_broker: Callable[..., RedisBroker],
+) -> None:
+    # The claim packs each task's hash into one reply string (lengths in bytes): text that is
+    # not ASCII must come back as it went in, next to text that is.
+    broker = make_broker()
+    plain = new_task(enqueued_at=at(-20), kwargs={"name": "plain"})
+    fancy = new_task(
+        args=["Zoë", "✓", "🎉", ""],
+        kwargs={"naïve": "日本語", "empty": ""},
+        concurrency_key="tenant:ü",
+        rate_limit="5/s",
+    )
+    broker.push([plain, fancy])
+    claimed = broker.claim(["default"], 5, "w1", LEASE, T0)
+    assert [t.id for t in claimed] == [plain.id, fancy.id]
+    assert claimed[0].kwargs == {"name": "plain"}
+    assert (claimed[1].args, claimed[1].kwargs) == (fancy.args, fancy.kwargs)
+    assert (claimed[1].concurrency_key, claimed[1].rate_limit) == ("tenant:ü", "5/s")
+    assert claimed[1] == broker.get(fancy.id)

@@ -61,6 +61,7 @@ from tandem.brokers.redis_codec import (
     score,
     stamp,
     stored_task,
+    unpack,
 )
 from tandem.brokers.redis_queues import RedisQueues
 from tandem.brokers.redis_registry import RedisWorkerRegistry
@@ -257,7 +258,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(fields) for fields in claimed]
+        return [self._task(unpack(fields)) for fields in claimed]
 
     @store_errors
     def renew(
@@ -456,7 +457,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(fields) for fields in claimed]
+        return [self._task(unpack(fields)) for fields in claimed]
 
 
 # The value encodings live in redis_codec; these names stay importable from here.

@@ -230,8 +230,9 @@ local function take_slot(backend, queue, rank, id, token, now_iso)
 end
 
 -- Claim the task at `rank` of `queue`'s ready set for `worker` (CLAIM, CLAIM_STARVED): the
--- task's hash after the claim, or nil when it was no longer READY or must wait for a slot of
--- its concurrency key (it stays in the ready set).
+-- task's hash after the claim (HGETALL's fields and values packed in one string), or nil when
+-- it was no longer READY or must wait for a slot of its concurrency key (it stays in the ready
+-- set).
 local function take(backend, queue, rank, worker, token, lease_iso, lease_score, now_iso, entry)
   local id = id_of(rank)
   local t_key = task_key(id)
@@ -252,7 +253,12 @@ local function take(backend, queue, rank, worker, token, lease_iso, lease_score,
     'worker_ids', append(t[8], entry))
   redis.call('HINCRBY', t_key, 'attempts', 1)
   redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
-  return redis.call('HGETALL', t_key)
+  -- The hash as one string (redis_codec.unpack reads it): one reply to parse, not one per
+  -- field and value, which is most of what a worker's client spends on a claim.
+  local fields = redis.call('HGETALL', t_key)
+  local lengths = {}
+  for i = 1, #fields do lengths[i] = #fields[i] end
+  return table.concat(lengths, ',') .. ';' .. table.concat(fields)
 end
 
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
