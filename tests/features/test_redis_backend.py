@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.db import transaction
 from django.tasks import task_backends
@@ -148,7 +150,22 @@ def test_a_running_unique_task_holds_its_key(harness: Harness) -> None:
     assert tasks.unique_ledger.enqueue("held").id != first.id
 
 
-def test_enqueue_many_is_one_script_call_per_batch_and_signals_each(
+@contextmanager
+def requests_sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """The requests written to Redis inside (a pipeline or a MULTI is one): the round trips."""
+    sent: list[bytes] = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else bytes(command))
+        real(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    yield sent
+    monkeypatch.undo()
+
+
+def test_enqueue_many_is_one_round_trip_per_batch_and_signals_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: list[str] = []
@@ -156,25 +173,33 @@ def test_enqueue_many_is_one_script_call_per_batch_and_signals_each(
     def receiver(sender: object, task_result: Any, **kwargs: object) -> None:
         seen.append(task_result.id)
 
-    tasks.add.enqueue(0, 0)  # loads the script: the count below is of the calls alone
-    client = backend().broker.client
-    commands: list[str] = []
-    real = client.execute_command
-
-    def counted(*args: Any, **options: Any) -> Any:
-        commands.append(str(args[0]))
-        return real(*args, **options)
-
-    monkeypatch.setattr(client, "execute_command", counted)
+    tasks.add.enqueue(0, 0)  # connects: the count below is of the requests alone
     task_enqueued.connect(receiver)
     try:
-        results = tandem.enqueue_many(tasks.add, [((i, i), {}) for i in range(1200)])
+        with requests_sent(monkeypatch) as sent:
+            results = tandem.enqueue_many(tasks.add, [((i, i), {}) for i in range(1200)])
     finally:
         task_enqueued.disconnect(receiver)
-    assert commands == ["EVALSHA"] * 3  # 500 + 500 + 200
+    assert len(sent) == 3  # 500 + 500 + 200
+    # A task without a unique key is stored by plain writes in a MULTI, no script.
+    assert all(request.startswith(b"*1\r\n$5\r\nMULTI\r\n") for request in sent)
+    assert b"EVALSHA" not in b"".join(sent)
     assert seen == [r.id for r in results]
     assert [r.args for r in results[:2]] == [[0, 0], [1, 1]]
     assert status(results[-1].id) == READY
+
+
+def test_a_unique_task_is_stored_by_the_push_script(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tasks.unique_ledger.enqueue("warm-up")  # loads the script
+    with requests_sent(monkeypatch) as sent:
+        first = tasks.unique_ledger.enqueue("script")
+        again = tasks.unique_ledger.enqueue("script")
+    # One script call each (the second then reads the holder's result: its hash).
+    assert [request.split(b"\r\n")[2] for request in sent] == [b"EVALSHA", b"EVALSHA", b"HGETALL"]
+    assert again.id == first.id
+    assert status(first.id) == READY
 
 
 # -- cancellation, progress, checkpoints, hooks -------------------------------------------------

@@ -266,7 +266,8 @@ def test_scripts_are_loaded_again_after_script_flush(
     make_broker: Callable[..., RedisBroker], redis_client: redis.Redis
 ) -> None:
     broker = make_broker()
-    first, second = new_task(enqueued_at=at(-20)), new_task()
+    # Unique keys: pushed by the script (a task without one is stored without a script).
+    first, second = new_task(enqueued_at=at(-20), unique_key="a"), new_task(unique_key="b")
     broker.push([first])
     push_sha = broker._scripts["push"].sha
     assert redis_client.script_exists(push_sha) == [True]
@@ -312,7 +313,8 @@ def test_every_script_is_run_by_a_broker_method(
         return run(name, *args)
 
     monkeypatch.setattr(broker, "_run", spy)
-    task, tick_task = new_task(), new_task()
+    # A unique key: the push script (a task without one is stored without a script).
+    task, tick_task = new_task(unique_key="every-script"), new_task()
     worker = WorkerInfo(
         id="w1",
         backend="default",
@@ -366,3 +368,25 @@ def test_every_script_is_run_by_a_broker_method(
     broker.retry_failed({failed.id: 2}, T0)
 
     assert set(ran) == set(SCRIPTS)
+
+
+def test_a_claim_returns_each_task_whole_whatever_its_characters(
+    make_broker: Callable[..., RedisBroker],
+) -> None:
+    # The claim packs each task's hash into one reply string (lengths in bytes): text that is
+    # not ASCII must come back as it went in, next to text that is.
+    broker = make_broker()
+    plain = new_task(enqueued_at=at(-20), kwargs={"name": "plain"})
+    fancy = new_task(
+        args=["Zoë", "✓", "🎉", ""],
+        kwargs={"naïve": "日本語", "empty": ""},
+        concurrency_key="tenant:ü",
+        rate_limit="5/s",
+    )
+    broker.push([plain, fancy])
+    claimed = broker.claim(["default"], 5, "w1", LEASE, T0)
+    assert [t.id for t in claimed] == [plain.id, fancy.id]
+    assert claimed[0].kwargs == {"name": "plain"}
+    assert (claimed[1].args, claimed[1].kwargs) == (fancy.args, fancy.kwargs)
+    assert (claimed[1].concurrency_key, claimed[1].rate_limit) == ("tenant:ü", "5/s")
+    assert claimed[1] == broker.get(fancy.id)

@@ -1,13 +1,14 @@
 """``tandem.backends.redis.RedisBackend``: durable tasks in Redis.
 
-An enqueue stores the task in Redis before it returns — one Lua script, atomic. Redis is not part
+An enqueue stores the task in Redis before it returns — one atomic round trip (a ``MULTI`` of plain
+writes; the push script for a unique task, whose key must be looked up first). Redis is not part
 of your database transaction, so the task exists (and may run) even if the enqueuing transaction
 later rolls back, and may run before that transaction commits. This is what Django says of task
 backends in general: to enqueue only once the data a task needs is committed, call ``enqueue()``
 from ``transaction.on_commit()``. (``DatabaseBackend`` instead stores the task in the transaction.)
 
 After the store, supervisors in this process are woken directly, and supervisors elsewhere by the
-message the script publishes (``tandem.brokers.listeners.RedisListener``).
+message the push publishes (``tandem.brokers.listeners.RedisListener``).
 
 Options: the common ones, plus ``conf.REDIS_OPTION_KEYS`` (``url``, ``password``, ``ssl_*``,
 ``prefix``, ``result_ttl``). Those are accepted by this backend only: on the database backend

@@ -1,4 +1,5 @@
-"""The Redis store: tasks in hashes, queues in sorted sets, every transition one Lua script.
+"""The Redis store: tasks in hashes, queues in sorted sets, every transition one Lua script (but
+the push of tasks without a unique key: plain writes in one ``MULTI``, ``redis_codec.plain_push``).
 
 The scripts and the key layout are in ``redis_scripts``; value encodings in ``redis_codec``; the
 queue-wide operations (prune, stats, selections, pauses), the worker registry and workflows are
@@ -46,7 +47,7 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
-from tandem.brokers.redis_client import store_errors
+from tandem.brokers.redis_client import store_errors, transaction
 from tandem.brokers.redis_codec import (
     EPOCH,
     MICROSECOND,
@@ -55,10 +56,12 @@ from tandem.brokers.redis_codec import (
     from_iso,
     from_stamp,
     iso,
+    plain_push,
     push_arg,
     score,
     stamp,
     stored_task,
+    unpack,
 )
 from tandem.brokers.redis_queues import RedisQueues
 from tandem.brokers.redis_registry import RedisWorkerRegistry
@@ -169,6 +172,10 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
+        if not any(t.unique_key for t in tasks):
+            # Nothing to look up first: the writes alone, in one MULTI (``plain_push``).
+            transaction(self.client, plain_push(self.prefix, tasks))
+            return [t.id for t in tasks]
         stored: list[str] = self._run("push", *[self._push_arg(t) for t in tasks])
         # The task's own id as it was given (any spelling), or the active holder of its key.
         return [
@@ -251,7 +258,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(fields) for fields in claimed]
+        return [self._task(unpack(fields)) for fields in claimed]
 
     @store_errors
     def renew(
@@ -450,7 +457,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(fields) for fields in claimed]
+        return [self._task(unpack(fields)) for fields in claimed]
 
 
 # The value encodings live in redis_codec; these names stay importable from here.

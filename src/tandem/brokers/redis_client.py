@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import ResponseError
 
 from tandem.conf import RedisOptions
 
@@ -72,4 +73,72 @@ def connect(options: RedisOptions) -> redis.Redis:
         return client
 
 
-__all__ = ["connect", "store_errors"]
+#: What ``ConnectionPool.get_connection`` takes: nothing since redis-py 5.3 (an argument then
+#: warns), a command name before.
+_GET_CONNECTION_ARGS: tuple[str, ...] = (
+    () if tuple(int(n) for n in redis.__version__.split(".")[:2]) >= (5, 3) else ("MULTI",)
+)
+
+
+def _resp(commands: Sequence[Sequence[str]]) -> bytes:
+    """``commands`` in Redis's wire format (RESP), every argument a string, UTF-8."""
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            data = arg.encode()
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def transaction(client: redis.Redis, commands: Sequence[Sequence[str]]) -> list[Any]:
+    """Run ``commands`` (string arguments only) in one ``MULTI``/``EXEC``, in one round trip:
+    atomic like a script, without running one (Redis runs a Lua script's whole text per call,
+    several times the cost of the commands themselves). Returns the replies; raises the first
+    error reply, as a pipeline does.
+
+    redis-py's transaction pipeline does the same with more work per command (an encoder per
+    argument, a callback per reply), which an enqueue pays on every call. This one packs the
+    commands itself and otherwise goes through redis-py's connection: its pool, health check,
+    and retry policy (the connection is dropped and the request sent again after a connection
+    error, as redis-py does for any command).
+    """
+    if getattr(client, "connection", None) is not None:  # a single-connection client
+        pipe = client.pipeline(transaction=True)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return pipe.execute()
+    packed = [_resp([("MULTI",), *commands, ("EXEC",)])]
+    pool = client.connection_pool
+    conn: Any = pool.get_connection(*_GET_CONNECTION_ARGS)
+    try:
+        return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _multi_exec(conn, packed, len(commands)), lambda _error: conn.disconnect()
+        )
+    finally:
+        pool.release(conn)
+
+
+def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
+    conn.send_packed_command(packed)
+    # Every reply is read, errors too, so that the connection stays in step: MULTI's OK, one
+    # QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's replies.
+    refused: ResponseError | None = None
+    for _ in range(count + 1):
+        try:
+            conn.read_response()
+        except ResponseError as exc:
+            refused = refused or exc
+    try:
+        replies: list[Any] = conn.read_response()
+    except ResponseError:
+        if refused is not None:
+            raise refused from None
+        raise
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+__all__ = ["connect", "store_errors", "transaction"]

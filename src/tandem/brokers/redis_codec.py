@@ -1,6 +1,7 @@
 """How the Redis store writes Python values as strings and reads them back: stamps (sortable
 microsecond counts), sorted-set scores, ISO 8601 text, canonical ids, a new task as the scripts'
-ARGV fields and a stored task from its hash."""
+ARGV fields (or as the plain writes that store it without a script) and a stored task from its
+hash."""
 
 from __future__ import annotations
 
@@ -93,6 +94,67 @@ def push_fields(t: NewTask) -> list[str]:
     ]
 
 
+#: The names of ``push_fields``' first fields, as ``push_one`` stores them (``unique_key``, the
+#: 11th, only when set: it is among the extra pairs then).
+PUSHED = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "args",
+    "kwargs",
+    "enqueued_at",
+    "max_attempts",
+    "rank",
+)
+
+
+def hash_fields(fields: Sequence[str]) -> list[str]:
+    """The field/value pairs of the hash ``push_one`` stores for ``push_fields``' ``fields``: the
+    plain push (no script, ``RedisBroker.push``) stores this same hash."""
+    pairs = ["status", "READY"]
+    for name, value in zip(PUSHED, fields, strict=False):
+        pairs += (name, value)
+    pairs += fields[11:]
+    return pairs
+
+
+def plain_push(prefix: str, tasks: Sequence[NewTask]) -> list[tuple[str, ...]]:
+    """The commands that store ``tasks`` (none with a unique key) under ``prefix`` as ``PUSH``
+    does: each task's hash, its queue in the alias's queues, its rank in the ready set (or the
+    delayed set, when its ``run_after`` is later than its enqueue), and a wake-up per alias
+    naming the queues that got ready tasks. ``PUSH`` needs a script only for what must be read
+    first, an active holder of a unique key; without one, the same writes in a ``MULTI`` are as
+    atomic (a task in a queue has its hash) and several times cheaper for Redis.
+    """
+    commands: list[tuple[str, ...]] = []
+    queues: dict[str, dict[str, None]] = {}
+    ranks: dict[str, list[str]] = {}
+    woken: dict[str, dict[str, None]] = {}
+    for t in tasks:
+        fields = push_fields(t)
+        task_id, backend, queue, rank = fields[0], fields[1], fields[2], fields[9]
+        commands.append(("HSET", f"{prefix}:task:{task_id}", *hash_fields(fields)))
+        queues.setdefault(backend, {})[queue] = None
+        # make_ready's test, on the enqueuer's clock: available (the rank's first stamp) by the
+        # enqueue (its second).
+        if rank[:18] <= rank[19:37]:
+            ranks.setdefault(f"{prefix}:{backend}:ready:{queue}", []).extend(
+                (str(-t.priority), rank)
+            )
+            woken.setdefault(backend, {})[queue] = None
+        else:
+            ranks.setdefault(f"{prefix}:{backend}:delayed:{queue}", []).extend(("0", rank))
+    for backend, names in queues.items():
+        commands.append(("SADD", f"{prefix}:{backend}:queues", *names))
+    for zset, pairs in ranks.items():
+        commands.append(("ZADD", zset, *pairs))
+    for backend, names in woken.items():
+        commands.append(("PUBLISH", f"{prefix}:{backend}:wake", ",".join(sorted(names))))
+    return commands
+
+
 def pack(fields: list[str]) -> str:
     """``fields`` as one script argument (the Lua ``task_fields`` splits it): their lengths in
     bytes, comma-separated, then ``;`` and the fields one after another. One argument instead of
@@ -103,6 +165,27 @@ def pack(fields: list[str]) -> str:
     else:
         lengths = ",".join([str(len(f.encode())) for f in fields])
     return f"{lengths};{body}"
+
+
+def unpack(packed: str) -> list[str]:
+    """The strings a script packed into one (lengths in bytes, comma-separated, ``;``, then the
+    strings one after another): ``pack``'s inverse, for replies."""
+    head, _, body = packed.partition(";")
+    if not head:
+        return []
+    lengths = [int(n) for n in head.split(",")]
+    items: list[str] = []
+    at = 0
+    if len(body) == sum(lengths):  # ASCII (the common case): bytes and characters agree
+        for n in lengths:
+            items.append(body[at : at + n])
+            at += n
+        return items
+    data = body.encode()
+    for n in lengths:
+        items.append(data[at : at + n].decode())
+        at += n
+    return items
 
 
 def push_arg(t: NewTask) -> str:

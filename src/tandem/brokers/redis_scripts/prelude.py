@@ -150,24 +150,40 @@ local function flow_rates(lease_iso, now_us, pool_rate, pool_key)
   if pool_rate ~= '' then flow.pool_rate, flow.pool_key = pool_rate, pool_key end
 end
 
+-- The fields of a task that a claim reads, in one HMGET per task and script run: a claim reads a
+-- candidate's flow control, then its state when it takes it, and nothing the script writes in
+-- between changes them (a take changes only its own task, once).
+local VIEW = {'concurrency_key', 'concurrency_limit', 'on_limit', 'rate_limit', 'task_path',
+  'status', 'started_at', 'worker_ids', 'errors', 'unique_key'}
+local viewed = {}
+local function view(id)
+  local v = viewed[id]
+  if not v then
+    v = redis.call('HMGET', task_key(id), unpack(VIEW))
+    viewed[id] = v
+  end
+  return v
+end
+
 -- Whether task `id`'s own rate is used up now (only inside a claim, which sets flow);
 -- `reserve`: the claim lists it as a candidate, which takes one start of the room left (so a
 -- batch lists no more tasks of a path than its window lets start, and other work fills it).
 local function over_rate(backend, id, reserve)
   if not flow.rate_now then return false end
-  local r = redis.call('HMGET', task_key(id), 'rate_limit', 'task_path')
-  if not r[1] or r[1] == '' then return false end
-  local lkey = 'task:' .. r[2]
+  local v = view(id)
+  local rate = v[4]
+  if not rate or rate == '' then return false end
+  local lkey = 'task:' .. v[5]
   local used = 0
   if reserve then used = flow.pending[lkey] or 0 end
-  if rate_room(backend, lkey, r[1]) - used <= 0 then return true end
+  if rate_room(backend, lkey, rate) - used <= 0 then return true end
   if reserve then flow.pending[lkey] = used + 1 end
   return false
 end
 
 -- Whether task `id` must wait for a slot of its concurrency key ('discard' tasks never wait).
 local function blocked(backend, id)
-  local c = redis.call('HMGET', task_key(id), 'concurrency_key', 'concurrency_limit', 'on_limit')
+  local c = view(id)
   if c[1] and c[1] ~= '' and c[3] ~= 'discard' and
       redis.call('HLEN', key(backend, 'slots', c[1])) >= tonumber(c[2] or '1') then
     return true
@@ -191,8 +207,7 @@ end
 -- 'discard' task then ends FAILED with ConcurrencyLimited, out of the ready set).
 local function take_slot(backend, queue, rank, id, token, now_iso)
   local t_key = task_key(id)
-  local c = redis.call('HMGET', t_key, 'concurrency_key', 'concurrency_limit', 'on_limit',
-    'errors', 'unique_key')
+  local c = view(id)
   if not c[1] or c[1] == '' then return true end
   local slots = key(backend, 'slots', c[1])
   if redis.call('HLEN', slots) < tonumber(c[2] or '1') then
@@ -206,39 +221,44 @@ local function take_slot(backend, queue, rank, id, token, now_iso)
       ' running task(s) at ' .. now_iso .. ', and it was enqueued with on_limit="discard".\\n'
     local error = cjson.encode({exception_class_path = 'tandem.exceptions.ConcurrencyLimited',
       traceback = text})
-    redis.call('HSET', t_key, 'status', 'FAILED', 'errors', append(c[4], error),
+    redis.call('HSET', t_key, 'status', 'FAILED', 'errors', append(c[9], error),
       'finished_at', now_iso, 'unique_key', '')
-    finish(backend, queue, id, 'FAILED', c[5], flow.score, flow.ttl, flow.trim, now_iso,
+    finish(backend, queue, id, 'FAILED', c[10], flow.score, flow.ttl, flow.trim, now_iso,
       flow.now)
   end
   return false
 end
 
 -- Claim the task at `rank` of `queue`'s ready set for `worker` (CLAIM, CLAIM_STARVED): the
--- task's hash after the claim, or nil when it was no longer READY or must wait for a slot of
--- its concurrency key (it stays in the ready set).
+-- task's hash after the claim (HGETALL's fields and values packed in one string), or nil when
+-- it was no longer READY or must wait for a slot of its concurrency key (it stays in the ready
+-- set).
 local function take(backend, queue, rank, worker, token, lease_iso, lease_score, now_iso, entry)
   local id = id_of(rank)
   local t_key = task_key(id)
-  local t = redis.call('HMGET', t_key, 'status', 'started_at', 'worker_ids')
-  if t[1] ~= 'READY' then
+  local t = view(id)
+  if t[6] ~= 'READY' then
     redis.call('ZREM', key(backend, 'ready', queue), rank)
     return nil
   end
   if over_rate(backend, id) then return nil end
   if not take_slot(backend, queue, rank, id, token, now_iso) then return nil end
   redis.call('ZREM', key(backend, 'ready', queue), rank)
-  local r = redis.call('HMGET', t_key, 'rate_limit', 'task_path')
-  rate_start(backend, 'task:' .. (r[2] or ''), r[1], token .. ':' .. id)
+  rate_start(backend, 'task:' .. (t[5] or ''), t[4], token .. ':' .. id)
   if flow.pool_rate then rate_start(backend, flow.pool_key, flow.pool_rate, token .. ':' .. id) end
-  local started = t[2]
+  local started = t[7]
   if not started or started == '' then started = now_iso end
   redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
     'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
-    'worker_ids', append(t[3], entry))
+    'worker_ids', append(t[8], entry))
   redis.call('HINCRBY', t_key, 'attempts', 1)
   redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
-  return redis.call('HGETALL', t_key)
+  -- The hash as one string (redis_codec.unpack reads it): one reply to parse, not one per
+  -- field and value, which is most of what a worker's client spends on a claim.
+  local fields = redis.call('HGETALL', t_key)
+  local lengths = {}
+  for i = 1, #fields do lengths[i] = #fields[i] end
+  return table.concat(lengths, ',') .. ';' .. table.concat(fields)
 end
 
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
