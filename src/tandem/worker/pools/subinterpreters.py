@@ -39,7 +39,7 @@ from typing import Any
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import Outcome
-from tandem.worker.pools import runner
+from tandem.worker.pools import runner, warmup
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
 from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
@@ -114,14 +114,25 @@ class _Interpreter:
     ) -> None:
         if lowered:
             lower_priority()
-        stage = "setting Django up"
         try:
             self.interp.call(runner.setup, *environment)
-            for module in modules:
-                stage = f"importing task module {module!r}"
-                self.interp.call(runner.import_module, module)
         except Exception as exc:
-            self.setup_error = from_exception("subinterpreter", stage, exc)
+            self.setup_error = from_exception("subinterpreter", "setting Django up", exc)
+            return
+        self.import_modules(modules)
+
+    def import_modules(self, modules: Sequence[str]) -> None:
+        """Import the pool's task ``modules`` here (Django set up); ``setup_error`` says which
+        one could not."""
+        if self.setup_error is not None:
+            return
+        for module in modules:
+            try:
+                self.interp.call(runner.import_module, module)
+            except Exception as exc:
+                stage = f"importing task module {module!r}"
+                self.setup_error = from_exception("subinterpreter", stage, exc)
+                return
 
     def start(self, name: str) -> None:
         """Start serving tasks (only once Django is set up here)."""
@@ -308,7 +319,13 @@ class SubinterpreterPool(SlotPool):
             return STOP
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
-        worker = _Interpreter(self._environment, "", modules)
+        """Set the first worker up and import ``modules`` in it: the interpreter the command
+        started ahead (``warmup``) when there is one, else a new one."""
+        worker = warmup.take(self._environment)
+        if worker is None:
+            worker = _Interpreter(self._environment, "", modules)
+        else:
+            worker.import_modules(modules)
         if worker.setup_error is not None:
             worker.close()
             return worker.setup_error
