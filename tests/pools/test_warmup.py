@@ -86,6 +86,35 @@ def test_an_interpreter_no_pool_takes_is_closed_once_the_executors_are_chosen(
         supervisor.close()
 
 
+def test_discarding_an_interpreter_still_setting_up_does_not_wait_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool's own start goes on; the interpreter is closed when its set-up ends."""
+    import threading
+
+    from tandem.worker.pools import subinterpreters
+
+    release = threading.Event()
+    created: list[Any] = []
+    set_up = subinterpreters._Interpreter._set_up
+
+    def held(worker: Any, environment: Any, modules: Any, lowered: bool = False) -> None:
+        created.append(worker)
+        release.wait(120)
+        set_up(worker, environment, modules, lowered)
+
+    monkeypatch.setattr(subinterpreters._Interpreter, "_set_up", held)
+    warmup.begin(runner.worker_environment())
+    warming = warmup._pending
+    assert warming is not None
+    warmup.discard()  # returns while the set-up is held
+    assert not warmup.pending() and warming.thread.is_alive()
+    release.set()
+    warming.thread.join(120)
+    (worker,) = created
+    assert int(worker.interp.id) not in open_interpreters()
+
+
 def test_task_modules_refused_by_the_interpreter_started_ahead_send_the_pool_to_processes(
     use_pools: Any, drain: Any, unfriendly: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -111,6 +140,8 @@ def test_task_modules_refused_by_the_interpreter_started_ahead_send_the_pool_to_
         (["serve", "-w", "2"], True),
         (["worker", "--backend", "default"], True),
         (["--verbosity=2", "worker", "--backend=default"], True),
+        (["-v", "2", "--settings", "tests.settings", "serve", "--queue", "status"], True),
+        (["status", "--queue", "worker"], False),
         (["worker", "--backend", "no-such-backend"], False),  # the command says what is wrong
         (["status"], False),
         (["worker", "--help"], False),

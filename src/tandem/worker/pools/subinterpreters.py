@@ -325,6 +325,9 @@ class SubinterpreterPool(SlotPool):
         if worker is None:
             worker = _Interpreter(self._environment, "", modules)
         else:
+            logger.debug(
+                "pool %s: its first worker is the interpreter set up ahead", self.config.name
+            )
             worker.import_modules(modules)
         if worker.setup_error is not None:
             worker.close()

@@ -42,6 +42,8 @@ class _Warming:
     def __init__(self, environment: tuple[Any, ...]) -> None:
         self.environment = environment
         self.worker: _Interpreter | None = None
+        self._lock = threading.Lock()
+        self._unwanted = False
         # Not a daemon: an exit while the interpreter sets up waits for it (a daemon thread
         # still inside a subinterpreter would crash interpreter finalization), then closes it.
         self.thread = threading.Thread(target=self._set_up, name="tandem-warm-up")
@@ -50,13 +52,32 @@ class _Warming:
         from tandem.worker.pools.subinterpreters import _Interpreter
 
         try:
-            self.worker = _Interpreter(self.environment, "")
+            worker = _Interpreter(self.environment, "")
         except Exception:  # could not even create one: the proof creates its own and says why
             logger.debug("the warm-up interpreter could not be created", exc_info=True)
+            return
+        with self._lock:
+            self.worker = worker
+            unwanted = self._unwanted
+        if unwanted:
+            _close(worker)
 
     def result(self) -> _Interpreter | None:
         self.thread.join()
         return self.worker
+
+    def drop(self) -> None:
+        """Close the interpreter: now if it is set up, else once it is (not waiting here)."""
+        with self._lock:
+            self._unwanted = True
+            worker = self.worker
+        if worker is not None:
+            _close(worker)
+
+
+def _close(worker: _Interpreter) -> None:
+    with contextlib.suppress(Exception):
+        worker.close()
 
 
 _lock = threading.Lock()
@@ -88,21 +109,19 @@ def take(environment: tuple[Any, ...]) -> _Interpreter | None:
         return None
     worker = warming.result()
     if worker is not None and warming.environment != environment:
-        worker.close()
+        _close(worker)
         return None
     return worker
 
 
 def discard() -> None:
-    """Close the interpreter started by ``begin`` if no pool took it."""
+    """Close the interpreter started by ``begin`` if no pool took it — at once, or when its
+    set-up ends (without waiting for that here: a pool's own start goes on meanwhile)."""
     global _pending
     with _lock:
         warming, _pending = _pending, None
     if warming is not None:
-        worker = warming.result()
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                worker.close()
+        warming.drop()
 
 
 def pending() -> bool:
@@ -119,8 +138,12 @@ def begin_for_command(args: Sequence[str]) -> bool:
 
     if not SUBINTERPRETERS_AVAILABLE or any(arg in NO_POOLS for arg in args):
         return False
-    words = [arg for arg in args if not arg.startswith("-")]
-    if not words or words[0] not in RUNNING:
+    from tandem.cli import SUBCOMMANDS
+
+    # The first subcommand named: only the command's own options (and their values: a
+    # verbosity, a settings module) come before it.
+    named = [arg for arg in args if arg in SUBCOMMANDS]
+    if not named or named[0] not in RUNNING:
         return False
     alias = "default"
     for index, arg in enumerate(args):
