@@ -13,7 +13,10 @@ Python 3.14), against ``bench/benchsite`` on a fresh SQLite file (WAL):
 2. **idle after start** — once the process is quiet (under 5 % of a core for 0.5 s) and 1 s more:
    the RSS and PSS of the process (``/proc``);
 3. **idle after a burst** — ``--burst`` more ``mark`` tasks enqueued at once
-   (``tandem.enqueue_many``), drained, then ``--idle`` seconds without work: RSS and PSS again.
+   (``tandem.enqueue_many``), drained (the drain's time: first to last burst task done), then
+   ``--idle`` seconds without work: RSS and PSS again.
+
+``--src A/src B/src`` runs every round once per tandem source tree (interleaved A/B).
 
 Prints a table of medians (and ranges) on stdout; raw numbers go to stderr as JSON with
 ``--json``. The machine's load matters: the numbers are only comparable within one run.
@@ -100,7 +103,7 @@ def one_round(
         time.sleep(1.0)
         started = tree_memory([proc.pid])
         in_django(env, ENQUEUE, str(args.burst))
-        wait_marks(marks_file, 1 + args.burst, proc, 120)
+        drained = sorted(wait_marks(marks_file, 1 + args.burst, proc, 120))[1:]
         time.sleep(args.idle)
         burst = tree_memory([proc.pid])
     finally:
@@ -114,6 +117,7 @@ def one_round(
         "rss_start_mib": started["rss_mib"],
         "pss_start_mib": started["pss_mib"],
         "rss_burst_mib": burst["rss_mib"],
+        "burst_s": drained[-1] - drained[0],  # first to last burst task done
         "pss_burst_mib": burst["pss_mib"],
     }
     log(
@@ -163,14 +167,18 @@ def main(argv: Sequence[str]) -> int:
         f"commit {info['commit']}, Python {info['python']}, {info['nproc']} CPUs, load average "
         f"{load[0]:.1f} at the end"
     )
-    print("| executor | start-up s | RSS idle MiB | PSS idle MiB | RSS after burst MiB |")
-    print("|---|---|---|---|---|")
+    print(
+        "| executor | start-up s | RSS idle MiB | PSS idle MiB | RSS after burst MiB "
+        "| burst drain s (first to last done) |"
+    )
+    print("|---|---|---|---|---|---|")
     for executor, runs in raw.items():
         print(
             f"| {executor} | {summary([r['startup_s'] for r in runs], '{:.3f}')} | "
             f"{summary([r['rss_start_mib'] for r in runs], '{:.1f}')} | "
             f"{summary([r['pss_start_mib'] for r in runs], '{:.1f}')} | "
-            f"{summary([r['rss_burst_mib'] for r in runs], '{:.1f}')} |"
+            f"{summary([r['rss_burst_mib'] for r in runs], '{:.1f}')} | "
+            f"{summary([r['burst_s'] for r in runs], '{:.3f}')} |"
         )
     if args.json:
         log(json.dumps(raw))
