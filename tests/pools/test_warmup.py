@@ -96,14 +96,14 @@ def test_discarding_an_interpreter_still_setting_up_does_not_wait_for_it(
 
     release = threading.Event()
     created: list[Any] = []
-    set_up = subinterpreters._Interpreter._set_up
+    wrap = subinterpreters._Interpreter.__init__
 
-    def held(worker: Any, environment: Any, modules: Any, lowered: bool = False) -> None:
+    def held(worker: Any, *args: Any, **kwargs: Any) -> None:
+        release.wait(120)  # (Django is set up in it by now: only the wrapping is held)
+        wrap(worker, *args, **kwargs)
         created.append(worker)
-        release.wait(120)
-        set_up(worker, environment, modules, lowered)
 
-    monkeypatch.setattr(subinterpreters._Interpreter, "_set_up", held)
+    monkeypatch.setattr(subinterpreters._Interpreter, "__init__", held)
     warmup.begin(runner.worker_environment())
     warming = warmup._pending
     assert warming is not None
@@ -155,6 +155,52 @@ def test_the_command_starts_an_interpreter_ahead_only_to_run_a_subinterpreter_po
     use_pools(pools=pool("subinterpreter", workers=1))
     assert warmup.begin_for_command(args) is started
     assert warmup.pending() is started
+
+
+def test_a_store_that_blocks_subinterpreters_closes_what_the_command_started_ahead(
+    use_pools: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command starts the interpreter before asking the store (whose code it would have to
+    import first); a store that cannot be used from one closes it again."""
+    from tandem.backends.database import DatabaseBackend
+
+    monkeypatch.setattr(DatabaseBackend, "subinterpreter_blocker", lambda self: "its driver")
+    begun = []
+    begin = warmup.begin
+
+    def spy(environment: Any) -> None:
+        begin(environment)
+        begun.append(warmup._pending)
+
+    monkeypatch.setattr(warmup, "begin", spy)
+    use_pools(pools={"default": {"queues": ["default", "critical", "exports"]}})
+    assert warmup.begin_for_command(["worker"]) is False
+    assert not warmup.pending()
+    (warming,) = begun
+    warming.thread.join(120)  # it closes the interpreter once set up
+    assert warming.worker is not None
+    assert int(warming.worker.interp.id) not in open_interpreters()
+
+
+def test_an_interpreter_started_ahead_that_cannot_set_django_up_is_the_proofs_failure(
+    use_pools: Any, drain: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.no_such_settings")
+    use_pools(pools=pool("subinterpreter", workers=1))
+    warmup.begin(runner.worker_environment())
+    warming = warmup._pending
+    assert warming is not None
+    ahead = warming.result()
+    assert ahead is not None and ahead.setup_error is not None
+    placed = tasks.where.enqueue()
+    with caplog.at_level("WARNING", logger="tandem.worker"):
+        supervisor = drain()
+    placed.refresh()
+    assert placed.status == TaskResultStatus.SUCCESSFUL, placed.errors
+    (message,) = [r.getMessage() for r in caplog.records if "instead of" in r.message]
+    assert "a subinterpreter worker failed setting Django up: ModuleNotFoundError" in message
+    assert supervisor.pool_states()["default"]["executor"] == "thread"
+    assert int(ahead.interp.id) not in open_interpreters()
 
 
 def test_the_command_starts_nothing_ahead_for_pools_on_threads_or_processes(

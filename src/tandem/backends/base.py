@@ -239,11 +239,17 @@ class TandemBackend(BaseTaskBackend):
     @cached_property
     def tandem_options(self) -> BackendOptions:
         """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
+        return self.parse_options(self.subinterpreter_blocker())
+
+    def parse_options(self, subinterpreter_blocker: str | None) -> BackendOptions:
+        """``OPTIONS`` parsed as if ``subinterpreter_blocker`` were this store's (uncached:
+        ``tandem_options`` is the real one; the start-up's warm-up asks, before the store's
+        code is even imported, whether a pool would run on subinterpreters)."""
         return parse_options(
             self.alias,
             self.params,
             frozenset(self.queues),
-            self.subinterpreter_blocker(),
+            subinterpreter_blocker,
             extra_keys=self.extra_option_keys,
         )
 

@@ -80,15 +80,18 @@ class _Interpreter:
         modules: Sequence[str] = (),
         *,
         lowered: bool = False,
+        interp: Any = None,
+        setup_error: StartupFailure | None = None,
     ) -> None:
         """Create the interpreter and set Django up in it. ``lowered``: on a thread of the idle
         class, like the tasks (``lower_priority``): a pool's workers that set up while the
         first ones already run tasks must not take the CPU from those tasks — nor from the web
         side — for the second or more each takes; only the proof, before anything runs, does
-        not wait for spare CPU."""
+        not wait for spare CPU. ``interp``: one created and set up already (``warmup``), with
+        ``setup_error`` saying how its set-up went."""
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
 
-        self.interp = interpreters.create()
+        self.interp = interp if interp is not None else interpreters.create()
         self.tasks = interpreters.create_queue()
         self.results = interpreters.create_queue()
         self.stops = interpreters.create_queue()  # attempts to interrupt (their lease is lost)
@@ -96,8 +99,8 @@ class _Interpreter:
         self.done_r, self.done_w = os.pipe()
         self.stop_r, self.stop_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
-        self.setup_error: StartupFailure | None = None
-        if lowered:
+        self.setup_error: StartupFailure | None = setup_error
+        if interp is None and lowered:
             setup = threading.Thread(
                 target=self._set_up,
                 args=(environment, modules, True),
@@ -105,7 +108,7 @@ class _Interpreter:
             )
             setup.start()
             setup.join()
-        else:
+        elif interp is None:
             self._set_up(environment, modules)
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tandem.conf import BackendOptions
     from tandem.worker.pools.subinterpreters import _Interpreter
 
 logger = logging.getLogger("tandem.worker")
@@ -49,13 +50,31 @@ class _Warming:
         self.thread = threading.Thread(target=self._set_up, name="tandem-warm-up")
 
     def _set_up(self) -> None:
-        from tandem.worker.pools.subinterpreters import _Interpreter
+        # Django first, with as little as possible imported here before: this thread shares
+        # the main interpreter's GIL with the command's own start until it enters the new one.
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+
+        from tandem.worker.pools import runner
+        from tandem.worker.pools.startup import StartupFailure, from_exception
 
         try:
-            worker = _Interpreter(self.environment, "")
+            interp = interpreters.create()
         except Exception:  # could not even create one: the proof creates its own and says why
             logger.debug("the warm-up interpreter could not be created", exc_info=True)
             return
+        failure: StartupFailure | None = None
+        try:
+            interp.call(runner.setup, *self.environment)
+        except Exception as exc:
+            failure = from_exception("subinterpreter", "setting Django up", exc)
+        try:
+            from tandem.worker.pools.subinterpreters import _Interpreter
+
+            worker = _Interpreter(self.environment, "", interp=interp, setup_error=failure)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                interp.close()
+            raise
         with self._lock:
             self.worker = worker
             unwanted = self._unwanted
@@ -155,14 +174,23 @@ def begin_for_command(args: Sequence[str]) -> bool:
         from tandem.backends import tandem_backend
         from tandem.worker.pools.runner import worker_environment
 
-        pools = tandem_backend(alias).tandem_options.pools
-        if not any(pool.executor == "subinterpreter" for pool in pools):
+        backend = tandem_backend(alias)
+        # Whether a pool would run on subinterpreters, before asking the store whether it
+        # can be used from one (that imports the store's code: a few tens of milliseconds).
+        if not subinterpreter_pools(backend.parse_options(None)):
             return False
-        environment = worker_environment()
+        begin(worker_environment())
+        if not subinterpreter_pools(backend.tandem_options):  # a driver that cannot load there
+            discard()
+            return False
     except Exception:  # the command itself says what is wrong
+        discard()
         return False
-    begin(environment)
     return True
+
+
+def subinterpreter_pools(options: BackendOptions) -> bool:
+    return any(pool.executor == "subinterpreter" for pool in options.pools)
 
 
 __all__ = ["begin", "begin_for_command", "discard", "pending", "take"]
