@@ -241,17 +241,10 @@ class TandemBackend(BaseTaskBackend):
         """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
         return self.parse_options(self.subinterpreter_blocker())
 
-    def parse_options(self, subinterpreter_blocker: str | None) -> BackendOptions:
-        """``OPTIONS`` parsed as if ``subinterpreter_blocker`` were this store's (uncached:
-        ``tandem_options`` is the real one; the start-up's warm-up asks, before the store's
-        code is even imported, whether a pool would run on subinterpreters)."""
-        return parse_options(
-            self.alias,
-            self.params,
-            frozenset(self.queues),
-            subinterpreter_blocker,
-            extra_keys=self.extra_option_keys,
-        )
+    def parse_options(self, blocker: str | None) -> BackendOptions:
+        """``OPTIONS`` parsed as if ``blocker`` were the store's ``subinterpreter_blocker()``."""
+        queues, extra = frozenset(self.queues), self.extra_option_keys
+        return parse_options(self.alias, self.params, queues, blocker, extra_keys=extra)
 
     def subinterpreter_blocker(self) -> str | None:
         """Why this backend's store cannot be used from a subinterpreter, if it cannot."""
