@@ -13,7 +13,10 @@ Python 3.14), against ``bench/benchsite`` on a fresh SQLite file (WAL):
 2. **idle after start** — once the process is quiet (under 5 % of a core for 0.5 s) and 1 s more:
    the RSS and PSS of the process (``/proc``);
 3. **idle after a burst** — ``--burst`` more ``mark`` tasks enqueued at once
-   (``tandem.enqueue_many``), drained, then ``--idle`` seconds without work: RSS and PSS again.
+   (``tandem.enqueue_many``), drained (the drain's time: first to last burst task done), then
+   ``--idle`` seconds without work: RSS and PSS again.
+
+``--src A/src B/src`` runs every round once per tandem source tree (interleaved A/B).
 
 Prints a table of medians (and ranges) on stdout; raw numbers go to stderr as JSON with
 ``--json``. The machine's load matters: the numbers are only comparable within one run.
@@ -69,12 +72,13 @@ def wait_marks(path: Path, count: int, proc: subprocess.Popen[bytes], limit: flo
 
 
 def one_round(
-    directory: Path, executor: str, args: argparse.Namespace, number: int
+    directory: Path, executor: str, args: argparse.Namespace, number: int, src: str = ""
 ) -> dict[str, Any]:
-    sqlite = directory / f"startup-{executor}-{number}.sqlite3"
-    marks_file = directory / f"marks-{executor}-{number}"
+    label = f"{executor}-{len(src)}-{abs(hash(src))}"
+    sqlite = directory / f"startup-{label}-{number}.sqlite3"
+    marks_file = directory / f"marks-{label}-{number}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
-    src = str(BENCH.parent / "src")
+    src = src or str(BENCH.parent / "src")
     env.update(
         DJANGO_SETTINGS_MODULE="benchsite.settings",
         PYTHONPATH=os.pathsep.join([str(BENCH), src]),
@@ -90,7 +94,7 @@ def one_round(
     in_django(env, ENQUEUE, "1")
     argv = [sys.executable, "-m", "django", "tandem", "serve"]
     argv += ["--bind", f"127.0.0.1:{free_port()}", "-w", str(args.workers)]
-    logfile = (directory / f"serve-{executor}-{number}.log").open("wb")
+    logfile = (directory / f"serve-{label}-{number}.log").open("wb")
     spawned = time.time()
     proc = subprocess.Popen(argv, env=env, cwd=BENCH, stdout=logfile, stderr=logfile)
     try:
@@ -99,25 +103,27 @@ def one_round(
         time.sleep(1.0)
         started = tree_memory([proc.pid])
         in_django(env, ENQUEUE, str(args.burst))
-        wait_marks(marks_file, 1 + args.burst, proc, 120)
+        drained = sorted(wait_marks(marks_file, 1 + args.burst, proc, 120))[1:]
         time.sleep(args.idle)
         burst = tree_memory([proc.pid])
     finally:
         code = stop(proc, [signal.SIGTERM])
         logfile.close()
     if code:
-        log((directory / f"serve-{executor}-{number}.log").read_text()[-3000:])
+        log((directory / f"serve-{label}-{number}.log").read_text()[-3000:])
         raise RuntimeError(f"serve exited with {code}")
     result = {
         "startup_s": first - spawned,
         "rss_start_mib": started["rss_mib"],
         "pss_start_mib": started["pss_mib"],
         "rss_burst_mib": burst["rss_mib"],
+        "burst_s": drained[-1] - drained[0],  # first to last burst task done
         "pss_burst_mib": burst["pss_mib"],
     }
     log(
-        f"  round {number} {executor:14}: start-up {result['startup_s']:.3f} s, RSS idle "
-        f"{result['rss_start_mib']:.1f} MiB, after the burst {result['rss_burst_mib']:.1f} MiB"
+        f"  round {number} {executor:14} {src[-24:]}: start-up {result['startup_s']:.3f} s, "
+        f"RSS idle {result['rss_start_mib']:.1f} MiB, "
+        f"after the burst {result['rss_burst_mib']:.1f} MiB"
     )
     return result
 
@@ -138,12 +144,22 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--idle", type=float, default=5.0)
     parser.add_argument("--json", action="store_true", help="raw numbers on stderr")
+    parser.add_argument(
+        "--src",
+        nargs="+",
+        default=[""],
+        help="tandem source trees to compare, interleaved (default: this checkout's src)",
+    )
     args = parser.parse_args(argv)
-    raw: dict[str, list[dict[str, Any]]] = {executor: [] for executor in args.executors}
+    raw: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-startup-") as tmp:
         for number in range(1, args.rounds + 1):
             for executor in args.executors:  # interleaved: drift spreads over every executor
-                raw[executor].append(one_round(Path(tmp), executor, args, number))
+                for src in args.src:
+                    name = f"{executor} {src}" if src else executor
+                    raw.setdefault(name, []).append(
+                        one_round(Path(tmp), executor, args, number, src)
+                    )
     info = machine_info()
     load = os.getloadavg()
     print(
@@ -151,14 +167,18 @@ def main(argv: Sequence[str]) -> int:
         f"commit {info['commit']}, Python {info['python']}, {info['nproc']} CPUs, load average "
         f"{load[0]:.1f} at the end"
     )
-    print("| executor | start-up s | RSS idle MiB | PSS idle MiB | RSS after burst MiB |")
-    print("|---|---|---|---|---|")
+    print(
+        "| executor | start-up s | RSS idle MiB | PSS idle MiB | RSS after burst MiB "
+        "| burst drain s (first to last done) |"
+    )
+    print("|---|---|---|---|---|---|")
     for executor, runs in raw.items():
         print(
             f"| {executor} | {summary([r['startup_s'] for r in runs], '{:.3f}')} | "
             f"{summary([r['rss_start_mib'] for r in runs], '{:.1f}')} | "
             f"{summary([r['pss_start_mib'] for r in runs], '{:.1f}')} | "
-            f"{summary([r['rss_burst_mib'] for r in runs], '{:.1f}')} |"
+            f"{summary([r['rss_burst_mib'] for r in runs], '{:.1f}')} | "
+            f"{summary([r['burst_s'] for r in runs], '{:.3f}')} |"
         )
     if args.json:
         log(json.dumps(raw))

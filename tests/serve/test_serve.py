@@ -19,7 +19,14 @@ from django.tasks import TaskResult
 from tandem.brokers.base import READY, RUNNING, SUCCESSFUL
 from tandem.models import TaskRecord
 from tests.serve.tasks import quick, spin_until
-from tests.support.serving import ARRANGEMENTS, HAS_SUBINTERPRETERS, Servers, get, wait_until
+from tests.support.serving import (
+    ARRANGEMENTS,
+    HAS_SUBINTERPRETERS,
+    Servers,
+    answers,
+    get,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 arrangements = pytest.mark.parametrize("arrangement", ARRANGEMENTS)
@@ -188,7 +195,10 @@ def test_supervise_restarts_a_killed_server_and_loses_no_task(
     )
     assert f"serve (pid {first}) was killed by SIGKILL; restarting in" in parent.stderr
     assert TaskRecord.objects.get(id=result.id).attempts == 2
-    assert get(port, "/ping/")[0] == 200  # the new child serves the same port
+    # The new child serves the same port: its HTTP side listens once its web interpreters are
+    # set up, which may be after it ran the recovered task (at once, when the lease had expired
+    # before its first round).
+    wait_until(lambda: answers(port), "the new child to answer HTTP", alive=[parent])
     parent.send(signal.SIGTERM)
     assert parent.wait() == 0, parent.output()
     assert quick.enqueue("after").id  # the database is still usable (no stray writer)

@@ -223,13 +223,12 @@ class TandemBackend(BaseTaskBackend):
     @cached_property
     def tandem_options(self) -> BackendOptions:
         """Parsed ``OPTIONS``; raises ``ImproperlyConfigured`` naming the bad key."""
-        return parse_options(
-            self.alias,
-            self.params,
-            frozenset(self.queues),
-            self.subinterpreter_blocker(),
-            extra_keys=self.extra_option_keys,
-        )
+        return self.parse_options(self.subinterpreter_blocker())
+
+    def parse_options(self, blocker: str | None) -> BackendOptions:
+        """``OPTIONS`` parsed as if ``blocker`` were the store's ``subinterpreter_blocker()``."""
+        queues, extra = frozenset(self.queues), self.extra_option_keys
+        return parse_options(self.alias, self.params, queues, blocker, extra_keys=extra)
 
     def subinterpreter_blocker(self) -> str | None:
         """Why this backend's store cannot be used from a subinterpreter, if it cannot."""

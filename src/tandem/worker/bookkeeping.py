@@ -202,6 +202,9 @@ class Bookkeeping:
             state.config, state.pool, state.startup_error = startup.choose(
                 self.backend.alias, state.config, state.pool, self._deliver
             )
+        from tandem.worker.pools import warmup
+
+        warmup.discard()  # an interpreter started ahead that no pool took
 
     def _take_outcomes(self) -> list[tuple[PoolState, StoredTask, Outcome]]:
         batch: list[tuple[PoolState, StoredTask, Outcome]] = []

@@ -23,6 +23,16 @@ class Command(BaseCommand):
         for name in cli.SUBCOMMANDS:
             cli.subcommand(name).add_arguments(sub)
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        """From the command line: a ``serve`` or ``worker`` whose pool runs on subinterpreters
+        starts setting its first worker interpreter up now, on another core, while this
+        interpreter parses the arguments, runs the checks and builds the supervisor
+        (``tandem.worker.pools.warmup``)."""
+        from tandem.worker.pools import warmup
+
+        warmup.begin_for_command(argv[2:])
+        super().run_from_argv(argv)
+
     def check(self, *args: Any, **kwargs: Any) -> None:
         """The system checks, with a backend that cannot even be loaded (a bad BACKEND path, a
         missing package) said in one message instead of a traceback."""

@@ -39,7 +39,7 @@ from typing import Any
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import Outcome
-from tandem.worker.pools import runner
+from tandem.worker.pools import runner, warmup
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
 from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
@@ -80,15 +80,18 @@ class _Interpreter:
         modules: Sequence[str] = (),
         *,
         lowered: bool = False,
+        interp: Any = None,
+        setup_error: StartupFailure | None = None,
     ) -> None:
         """Create the interpreter and set Django up in it. ``lowered``: on a thread of the idle
         class, like the tasks (``lower_priority``): a pool's workers that set up while the
         first ones already run tasks must not take the CPU from those tasks — nor from the web
         side — for the second or more each takes; only the proof, before anything runs, does
-        not wait for spare CPU."""
+        not wait for spare CPU. ``interp``: one created and set up already (``warmup``), with
+        ``setup_error`` saying how its set-up went."""
         from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
 
-        self.interp = interpreters.create()
+        self.interp = interp if interp is not None else interpreters.create()
         self.tasks = interpreters.create_queue()
         self.results = interpreters.create_queue()
         self.stops = interpreters.create_queue()  # attempts to interrupt (their lease is lost)
@@ -96,8 +99,8 @@ class _Interpreter:
         self.done_r, self.done_w = os.pipe()
         self.stop_r, self.stop_w = os.pipe()
         self.crash: str | None = None  # why the loop ended while a task ran
-        self.setup_error: StartupFailure | None = None
-        if lowered:
+        self.setup_error: StartupFailure | None = setup_error
+        if interp is None and lowered:
             setup = threading.Thread(
                 target=self._set_up,
                 args=(environment, modules, True),
@@ -105,7 +108,7 @@ class _Interpreter:
             )
             setup.start()
             setup.join()
-        else:
+        elif interp is None:
             self._set_up(environment, modules)
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
@@ -114,14 +117,25 @@ class _Interpreter:
     ) -> None:
         if lowered:
             lower_priority()
-        stage = "setting Django up"
         try:
             self.interp.call(runner.setup, *environment)
-            for module in modules:
-                stage = f"importing task module {module!r}"
-                self.interp.call(runner.import_module, module)
         except Exception as exc:
-            self.setup_error = from_exception("subinterpreter", stage, exc)
+            self.setup_error = from_exception("subinterpreter", "setting Django up", exc)
+            return
+        self.import_modules(modules)
+
+    def import_modules(self, modules: Sequence[str]) -> None:
+        """Import the pool's task ``modules`` here (Django set up); ``setup_error`` says which
+        one could not."""
+        if self.setup_error is not None:
+            return
+        for module in modules:
+            try:
+                self.interp.call(runner.import_module, module)
+            except Exception as exc:
+                stage = f"importing task module {module!r}"
+                self.setup_error = from_exception("subinterpreter", stage, exc)
+                return
 
     def start(self, name: str) -> None:
         """Start serving tasks (only once Django is set up here)."""
@@ -308,7 +322,16 @@ class SubinterpreterPool(SlotPool):
             return STOP
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
-        worker = _Interpreter(self._environment, "", modules)
+        """Set the first worker up and import ``modules`` in it: the interpreter the command
+        started ahead (``warmup``) when there is one, else a new one."""
+        worker = warmup.take(self._environment)
+        if worker is None:
+            worker = _Interpreter(self._environment, "", modules)
+        else:
+            logger.debug(
+                "pool %s: its first worker is the interpreter set up ahead", self.config.name
+            )
+            worker.import_modules(modules)
         if worker.setup_error is not None:
             worker.close()
             return worker.setup_error
