@@ -434,3 +434,30 @@ def test_the_thread_front_listens_once_started() -> None:
         os.close(stop_r)
         os.close(stop_w)
         sock.close()
+
+
+def test_servers_sharing_a_socket_accept_one_connection_per_turn() -> None:
+    """Web interpreters share the listening socket: each accepts one connection per turn of its
+    loop, so a burst of kept-alive connections is spread over them instead of one taking all."""
+    from tandem.serve.server import InterpreterFront
+
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    one = HTTPServer(sock.dup(), app, HttpOptions(accept_batch=1), daemon=True)
+    every = HTTPServer(sock.dup(), app, HttpOptions(), daemon=True)
+    front = InterpreterFront(sock, 2, HttpOptions())
+    try:
+        one.handle_accept()
+        assert len(one.active_channels) == 1
+        every.handle_accept()
+        assert len(every.active_channels) == 4  # the rest of the backlog, in one turn
+        assert front.options.accept_batch == 1
+    finally:
+        for server in (one, every):
+            server.finish(timeout=5)
+        for fd in (*front._fds, front._wake_r, front._wake_w):
+            os.close(fd)
+        for client in clients:
+            client.close()
+        sock.close()

@@ -63,6 +63,10 @@ class HttpOptions:
     forwarded_allow_ips: tuple[str, ...] = ()  # peers whose X-Forwarded-For/Proto are believed
     static: bool = True  # serve STATIC_URL (WhiteNoise)
     access_log: bool = True  # one INFO line per request on the ``tandem.access`` logger
+    # Connections accepted per turn of the loop, at most. Several servers on one socket (web
+    # interpreters) accept one each: a server that took a burst whole would serve every
+    # kept-alive connection of it alone while the others idle (see ``handle_accept``).
+    accept_batch: int = ACCEPT_BATCH
 
 
 # Per request thread: the channel whose response was just written whole (``Task.service``), and
@@ -218,11 +222,16 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
         super().pull_trigger()
 
     def handle_accept(self) -> None:
-        """Accept every waiting connection (up to ``ACCEPT_BATCH``), not waitress's one per turn
-        of the loop: a turn costs time in proportion to the open connections, so a burst of
-        thousands would otherwise sit in the listen backlog, and a full backlog drops the next
-        client's SYN (a second's wait, then three)."""
-        for _ in range(ACCEPT_BATCH):
+        """Accept every waiting connection (up to ``options.accept_batch``), not waitress's one
+        per turn of the loop: a turn costs time in proportion to the open connections, so a burst
+        of thousands would otherwise sit in the listen backlog, and a full backlog drops the next
+        client's SYN (a second's wait, then three).
+
+        Servers sharing a socket (``--web-interpreters``) accept one per turn: a connection is
+        kept alive, so whoever accepts it serves all its requests, and a server that took a
+        burst of 16 whole would serve them on one core while the others idle. One at a time,
+        they take turns (and a busy server turns less often, so takes fewer)."""
+        for _ in range(self.options.accept_batch):
             if len(self._map) >= self.adj.connection_limit:
                 return
             accepted = len(self.active_channels)
