@@ -1,7 +1,9 @@
 """The HTTP server of ``tandem serve`` (waitress, plus tandem's header deadline, stop and drain),
-in this process on a port the OS picks: keep-alive, the header deadline against a client that
-trickles its headers, the idle keep-alive timeout, 413 without reading the body, bounded threads,
-and a stop that lets the request in flight finish."""
+in this process on a port the OS picks: keep-alive (re-armed by the request thread, without waking
+the loop), pipelined requests answered in order, large and chunked bodies, HEAD and
+``Connection: close``, the header deadline against a client that trickles its headers, the idle
+keep-alive timeout, 413 without reading the body, bounded threads, and a stop that lets the
+request in flight finish."""
 
 from __future__ import annotations
 
@@ -20,8 +22,26 @@ from tests.support import oversized_post
 BOUND = 30.0  # generous bound for "it happened" waits; never a speed assertion
 
 
+BIG = 8 * 1024 * 1024  # bytes: more than the sockets' buffers hold
+
+
 def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    if environ["PATH_INFO"] == "/wait/":
+    path = environ["PATH_INFO"]
+    if path.startswith("/path/"):
+        body = path.encode()
+    elif path == "/big/":
+        body = b"x" * BIG
+    elif path == "/stream/":  # no length: waitress sends it chunked, then closes
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (part for part in (b"one ", b"two ", b"three"))
+    elif path == "/django/":
+        return DJANGO_APP(environ, start_response)
+    else:
+        body = b""
+    if body:
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/wait/":
         environ_gate = GATES[environ["QUERY_STRING"]]
         environ_gate[0].set()
         environ_gate[1].wait(BOUND)
@@ -31,6 +51,24 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 GATES: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+
+def django_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """Answers like Django's handler: an ``HttpResponse`` without a ``Content-Length``."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(f"django {environ['REQUEST_METHOD']}")
+    start_response("200 OK", list(response.items()))
+    return response
+
+
+def _django_app() -> Any:
+    from tandem.serve.lengths import ContentLength
+
+    return ContentLength(django_app)
+
+
+DJANGO_APP = _django_app()
 
 
 class Running:
@@ -97,6 +135,134 @@ def test_two_requests_share_one_kept_alive_connection() -> None:
         connection.close()
 
     assert answers[0] == answers[1]  # the same client port: one TCP connection
+
+
+def test_kept_alive_requests_do_not_wake_the_loop() -> None:
+    """The request thread sends a small response and watches the connection for the next request
+    itself: the loop's trigger is not pulled once."""
+    with running() as server:
+        pulls: list[int] = []
+        trigger = server.server.trigger
+        pull = trigger.pull_trigger
+        trigger.pull_trigger = lambda *args: (pulls.append(1), pull(*args))
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        ports = set()
+        for n in range(20):
+            connection.request("GET", f"/path/{n}")
+            response = connection.getresponse()
+            assert response.read() == f"/path/{n}".encode()
+            connection.request("GET", "/")
+            ports.add(connection.getresponse().read().decode().split()[0])
+        connection.close()
+
+    assert len(ports) == 1  # one connection
+    assert pulls == []
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes, bytes]:
+    """One response with a ``Content-Length`` from ``sock``: (status line, headers, body); what
+    follows it stays unread."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"closed after {head!r}"
+        head += byte
+    status, _, headers = head.partition(b"\r\n")
+    length = int(headers.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(min(65536, length - len(body)))
+        assert chunk, "closed in the body"
+        body += chunk
+    return status, headers, body
+
+
+def test_pipelined_requests_are_answered_in_order_on_the_same_connection() -> None:
+    with running() as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(
+            b"".join(f"GET /path/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(5))
+        )
+        bodies = [read_response(sock)[2] for _ in range(5)]
+        sock.sendall(b"GET /path/after HTTP/1.1\r\nHost: x\r\n\r\n")
+        last = read_response(sock)[2]
+        sock.close()
+
+    assert bodies == [f"/path/{n}".encode() for n in range(5)]
+    assert last == b"/path/after"
+
+
+def test_a_large_response_then_another_request_on_the_same_connection() -> None:
+    with running() as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.sendall(b"GET /big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the server fills the socket; the loop's thread sends the rest
+        status, _, body = read_response(sock)
+        sock.sendall(b"GET /path/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        after = read_response(sock)
+        sock.close()
+
+    assert status == b"HTTP/1.1 200 OK" and len(body) == BIG and body == b"x" * BIG
+    assert after[2] == b"/path/next"
+
+
+def test_a_chunked_response_and_connection_close_end_the_connection() -> None:
+    with running() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/stream/")
+        response = connection.getresponse()
+        assert response.getheader("Transfer-Encoding") == "chunked"
+        assert response.read() == b"one two three"
+        assert response.will_close  # waitress closes after a body of unknown length
+        connection.close()
+
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"GET /path/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_response(sock)[2] == b"/path/last"
+        assert sock.recv(1) == b""  # closed by the server
+        sock.close()
+
+
+def test_django_responses_keep_the_connection_and_head_sends_no_body() -> None:
+    with running() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.connect()
+        port = connection.sock.getsockname()[1]
+        answers = []
+        for method in ("GET", "HEAD", "GET"):
+            connection.request(method, "/django/")
+            response = connection.getresponse()
+            body = response.read()
+            answers.append((response.status, response.getheader("Content-Length"), body))
+            assert not response.will_close
+        assert connection.sock is not None and connection.sock.getsockname()[1] == port
+        connection.close()
+
+    # HEAD: the GET's length, no body (a stray body would be read as the next response).
+    assert answers == [(200, "10", b"django GET"), (200, "11", b""), (200, "10", b"django GET")]
+
+
+def test_head_is_answered_without_a_body_and_keeps_the_connection() -> None:
+    with running() as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"HEAD /path/abc HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += sock.recv(1)
+        sock.sendall(b"GET /path/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        # The next bytes are the next response's (the HEAD's body was not sent).
+        status, _, body = read_response(sock)
+        sock.close()
+
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("HEAD", "/stream/")  # no length: chunked, but not even a last chunk
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == b""
+        connection.close()
+
+    assert b"Content-Length: 9\r\n" in head  # the GET's length
+    assert (status, body) == (b"HTTP/1.1 200 OK", b"/path/next")
 
 
 def test_a_client_trickling_its_headers_is_dropped_at_the_header_deadline() -> None:
@@ -267,4 +433,31 @@ def test_the_thread_front_listens_once_started() -> None:
         wait_for(front.ended, "the front to stop")
         os.close(stop_r)
         os.close(stop_w)
+        sock.close()
+
+
+def test_servers_sharing_a_socket_accept_one_connection_per_turn() -> None:
+    """Web interpreters share the listening socket: each accepts one connection per turn of its
+    loop, so a burst of kept-alive connections is spread over them instead of one taking all."""
+    from tandem.serve.server import InterpreterFront
+
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    one = HTTPServer(sock.dup(), app, HttpOptions(accept_batch=1), daemon=True)
+    every = HTTPServer(sock.dup(), app, HttpOptions(), daemon=True)
+    front = InterpreterFront(sock, 2, HttpOptions())
+    try:
+        one.handle_accept()
+        assert len(one.active_channels) == 1
+        every.handle_accept()
+        assert len(every.active_channels) == 4  # the rest of the backlog, in one turn
+        assert front.options.accept_batch == 1
+    finally:
+        for server in (one, every):
+            server.finish(timeout=5)
+        for fd in (*front._fds, front._wake_r, front._wake_w):
+            os.close(fd)
+        for client in clients:
+            client.close()
         sock.close()

@@ -113,3 +113,76 @@ def test_bad_http_flags_are_refused_with_an_exact_message(flags: list[str], mess
         call_command("tandem", "serve", "--bind", "127.0.0.1:0", *flags)
 
     assert str(raised.value) == message
+
+
+def django_view(response: Any) -> Any:
+    """A WSGI app answering like Django's handler: start_response, then the response object."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        return response
+
+    return app
+
+
+def served(app: Any, method: str = "GET") -> tuple[str, list[tuple[str, str]], bytes, Any]:
+    started: list[Any] = []
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": "/"}
+    body = app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+    content = b"".join(body)
+    return started[0][0], started[0][1], content, body
+
+
+def test_whole_django_responses_get_a_content_length() -> None:
+    from django.http import HttpResponse
+
+    from tandem.serve.lengths import ContentLength
+
+    response = HttpResponse("x" * 2000)
+    status, headers, content, body = served(ContentLength(django_view(response)))
+    assert status == "200 OK"
+    assert ("Content-Length", "2000") in headers
+    assert content == b"x" * 2000
+    closed: list[bool] = []
+    response.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    body.close()
+    assert closed == [True]  # Django's request_finished still runs
+
+
+def test_streams_set_lengths_and_bodiless_statuses_are_left_alone() -> None:
+    from django.http import HttpResponse, HttpResponseNotModified, StreamingHttpResponse
+
+    from tandem.serve.lengths import ContentLength
+
+    stream = StreamingHttpResponse(iter([b"a", b"b"]))
+    _, headers, content, body = served(ContentLength(django_view(stream)))
+    assert body is stream and content == b"ab"
+    assert not any(name.lower() == "content-length" for name, _ in headers)
+
+    given = HttpResponse("abc", headers={"Content-Length": "3"})
+    _, headers, _, body = served(ContentLength(django_view(given)))
+    assert body is given and [n for n, _ in headers].count("Content-Length") == 1
+
+    _, headers, _, _ = served(ContentLength(django_view(HttpResponseNotModified())))
+    assert not any(name.lower() == "content-length" for name, _ in headers)
+
+    # Anything else (a list from a plain WSGI app) is passed through as it was.
+    status, headers, content, _ = served(ContentLength(echo))
+    assert status == "200 OK" and headers == [("Content-Type", "text/plain")]
+
+
+def test_an_app_writing_through_write_gets_its_headers_first() -> None:
+    from tandem.serve.lengths import ContentLength
+
+    sent: list[object] = []
+
+    def writer(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])(b"early ")
+        return [b"late"]
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        sent.append(status)
+        return sent.append
+
+    body = ContentLength(writer)({"REQUEST_METHOD": "GET"}, start_response)
+    assert sent == ["200 OK", b"early "] and list(body) == [b"late"]

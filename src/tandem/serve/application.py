@@ -3,7 +3,8 @@
 Outermost first: the access log (``tandem.serve.access``), trusted proxy headers
 (``tandem.serve.proxies``), static files (``tandem.serve.static``), the ``/-/`` endpoints
 (``tandem.monitoring.ops``, in the main interpreter only: they report on its supervisor), then
-the application named by ``WSGI_APPLICATION``.
+the application named by ``WSGI_APPLICATION`` with ``Content-Length`` added to its whole responses
+(``tandem.serve.lengths``: the connection stays open for the client's next request).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def build(
 ) -> WSGIApplication:
     from django.core.servers.basehttp import get_internal_wsgi_application
 
-    app: Any = get_internal_wsgi_application()
+    from tandem.serve.lengths import ContentLength
+
+    app: Any = ContentLength(get_internal_wsgi_application())
     if ops:
         from tandem.monitoring.ops import OpsApp
 

@@ -16,7 +16,14 @@ it lacks, added here:
 - a **stop**: ``serve()`` runs the loop until a stop pipe becomes readable, then stops accepting;
   ``drain()`` closes idle connections and serves the ones in flight until none is left;
 - a loop whose turns cost nothing per idle connection (``tandem.serve.loop``), and an accept of
-  every waiting connection per turn.
+  every waiting connection per turn;
+- **no wake-up of the loop per request**: waitress's request thread already sends the response
+  itself (``write_soon`` flushes as it goes), then pulls the server's trigger (a pipe) only so that
+  the loop's thread watches the connection for its next request again. Here the request thread
+  does that itself (``Loop.rearm``) when the response went out whole and the connection is
+  plainly idle; otherwise (a response left to send, a close, a pipelined request) the trigger is
+  pulled as before;
+- **no body in reply to HEAD** (``Task``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 
 from tandem.serve.loop import Loop, SocketMap
 
@@ -56,10 +63,44 @@ class HttpOptions:
     forwarded_allow_ips: tuple[str, ...] = ()  # peers whose X-Forwarded-For/Proto are believed
     static: bool = True  # serve STATIC_URL (WhiteNoise)
     access_log: bool = True  # one INFO line per request on the ``tandem.access`` logger
+    # Connections accepted per turn of the loop, at most. Several servers on one socket (web
+    # interpreters) accept one each: a server that took a burst whole would serve every
+    # kept-alive connection of it alone while the others idle (see ``handle_accept``).
+    accept_batch: int = ACCEPT_BATCH
+
+
+# Per request thread: the channel whose response was just written whole (``Task.service``), and
+# whether waitress's service() then asked for the loop to be woken (``HTTPServer.pull_trigger``).
+_finishing = threading.local()
+
+
+class Task(WSGITask):  # type: ignore[misc]
+    """waitress's WSGI task, sending no body in reply to ``HEAD``; tells the channel's
+    ``service()`` when the response is complete.
+
+    waitress sends whatever body the application returns, and Django returns the GET's body for
+    a HEAD (its ``runserver`` and gunicorn drop it): on a kept-alive connection the client then
+    reads that body as the start of the next response. The headers (``Content-Length`` included)
+    stay those of the GET.
+    """
+
+    def write(self, data: bytes) -> None:
+        super().write(b"" if self.request.command == "HEAD" else data)
+
+    def finish(self) -> None:
+        if self.request.command == "HEAD":
+            self.chunked_response = False  # no last chunk either: there is no body
+        super().finish()
+
+    def service(self) -> None:
+        super().service()
+        _finishing.channel = self.channel
 
 
 class Channel(HTTPChannel):  # type: ignore[misc]
     """One connection; knows since when it waits for the headers of its current request."""
+
+    task_class = Task
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
@@ -72,6 +113,20 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                 self.request_started = time.time()  # the first byte of a keep-alive request
             self.begun = True
         return bool(super().received(data))
+
+    def service(self) -> None:
+        """waitress's ``service()`` (in a request thread), without the wake-up of the loop at its
+        end when this thread can watch the connection for its next request itself."""
+        _finishing.channel = None
+        _finishing.woken = False
+        try:
+            super().service()
+            deferred = _finishing.woken
+        finally:
+            _finishing.channel = None
+            _finishing.woken = False
+        if deferred and not self.server.loop.rearm(self):
+            self.server.pull_trigger()
 
     def busy(self) -> bool:
         """A request is being served, or its response is still being sent."""
@@ -157,12 +212,26 @@ class HTTPServer(TcpWSGIServer):  # type: ignore[misc]
         self.dispatcher = dispatcher
         self.loop = Loop(self._map)
 
+    def pull_trigger(self) -> None:
+        """Wake the loop's thread; deferred to the end of ``Channel.service()`` when it is the
+        wake-up after a complete response (the channel then re-arms itself, or wakes the loop)."""
+        channel = getattr(_finishing, "channel", None)
+        if channel is not None and not channel.requests:
+            _finishing.woken = True
+            return
+        super().pull_trigger()
+
     def handle_accept(self) -> None:
-        """Accept every waiting connection (up to ``ACCEPT_BATCH``), not waitress's one per turn
-        of the loop: a turn costs time in proportion to the open connections, so a burst of
-        thousands would otherwise sit in the listen backlog, and a full backlog drops the next
-        client's SYN (a second's wait, then three)."""
-        for _ in range(ACCEPT_BATCH):
+        """Accept every waiting connection (up to ``options.accept_batch``), not waitress's one
+        per turn of the loop: a turn costs time in proportion to the open connections, so a burst
+        of thousands would otherwise sit in the listen backlog, and a full backlog drops the next
+        client's SYN (a second's wait, then three).
+
+        Servers sharing a socket (``--web-interpreters``) accept one per turn: a connection is
+        kept alive, so whoever accepts it serves all its requests, and a server that took a
+        burst of 16 whole would serve them on one core while the others idle. One at a time,
+        they take turns (and a busy server turns less often, so takes fewer)."""
+        for _ in range(self.options.accept_batch):
             if len(self._map) >= self.adj.connection_limit:
                 return
             accepted = len(self.active_channels)

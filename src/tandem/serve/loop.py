@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import threading
 from typing import Any
 
 from waitress import wasyncore
@@ -71,6 +72,9 @@ class Loop:
         self.epoll = select.epoll() if hasattr(select, "epoll") else None
         self.flags: dict[int, int] = {}  # what each registered descriptor waits for
         self.watch: set[int] = set()  # descriptors to ask again on the next turn
+        # Held while the registrations change: a request thread may re-arm a connection
+        # (``rearm``) while the loop's thread asks the others.
+        self.lock = threading.RLock()
         map.loop = self
         map.added.update(map)  # whatever was there before
 
@@ -80,31 +84,52 @@ class Loop:
 
     def forget(self, fd: int) -> None:
         """The descriptor left the map (and is about to be closed)."""
-        self.watch.discard(fd)
-        if self.epoll is not None and self.flags.pop(fd, 0):
-            with contextlib.suppress(OSError):  # already closed
-                self.epoll.unregister(fd)
+        with self.lock:
+            self.watch.discard(fd)
+            if self.epoll is not None and self.flags.pop(fd, 0):
+                with contextlib.suppress(OSError):  # already closed
+                    self.epoll.unregister(fd)
+
+    def rearm(self, dispatcher: Any) -> bool:
+        """From a request thread whose response is sent: watch the connection for its next request
+        now, so that the loop's thread need not be woken to do it (``False``: the connection is
+        not plainly idle, or the loop has no epoll: wake the loop instead).
+
+        A connection is unregistered while its request is served (it must not be read); the
+        loop would register it again on the turn after the server's trigger woke it.
+        """
+        if self.epoll is None:
+            return False
+        with self.lock:
+            fd = dispatcher._fileno
+            if fd is None or fd not in self.map or self.map[fd] is not dispatcher:
+                return False  # closed meanwhile
+            if not dispatcher.readable() or dispatcher.writable() or dispatcher.busy():
+                return False
+            self._register(fd, IDLE)
+        return True
 
     def turn(self, timeout: float) -> None:
         if self.epoll is None:
             wasyncore.poll2(timeout, self.map)
             return
-        asking, self.watch = self.watch, set()
-        asking |= self.map.added
-        self.map.added.clear()
-        for fd in asking:
-            dispatcher = self.map.get(fd)
-            if dispatcher is None:
-                continue
-            flags = 0
-            if dispatcher.readable():
-                flags |= IDLE
-            if dispatcher.writable() and not dispatcher.accepting:
-                flags |= select.POLLOUT
-            self._register(fd, flags)
-            busy = getattr(dispatcher, "busy", None)
-            if flags != IDLE or busy is None or busy():
-                self.watch.add(fd)  # may change without an event of its own: ask every turn
+        with self.lock:
+            asking, self.watch = self.watch, set()
+            asking |= self.map.added
+            self.map.added.clear()
+            for fd in asking:
+                dispatcher = self.map.get(fd)
+                if dispatcher is None:
+                    continue
+                flags = 0
+                if dispatcher.readable():
+                    flags |= IDLE
+                if dispatcher.writable() and not dispatcher.accepting:
+                    flags |= select.POLLOUT
+                self._register(fd, flags)
+                busy = getattr(dispatcher, "busy", None)
+                if flags != IDLE or busy is None or busy():
+                    self.watch.add(fd)  # may change without an event of its own: ask every turn
         try:
             events = self.epoll.poll(timeout)
         except InterruptedError:

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tandem.serve.http import HttpOptions, HTTPServer, listen, serve
@@ -142,7 +142,9 @@ class InterpreterFront:
         if workers < 1:
             raise ValueError(f"need at least one web interpreter, got {workers}")
         self.workers = workers
-        self.options = options
+        # One accept per turn of each server's loop when several share the socket: they take
+        # turns at a burst instead of one of them keeping it (``HTTPServer.handle_accept``).
+        self.options = replace(options, accept_batch=1) if workers > 1 else options
         self._log_level = logging.getLogger("tandem").getEffectiveLevel()
         self.failure: str | None = None
         self._fds = [os.dup(listening.fileno()) for _ in range(workers)]
