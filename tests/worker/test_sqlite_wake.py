@@ -203,3 +203,22 @@ def test_an_in_memory_database_has_no_wake_directory() -> None:
     assert sqlite_wake.wake_directory(":memory:") is None
     assert sqlite_wake.wake_directory("file:memdb1?mode=memory&cache=shared") is None
     sqlite_wake.send(":memory:", "default:q")  # nothing to do, no error
+
+
+def test_the_sending_sockets_are_closed_at_exit(tmp_path: Path) -> None:
+    """A process keeps one sending socket per wake directory; it is closed at exit, not left to
+    finalization (a ``ResourceWarning`` at the end of every test run)."""
+    database = make_database(tmp_path / "exit")
+    directory = sqlite_wake.wake_directory(database)
+    assert directory is not None
+    os.makedirs(directory, exist_ok=True)
+    sqlite_wake.send(database, "default:q")
+    sender = sqlite_wake._senders[directory]
+    sock = sender.sock
+    assert sock is not None and sock.fileno() >= 0
+
+    sqlite_wake._close_senders()  # (registered with atexit)
+    assert sender.sock is None and sock.fileno() == -1
+    sqlite_wake.send(database, "default:q")  # a send after it opens a new one
+    assert sender.sock is not None
+    sender.close()

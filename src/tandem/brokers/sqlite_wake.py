@@ -24,6 +24,7 @@ interpreter get the message by a direct call instead of a datagram.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import hashlib
@@ -143,6 +144,22 @@ class _Sender:
         with self.lock:
             if target in self.targets:
                 self.targets = [t for t in self.targets if t != target]
+
+    def close(self) -> None:
+        with self.lock:
+            sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+
+@atexit.register
+def _close_senders() -> None:
+    """Close the sending sockets at exit (they live as long as the process; without this,
+    finalization closes them with a ``ResourceWarning``)."""
+    with _lock:
+        senders = list(_senders.values())
+    for sender in senders:
+        sender.close()
 
 
 def send(name: str, payload: str) -> None:
