@@ -250,6 +250,8 @@ ROWS = [
     Row("pool", "starvation_limit", "value", 0, number(P % "starvation_limit", 0)),
     Row("pool", "idle_close", "type", "3", number(P % "idle_close", "3")),
     Row("pool", "idle_close", "value", -1, number(P % "idle_close", -1)),
+    Row("pool", "idle_keep", "type", "1", f"{P % 'idle_keep'} must be an integer >= 0, got '1'."),
+    Row("pool", "idle_keep", "value", -1, f"{P % 'idle_keep'} must be an integer >= 0, got -1."),
     Row("pool", "async_concurrency", "type", "10", integer(P % "async_concurrency", "10")),
     Row("pool", "async_concurrency", "value", 0, integer(P % "async_concurrency", 0)),
     Row(

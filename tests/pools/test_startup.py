@@ -294,6 +294,34 @@ def test_an_idle_pool_closes_its_interpreters_but_one(
 
 
 @needs_subinterpreters
+def test_an_idle_pool_with_idle_keep_zero_closes_every_interpreter(use_pools: Any) -> None:
+    """``idle_keep`` 0: idle for ``idle_close``, the pool closes its last interpreter too
+    (an idle pool holds none), and the next task starts a fresh one and runs there."""
+    from tandem.worker.supervisor import Supervisor
+    from tests.support.processes import wait_until
+
+    use_pools(pools=pool("subinterpreter", workers=2, prefetch=0, idle_close=0.2, idle_keep=0))
+    first = tasks.where.enqueue()
+    supervisor = Supervisor(burst=False, listen=False)
+    try:
+        supervisor.start()
+        state = supervisor.pools[0]
+        live = state.pool._live_slots  # type: ignore[attr-defined]
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 1, "the first task")
+        wait_until(lambda: len(live()) == 0, "the pool to close its last interpreter")
+        assert state.pool.ready_workers() == 1 and state.pool.restarts == 0
+        later = tasks.where.enqueue()
+        wait_until(lambda: supervisor.step() >= 0 and supervisor.settled == 2, "the next task")
+    finally:
+        supervisor.request_stop()
+        supervisor.close()
+    for result in (first, later):
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert later.return_value["interpreter"] not in (0, first.return_value["interpreter"])
+
+
+@needs_subinterpreters
 def test_without_idle_close_every_interpreter_starts_with_the_pool_and_stays(
     use_pools: Any,
 ) -> None:

@@ -24,3 +24,11 @@ def spin_until(flag: str, limit: float = 60.0) -> int:
 @task
 def quick(value: str) -> str:
     return value
+
+
+@task
+def loaded_modules() -> list[str]:
+    """The modules the worker that runs it has imported."""
+    import sys
+
+    return sorted(sys.modules)

@@ -9,4 +9,5 @@ urlpatterns = [
     path("whoami/", views.whoami),
     path("echo/", views.echo),
     path("stream/", views.stream),
+    path("modules/", views.modules),
 ]

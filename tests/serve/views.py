@@ -49,3 +49,10 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     """``count`` parts of unknown total length: the server must send them chunked."""
     count = int(request.GET.get("count", "3"))
     return StreamingHttpResponse(f"part {n};" for n in range(count))
+
+
+def modules(request: HttpRequest) -> HttpResponse:
+    """The modules this interpreter has imported, one a line."""
+    import sys
+
+    return HttpResponse("\n".join(sorted(sys.modules)), content_type="text/plain")

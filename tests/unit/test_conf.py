@@ -278,9 +278,9 @@ def test_unknown_option_keys():
 def test_unknown_pool_keys():
     assert error_of({"pools": {"critical": {"workers": 2, "concurrency": 8}}}) == (
         f"{POOL} has unknown key(s) 'concurrency' (did you mean 'async_concurrency'?); allowed: "
-        "async_concurrency, backoff, "
-        "executor, idle_close, max_attempts, max_tasks_per_worker, poll_interval, prefetch, "
-        "queues, rate_limit, starvation_limit, timeout, workers."
+        "async_concurrency, backoff, executor, idle_close, idle_keep, max_attempts, "
+        "max_tasks_per_worker, poll_interval, prefetch, queues, rate_limit, starvation_limit, "
+        "timeout, workers."
     )
 
 
@@ -341,6 +341,19 @@ def test_a_store_that_cannot_serve_subinterpreters_defaults_to_threads():
     assert str(caught.value) == (
         f"{POOL}['executor'] is 'subinterpreter', but {blocker}; use 'thread' or 'process' "
         "(or leave it unset)."
+    )
+
+
+def test_idle_keep_defaults_to_one_ready_interpreter_and_may_be_zero():
+    def idle_keep(**pool_options):
+        pools = {"default": {"queues": ["default"], **pool_options}}
+        return parse_options("default", {"OPTIONS": {"pools": pools}}, QUEUES).pools[0].idle_keep
+
+    assert idle_keep() == 1
+    assert idle_keep(idle_keep=0) == 0
+    assert idle_keep(idle_keep=2) == 2
+    assert error_of({"pools": {"default": {"queues": ["default"], "idle_keep": True}}}) == (
+        f"{OPTIONS}['pools']['default']['idle_keep'] must be an integer >= 0, got True."
     )
 
 

@@ -17,6 +17,8 @@ DEFAULT_BACKOFF = 2.0
 DEFAULT_STARVATION_LIMIT = 300.0
 #: Seconds a subinterpreter pool's extra worker interpreter may idle before it is closed.
 DEFAULT_IDLE_CLOSE = 3.0
+#: Subinterpreter pools: interpreters an idle pool keeps ready (``idle_keep``).
+DEFAULT_IDLE_KEEP = 1
 #: Automatic prefetch (a pool's ``"prefetch": None``): claim ahead only as many tasks as the pool's
 #: workers finish in this many seconds at their recent pace, and at most this many per worker.
 PREFETCH_WINDOW = 0.025
@@ -57,6 +59,7 @@ POOL_KEYS = frozenset(
         "async_concurrency",
         "rate_limit",
         "idle_close",
+        "idle_keep",
     }
 )
 SCHEDULE_KEYS = frozenset({"task", "cron", "args", "kwargs", "timezone", "catch_up"})

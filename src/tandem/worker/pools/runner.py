@@ -7,7 +7,6 @@ plain picklable value (``StoredTask`` in, ``Outcome`` out).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import sys
@@ -88,6 +87,15 @@ def _interpreter_id() -> int:
     return int(interpreters.get_current().id)
 
 
+def raise_in_thread(ident: int, exception: type[BaseException]) -> None:
+    """Raise ``exception`` in the thread ``ident`` of this interpreter at its next bytecode
+    boundary (``PyThreadState_SetAsyncExc``). ``ctypes`` is imported only here, when it fires:
+    an idle worker interpreter does not hold it (about 0.2 MiB each)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
+
+
 class Watchdog:
     """Raise ``TaskTimeout`` in the running thread when ``timeout`` passes (pure Python only).
 
@@ -110,9 +118,7 @@ class Watchdog:
             return
         with self._lock:
             if not self._done.is_set():
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(self._target), ctypes.py_object(TaskTimeout)
-                )
+                raise_in_thread(self._target, TaskTimeout)
 
     def __enter__(self) -> Watchdog:
         self._thread.start()
@@ -175,9 +181,7 @@ class Interrupter:
             wanted = self._stops.get_nowait()
             with self._lock:
                 if wanted is not None and wanted == self._current:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(self._target), ctypes.py_object(LeaseLost)
-                    )
+                    raise_in_thread(self._target, LeaseLost)
 
     def close(self, quit_fd: int) -> None:
         os.write(quit_fd, b"q")

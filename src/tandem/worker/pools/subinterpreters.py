@@ -4,8 +4,9 @@ Tasks run in parallel on all cores, with module state isolated per worker; Djang
 per interpreter. Interpreters are started on demand: the pool starts with the one that proved it,
 starts another when a task finds every one busy (up to ``workers``), and closes one that idled
 for the pool's ``idle_close`` seconds (default 3) while another is idle too: an idle pool holds
-one ready interpreter (each costs about 30 MiB with Django set up). With ``idle_close`` None,
-every worker's interpreter starts with the pool and stays.
+one ready interpreter (each costs about 30 MiB with Django set up; ``idle_keep`` 0: none, and
+a task arriving at an idle pool waits for one to set up). With ``idle_close`` None, every
+worker's interpreter starts with the pool and stays.
 
 A worker is an interpreter entered once by a thread of its own, which runs ``runner.serve``: the
 slot's thread hands it one task at a time through an ``interpreters`` queue and a pipe byte, and
@@ -296,8 +297,10 @@ class SubinterpreterPool(SlotPool):
 
     def _next(self, slot: Slot) -> StoredTask | None:
         """As ``SlotPool._next``, but a worker idle for ``idle_close`` seconds ends (``STOP``)
-        while another worker is idle too: the pool shrinks back to one interpreter, which stays
-        ready, so the pickup of a task by an idle pool never waits for an interpreter."""
+        while more than ``idle_keep`` workers are idle: the pool shrinks back to one interpreter
+        (by default), which stays ready, so the pickup of a task by an idle pool never waits for
+        an interpreter. With ``idle_keep`` 0 the last one closes too: an idle pool holds no
+        interpreter, and the next task waits for one to set up (``_grow``)."""
         idle_close = self.config.idle_close
         if idle_close is None:
             return super()._next(slot)
@@ -314,7 +317,8 @@ class SubinterpreterPool(SlotPool):
                 if slot.mailbox not in self._idle:
                     continue  # handed a task (or STOP) an instant ago: take it
                 with self._lock:
-                    if self._stopping or slot not in self._slots or len(self._idle) < 2:
+                    keep = self.config.idle_keep  # this one is idle too: it counts
+                    if self._stopping or slot not in self._slots or len(self._idle) <= keep:
                         continue
                     self._idle.remove(slot.mailbox)
                     self._slots.remove(slot)  # not a restart: the seat is free again
