@@ -27,9 +27,8 @@ from tests.contract.conftest import ALIAS, T0, at
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LEASE = at(60)
-postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="PostgreSQL's wire protocol"
-)
+#: The statements sent are read from PostgreSQL's wire protocol (the PostgreSQL run only).
+postgres_only = pytest.mark.postgres
 
 
 class Rollback(Exception):
