@@ -41,7 +41,7 @@ from tandem.brokers.database_claims import DatabaseClaims
 from tandem.brokers.database_leases import DatabaseLeases
 from tandem.brokers.database_registry import TICK_TABLE, DatabaseRegistry
 from tandem.brokers.database_rows import INSERT_BATCH, INSERT_COLUMNS, NOTIFY_CHANNEL, TABLE
-from tandem.brokers.database_store import write_transaction
+from tandem.brokers.database_store import round_transaction, write_transaction
 from tandem.brokers.database_workflow import DatabaseWorkflows
 from tandem.brokers.workflow import WAITING_UNTIL
 from tandem.models import TaskRecord
@@ -119,7 +119,7 @@ class DatabaseBroker(DatabaseClaims, DatabaseLeases, DatabaseRegistry, DatabaseW
         connection = self.connection
         if self.worker_synchronous:
             self.dialect.worker_synchronous(connection, self.worker_synchronous)
-        return write_transaction(connection)
+        return round_transaction(self)
 
     def lost_to_deadlock(self, exc: BaseException) -> bool:
         return self.dialect.is_deadlock(exc)

@@ -1,6 +1,11 @@
 """The claim on the database store: READY tasks to RUNNING, in one write transaction.
 
-- PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``;
+- PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``, whose
+  queue list leaves paused queues out itself (``Pick.pause_table``). That statement is atomic
+  on its own: a claim that picked no task with a concurrency key or a rate limit commits it
+  alone (autocommit) — one round trip where ``BEGIN``, the paused-queue read, the claim and
+  ``COMMIT`` were four — in autocommit and as the first statement of the supervisor's round
+  (``database_store.RoundTransaction``), never in a transaction of the caller's;
 - SQLite (WAL): ``BEGIN IMMEDIATE`` + the same ``UPDATE … RETURNING`` — one short write
   transaction that waits on the busy timeout instead of failing with "database is locked";
 - MariaDB/MySQL (no ``UPDATE … RETURNING``): ``SELECT … FOR UPDATE SKIP LOCKED``, ``UPDATE``
@@ -13,6 +18,7 @@ admits them (``database_rates``).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -27,11 +33,24 @@ from tandem.brokers import (
 )
 from tandem.brokers.base import StoredTask, new_attempt_token
 from tandem.brokers.database_rows import TABLE
-from tandem.brokers.database_store import DatabaseStore, retrying_deadlocks
+from tandem.brokers.database_store import (
+    DatabaseStore,
+    committed_alone,
+    may_commit_alone,
+    retrying_deadlocks,
+)
 from tandem.brokers.dialects import Pick
 
 #: The claim index's order: priority first, then the oldest.
 CLAIM_ORDER = (("priority", True), ("available_at", False), ("enqueued_at", False))
+#: Seconds a pool's claims run in a transaction after one picked a task with a concurrency key
+#: or a rate limit (``DatabaseClaims._may_claim_alone``).
+HELD_PAUSE = 10.0
+
+
+def claim_order(task: StoredTask) -> tuple[int, datetime, datetime]:
+    """``CLAIM_ORDER`` as a sort key."""
+    return (-task.priority, task.available_at, task.enqueued_at)
 
 
 class DatabaseClaims(DatabaseStore):
@@ -71,17 +90,31 @@ class DatabaseClaims(DatabaseStore):
         if limit <= 0 or not queues:
             return []
         pool = rates.pool_key(queues)
-        queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
-        if not queues:
-            return []
+        dialect = self.dialect
+        if not dialect.pauses_in_pick:
+            queues = database_pauses.unpaused(self, queues)  # paused queues start nothing
+            if not queues:
+                return []
         connection = self.connection
-        if self.dialect.probe_before_claim and not self._has_ready(queues, now):
+        if dialect.probe_before_claim and not self._has_ready(queues, now):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
         token = new_attempt_token()
         set_clause, set_params = database_concurrency.claim_set(
             self, worker_id, token, lease_until, now, guarded=True
         )
+        claimed: list[StoredTask] = []
+        if self._may_claim_alone(pool, rate_limit):
+            alone = self._claim_alone(queues, limit, set_clause, set_params, worker_id, now)
+            if alone is not None:
+                claimed, held = alone
+                if not held:
+                    return claimed
+                # Tasks with a concurrency key or a rate limit were picked (and left READY):
+                # they are claimed in a transaction below, and so are this pool's next claims
+                # for a while (a no-op write of such rows in each claim would cost more).
+                self._claims_held[pool] = time.monotonic() + HELD_PAUSE
+                limit -= len(claimed)
 
         def run() -> list[StoredTask]:
             with connection.cursor() as cursor:
@@ -107,7 +140,67 @@ class DatabaseClaims(DatabaseStore):
             return tasks
 
         # A deadlock between keyed claims (MariaDB) rolled the claim back: it is run again.
-        return retrying_deadlocks(self, "a claim", run)
+        tasks = retrying_deadlocks(self, "a claim", run)
+        return sorted(claimed + tasks, key=claim_order) if claimed else tasks
+
+    def _may_claim_alone(self, pool: str, rate_limit: str | None) -> bool:
+        """The claim may be one statement that commits on its own (``Dialect.claims_alone``):
+        no pool rate to lock, no task with a key or a rate picked by this pool's claims lately,
+        and the connection in autocommit or in the supervisor's round (never in a transaction of
+        the caller's, which must be able to roll the claim back)."""
+        return (
+            self.dialect.claims_alone
+            and not rate_limit
+            and time.monotonic() >= self._claims_held.get(pool, 0.0)
+            and may_commit_alone(self.connection)
+        )
+
+    def _claim_alone(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        set_clause: str,
+        set_params: list[Any],
+        worker_id: str,
+        now: datetime,
+    ) -> tuple[list[StoredTask], bool] | None:
+        """The guarded claim as ONE statement committing on its own: (the tasks it claimed,
+        whether it picked tasks with a concurrency key or a rate limit — left READY, unlocked at
+        its commit); None where the connection cannot commit it alone (a round that has sent
+        statements already)."""
+        connection = self.connection
+        with self.dialect.own_commit(connection) as alone:
+            if not alone:
+                return None
+            with connection.cursor() as cursor:
+                pick = self._pick(queues, limit, (), now)
+                rows = self.dialect.claim_rows(
+                    self, cursor, pick, set_clause, set_params, worker_id, now
+                )
+        tasks = sorted((self._row_to_task(row) for row in rows), key=claim_order)
+        claimed = [t for t in tasks if t.concurrency_key is None and not t.rate_limit]
+        committed_alone(connection, worker_id, claimed, now)  # given back if the round fails
+        return claimed, len(claimed) < len(tasks)
+
+    def _pick(self, queues: Sequence[str], limit: int, full: Sequence[str], now: datetime) -> Pick:
+        """The claim's pick of up to ``limit`` tasks of ``queues``, skipping the rate-limited
+        tasks of full windows (``database_rates.claimable_filter``), of the ``full`` task paths
+        and, where the statement reads them itself, of paused queues; in claim order."""
+        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
+        filters = (
+            database_concurrency.claimable_filter(TABLE)
+            + rated
+            + database_rates.path_filter(TABLE, full)
+        )
+        return Pick(
+            queues=queues,
+            bound=self._dt_param(now),
+            limit=limit,
+            order=CLAIM_ORDER,
+            filters=filters,
+            filter_params=[*rated_params, *full],
+            pause_table=database_pauses.PAUSE_TABLE if self.dialect.pauses_in_pick else "",
+        )
 
     def _claim_round(
         self,
@@ -123,23 +216,10 @@ class DatabaseClaims(DatabaseStore):
         now: datetime,
         gate: database_rates.RateGate,
     ) -> list[StoredTask]:
-        """One pick and claim of up to ``limit`` tasks, skipping the rate-limited tasks of full
-        windows (``database_rates.claimable_filter``) and of the ``full`` task paths; in claim
-        order."""
-        rated, rated_params = database_rates.claimable_filter(self, TABLE, now)
-        pick = Pick(
-            queues=queues,
-            bound=self._dt_param(now),
-            limit=limit,
-            order=CLAIM_ORDER,
-            filters=database_concurrency.claimable_filter(TABLE)
-            + rated
-            + database_rates.path_filter(TABLE, full),
-            filter_params=[*rated_params, *full],
-        )
+        """One pick (``_pick``) and claim of up to ``limit`` tasks; in claim order."""
+        pick = self._pick(queues, limit, full, now)
         rows = self.dialect.claim_rows(self, cursor, pick, set_clause, set_params, worker_id, now)
-        tasks = [self._row_to_task(row) for row in rows]
-        tasks.sort(key=lambda t: (-t.priority, t.available_at, t.enqueued_at))
+        tasks = sorted((self._row_to_task(row) for row in rows), key=claim_order)
         return self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
 
     def claim_keyed(

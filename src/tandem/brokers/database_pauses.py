@@ -3,7 +3,8 @@
 A claim reads this backend's paused queues (a tiny table, one indexed read) and leaves them out
 of the queue list it claims from, so the claim statement and its index-ordered plan stay the
 same. The read is in the claim's own transaction on SQLite (``BEGIN IMMEDIATE``) and, on
-PostgreSQL and MariaDB, sees every pause committed before the claim began.
+MariaDB, sees every pause committed before the claim began; on PostgreSQL the claim statement
+reads them itself (``dialects.base.Pick.pause_table``).
 """
 
 from __future__ import annotations

@@ -43,11 +43,12 @@ def claim_starved(
     if limit <= 0 or not queues:
         return []
     pool = rates.pool_key(queues)
-    queues = database_pauses.unpaused(broker, queues)
-    if not queues:
-        return []
-    connection = broker.connection
     dialect = broker.dialect
+    if not dialect.pauses_in_pick:  # else the claim statement leaves them out itself
+        queues = database_pauses.unpaused(broker, queues)
+        if not queues:
+            return []
+    connection = broker.connection
     bound = broker._dt_param(min(starved_before, now))
     filters = database_concurrency.claimable_filter(TABLE)
     if dialect.probe_before_claim:
@@ -75,7 +76,14 @@ def claim_starved(
             capped = gate.cap(pool, rate_limit, limit)
             if capped <= 0:
                 return []
-            pick = Pick(queues=queues, bound=bound, limit=capped, order=ORDER, filters=filters)
+            pick = Pick(
+                queues=queues,
+                bound=bound,
+                limit=capped,
+                order=ORDER,
+                filters=filters,
+                pause_table=database_pauses.PAUSE_TABLE if dialect.pauses_in_pick else "",
+            )
             rows = dialect.claim_rows(broker, cursor, pick, set_clause, set_params, worker_id, now)
             tasks = [broker._row_to_task(row) for row in rows]
             tasks.sort(key=lambda t: (t.available_at, t.enqueued_at))

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,82 @@ def write_transaction(connection: BaseDatabaseWrapper) -> AbstractContextManager
     if connection.in_atomic_block:
         return transaction.atomic(using=connection.alias, savepoint=False)
     return dialect_for(connection.vendor).write_transaction(connection)
+
+
+class RoundTransaction(transaction.Atomic):
+    """The write transaction of a supervisor's round (``DatabaseBroker.transaction``), where the
+    store commits statements on their own (``Dialect.own_commit``: PostgreSQL): a claim that is
+    the round's first statement and needs one statement commits it alone, with no ``BEGIN`` and
+    ``COMMIT`` round trips (``may_commit_alone``). A user's ``atomic`` block is never one.
+
+    The round's caller hands its claims to the pools only once the round ended without an
+    error. A round that fails after a claim committed alone (another pool's claim failing)
+    gives those attempts back (``Broker.release``), as its rollback would have: their tasks are
+    READY again at once instead of waiting for their leases to expire. Where the store cannot
+    be reached, their leases expire and recovery puts them back."""
+
+    def __init__(self, store: DatabaseStore) -> None:
+        super().__init__(store.connection.alias, savepoint=True, durable=False)
+        self.store = store
+        #: (worker id, {task id: attempt token}, the claim's now) of each claim committed alone.
+        self.claimed_alone: list[tuple[str, dict[str, str], datetime]] = []
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            if exc_type is not None:
+                self._give_back()
+
+    def _give_back(self) -> None:
+        claimed, self.claimed_alone = self.claimed_alone, []
+        for worker_id, attempts, now in claimed:
+            try:
+                self.store.release(worker_id, attempts, now)
+            except Exception as exc:  # the store is down: the leases expire and are recovered
+                logger.warning(
+                    "a failed round could not give back %d claimed task(s) (%s); they are "
+                    "recovered when their leases expire",
+                    len(attempts),
+                    exc,
+                )
+
+
+def round_transaction(store: DatabaseStore) -> AbstractContextManager[None]:
+    """``write_transaction``, as the supervisor's round opens it (``RoundTransaction``)."""
+    connection = store.connection
+    if (
+        connection.in_atomic_block
+        or not store.dialect.claims_alone
+        or not connection.get_autocommit()
+    ):
+        return write_transaction(connection)
+    return RoundTransaction(store)
+
+
+def committed_alone(
+    connection: BaseDatabaseWrapper, worker_id: str, tasks: Sequence[StoredTask], now: datetime
+) -> None:
+    """Note the attempts a claim just committed alone in the round (``RoundTransaction``)."""
+    blocks = connection.atomic_blocks
+    if tasks and blocks and isinstance(blocks[0], RoundTransaction):
+        attempts = {t.id: t.attempt_token for t in tasks}
+        blocks[0].claimed_alone.append((worker_id, attempts, now))
+
+
+def may_commit_alone(connection: BaseDatabaseWrapper) -> bool:
+    """A statement run now may commit on its own: the connection is in autocommit mode, or in a
+    round's transaction (``RoundTransaction``) not nested in any other. (Whether the round has
+    sent anything yet is the dialect's to check: ``Dialect.own_commit``.)"""
+    if not connection.in_atomic_block:
+        return connection.get_autocommit()
+    blocks = connection.atomic_blocks
+    return (
+        len(blocks) == 1
+        and isinstance(blocks[0], RoundTransaction)
+        and connection.commit_on_exit
+        and not connection.needs_rollback
+    )
 
 
 def retrying_deadlocks[T](store: DatabaseStore, what: str, body: Callable[[], T]) -> T:
@@ -87,6 +163,8 @@ class DatabaseStore:
         #: SQLite: ``PRAGMA synchronous`` for the supervisor's connection (``transaction()``).
         self.worker_synchronous = worker_synchronous
         self._dialect: Dialect | None = None
+        #: Pool key -> until when its claims run in a transaction (``database_claims``).
+        self._claims_held: dict[str, float] = {}
 
     if TYPE_CHECKING:  # provided by the other parts of DatabaseBroker
 
@@ -94,6 +172,9 @@ class DatabaseStore:
             raise NotImplementedError
 
         def _parents_finished(self, cursor: Any, task_ids: Sequence[str], now: datetime) -> Any:
+            raise NotImplementedError
+
+        def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:
             raise NotImplementedError
 
     @property
@@ -185,4 +266,13 @@ class DatabaseStore:
         )
 
 
-__all__ = ["DEADLOCK_TRIES", "DatabaseStore", "retrying_deadlocks", "write_transaction"]
+__all__ = [
+    "DEADLOCK_TRIES",
+    "DatabaseStore",
+    "RoundTransaction",
+    "committed_alone",
+    "may_commit_alone",
+    "retrying_deadlocks",
+    "round_transaction",
+    "write_transaction",
+]

@@ -10,7 +10,7 @@ The base class spells what two stores or more share; each subclass overrides the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,10 @@ class Pick:
     order: tuple[tuple[str, bool], ...]
     filters: str = ""
     filter_params: Sequence[Any] = ()
+    #: The paused-queue table, where the pick leaves paused queues out itself: each queue is
+    #: then a subquery, NULL when the queue is paused (a parameter of the plan, so the planner's
+    #: estimates and its index-ordered scan stay those of the plain list).
+    pause_table: str = ""
 
     @property
     def order_by(self) -> str:
@@ -52,12 +56,20 @@ class Pick:
 
     def statement(self, backend_alias: str) -> tuple[str, list[Any]]:
         """The pick as one ``SELECT id …`` (and its parameters), for a subquery."""
-        marks = ", ".join(["%s"] * len(self.queues))
+        queues: list[Any] = list(self.queues)
+        mark = "%s"
+        if self.pause_table:
+            mark = (
+                f"(SELECT %s WHERE NOT EXISTS (SELECT 1 FROM {self.pause_table} p "
+                "WHERE p.backend = %s AND p.queue_name = %s))"
+            )
+            queues = [value for q in self.queues for value in (q, backend_alias, q)]
+        marks = ", ".join([mark] * len(self.queues))
         return (
             f"SELECT id FROM {TABLE} WHERE status = 'READY' AND backend = %s "
             f"AND queue_name IN ({marks}) AND available_at <= %s{self.filters} "
             f"ORDER BY {self.order_by} LIMIT %s",
-            [backend_alias, *self.queues, self.bound, *self.filter_params, self.limit],
+            [backend_alias, *queues, self.bound, *self.filter_params, self.limit],
         )
 
 
@@ -263,6 +275,22 @@ class Dialect:
                 + ", ".join([row] * len(chunk)),
                 [value for values in chunk for value in values],
             )
+
+    # -- a claim of one statement (PostgreSQL: ``database_claims``) -----------------------------
+
+    #: True: a claim needing one statement commits it on its own when it may (``own_commit``),
+    #: and the supervisor's round opens a ``database_store.RoundTransaction`` to allow it.
+    claims_alone = False
+
+    #: True: a claim's pick leaves paused queues out itself (``Pick.pause_table``); False: the
+    #: claim reads them first (``database_pauses.unpaused``).
+    pauses_in_pick = False
+
+    def own_commit(self, connection: BaseDatabaseWrapper) -> AbstractContextManager[bool]:
+        """True: each statement in the block commits on its own (autocommit), where the
+        connection allows it now — the caller checked that the transaction open, if any, is one
+        it may leave (``database_store.may_commit_alone``). False: nothing changed."""
+        return nullcontext(False)
 
 
 __all__ = ["ROWS_PER_STATEMENT", "Dialect", "Pick"]

@@ -5,7 +5,8 @@ locked rows, ``jsonb`` columns, ``LISTEN``/``NOTIFY``, and several-row inserts a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tandem.brokers.database_rows import (
@@ -74,6 +75,41 @@ class PostgreSQLDialect(Dialect):
     json_placeholder = "%s::jsonb"
     #: Its insert is one statement of column arrays whatever its size.
     workflow_insert_batch = 5000
+
+    #: A claim of plain tasks is one ``UPDATE … RETURNING``: under autocommit it is one round
+    #: trip, where ``BEGIN``, the paused-queue read, the claim and ``COMMIT`` were four.
+    claims_alone = True
+
+    pauses_in_pick = True
+
+    @contextmanager
+    def own_commit(self, connection: BaseDatabaseWrapper) -> Iterator[bool]:
+        """Autocommit already, or a transaction that has sent nothing yet: psycopg sends its
+        ``BEGIN`` with the first statement, so until then the connection can run statements in
+        autocommit and go back, and the transaction's ``COMMIT`` (psycopg skips it on an idle
+        connection) then ends a transaction that never began."""
+        if connection.get_autocommit():
+            yield True
+            return
+        raw = connection.connection
+        if getattr(raw, "pgconn", None) is None:  # not psycopg 3 (psycopg2), or not connected
+            yield False
+            return
+        from psycopg.pq import TransactionStatus
+
+        if raw.pgconn.transaction_status != TransactionStatus.IDLE:
+            yield False
+            return
+        raw.autocommit = True
+        try:
+            yield True
+        finally:
+            try:
+                raw.autocommit = False
+            except Exception:
+                # Only a broken connection is not idle after an autocommit statement: closed, it
+                # can never run a statement outside the transaction Django believes open.
+                raw.close()
 
     def listener(
         self, broker: DatabaseStore, on_wake: Callable[[list[str]], None]
