@@ -266,11 +266,18 @@ def test_the_claims_limit_is_written_into_the_statement_on_sqlite() -> None:
     sqlite_only()
     broker = DatabaseBroker(ALIAS, store_clock=False)
     broker.push(new_tasks("default"))
-    with CaptureQueriesContext(connection) as queries, broker.transaction():
+    seen: list[tuple[str, Any]] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper), broker.transaction():
         assert len(broker.claim(["default"], 2, "w1", LEASE, T0)) == 2
-    [update] = [q["sql"] for q in queries.captured_queries if "ORDER BY" in q["sql"]]
+    [(update, params)] = [(sql, p) for sql, p in seen if "ORDER BY" in sql]
     assert update.startswith("UPDATE")
     assert "ORDER BY priority DESC, available_at, enqueued_at LIMIT 2)" in update
+    assert update.count("%s") == len(params)
 
 
 @pytest.mark.parametrize("logged", [False, True])

@@ -354,8 +354,10 @@ class QmarkCursor:
         with self.db.wrap_database_errors:
             return self._active.fetchone()
 
-    def fetchmany(self, size: int = 1) -> list[Any]:
+    def fetchmany(self, size: int | None = None) -> list[Any]:
         with self.db.wrap_database_errors:
+            if size is None:
+                return self._active.fetchmany()  # type: ignore[no-any-return]
             return self._active.fetchmany(size)  # type: ignore[no-any-return]
 
     def fetchall(self) -> list[Any]:
