@@ -70,7 +70,7 @@ class DatabaseClaims(DatabaseStore):
         """``has_ready`` of queues known to be unpaused."""
         if not queues:
             return False
-        with self.connection.cursor() as cursor:
+        with self.dialect.cursor(self.connection) as cursor:
             cursor.execute(
                 f"SELECT 1 FROM {TABLE} WHERE {self._claimable_where(queues)} LIMIT 1",
                 [self.backend_alias, *queues, self._dt_param(now)],
@@ -96,7 +96,7 @@ class DatabaseClaims(DatabaseStore):
             if not queues:
                 return []
         connection = self.connection
-        if dialect.probe_before_claim and not self._has_ready(queues, now):
+        if dialect.probe_first(connection, rate_limit) and not self._has_ready(queues, now):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
         token = new_attempt_token()
@@ -117,7 +117,7 @@ class DatabaseClaims(DatabaseStore):
                 limit -= len(claimed)
 
         def run() -> list[StoredTask]:
-            with connection.cursor() as cursor:
+            with self.dialect.cursor(connection) as cursor:
                 gate = database_rates.RateGate(self, cursor, now)
                 capped = gate.cap(pool, rate_limit, limit)
                 if capped <= 0:

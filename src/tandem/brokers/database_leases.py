@@ -85,7 +85,8 @@ class DatabaseLeases(DatabaseStore):
                     ]
                 )
         written = 0
-        with write_transaction(self.connection), self.connection.cursor() as cursor:
+        connection = self.connection
+        with write_transaction(connection), self.dialect.cursor(connection) as cursor:
             if finished_plain:
                 cursor.executemany(
                     f"UPDATE {TABLE} SET status = %s, return_value = {self._json_literal()}, "

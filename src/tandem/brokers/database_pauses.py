@@ -25,7 +25,7 @@ def unpaused(broker: DatabaseStore, queues: Sequence[str]) -> Sequence[str]:
     """``queues`` less those paused on ``broker``'s backend (``queues`` itself when none is)."""
     if not queues:
         return queues
-    with broker.connection.cursor() as cursor:
+    with broker.dialect.cursor(broker.connection) as cursor:
         cursor.execute(
             f"SELECT queue_name FROM {PAUSE_TABLE} WHERE backend = %s", [broker.backend_alias]
         )

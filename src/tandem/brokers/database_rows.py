@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
@@ -131,28 +132,60 @@ def row_values(t: NewTask) -> tuple[Any, ...]:
     )
 
 
+#: Where ``row_to_task`` finds the columns it converts, by kind.
+_ARGUMENTS_AT = tuple(i for i, name in enumerate(COLUMNS) if name in ARGUMENT_COLUMNS)
+_JSON_AT = tuple(
+    i for i, name in enumerate(COLUMNS) if name in JSON_COLUMNS and name not in ARGUMENT_COLUMNS
+)
+_DATETIMES_AT = tuple(i for i, name in enumerate(COLUMNS) if name in DATETIME_COLUMNS)
+_HEX_ID = re.compile("[0-9a-f]{32}")
+
+
 def row_to_task(row: Sequence[Any]) -> StoredTask:
-    """A row of ``COLUMNS`` as the store's drivers return it, as a ``StoredTask``."""
-    values: dict[str, Any] = {}
-    for name, raw in zip(COLUMNS, row, strict=True):
-        value = raw
-        if name in ARGUMENT_COLUMNS and isinstance(value, str | bytes):
-            value = load_json(value)  # a corrupt row fails when run, not in the claim
-        elif name in JSON_COLUMNS and isinstance(value, str | bytes):
-            value = json.loads(value)
-        elif name in DATETIME_COLUMNS and value is not None:
+    """A row of ``COLUMNS`` as the store's drivers return it, as a ``StoredTask``.
+
+    Each column is converted by its kind, found by position (a claim converts every row it
+    claims: this runs once per task)."""
+    values = list(row)
+    if len(values) != len(COLUMNS):
+        raise ValueError(f"a task row has {len(COLUMNS)} columns, not {len(values)}")
+    for i in _ARGUMENTS_AT:
+        value = values[i]
+        if value == "[]" or value == "{}":
+            values[i] = [] if value == "[]" else {}  # most tasks' (as json.loads, cheaper)
+        elif isinstance(value, str | bytes):
+            values[i] = load_json(value)  # a corrupt row fails when run, not in the claim
+    for i in _JSON_AT:
+        value = values[i]
+        if value == "[]":
+            values[i] = []
+        elif isinstance(value, str | bytes):
+            values[i] = json.loads(value)
+    for i in _DATETIMES_AT:
+        value = values[i]
+        if value is not None:
             if isinstance(value, str):
                 value = parse_datetime(value)
             if value is not None and value.tzinfo is None:
                 value = value.replace(tzinfo=UTC)
-        values[name] = value
-    values["id"] = str(uuid.UUID(str(values["id"])))
-    values["takes_context"] = bool(values["takes_context"])
-    values["errors"] = tuple(ErrorRecord(**e) for e in values["errors"] or ())
-    values["worker_ids"] = tuple(values["worker_ids"] or ())
-    values["args"] = values["args"] if values["args"] is not None else []
-    values["kwargs"] = values["kwargs"] if values["kwargs"] is not None else {}
-    return StoredTask(**values)
+            values[i] = value
+    fields = dict(zip(COLUMNS, values, strict=True))
+    task_id = fields["id"]
+    if type(task_id) is str and _HEX_ID.fullmatch(task_id):  # SQLite, MariaDB: uuid.hex
+        fields["id"] = (
+            f"{task_id[:8]}-{task_id[8:12]}-{task_id[12:16]}-{task_id[16:20]}-{task_id[20:]}"
+        )
+    else:
+        fields["id"] = str(uuid.UUID(str(task_id)))
+    fields["takes_context"] = bool(fields["takes_context"])
+    errors = fields["errors"]
+    fields["errors"] = tuple(ErrorRecord(**e) for e in errors) if errors else ()
+    fields["worker_ids"] = tuple(fields["worker_ids"] or ())
+    if fields["args"] is None:
+        fields["args"] = []
+    if fields["kwargs"] is None:
+        fields["kwargs"] = {}
+    return StoredTask(**fields)
 
 
 __all__ = [

@@ -202,7 +202,7 @@ class DatabaseStore:
         return value.hex
 
     def _dt_param(self, value: datetime | None) -> Any:
-        return self.connection.ops.adapt_datetimefield_value(value)
+        return self.dialect.datetime_param(self.connection, value)
 
     def _server_now(self) -> str | None:
         """SQL for the database server's current time, when leases are on the store's clock.

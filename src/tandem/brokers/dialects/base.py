@@ -54,8 +54,11 @@ class Pick:
             f"{column} DESC" if descending else column for column, descending in self.order
         )
 
-    def statement(self, backend_alias: str) -> tuple[str, list[Any]]:
-        """The pick as one ``SELECT id …`` (and its parameters), for a subquery."""
+    def statement(
+        self, backend_alias: str, *, literal_limit: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The pick as one ``SELECT id …`` (and its parameters), for a subquery;
+        ``literal_limit``: the limit written into the statement, not a parameter."""
         queues: list[Any] = list(self.queues)
         mark = "%s"
         if self.pause_table:
@@ -65,11 +68,17 @@ class Pick:
             )
             queues = [value for q in self.queues for value in (q, backend_alias, q)]
         marks = ", ".join([mark] * len(self.queues))
+        params = [backend_alias, *queues, self.bound, *self.filter_params]
+        if literal_limit:
+            limit = str(int(self.limit))
+        else:
+            limit = "%s"
+            params.append(self.limit)
         return (
             f"SELECT id FROM {TABLE} WHERE status = 'READY' AND backend = %s "
             f"AND queue_name IN ({marks}) AND available_at <= %s{self.filters} "
-            f"ORDER BY {self.order_by} LIMIT %s",
-            [backend_alias, *queues, self.bound, *self.filter_params, self.limit],
+            f"ORDER BY {self.order_by} LIMIT {limit}",
+            params,
         )
 
 
@@ -93,6 +102,9 @@ class Dialect:
     probe_before_claim = False
     #: Tasks per ``insert_tasks`` call when a workflow is pushed.
     workflow_insert_batch = INSERT_BATCH
+    #: A claim's pick has its ``LIMIT`` written into the statement, not as a parameter
+    #: (``Pick.statement``).
+    literal_limit = False
 
     # -- transactions and connections ----------------------------------------------------------
 
@@ -124,6 +136,20 @@ class Dialect:
 
     def notify(self, connection: BaseDatabaseWrapper, channel: str, payload: str) -> None:
         """Tell listening supervisors (``DatabaseBroker.notify``); nothing where none listen."""
+
+    def cursor(self, connection: BaseDatabaseWrapper) -> Any:
+        """A cursor for the statements a worker runs per task (claims, settles, the paused
+        queues): Django's, on stores where its wrapper costs little next to the statement."""
+        return connection.cursor()
+
+    def datetime_param(self, connection: BaseDatabaseWrapper, value: datetime | None) -> Any:
+        """``value`` as a statement's parameter (``DatabaseStore._dt_param``)."""
+        return connection.ops.adapt_datetimefield_value(value)
+
+    def probe_first(self, connection: BaseDatabaseWrapper, rate_limit: str | None) -> bool:
+        """Whether a claim reads first (no lock) and takes the write lock only when there is
+        work (``probe_before_claim``); ``rate_limit``: the claiming pool's."""
+        return self.probe_before_claim
 
     # -- spelling ------------------------------------------------------------------------------
 
@@ -178,7 +204,7 @@ class Dialect:
         now: datetime,
     ) -> list[Any]:
         """Pick rows and ``SET`` them in one statement; the rows changed (``COLUMNS``)."""
-        sql, params = pick.statement(broker.backend_alias)
+        sql, params = pick.statement(broker.backend_alias, literal_limit=self.literal_limit)
         cursor.execute(
             f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({sql}{self.skip_locked}) "
             f"RETURNING {broker._select_columns()}",
