@@ -31,6 +31,7 @@ from typing import Any
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import log_task_finished, task_finished
+from django.utils.log import RequireDebugFalse, RequireDebugTrue
 
 from tandem.backends.base import to_task_result
 from tandem.brokers.base import SUCCESSFUL, Settlement, StoredTask
@@ -104,8 +105,6 @@ def written(logger: logging.Logger, level: int) -> bool:
 def _passes(log_filter: Any) -> bool:
     """Whether ``log_filter`` lets a ``django.tasks`` record through: False only for the filters
     known to drop every record now, whatever it holds (see ``written``)."""
-    from django.utils.log import RequireDebugFalse, RequireDebugTrue
-
     if isinstance(log_filter, RequireDebugFalse | RequireDebugTrue):
         return bool(log_filter.filter(None))  # type: ignore[arg-type]  # (looks at DEBUG only)
     return True
