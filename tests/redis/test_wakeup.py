@@ -167,3 +167,42 @@ def test_a_supervisor_without_listen_starts_no_listener(redis_backend: Callable[
         assert supervisor._listener is None
     finally:
         harness.cleanup()
+
+
+def test_a_paced_task_costs_one_claim_and_the_next_one_is_still_woken_for(
+    redis_backend: Callable[..., None], make_broker: Callable[..., RedisBroker]
+) -> None:
+    """A claim that found fewer tasks than it asked for left the queues empty: the ending of its
+    task does not claim again (no second, empty claim per task) while the listener listens; a
+    task pushed afterwards is claimed on its wake-up."""
+    redis_backend(poll_interval=3600, executor="thread")
+    harness = Harness()
+    try:
+        supervisor = harness.supervisor(workers=2, listen=True)
+        claims: list[int] = []
+        claim = supervisor.broker.claim
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            found = claim(*args, **kwargs)
+            claims.append(len(found))
+            return found
+
+        supervisor.broker.claim = counted  # type: ignore[method-assign]
+        thread = harness.run_in_background(supervisor)
+        wait_for(lambda: supervisor.pools[0].next_poll is not None, "the first (empty) claim")
+        listener = supervisor._listener
+        assert isinstance(listener, RedisListener)
+        assert listener.connected.wait(10)
+        claims.clear()
+        for n in (1, 2, 3):
+            task = new_task()
+            make_broker().push([task])  # as another process would: no in-process wake-up
+            wait_for(lambda n=n: supervisor.settled == n, f"task {n} to be settled", timeout=30)
+            stored = supervisor.broker.get(task.id)
+            assert stored is not None and stored.status == SUCCESSFUL
+        assert claims == [1, 1, 1]  # one claim per task: none after its ending
+        supervisor.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        harness.cleanup()

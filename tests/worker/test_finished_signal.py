@@ -174,3 +174,80 @@ def test_the_result_is_built_only_when_someone_would_observe_it(
     supervisor.step()
     supervisor.signals.flush()
     assert supervisor.signals.sent == 1
+
+
+@pytest.fixture
+def django_tasks_handlers(django_tasks_level: logging.Logger) -> Iterator[logging.Logger]:
+    """``django.tasks`` with its handlers and propagation put back afterwards."""
+    logger = django_tasks_level
+    handlers, propagate = logger.handlers[:], logger.propagate
+    try:
+        yield logger
+    finally:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def handled_as_by_default(logger: logging.Logger) -> None:
+    """``django.tasks`` as Django's default logging leaves it: INFO, into a console handler that
+    writes only with DEBUG on, and an ERROR handler that writes only with it off (the test's
+    own capture handlers are taken off)."""
+    from django.utils.log import RequireDebugFalse, RequireDebugTrue
+
+    console = logging.StreamHandler()
+    console.addFilter(RequireDebugTrue())
+    admins = logging.NullHandler()  # (stands in for mail_admins: ERROR, DEBUG off)
+    admins.setLevel(logging.ERROR)
+    admins.addFilter(RequireDebugFalse())
+    logger.handlers[:] = [console, admins]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def test_a_line_no_handler_would_write_builds_no_result(
+    harness: Harness, django_tasks_handlers: logging.Logger, settings: Any
+) -> None:
+    """Django's INFO line for a success, DEBUG off: the logger is enabled for INFO, but no
+    handler would write it, so no ``TaskResult`` is built and nothing is sent; with DEBUG on,
+    the console handler writes it: sent."""
+    from tandem.worker.signalling import written
+
+    logger = django_tasks_handlers
+    handled_as_by_default(logger)
+    settings.DEBUG = False
+    assert logger.isEnabledFor(logging.INFO)
+    assert not written(logger, logging.INFO)
+    add.enqueue(1, 2)
+    add.enqueue(3, 4)
+    supervisor = harness.supervisor(workers=1, clock=FrozenClock())
+    supervisor.step()
+    harness.wait_for_outcomes(supervisor, 1)
+    assert supervisor.step() == 2  # settles the first, claims the second
+    supervisor.signals.flush()
+    assert supervisor.signals.sent == 0
+
+    settings.DEBUG = True
+    assert written(logger, logging.INFO)
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    supervisor.signals.flush()
+    assert supervisor.signals.sent == 1
+
+
+def test_a_line_written_by_some_handler_or_by_the_last_resort_counts(
+    django_tasks_handlers: logging.Logger,
+) -> None:
+    from tandem.worker.signalling import written
+
+    logger = django_tasks_handlers
+    logger.handlers[:] = []
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    assert not written(logger, logging.INFO)  # no handler: the last resort, WARNING up
+    assert written(logger, logging.ERROR)
+    unknown = logging.StreamHandler()
+    unknown.addFilter(lambda record: False)  # may look at the record: assumed to pass
+    logger.handlers[:] = [unknown]
+    assert written(logger, logging.INFO)
+    logger.setLevel(logging.CRITICAL)
+    assert not written(logger, logging.ERROR)  # the logger is off for it

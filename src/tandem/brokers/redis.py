@@ -56,6 +56,7 @@ from tandem.brokers.redis_codec import (
     from_iso,
     from_stamp,
     iso,
+    pack,
     plain_push,
     push_arg,
     score,
@@ -279,25 +280,30 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         if not settlements:
             return 0
         ttl_ms = self._ttl_args(settlements[0].finished_at)[0]
-        args: list[str] = []
+        ttl = None if self.result_ttl is None else timedelta(seconds=self.result_ttl)
+        dumps = json.dumps
+        fields: list[str] = []
         for s in settlements:
+            finished = s.finished_at
+            retry_at = s.retry_at
             if s.status == READY:
-                assert s.retry_at is not None
-            args += [
+                assert retry_at is not None
+            fields += [
                 str(uuid.UUID(s.id)),
                 s.worker_id,
                 s.status,
-                iso(s.finished_at),
-                score(s.finished_at),
-                stamp(s.finished_at),
-                json.dumps(s.return_value),
-                "" if s.error is None else json.dumps(s.error.as_json()),
-                iso(s.retry_at),
-                "" if s.retry_at is None else stamp(s.retry_at),
-                self._ttl_args(s.finished_at)[1],
+                iso(finished),
+                score(finished),
+                stamp(finished),
+                dumps(s.return_value),
+                "" if s.error is None else dumps(s.error.as_json()),
+                "" if retry_at is None else iso(retry_at),
+                "" if retry_at is None else stamp(retry_at),
+                "" if ttl is None else score(finished - ttl),
                 s.attempt_token,
             ]
-        return int(self._run("settle", ttl_ms, *args))
+        # One packed argument, not 12 per settlement: redis-py's packing costs per argument.
+        return int(self._run("settle", ttl_ms, pack(fields)))
 
     @store_errors
     def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:

@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tandem.brokers.base import ErrorRecord, NewTask, StoredTask, load_json
 
@@ -193,6 +194,14 @@ def push_arg(t: NewTask) -> str:
     return pack(push_fields(t))
 
 
+def _json(text: str | None, default: str, value: Any) -> Any:
+    """A JSON field's value: ``value`` for a field left out (or empty) or holding ``default``,
+    the JSON of ``value`` (no need to parse it)."""
+    if not text or text == default:
+        return value
+    return json.loads(text)
+
+
 def stored_task(fields: Mapping[str, str] | Sequence[str]) -> StoredTask:
     """A task from its hash. Fields at their defaults are not stored (``push_fields``); hashes
     written before that have them all, and read the same."""
@@ -220,19 +229,19 @@ def stored_task(fields: Mapping[str, str] | Sequence[str]) -> StoredTask:
         started_at=from_iso(get("started_at")),
         last_attempted_at=from_iso(get("last_attempted_at")),
         finished_at=from_iso(get("finished_at")),
-        return_value=json.loads(get("return_value") or "null"),
-        errors=tuple(ErrorRecord(**e) for e in json.loads(get("errors") or "[]")),
-        worker_ids=tuple(json.loads(get("worker_ids") or "[]")),
+        return_value=_json(get("return_value"), "null", None),
+        errors=tuple(ErrorRecord(**e) for e in _json(get("errors"), "[]", ())),
+        worker_ids=tuple(_json(get("worker_ids"), "[]", ())),
         max_attempts=int(fields["max_attempts"]),
         worker_id=get("worker_id") or "",
         lease_expires_at=from_iso(get("lease_expires_at")),
         timeout=float(timeout) if timeout else None,
         unique_key=get("unique_key") or None,
-        progress=json.loads(get("progress") or "null"),
+        progress=_json(get("progress"), "null", None),
         progress_at=from_iso(get("progress_at")),
         cancel_requested_at=from_iso(get("cancel_requested_at")),
         attempt_token=get("attempt_token") or "",
-        trace_context=json.loads(get("trace_context") or "null"),
+        trace_context=_json(get("trace_context"), "null", None),
         concurrency_key=get("concurrency_key") or None,
         concurrency_limit=int(get("concurrency_limit") or 1),
         on_limit=get("on_limit") or "wait",

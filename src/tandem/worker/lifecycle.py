@@ -41,6 +41,7 @@ class Lifecycle(Bookkeeping):
     _started: bool
     _listener: Listener | None
     _next_heartbeat: datetime | None
+    burst: bool
 
     def start(self) -> None:
         if self._started:
@@ -89,6 +90,23 @@ class Lifecycle(Bookkeeping):
         if listener is not None:
             listener.start()
             self._listener = listener
+
+    def _work_announced(self) -> bool:
+        """Whether new work reaches this worker as a wake-up: its listener listens (the store
+        announces every task made claimable: an enqueue, a release, a recovery, a freed
+        concurrency slot), and this is no burst (that ends when a claim finds nothing).
+
+        Then a pool whose last claim found fewer tasks than it asked for is not claimed for
+        again when one of its tasks ends: its queues had nothing more, and anything enqueued
+        since comes with a wake-up (``notify``: claim at once), which is never lost (a wake-up
+        during a claim makes the pool claim again, ``claim_for_pool``). Without it, a paced
+        stream of tasks cost a second, empty claim per task. A retry (a READY ending) is claimed
+        for at once, as a due task delayed later is found by the next poll."""
+        listener = self._listener
+        if listener is None or self.burst:
+            return False
+        listening = getattr(listener, "connected", None) or getattr(listener, "ready", None)
+        return listening is None or listening.is_set()
 
     def close(self) -> bool:
         """Stop pools and listener, send the pending ``task_finished`` signals and leave the

@@ -31,6 +31,7 @@ from typing import Any
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import log_task_finished, task_finished
+from django.utils.log import RequireDebugFalse, RequireDebugTrue
 
 from tandem.backends.base import to_task_result
 from tandem.brokers.base import SUCCESSFUL, Settlement, StoredTask
@@ -73,7 +74,40 @@ def observed(sender: type, succeeded: bool) -> bool:
     if any(r is not log_task_finished for r in receivers):
         return True
     level = logging.INFO if succeeded else logging.ERROR
-    return bool(receivers) and _django_logger.isEnabledFor(level)
+    return bool(receivers) and written(_django_logger, level)
+
+
+def written(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` on ``logger`` may be written by a handler: the logger is
+    enabled for it, and a handler on its way up (or logging's last resort, when there is none)
+    takes that level. Filters are assumed to let it through, but for those known to decide
+    without looking at the record: Django's ``RequireDebugTrue``/``RequireDebugFalse`` (Django's
+    default logging: its INFO lines reach only the console handler, and that only with DEBUG
+    on) and tandem's ``AttemptFilter``, which never drops one."""
+    if logger.disabled or not logger.isEnabledFor(level):
+        return False
+    if not all(_passes(f) for f in logger.filters):
+        return False
+    found = 0
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            found += 1
+            if isinstance(handler, logging.NullHandler) or level < handler.level:
+                continue
+            if all(_passes(f) for f in handler.filters):
+                return True
+        current = current.parent if current.propagate else None
+    last_resort = logging.lastResort
+    return found == 0 and last_resort is not None and level >= last_resort.level
+
+
+def _passes(log_filter: Any) -> bool:
+    """Whether ``log_filter`` lets a ``django.tasks`` record through: False only for the filters
+    known to drop every record now, whatever it holds (see ``written``)."""
+    if isinstance(log_filter, RequireDebugFalse | RequireDebugTrue):
+        return bool(log_filter.filter(None))  # type: ignore[arg-type]  # (looks at DEBUG only)
+    return True
 
 
 class FinishedSignals:
@@ -84,13 +118,27 @@ class FinishedSignals:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.sent = 0
+        #: ``observed()`` per (sender, succeeded) for the current batch of endings (``batch()``).
+        self._observed: dict[tuple[type, bool], bool] = {}
+
+    def batch(self) -> None:
+        """A new batch of endings follows: ask again who observes them (receivers and logging
+        may have changed since the last batch; within one batch, asking once per sender and
+        status is enough)."""
+        self._observed.clear()
 
     def stored(
         self, sender: type, task: StoredTask, outcome: Outcome, settlement: Settlement
     ) -> None:
         """``outcome`` ended ``task``'s attempt and the store took ``settlement`` as its ending:
         send ``task_finished`` (later, on the signals thread) when it is due and observed."""
-        if not outcome.finished_signal or not observed(sender, settlement.status == SUCCESSFUL):
+        if not outcome.finished_signal:
+            return
+        key = (sender, settlement.status == SUCCESSFUL)
+        seen = self._observed.get(key)
+        if seen is None:
+            seen = self._observed[key] = observed(*key)
+        if not seen:
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -153,4 +201,4 @@ class FinishedSignals:
                 return
 
 
-__all__ = ["FinishedSignals", "finished_result", "observed"]
+__all__ = ["FinishedSignals", "finished_result", "observed", "written"]

@@ -310,12 +310,17 @@ class Supervisor(Lifecycle):
         """Forget the settled attempts (their endings are committed); report those whose ending
         the store took and send their ``task_finished``, and log the stale ones it rejected
         (their lease was lost: a newer attempt's ending counts, and they send no signal)."""
+        announced = self._work_announced()
         with self._flight_lock:
-            for state, task, _ in batch:
+            for (state, task, _), settlement in zip(batch, settlements, strict=True):
                 del state.in_flight[task.id]
-                state.dirty = True
+                # A freed slot: claim, unless the last claim found nothing (``_work_announced``).
+                empty = announced and state.exhausted and not state.config.rate_limit
+                if not empty or settlement.status == READY:
+                    state.dirty = True
         stored = []
         sender = type(self.backend)
+        self.signals.batch()
         for (_, task, outcome), settlement, kept in zip(batch, settlements, written, strict=True):
             self.heartbeat.forget(task.id, task.attempt_token)
             ending = self.settler.stored_as(settlement)  # (FAILED if its value was refused)

@@ -95,6 +95,9 @@ def _settled_one(backend: str, task: StoredTask, ending: Settlement) -> None:
     DURATION.labels(backend, task.queue_name, task.task_path).observe(seconds)
     if status == READY:
         RETRIES.labels(backend, task.queue_name, task.task_path).inc()
+    level = logging.WARNING if status == FAILED else logging.INFO
+    if not logger.isEnabledFor(level):
+        return  # (the line's fields cost more than the rest)
     fields = {
         "task_id": task.id,
         "task_path": task.task_path,
@@ -110,7 +113,7 @@ def _settled_one(backend: str, task: StoredTask, ending: Settlement) -> None:
     if error:
         fields["error"] = error
     logger.log(
-        logging.WARNING if status == FAILED else logging.INFO,
+        level,
         "task finished: %s %s %s in %dms (attempt %d)%s",
         task.task_path,
         task.id,

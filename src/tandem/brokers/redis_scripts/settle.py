@@ -7,36 +7,38 @@ from __future__ import annotations
 #: Fields per settlement in ``SETTLE``.
 SETTLE_FIELDS = 12
 
-# ARGV: prefix, result TTL (ms, '0': none), then per settlement: id, worker id, status,
-# finished_at (iso), finished_at (epoch us), finished_at (stamp), return value (JSON), error
-# (JSON or ''), retry_at (iso or ''), retry_at (stamp or ''), TTL trim bound (epoch us), attempt
-# token. Returns how many were written (the others' attempts lost their lease).
+# ARGV: prefix, result TTL (ms, '0': none), then the settlements' fields packed into one value
+# (redis_codec.pack: one argument instead of 12 per settlement), per settlement: id, worker id,
+# status, finished_at (iso), finished_at (epoch us), finished_at (stamp), return value (JSON),
+# error (JSON or ''), retry_at (iso or ''), retry_at (stamp or ''), TTL trim bound (epoch us),
+# attempt token. Returns how many were written (the others' attempts lost their lease).
 SETTLE = """
 local ttl, written = ARGV[2], 0
-for i = 3, #ARGV, 12 do
-  local id, worker, status, error = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 7]
+local A = task_fields(ARGV[3])
+for i = 1, #A, 12 do
+  local id, worker, status, error = A[i], A[i + 1], A[i + 2], A[i + 7]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
     'errors', 'rank', 'priority', 'unique_key', 'attempt_token')
-  if t[1] == 'RUNNING' and t[2] == worker and t[9] == ARGV[i + 11] then
+  if t[1] == 'RUNNING' and t[2] == worker and t[9] == A[i + 11] then
     local backend, queue = t[3], t[4]
     redis.call('ZREM', key(backend, 'running', queue), id)
     free_slot(backend, queue, id, t[9])
     local errors = t[5] or '[]'
     if error ~= '' then errors = append(errors, error) end
     if status == 'READY' then
-      local rank = ARGV[i + 9] .. string.sub(t[6], 19)
+      local rank = A[i + 9] .. string.sub(t[6], 19)
       redis.call('HSET', t_key, 'status', 'READY', 'errors', errors,
-        'available_at', ARGV[i + 8], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
+        'available_at', A[i + 8], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
         'cancel_requested_at', '')
-      make_ready(backend, queue, rank, t[7], ARGV[i + 5])
+      make_ready(backend, queue, rank, t[7], A[i + 5])
     else
       redis.call('HSET', t_key, 'status', status, 'errors', errors,
-        'finished_at', ARGV[i + 3], 'worker_id', '', 'lease_expires_at', '',
+        'finished_at', A[i + 3], 'worker_id', '', 'lease_expires_at', '',
         'cancel_requested_at', '', 'unique_key', '')
-      if error == '' then redis.call('HSET', t_key, 'return_value', ARGV[i + 6]) end
-      finish(backend, queue, id, status, t[8], ARGV[i + 4], ttl, ARGV[i + 10], ARGV[i + 3],
-        ARGV[i + 5])
+      if error == '' then redis.call('HSET', t_key, 'return_value', A[i + 6]) end
+      finish(backend, queue, id, status, t[8], A[i + 4], ttl, A[i + 10], A[i + 3],
+        A[i + 5])
     end
     written = written + 1
   end
