@@ -15,7 +15,7 @@ from tandem.brokers.base import NewTask
 from tandem.brokers.redis import RedisBroker
 from tandem.brokers.redis_client import transaction
 from tandem.brokers.redis_codec import push_arg
-from tests.support.redis_store import PREFIX, at, delete_keys, k, keys, new_task
+from tests.support.redis_store import PREFIX, URL, at, delete_keys, k, keys, new_task
 
 TWIN = f"{PREFIX}-script"
 
@@ -189,3 +189,39 @@ def test_a_single_connection_client_uses_redis_pys_pipeline(redis_client: redis.
         assert transaction(single, [("SET", k("y"), "1"), ("GET", k("y"))])[1] == "1"
     finally:
         single.close()
+
+
+def test_non_ascii_arguments_are_sent_by_their_length_in_bytes(redis_client: redis.Redis) -> None:
+    text = "é€😀 ascii"
+    assert transaction(redis_client, [("SET", k("u"), text), ("GET", k("u"))]) == ["OK", text]
+    assert transaction(redis_client, [("SET", k("u"), "plain"), ("GET", k("u"))]) == ["OK", "plain"]
+
+
+def test_the_queued_replies_are_skipped_without_parsing_each(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With redis-py's own parser, ``MULTI``'s reply and the ``QUEUED`` ones are read as lines:
+    only ``EXEC``'s reply goes through ``read_response``; the connection stays in step."""
+    client = redis.Redis.from_url(URL, decode_responses=True)
+    try:
+        client.ping()
+        connection = client.connection_pool.get_connection()
+        parser = type(connection._parser).__name__
+        client.connection_pool.release(connection)
+        if parser not in ("_RESP2Parser", "_RESP3Parser"):
+            pytest.skip(f"parser {parser}: every reply is read by it")
+        reads = 0
+        read_response = redis.connection.Connection.read_response
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_response(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.Connection, "read_response", counted)
+        commands = [("SET", k("q"), "1"), ("INCR", k("q")), ("GET", k("q"))]
+        assert transaction(client, commands) == ["OK", 2, "2"]
+        assert reads == 1
+        assert client.get(k("q")) == "2"
+    finally:
+        client.close()

@@ -81,7 +81,17 @@ _GET_CONNECTION_ARGS: tuple[str, ...] = (
 
 
 def _resp(commands: Sequence[Sequence[str]]) -> bytes:
-    """``commands`` in Redis's wire format (RESP), every argument a string, UTF-8."""
+    """``commands`` in Redis's wire format (RESP), every argument a string, UTF-8.
+
+    Formatted as one string and encoded once when every argument is ASCII (then characters
+    and bytes agree on the lengths); argument by argument otherwise."""
+    parts: list[str] = []
+    for command in commands:
+        parts.append(f"*{len(command)}\r\n")
+        parts += [f"${len(arg)}\r\n{arg}\r\n" for arg in command]
+    text = "".join(parts)
+    if text.isascii():
+        return text.encode()
     out: list[bytes] = []
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
@@ -121,24 +131,51 @@ def transaction(client: redis.Redis, commands: Sequence[Sequence[str]]) -> list[
 
 def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
     conn.send_packed_command(packed)
-    # Every reply is read, errors too, so that the connection stays in step: MULTI's OK, one
-    # QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's replies.
-    refused: ResponseError | None = None
-    for _ in range(count + 1):
+    if not _skip_queued(conn, count):
+        # Every reply is read, errors too, so that the connection stays in step: MULTI's OK,
+        # one QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's.
+        refused: ResponseError | None = None
+        for _ in range(count + 1):
+            try:
+                conn.read_response()
+            except ResponseError as exc:
+                refused = refused or exc
         try:
-            conn.read_response()
-        except ResponseError as exc:
-            refused = refused or exc
-    try:
-        replies: list[Any] = conn.read_response()
-    except ResponseError:
-        if refused is not None:
-            raise refused from None
-        raise
+            replies: list[Any] = conn.read_response()
+        except ResponseError:
+            if refused is not None:
+                raise refused from None
+            raise
+    else:
+        replies = conn.read_response()
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
     return replies
+
+
+def _skip_queued(conn: Any, count: int) -> bool:
+    """Read past ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` when that is what came, line by
+    line from the pure-Python parser's buffer (a full parse per reply costs more than the rest
+    of the client's work on an enqueue). False, having read nothing, when the parser is another
+    (hiredis) or a reply is anything else (an error: the caller reads them all, as replies)."""
+    buffer = getattr(conn._parser, "_buffer", None)
+    if buffer is None or not hasattr(buffer, "readline") or not hasattr(buffer, "rewind"):
+        return False
+    try:
+        start = buffer.get_pos()
+        readline = buffer.readline
+        if readline() != b"+OK":
+            buffer.rewind(start)
+            return False
+        for _ in range(count):
+            if readline() != b"+QUEUED":
+                buffer.rewind(start)
+                return False
+    except BaseException:
+        conn.disconnect()  # out of step with its replies: as redis-py does
+        raise
+    return True
 
 
 __all__ = ["connect", "store_errors", "transaction"]
