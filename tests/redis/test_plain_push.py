@@ -197,11 +197,12 @@ def test_non_ascii_arguments_are_sent_by_their_length_in_bytes(redis_client: red
     assert transaction(redis_client, [("SET", k("u"), "plain"), ("GET", k("u"))]) == ["OK", "plain"]
 
 
-def test_the_queued_replies_are_skipped_without_parsing_each(
+def test_replies_are_read_as_lines_where_they_are_lines(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With redis-py's own parser, ``MULTI``'s reply and the ``QUEUED`` ones are read as lines:
-    only ``EXEC``'s reply goes through ``read_response``; the connection stays in step."""
+    """With redis-py's own parser, ``MULTI``'s reply and the ``QUEUED`` ones are read as lines,
+    and ``EXEC``'s too when they are all integers (an enqueue's): ``read_response`` parses only
+    an ``EXEC`` reply with other replies in it. The connection stays in step either way."""
     client = redis.Redis.from_url(URL, decode_responses=True)
     try:
         client.ping()
@@ -219,9 +220,14 @@ def test_the_queued_replies_are_skipped_without_parsing_each(
             return read_response(self, *args, **kwargs)
 
         monkeypatch.setattr(redis.connection.Connection, "read_response", counted)
+        assert transaction(client, [("INCR", k("q")), ("SADD", k("s"), "a", "b")]) == [1, 2]
+        assert reads == 0
         commands = [("SET", k("q"), "1"), ("INCR", k("q")), ("GET", k("q"))]
         assert transaction(client, commands) == ["OK", 2, "2"]
         assert reads == 1
-        assert client.get(k("q")) == "2"
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            transaction(client, [("INCR", k("q")), ("INCR", k("s")), ("INCR", k("q"))])
+        assert client.get(k("q")) == "4"
+        assert transaction(client, [("INCR", k("q"))]) == [5]
     finally:
         client.close()

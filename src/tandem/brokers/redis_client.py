@@ -131,7 +131,8 @@ def transaction(client: redis.Redis, commands: Sequence[Sequence[str]]) -> list[
 
 def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
     conn.send_packed_command(packed)
-    if not _skip_queued(conn, count):
+    replies = _read_as_lines(conn, count)
+    if replies is None:
         # Every reply is read, errors too, so that the connection stays in step: MULTI's OK,
         # one QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's.
         refused: ResponseError | None = None
@@ -141,41 +142,55 @@ def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
             except ResponseError as exc:
                 refused = refused or exc
         try:
-            replies: list[Any] = conn.read_response()
+            replies = conn.read_response()
         except ResponseError:
             if refused is not None:
                 raise refused from None
             raise
-    else:
-        replies = conn.read_response()
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
     return replies
 
 
-def _skip_queued(conn: Any, count: int) -> bool:
-    """Read past ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` when that is what came, line by
-    line from the pure-Python parser's buffer (a full parse per reply costs more than the rest
-    of the client's work on an enqueue). False, having read nothing, when the parser is another
-    (hiredis) or a reply is anything else (an error: the caller reads them all, as replies)."""
+def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
+    """``EXEC``'s replies, having read ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` as lines
+    from the pure-Python parser's buffer, and ``EXEC``'s too when they are all integers (as an
+    enqueue's are): a full parse per reply costs more than the rest of the client's work on an
+    enqueue. Anything else is parsed by redis-py from where it starts: ``EXEC``'s reply by
+    ``read_response``; None, having read nothing, when ``MULTI`` or a command was refused (the
+    caller reads every reply) or the parser is another (hiredis, which parses quickly)."""
     buffer = getattr(conn._parser, "_buffer", None)
-    if buffer is None or not hasattr(buffer, "readline") or not hasattr(buffer, "rewind"):
-        return False
+    if buffer is None or not all(
+        hasattr(buffer, name) for name in ("readline", "get_pos", "rewind", "purge")
+    ):
+        return None
     try:
         start = buffer.get_pos()
         readline = buffer.readline
         if readline() != b"+OK":
             buffer.rewind(start)
-            return False
+            return None
         for _ in range(count):
             if readline() != b"+QUEUED":
                 buffer.rewind(start)
-                return False
+                return None
+        exec_start = buffer.get_pos()
+        if readline() == b"*%d" % count:
+            replies: list[Any] = []
+            for _ in range(count):
+                line = readline()
+                if line[:1] != b":":
+                    break
+                replies.append(int(line[1:]))
+            else:
+                buffer.purge()
+                return replies
+        buffer.rewind(exec_start)
     except BaseException:
         conn.disconnect()  # out of step with its replies: as redis-py does
         raise
-    return True
+    return conn.read_response()  # type: ignore[no-any-return]
 
 
 __all__ = ["connect", "store_errors", "transaction"]
