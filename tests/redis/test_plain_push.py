@@ -197,13 +197,14 @@ def test_non_ascii_arguments_are_sent_by_their_length_in_bytes(redis_client: red
     assert transaction(redis_client, [("SET", k("u"), "plain"), ("GET", k("u"))]) == ["OK", "plain"]
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
 def test_replies_are_read_as_lines_where_they_are_lines(
-    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, protocol: int
 ) -> None:
     """With redis-py's own parser, ``MULTI``'s reply and the ``QUEUED`` ones are read as lines,
     and ``EXEC``'s too when they are all integers (an enqueue's): ``read_response`` parses only
     an ``EXEC`` reply with other replies in it. The connection stays in step either way."""
-    client = redis.Redis.from_url(URL, decode_responses=True)
+    client = redis.Redis.from_url(URL, decode_responses=True, protocol=protocol)
     try:
         client.ping()
         connection = client.connection_pool.get_connection()

@@ -160,7 +160,7 @@ def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
     enqueue. Anything else is parsed by redis-py from where it starts: ``EXEC``'s reply by
     ``read_response``; None, having read nothing, when ``MULTI`` or a command was refused (the
     caller reads every reply) or the parser is another (hiredis, which parses quickly)."""
-    buffer = getattr(conn._parser, "_buffer", None)
+    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)  # None: a cache's proxy
     if buffer is None or not all(
         hasattr(buffer, name) for name in ("readline", "get_pos", "rewind", "purge")
     ):
