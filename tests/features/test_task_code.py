@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.tasks import TaskResultStatus
 from django.tasks.exceptions import InvalidTask
+from django.test import override_settings
 
 from tandem.models import TaskRecord
 from tests import tasks
@@ -69,3 +70,27 @@ def test_get_result_of_a_task_whose_code_vanished(drain) -> None:
     )
     failed.refresh()
     assert failed.status == TaskResultStatus.FAILED
+
+
+def test_a_task_is_checked_once_per_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = tasks.noop.get_backend()
+    calls = []
+    validate = backend.validate_task
+    monkeypatch.setattr(backend, "validate_task", lambda task: calls.append(task) or validate(task))
+    tasks.noop.enqueue()
+    tasks.noop.enqueue()
+    assert len(calls) <= 1  # once, or none: an earlier enqueue() of this backend checked it
+    other = tasks.noop.using(priority=3)  # another task object (Django validates it as made)
+    calls.clear()
+    other.enqueue()
+    other.enqueue()
+    assert len(calls) == 1 and calls[0] is other
+
+
+def test_a_checked_task_is_checked_again_when_the_installed_apps_change(
+    outside_module, settings
+) -> None:
+    with override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, "scratch_jobs"]):
+        assert outside_module.hello.enqueue().status == TaskResultStatus.READY
+    with pytest.raises(InvalidTask, match="cannot be enqueued"):
+        outside_module.hello.enqueue()

@@ -15,7 +15,7 @@ from tandem.brokers.base import NewTask
 from tandem.brokers.redis import RedisBroker
 from tandem.brokers.redis_client import transaction
 from tandem.brokers.redis_codec import push_arg
-from tests.support.redis_store import PREFIX, at, delete_keys, k, keys, new_task
+from tests.support.redis_store import PREFIX, URL, at, delete_keys, k, keys, new_task
 
 TWIN = f"{PREFIX}-script"
 
@@ -189,3 +189,46 @@ def test_a_single_connection_client_uses_redis_pys_pipeline(redis_client: redis.
         assert transaction(single, [("SET", k("y"), "1"), ("GET", k("y"))])[1] == "1"
     finally:
         single.close()
+
+
+def test_non_ascii_arguments_are_sent_by_their_length_in_bytes(redis_client: redis.Redis) -> None:
+    text = "é€😀 ascii"
+    assert transaction(redis_client, [("SET", k("u"), text), ("GET", k("u"))]) == ["OK", text]
+    assert transaction(redis_client, [("SET", k("u"), "plain"), ("GET", k("u"))]) == ["OK", "plain"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_are_read_as_lines_where_they_are_lines(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, protocol: int
+) -> None:
+    """With redis-py's own parser, ``MULTI``'s reply and the ``QUEUED`` ones are read as lines,
+    and ``EXEC``'s too when they are all integers (an enqueue's): ``read_response`` parses only
+    an ``EXEC`` reply with other replies in it. The connection stays in step either way."""
+    client = redis.Redis.from_url(URL, decode_responses=True, protocol=protocol)
+    try:
+        client.ping()
+        connection = client.connection_pool.get_connection()
+        parser = type(connection._parser).__name__
+        client.connection_pool.release(connection)
+        if parser not in ("_RESP2Parser", "_RESP3Parser"):
+            pytest.skip(f"parser {parser}: every reply is read by it")
+        reads = 0
+        read_response = redis.connection.Connection.read_response
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_response(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.Connection, "read_response", counted)
+        assert transaction(client, [("INCR", k("q")), ("SADD", k("s"), "a", "b")]) == [1, 2]
+        assert reads == 0
+        commands = [("SET", k("q"), "1"), ("INCR", k("q")), ("GET", k("q"))]
+        assert transaction(client, commands) == ["OK", 2, "2"]
+        assert reads == 1
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            transaction(client, [("INCR", k("q")), ("INCR", k("s")), ("INCR", k("q"))])
+        assert client.get(k("q")) == "4"
+        assert transaction(client, [("INCR", k("q"))]) == [5]
+    finally:
+        client.close()

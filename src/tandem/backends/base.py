@@ -219,6 +219,7 @@ class TandemBackend(BaseTaskBackend):
         # Touches no database, no network: Django creates backends lazily, per thread.
         super().__init__(alias, params)
         self.params = params
+        self._checked_tasks: dict[int, tuple[AnyTask, Any]] = {}  # id -> (task, app configs)
 
     @cached_property
     def tandem_options(self) -> BackendOptions:
@@ -290,6 +291,20 @@ class TandemBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------------------------
 
+    def _check_task(self, task: AnyTask) -> None:
+        """``validate_task`` and ``unimportable`` once per task object (frozen) and installed
+        apps: what else they read is this backend's. Saves an enqueue() a few microseconds."""
+        checked, configs = self._checked_tasks, apps.app_configs
+        hit = checked.get(id(task))
+        if hit is not None and hit[0] is task and hit[1] is configs:
+            return
+        self.validate_task(task)
+        if reason := unimportable(task):
+            raise InvalidTask(reason)
+        if len(checked) >= 256:  # tasks made per call (``task.using(...)``): bounded
+            checked.clear()
+        checked[id(task)] = (task, configs)
+
     def _new_task(
         self,
         task: AnyTask,
@@ -300,9 +315,7 @@ class TandemBackend(BaseTaskBackend):
         shared: SharedByItems | None = None,  # ``shared_by_items(task)``, made once per task
     ) -> NewTask:
         if not checked:
-            self.validate_task(task)
-            if reason := unimportable(task):
-                raise InvalidTask(reason)
+            self._check_task(task)
         if shared is None:
             shared = self.shared_by_items(task)
         # No arguments (common in a bulk enqueue): nothing to check or convert.
@@ -371,7 +384,11 @@ class TandemBackend(BaseTaskBackend):
         return results
 
     def enqueue(self, task: AnyTask, args: Sequence[Any], kwargs: dict[str, Any]) -> AnyResult:
-        with tracing.producer(self._new_task(task, args, kwargs)) as new:
+        new = self._new_task(task, args, kwargs)
+        if tracing.enabled():
+            with tracing.producer(new) as new:
+                [(result, fresh)] = self._results([task], [new], self._store([new]))
+        else:  # the same without the context manager: every enqueue() pays for one
             [(result, fresh)] = self._results([task], [new], self._store([new]))
         if fresh:
             send_task_enqueued(type(self), [result])

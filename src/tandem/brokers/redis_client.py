@@ -81,7 +81,17 @@ _GET_CONNECTION_ARGS: tuple[str, ...] = (
 
 
 def _resp(commands: Sequence[Sequence[str]]) -> bytes:
-    """``commands`` in Redis's wire format (RESP), every argument a string, UTF-8."""
+    """``commands`` in Redis's wire format (RESP), every argument a string, UTF-8.
+
+    Formatted as one string and encoded once when every argument is ASCII (then characters
+    and bytes agree on the lengths); argument by argument otherwise."""
+    parts: list[str] = []
+    for command in commands:
+        parts.append(f"*{len(command)}\r\n")
+        parts += [f"${len(arg)}\r\n{arg}\r\n" for arg in command]
+    text = "".join(parts)
+    if text.isascii():
+        return text.encode()
     out: list[bytes] = []
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
@@ -121,24 +131,66 @@ def transaction(client: redis.Redis, commands: Sequence[Sequence[str]]) -> list[
 
 def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
     conn.send_packed_command(packed)
-    # Every reply is read, errors too, so that the connection stays in step: MULTI's OK, one
-    # QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's replies.
-    refused: ResponseError | None = None
-    for _ in range(count + 1):
+    replies = _read_as_lines(conn, count)
+    if replies is None:
+        # Every reply is read, errors too, so that the connection stays in step: MULTI's OK,
+        # one QUEUED per command (or the error that refused it: EXEC then aborts), EXEC's.
+        refused: ResponseError | None = None
+        for _ in range(count + 1):
+            try:
+                conn.read_response()
+            except ResponseError as exc:
+                refused = refused or exc
         try:
-            conn.read_response()
-        except ResponseError as exc:
-            refused = refused or exc
-    try:
-        replies: list[Any] = conn.read_response()
-    except ResponseError:
-        if refused is not None:
-            raise refused from None
-        raise
+            replies = conn.read_response()
+        except ResponseError:
+            if refused is not None:
+                raise refused from None
+            raise
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
     return replies
+
+
+def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
+    """``EXEC``'s replies, having read ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` as lines
+    from the pure-Python parser's buffer, and ``EXEC``'s too when they are all integers (as an
+    enqueue's are): a full parse per reply costs more than the rest of the client's work on an
+    enqueue. Anything else is parsed by redis-py from where it starts: ``EXEC``'s reply by
+    ``read_response``; None, having read nothing, when ``MULTI`` or a command was refused (the
+    caller reads every reply) or the parser is another (hiredis, which parses quickly)."""
+    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)  # None: a cache's proxy
+    if buffer is None or not all(
+        hasattr(buffer, name) for name in ("readline", "get_pos", "rewind", "purge")
+    ):
+        return None
+    try:
+        start = buffer.get_pos()
+        readline = buffer.readline
+        if readline() != b"+OK":
+            buffer.rewind(start)
+            return None
+        for _ in range(count):
+            if readline() != b"+QUEUED":
+                buffer.rewind(start)
+                return None
+        exec_start = buffer.get_pos()
+        if readline() == b"*%d" % count:
+            replies: list[Any] = []
+            for _ in range(count):
+                line = readline()
+                if line[:1] != b":":
+                    break
+                replies.append(int(line[1:]))
+            else:
+                buffer.purge()
+                return replies
+        buffer.rewind(exec_start)
+    except BaseException:
+        conn.disconnect()  # out of step with its replies: as redis-py does
+        raise
+    return conn.read_response()  # type: ignore[no-any-return]
 
 
 __all__ = ["connect", "store_errors", "transaction"]

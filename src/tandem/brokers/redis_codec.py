@@ -115,8 +115,7 @@ def hash_fields(fields: Sequence[str]) -> list[str]:
     """The field/value pairs of the hash ``push_one`` stores for ``push_fields``' ``fields``: the
     plain push (no script, ``RedisBroker.push``) stores this same hash."""
     pairs = ["status", "READY"]
-    for name, value in zip(PUSHED, fields, strict=False):
-        pairs += (name, value)
+    pairs += [item for pair in zip(PUSHED, fields, strict=False) for item in pair]
     pairs += fields[11:]
     return pairs
 
@@ -129,6 +128,20 @@ def plain_push(prefix: str, tasks: Sequence[NewTask]) -> list[tuple[str, ...]]:
     first, an active holder of a unique key; without one, the same writes in a ``MULTI`` are as
     atomic (a task in a queue has its hash) and several times cheaper for Redis.
     """
+    if len(tasks) == 1:  # one ``enqueue()``: the same commands, without the grouping
+        t = tasks[0]
+        fields = push_fields(t)
+        task_id, backend, queue, rank = fields[0], fields[1], fields[2], fields[9]
+        hset = ("HSET", f"{prefix}:task:{task_id}", *hash_fields(fields))
+        sadd = ("SADD", f"{prefix}:{backend}:queues", queue)
+        if rank[:18] <= rank[19:37]:
+            return [
+                hset,
+                sadd,
+                ("ZADD", f"{prefix}:{backend}:ready:{queue}", str(-t.priority), rank),
+                ("PUBLISH", f"{prefix}:{backend}:wake", queue),
+            ]
+        return [hset, sadd, ("ZADD", f"{prefix}:{backend}:delayed:{queue}", "0", rank)]
     commands: list[tuple[str, ...]] = []
     queues: dict[str, dict[str, None]] = {}
     ranks: dict[str, list[str]] = {}
