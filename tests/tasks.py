@@ -464,3 +464,10 @@ def pid_file_then_sleep(path: str, seconds: float) -> int:
 def where_unhurried() -> dict[str, int]:
     """``where``, with a timeout of its own (a minute) that wins over a pool's tight one."""
     return where.func()
+
+
+@tandem_task(concurrency_key="one-at-a-time", concurrency_limit=1)
+def keyed_sleep(seconds: float) -> float:
+    """Tasks of one concurrency key, one running at a time (the others wait READY)."""
+    time.sleep(seconds)
+    return seconds

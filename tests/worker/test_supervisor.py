@@ -25,7 +25,7 @@ from tests.models import Ledger
 from tests.support.conformance import capture
 from tests.support.doubles import FrozenClock, SpyBroker, wait_for
 from tests.support.harness import Harness
-from tests.tasks import add, critical_noop, flaky, gate, gated, noop, return_nul
+from tests.tasks import add, critical_noop, flaky, gate, gated, keyed_sleep, noop, return_nul
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -215,6 +215,30 @@ def test_commit_in_another_process_wakes_the_supervisor_through_the_sqlite_watch
     monkeypatch.setattr(sqlite_wake, "bind", lambda name: None)
     tandem_settings(poll_interval=3600)  # only the commit watcher can get it claimed in time
     assert_woken_by_another_process(harness)
+
+
+def test_a_freed_concurrency_slot_is_claimed_for_without_a_poll(
+    harness: Harness, tandem_settings
+) -> None:
+    """A claim that found its queue's keyed tasks waiting on their key's slot found "nothing
+    more" (the pool need not claim again when a task ends): the ending that frees the slot must
+    still get the next task claimed, not leave it waiting for a poll."""
+    tandem_settings(poll_interval=3600)  # a poll would come too late
+    supervisor = harness.supervisor(workers=2, listen=True)
+    thread = harness.run_in_background(supervisor)
+    wait_for(lambda: supervisor.pools[0].next_poll is not None, "the first (empty) claim")
+    results = [keyed_sleep.enqueue(0.3) for _ in range(3)]
+    wait_for(
+        lambda: (
+            TaskRecord.objects.filter(id__in=[r.id for r in results], status=SUCCESSFUL).count()
+            == 3
+        ),
+        "the keyed tasks to run one after another",
+        timeout=30,
+    )
+    supervisor.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
 
 
 # -- retries, leases, recovery -----------------------------------------------------------------
