@@ -5,16 +5,15 @@ are; anything else is pickled and rebuilt in the other interpreter, which for th
 dataclasses (a class looked up, every field set one by one) cost about 20 µs a task each way.
 ``encode`` turns one into a tuple of shareable values, field by field in declaration order:
 aware UTC datetimes as integer microseconds since the epoch, errors as ``(path, traceback)``
-pairs, values of any type (arguments, return value, progress) as ``None``, ``0`` (``[]``),
-``1`` (``{}``) or their pickle. A value that has no exact encoding here (a datetime in another
-zone, a subclass of str, a value pickle refuses) makes ``encode`` return the object itself, which
-the queue pickles as before: ``decode(encode(x)) == x`` always, with the same types.
+pairs, JSON-like values (arguments, return value, progress) with each list, dict or tuple as a
+tuple headed by its kind. A value that has no exact encoding here (a datetime in another zone, a
+subclass of str, any other object) makes ``encode`` return the object itself, which the queue
+pickles as before: ``decode(encode(x)) == x`` always, with the same types.
 """
 
 from __future__ import annotations
 
 import operator
-import pickle
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ _PLAIN = (str, int, float, bool, type(None))
 
 # How each field crosses, from its annotation (``from __future__ import annotations``: text).
 _AS_IS, _DATETIME, _STRINGS, _ERRORS, _ERROR, _ANY = range(6)
+_LIST, _DICT, _TUPLE = range(3)  # the kind of container an encoded tuple holds
 _KINDS = {
     "str": _AS_IS,
     "int": _AS_IS,
@@ -85,16 +85,7 @@ def _encode_value(kind: int, value: Any) -> Any:
         ):
             return (value.exception_class_path, value.traceback)
     else:  # _ANY
-        if value is None:
-            return None
-        if not value and type(value) is list:
-            return 0
-        if not value and type(value) is dict:
-            return 1
-        try:
-            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            pass
+        return _encode_data(value)
     raise _Inexact
 
 
@@ -107,11 +98,37 @@ def _decode_value(kind: int, value: Any) -> Any:
         return tuple(ErrorRecord(exception_class_path=p, traceback=t) for p, t in value)
     if kind == _ERROR:
         return ErrorRecord(exception_class_path=value[0], traceback=value[1])
-    if value == 0:
-        return []
-    if value == 1:
-        return {}
-    return pickle.loads(value)
+    return _decode_data(value)
+
+
+def _encode_data(value: Any) -> Any:
+    """A JSON-like value (None, bool, int, float, str, and lists, dicts and tuples of them) as
+    shareable values: a container as a tuple headed by its kind, the rest as it is."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return (_LIST, *[_encode_data(item) for item in value])
+    if kind is dict:
+        encoded: list[Any] = [_DICT]
+        for key, item in value.items():
+            encoded.append(_encode_data(key))
+            encoded.append(_encode_data(item))
+        return tuple(encoded)
+    if kind is tuple:
+        return (_TUPLE, *[_encode_data(item) for item in value])
+    raise _Inexact
+
+
+def _decode_data(value: Any) -> Any:
+    if type(value) is not tuple:
+        return value
+    kind = value[0]
+    if kind == _LIST:
+        return [_decode_data(item) for item in value[1:]]
+    if kind == _DICT:
+        return {_decode_data(value[i]): _decode_data(value[i + 1]) for i in range(1, len(value), 2)}
+    return tuple(_decode_data(item) for item in value[1:])
 
 
 def encode(item: StoredTask | Outcome) -> Any:
@@ -125,7 +142,7 @@ def encode(item: StoredTask | Outcome) -> Any:
                 raise _Inexact
         for i, kind in schema.converted:
             values[i + 1] = _encode_value(kind, values[i + 1])
-    except _Inexact:
+    except (_Inexact, RecursionError):
         return item
     return tuple(values)
 
