@@ -203,14 +203,16 @@ def serve(
     far more than a short task; so the interpreter is entered once and fed through a channel: a
     task ``(StoredTask, timeout)`` on the ``tasks`` queue and a byte on the ``wake`` pipe (a
     blocking read that releases this interpreter's GIL — ``interpreters.Queue.get()`` would poll);
-    its ``Outcome`` back on ``results`` and a byte on ``done``. ``None`` ends the loop. Returns
-    None after a stop, or the traceback of an exception that escaped the runner (the caller
-    records the task as crashed and replaces the interpreter).
+    its ``Outcome`` back on ``results`` and a byte on ``done``; both cross as tuples of shareable
+    values (``handoff``), not pickles. ``None`` ends the loop. Returns None after a stop, or the
+    traceback of an exception that escaped the runner (the caller records the task as crashed
+    and replaces the interpreter).
     """
     import traceback
 
     from tandem.exceptions import LeaseLost
     from tandem.execution import failed
+    from tandem.worker.pools import handoff
 
     interrupter = Interrupter(stops, stop_r) if stops is not None and stop_r is not None else None
     try:
@@ -219,7 +221,8 @@ def serve(
             item = tasks.get_nowait()
             if item is None:
                 return None
-            task, timeout = item
+            encoded, timeout = item
+            task = handoff.decode(encoded)
             try:
                 try:
                     if interrupter is not None:
@@ -232,7 +235,7 @@ def serve(
                 outcome = failed(task, exc)
             except BaseException as exc:  # a signal receiver or the runner itself failed
                 return "".join(traceback.format_exception(exc))
-            results.put(outcome)
+            results.put(handoff.encode(outcome))
             os.write(done, b".")
     finally:
         if interrupter is not None and stop_w is not None:

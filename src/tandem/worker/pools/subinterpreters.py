@@ -40,7 +40,7 @@ from typing import Any
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
 from tandem.execution import Outcome
-from tandem.worker.pools import runner, warmup
+from tandem.worker.pools import handoff, runner, warmup
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
 from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
@@ -165,11 +165,11 @@ class _Interpreter:
 
     def run(self, task: StoredTask, timeout: float | None) -> Outcome | None:
         """Run ``task`` there; its outcome, or None when the interpreter's loop ended instead."""
-        self.tasks.put((task, timeout))
+        self.tasks.put((handoff.encode(task), timeout))
         os.write(self.wake_w, b".")
         if os.read(self.done_r, 1) != b".":
             return None
-        outcome: Outcome = self.results.get_nowait()
+        outcome: Outcome = handoff.decode(self.results.get_nowait())
         return outcome
 
     def interrupt(self, task: StoredTask) -> None:
