@@ -29,6 +29,7 @@ from tandem.brokers.redis import RedisBroker
 from tests import tasks
 from tests.models import Ledger
 from tests.support.conformance import capture, store_row
+from tests.support.pools import EXECUTORS, pool
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pool threads use their own connections
 
@@ -251,3 +252,29 @@ def test_a_corrupt_value_is_read_as_its_text_and_why(backend: TandemBackend) -> 
     assert stored is not None
     assert isinstance(stored.args, Unreadable)
     assert (str(stored.args), stored.args.reason) == ("[1, 2", reason_of("[1, 2"))
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_row_whose_arguments_do_not_parse_fails_the_same_in_every_pool(
+    backend: TandemBackend, drain: Any, settings: Any, tmp_path: Path, executor: str
+) -> None:
+    """Its unparsed arguments (``Unreadable``) cross to a process's child or a subinterpreter
+    pickled, and must arrive whole, to be refused there, not crash the attempt."""
+    if holds_only_json(backend) or refuses_updates(backend):
+        pytest.skip("this store refuses the corrupt text itself (see the test above)")
+    configured = {k: dict(v) for k, v in settings.TASKS.items()}
+    options = dict(configured["default"].get("OPTIONS", {}))
+    configured["default"]["OPTIONS"] = {**options, "pools": pool(executor, workers=1)}
+    settings.TASKS = configured
+    from django.tasks import task_backends
+
+    backend = task_backends["default"]  # type: ignore[assignment]
+    [row] = [r for r in ROWS if r.name == "args: not JSON"]
+    task_id = plant(backend, row, tmp_path / "ran")
+    drain()
+    stored = backend.broker.get(task_id)
+    assert stored is not None
+    assert (stored.status, stored.attempts) == ("FAILED", 1)
+    [error] = stored.errors
+    assert error.exception_class_path == "tandem.exceptions.TaskNotRunnable", error.traceback
+    assert error.traceback.rstrip().endswith(row.message)

@@ -33,6 +33,11 @@ class Unreadable(str):
         value.reason = reason
         return value
 
+    def __reduce__(self) -> tuple[type[Unreadable], tuple[str, str]]:
+        # Pickled (to a process pool's child, or a subinterpreter) with its reason: the default
+        # for a str subclass would call ``Unreadable(text)`` and fail, crashing the attempt.
+        return (Unreadable, (str(self), self.reason))
+
 
 def load_json(text: str | bytes) -> Any:
     """``text`` decoded as JSON, or ``Unreadable(text)`` when it is not JSON."""
