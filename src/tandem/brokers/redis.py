@@ -280,7 +280,6 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         if not settlements:
             return 0
         ttl_ms = self._ttl_args(settlements[0].finished_at)[0]
-        ttl = None if self.result_ttl is None else timedelta(seconds=self.result_ttl)
         dumps = json.dumps
         fields: list[str] = []
         for s in settlements:
@@ -299,7 +298,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
                 "" if s.error is None else dumps(s.error.as_json()),
                 "" if retry_at is None else iso(retry_at),
                 "" if retry_at is None else stamp(retry_at),
-                "" if ttl is None else score(finished - ttl),
+                self._ttl_args(finished)[1],
                 s.attempt_token,
             ]
         # One packed argument, not 12 per settlement: redis-py's packing costs per argument.

@@ -15,8 +15,6 @@ keeps it, and this layer stays out of the way.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -24,36 +22,6 @@ if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
 MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
-
-
-@functools.cache
-def _static_files_class() -> type:
-    """``StaticFiles``, defined on first use: WhiteNoise (and ``django.contrib.staticfiles``, which
-    it imports) is only loaded by a server that serves static files."""
-    from whitenoise.base import WhiteNoise
-    from whitenoise.middleware import WhiteNoiseMiddleware
-
-    class StaticFiles(WhiteNoiseMiddleware):  # type: ignore[misc]
-        """WhiteNoise as WSGI middleware, with the settings ``WhiteNoiseMiddleware`` reads
-        (finders in DEBUG, the manifest's hashed names as immutable)."""
-
-        def __init__(self, application: WSGIApplication) -> None:
-            with warnings.catch_warnings():
-                # STATIC_ROOT not collected yet (DEBUG): the finders serve; say it once, not warn.
-                warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
-                super().__init__(get_response=None)
-            self.application = application
-
-        __call__ = WhiteNoise.__call__
-        serve = staticmethod(WhiteNoise.serve)
-
-    return StaticFiles
-
-
-def __getattr__(name: str) -> Any:
-    if name == "StaticFiles":
-        return _static_files_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def plan() -> tuple[bool, str]:
@@ -83,4 +51,8 @@ def plan() -> tuple[bool, str]:
 def static_files(app: WSGIApplication) -> Any:
     """``app`` with static files in front of it, when there is anything to serve."""
     serving, _ = plan()
-    return _static_files_class()(app) if serving else app
+    if not serving:
+        return app
+    from tandem.serve.static_files import StaticFiles  # WhiteNoise: only where it serves
+
+    return StaticFiles(app)

@@ -53,12 +53,8 @@ class SQLiteDialect(Dialect):
         return QmarkCursor(connection)
 
     def datetime_param(self, connection: BaseDatabaseWrapper, value: datetime | None) -> Any:
-        """As Django adapts it; an aware datetime in the connection's time zone (every
-        ``timezone.now()`` under ``USE_TZ``) without Django's checks and conversions."""
-        zone = connection.timezone  # None without USE_TZ
-        if zone is not None and type(value) is datetime and value.tzinfo is zone:
-            return str(value.replace(tzinfo=None))
-        return connection.ops.adapt_datetimefield_value(value)
+        """``datetime_text``."""
+        return datetime_text(connection, value)
 
     def probe_first(self, connection: BaseDatabaseWrapper, rate_limit: str | None) -> bool:
         """Probe, unless the claim runs in a write transaction this dialect began
@@ -196,20 +192,22 @@ class SQLiteDialect(Dialect):
 QMARK_ROW = "(?, ?, ?, ?, ?, ?, 'READY', ?, ?, ?, ?, ?, '[]', '[]', ?, '', ?, ?, ?, ?, ?, ?)"
 
 
+def datetime_text(connection: BaseDatabaseWrapper, value: datetime | None) -> Any:
+    """``value`` as Django adapts it for SQLite; an aware datetime in the connection's time zone
+    (every ``timezone.now()`` under ``USE_TZ``) without Django's checks and conversions."""
+    zone = connection.timezone  # None without USE_TZ
+    if zone is not None and type(value) is datetime and value.tzinfo is zone:
+        return str(value.replace(tzinfo=None))
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def insert_params(connection: BaseDatabaseWrapper, tasks: Sequence[NewTask]) -> list[Any]:
     """The parameters of ``QMARK_ROW`` for each of ``tasks``, as Django would adapt them
     (``Dialect.values_insert``), more cheaply: an id made by ``str(uuid4())`` loses its dashes
     without being parsed, an aware datetime in the connection's time zone (every
     ``timezone.now()``) is written without Django's conversions, and a task's ``run_after`` (one
     for all the items of an ``enqueue_many``) is adapted once."""
-    adapt = connection.ops.adapt_datetimefield_value
-    zone = connection.timezone  # None without USE_TZ
-
-    def text(value: datetime) -> Any:
-        if type(value) is datetime and zone is not None and value.tzinfo is zone:
-            return str(value.replace(tzinfo=None))
-        return adapt(value)
-
+    text = partial(datetime_text, connection)
     run_after_text: dict[datetime, Any] = {}
     params: list[Any] = []
     add = params.extend
