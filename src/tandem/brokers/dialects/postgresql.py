@@ -21,7 +21,7 @@ from tandem.brokers.dialects.base import Dialect
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from tandem.brokers.base import NewTask
+    from tandem.brokers.base import NewTask, Settlement
     from tandem.brokers.database_store import DatabaseStore
     from tandem.brokers.listeners import Listener
 
@@ -62,6 +62,19 @@ def _pg_element(value: Any) -> str:
     if isinstance(value, int | uuid.UUID):
         return str(value)
     raise TypeError(f"not a uuid, integer or boolean: {value!r}")
+
+
+def _text_array(values: Sequence[str | None]) -> str:
+    """A PostgreSQL array literal of text values (None: NULL), bound as ONE parameter: psycopg
+    adapts a list element by element in Python, which cost more than the statement it sent."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for value in values
+        )
+        + "}"
+    )
 
 
 class PostgreSQLDialect(Dialect):
@@ -133,6 +146,76 @@ class PostgreSQLDialect(Dialect):
 
     def row_lock(self, *, share: bool = False, of: str = "") -> str:
         return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
+
+    def settle_rows(
+        self, broker: DatabaseStore, cursor: Any, settlements: Sequence[Settlement]
+    ) -> int:
+        """Every ending in ONE ``UPDATE`` joined to column arrays (``unnest``): an
+        ``executemany`` sent a statement per task, each parsed and planned on its own, which
+        was most of a busy worker's time in the store. Each row keeps its guard — its worker
+        id, attempt token and RUNNING — so a stale attempt's ending is still refused.
+
+        A row's kind of ending picks what is written: a retry (READY) appends its error and
+        becomes claimable at ``retry_at``, keeping its unique key; a finish writes
+        ``finished_at`` and frees the key, with its return value when it has no error, else
+        appending the error.
+
+        The rows are found by their ids (``id = ANY(…)``, the primary key) and the status is
+        checked as ``IS TRUE``, which no index serves: planned on statistics from before the
+        tasks started (few RUNNING rows), ``status = 'RUNNING'`` made the planner read every
+        RUNNING row through the claim index, however many other workers run."""
+        ids: list[str] = []
+        workers: list[str] = []
+        tokens: list[str] = []
+        statuses: list[str] = []
+        results: list[str | None] = []
+        errors: list[str | None] = []
+        finished: list[str | None] = []
+        retries: list[str | None] = []
+        for s in settlements:
+            ids.append(str(uuid.UUID(s.id)))
+            workers.append(s.worker_id)
+            tokens.append(s.attempt_token)
+            statuses.append(s.status)
+            error = None if s.error is None else broker._json_param(s.error.as_json())
+            errors.append(error)
+            if s.status == "READY":
+                assert s.error is not None and s.retry_at is not None
+                results.append(None)
+                finished.append(None)
+                retries.append(s.retry_at.isoformat())
+            else:
+                results.append(None if error is not None else broker._json_param(s.return_value))
+                finished.append(s.finished_at.isoformat())
+                retries.append(None)
+        id_array = "{" + ",".join(ids) + "}"
+        cursor.execute(
+            f"UPDATE {TABLE} AS t SET status = v.status, "
+            "return_value = CASE WHEN v.result IS NULL THEN t.return_value "
+            "ELSE v.result::jsonb END, "
+            "errors = CASE WHEN v.error IS NULL THEN t.errors "
+            "ELSE t.errors || jsonb_build_array(v.error::jsonb) END, "
+            "finished_at = CASE WHEN v.status = 'READY' THEN t.finished_at "
+            "ELSE v.finished_at END, "
+            "available_at = CASE WHEN v.status = 'READY' THEN v.retry_at "
+            "ELSE t.available_at END, "
+            "unique_key = CASE WHEN v.status = 'READY' THEN t.unique_key END, "
+            "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL "
+            "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[]) "
+            "AS v(id, worker_id, token, status, result, error, finished_at, retry_at) "
+            "WHERE t.id = ANY(%s::uuid[]) AND t.id = v.id AND t.worker_id = v.worker_id "
+            "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE",
+            [
+                id_array,
+                *[
+                    _text_array(column)
+                    for column in (workers, tokens, statuses, results, errors, finished, retries)
+                ],
+                id_array,
+            ],
+        )
+        return int(max(cursor.rowcount, 0))
 
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
