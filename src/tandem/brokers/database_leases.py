@@ -24,6 +24,7 @@ from tandem.brokers.base import (
 )
 from tandem.brokers.database_rows import TABLE
 from tandem.brokers.database_store import DatabaseStore, write_transaction
+from tandem.brokers.database_workflow import IDS_PER_STATEMENT
 
 
 class DatabaseLeases(DatabaseStore):
@@ -53,15 +54,20 @@ class DatabaseLeases(DatabaseStore):
     def settle(self, settlements: Sequence[Settlement]) -> int:
         if not settlements:
             return 0
+        finished = [s for s in settlements if s.status != READY]
+        finished_ids = [s.id for s in finished]
+        # Workflows: the unresolved edges of the finished tasks, read after their write — by
+        # the settle's own statement where the store can send both at once.
+        probe = self._edges_probe(finished_ids) if 0 < len(finished) <= IDS_PER_STATEMENT else None
         connection = self.connection
         with write_transaction(connection), self.dialect.cursor(connection) as cursor:
-            written = self.dialect.settle_rows(self, cursor, settlements)
+            written, edges = self.dialect.settle_rows(self, cursor, settlements, probe)
             database_concurrency.free_slots(
                 self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
             )
-            if finished := [s for s in settlements if s.status != READY]:  # workflows
+            if finished:
                 now = max(s.finished_at for s in finished)
-                self._parents_finished(cursor, [s.id for s in finished], now)
+                self._parents_finished(cursor, finished_ids, now, edges=edges)
         return written
 
     def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:

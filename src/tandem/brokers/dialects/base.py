@@ -194,10 +194,16 @@ class Dialect:
         cursor.execute(f"{update} RETURNING {returning}", params)
 
     def settle_rows(
-        self, broker: DatabaseStore, cursor: Any, settlements: Sequence[Settlement]
-    ) -> int:
+        self,
+        broker: DatabaseStore,
+        cursor: Any,
+        settlements: Sequence[Settlement],
+        probe: tuple[str, list[Any]] | None,
+    ) -> tuple[int, list[Any] | None]:
         """Write the endings, each guarded by its attempt (worker id, attempt token, RUNNING):
-        one ``executemany`` per kind of ending. How many rows took theirs."""
+        one ``executemany`` per kind of ending. (How many rows took theirs, the rows of
+        ``probe`` — a read to run after the write, where the store sends both at once — or
+        None: not run, the caller runs it.)"""
         guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
         release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
         free_key = "unique_key = NULL"
@@ -252,7 +258,7 @@ class Dialect:
                 retried,
             )
             written += max(cursor.rowcount, 0)
-        return written
+        return written, None
 
     def claim_rows(
         self,

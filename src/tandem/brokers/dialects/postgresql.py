@@ -64,6 +64,16 @@ def _pg_element(value: Any) -> str:
     raise TypeError(f"not a uuid, integer or boolean: {value!r}")
 
 
+def _sends_many(cursor: Any) -> bool:
+    """``cursor`` (Django's wrapper, or a raw cursor) sends its statements in PostgreSQL's
+    simple protocol, where one message may hold several: psycopg 3's ``ClientCursor``."""
+    try:
+        from psycopg import ClientCursor
+    except ImportError:  # psycopg 2
+        return False
+    return isinstance(getattr(cursor, "cursor", cursor), ClientCursor)
+
+
 def _text_array(values: Sequence[str | None]) -> str:
     """A PostgreSQL array literal of text values (None: NULL), bound as ONE parameter: psycopg
     adapts a list element by element in Python, which cost more than the statement it sent."""
@@ -148,8 +158,12 @@ class PostgreSQLDialect(Dialect):
         return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
 
     def settle_rows(
-        self, broker: DatabaseStore, cursor: Any, settlements: Sequence[Settlement]
-    ) -> int:
+        self,
+        broker: DatabaseStore,
+        cursor: Any,
+        settlements: Sequence[Settlement],
+        probe: tuple[str, list[Any]] | None,
+    ) -> tuple[int, list[Any] | None]:
         """Every ending in ONE ``UPDATE`` joined to column arrays (``unnest``): an
         ``executemany`` sent a statement per task, each parsed and planned on its own, which
         was most of a busy worker's time in the store. Each row keeps its guard — its worker
@@ -163,7 +177,15 @@ class PostgreSQLDialect(Dialect):
         The rows are found by their ids (``id = ANY(…)``, the primary key) and the status is
         checked as ``IS TRUE``, which no index serves: planned on statistics from before the
         tasks started (few RUNNING rows), ``status = 'RUNNING'`` made the planner read every
-        RUNNING row through the claim index, however many other workers run."""
+        RUNNING row through the claim index, however many other workers run.
+
+        ``probe`` (the workflow edges of the finished tasks) goes in the same message, a second
+        statement after the ``UPDATE``: one round trip instead of two. It must stay a
+        statement of its own: in READ COMMITTED each statement reads a fresh snapshot, so it
+        sees the edges of a workflow pushed while the ``UPDATE`` waited for the parent's row
+        lock; a subquery of the ``UPDATE`` would read the snapshot from before that wait.
+        Only psycopg 3's client-side cursor (Django's default) sends several statements at
+        once: with server-side binding, or psycopg 2, the probe is left to the caller."""
         ids: list[str] = []
         workers: list[str] = []
         tokens: list[str] = []
@@ -189,6 +211,7 @@ class PostgreSQLDialect(Dialect):
                 finished.append(s.finished_at.isoformat())
                 retries.append(None)
         id_array = "{" + ",".join(ids) + "}"
+        probe_sql, probe_params = probe if probe and _sends_many(cursor) else ("", [])
         cursor.execute(
             f"UPDATE {TABLE} AS t SET status = v.status, "
             "return_value = CASE WHEN v.result IS NULL THEN t.return_value "
@@ -205,7 +228,8 @@ class PostgreSQLDialect(Dialect):
             "%s::timestamptz[], %s::timestamptz[]) "
             "AS v(id, worker_id, token, status, result, error, finished_at, retry_at) "
             "WHERE t.id = ANY(%s::uuid[]) AND t.id = v.id AND t.worker_id = v.worker_id "
-            "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE",
+            "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE"
+            + (f"; {probe_sql}" if probe_sql else ""),
             [
                 id_array,
                 *[
@@ -213,9 +237,14 @@ class PostgreSQLDialect(Dialect):
                     for column in (workers, tokens, statuses, results, errors, finished, retries)
                 ],
                 id_array,
+                *probe_params,
             ],
         )
-        return int(max(cursor.rowcount, 0))
+        written = int(max(cursor.rowcount, 0))
+        if not probe_sql:
+            return written, None
+        cursor.nextset()
+        return written, list(cursor.fetchall())
 
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
