@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from tandem.brokers.base import READY
 from tandem.brokers.database import DatabaseBroker
 from tandem.brokers.workflow import WAITING_UNTIL, Dependency
-from tandem.models import TaskDependency
+from tandem.models import TaskDependency, TaskRecord
 from tests.contract.conftest import ALIAS, at, succeed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -38,7 +38,7 @@ def test_the_update_and_the_workflow_probe_are_one_message(make_task) -> None:  
         assert broker.settle([succeed(parent.id, "w1", at(1), attempt=parent.attempt_token)]) == 1
 
     sent = [q["sql"] for q in queries.captured_queries]
-    [message] = [sql for sql in sent if sql.startswith("UPDATE")]
+    [message] = [sql for sql in sent if "UPDATE" in sql]
     assert f"; SELECT id, child_id, parent_id FROM {EDGES}" in message
     assert not [sql for sql in sent if sql.startswith("SELECT")], sent
 
@@ -101,6 +101,7 @@ def waiting_on_a_lock() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE%%'"
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%UPDATE {TaskRecord._meta.db_table} AS t%"],
         )
         return bool(cursor.fetchone()[0])

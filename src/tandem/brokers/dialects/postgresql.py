@@ -64,6 +64,25 @@ def _pg_element(value: Any) -> str:
     raise TypeError(f"not a uuid, integer or boolean: {value!r}")
 
 
+#: ``settle_rows``' statement: the endings as column arrays (ids, worker ids, attempt tokens,
+#: statuses, return values, errors as JSON text, finish times, retry times), then the ids again.
+SETTLE = (
+    f"UPDATE {TABLE} AS t SET status = v.status, "
+    "return_value = CASE WHEN v.result IS NULL THEN t.return_value ELSE v.result::jsonb END, "
+    "errors = CASE WHEN v.error IS NULL THEN t.errors "
+    "ELSE t.errors || jsonb_build_array(v.error::jsonb) END, "
+    "finished_at = CASE WHEN v.status = 'READY' THEN t.finished_at ELSE v.finished_at END, "
+    "available_at = CASE WHEN v.status = 'READY' THEN v.retry_at ELSE t.available_at END, "
+    "unique_key = CASE WHEN v.status = 'READY' THEN t.unique_key END, "
+    "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL "
+    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::timestamptz[]) "
+    "AS v(id, worker_id, token, status, result, error, finished_at, retry_at) "
+    "WHERE t.id = ANY(%s::uuid[]) AND t.id = v.id AND t.worker_id = v.worker_id "
+    "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE"
+)
+
+
 def _sends_many(cursor: Any) -> bool:
     """``cursor`` (Django's wrapper, or a raw cursor) sends its statements in PostgreSQL's
     simple protocol, where one message may hold several: psycopg 3's ``ClientCursor``."""
@@ -133,6 +152,53 @@ class PostgreSQLDialect(Dialect):
                 # Only a broken connection is not idle after an autocommit statement: closed, it
                 # can never run a statement outside the transaction Django believes open.
                 raw.close()
+
+    @contextmanager
+    def _begun_by(self, connection: BaseDatabaseWrapper, cursor: Any) -> Iterator[str]:
+        """``"BEGIN; "`` for the statement run in the block to send first, where it may open
+        the transaction itself; "" otherwise.
+
+        Django opens a transaction (``atomic``) by turning psycopg's autocommit off, and
+        psycopg then sends a ``BEGIN`` alone, one round trip, before the first statement. Where
+        nothing was sent yet, in a transaction whose outermost ``atomic`` commits it and turns
+        autocommit back on at its end (``commit_on_exit``), the statement carries the
+        ``BEGIN`` instead: psycopg runs it in autocommit mode, so it sends none of its own.
+        From there psycopg follows the server's transaction status: it sends no ``BEGIN``
+        before the transaction's next statements and sends its ``COMMIT`` or ``ROLLBACK``
+        as before. A message that failed before its ``BEGIN`` ran leaves psycopg as it was.
+
+        Only psycopg 3's client-side cursor sends several statements in one message
+        (``_sends_many``), and only a plain ``BEGIN`` is psycopg's own (no isolation level,
+        read-only or deferrable option set on the connection)."""
+        raw = connection.connection
+        pgconn = getattr(raw, "pgconn", None)
+        if not (
+            pgconn is not None
+            and connection.in_atomic_block
+            and connection.commit_on_exit
+            and not connection.needs_rollback
+            and not raw.autocommit
+            and raw.isolation_level is None
+            and raw.read_only is None
+            and raw.deferrable is None
+            and _sends_many(cursor)
+        ):
+            yield ""
+            return
+        from psycopg.pq import TransactionStatus
+
+        if pgconn.transaction_status != TransactionStatus.IDLE:
+            yield ""
+            return
+        raw.autocommit = True
+        try:
+            yield "BEGIN; "
+        finally:
+            if pgconn.transaction_status == TransactionStatus.IDLE:
+                try:
+                    raw.autocommit = False
+                except Exception:
+                    raw.close()  # broken: never a statement outside the transaction Django holds
 
     def listener(
         self, broker: DatabaseStore, on_wake: Callable[[list[str]], None]
@@ -212,34 +278,14 @@ class PostgreSQLDialect(Dialect):
                 retries.append(None)
         id_array = "{" + ",".join(ids) + "}"
         probe_sql, probe_params = probe if probe and _sends_many(cursor) else ("", [])
-        cursor.execute(
-            f"UPDATE {TABLE} AS t SET status = v.status, "
-            "return_value = CASE WHEN v.result IS NULL THEN t.return_value "
-            "ELSE v.result::jsonb END, "
-            "errors = CASE WHEN v.error IS NULL THEN t.errors "
-            "ELSE t.errors || jsonb_build_array(v.error::jsonb) END, "
-            "finished_at = CASE WHEN v.status = 'READY' THEN t.finished_at "
-            "ELSE v.finished_at END, "
-            "available_at = CASE WHEN v.status = 'READY' THEN v.retry_at "
-            "ELSE t.available_at END, "
-            "unique_key = CASE WHEN v.status = 'READY' THEN t.unique_key END, "
-            "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL "
-            "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[]) "
-            "AS v(id, worker_id, token, status, result, error, finished_at, retry_at) "
-            "WHERE t.id = ANY(%s::uuid[]) AND t.id = v.id AND t.worker_id = v.worker_id "
-            "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE"
-            + (f"; {probe_sql}" if probe_sql else ""),
-            [
-                id_array,
-                *[
-                    _text_array(column)
-                    for column in (workers, tokens, statuses, results, errors, finished, retries)
-                ],
-                id_array,
-                *probe_params,
-            ],
-        )
+        columns = (workers, tokens, statuses, results, errors, finished, retries)
+        params = [id_array, *[_text_array(column) for column in columns], id_array]
+        with self._begun_by(broker.connection, cursor) as begin:
+            cursor.execute(
+                begin + SETTLE + (f"; {probe_sql}" if probe_sql else ""), params + probe_params
+            )
+        if begin:
+            cursor.nextset()  # past the BEGIN's result
         written = int(max(cursor.rowcount, 0))
         if not probe_sql:
             return written, None
