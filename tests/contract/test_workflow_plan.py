@@ -57,10 +57,12 @@ def edge_lookup(make_task) -> str:  # type: ignore[no-untyped-def]
         broker.settle([succeed(parent.id, "w1", at(1), attempt=claimed.attempt_token)])
     [claimed] = broker.claim(["default"], 5, "w1", at(62), at(2))
     assert claimed.id == child.id
+    # On PostgreSQL the lookup is the second statement of the settle's message.
     [statement] = [
-        q["sql"]
+        sql
         for q in queries.captured_queries
-        if q["sql"].startswith(f"SELECT id, child_id, parent_id FROM {EDGES}")
+        for sql in q["sql"].split("; ")
+        if sql.startswith(f"SELECT id, child_id, parent_id FROM {EDGES}")
     ]
     return statement
 

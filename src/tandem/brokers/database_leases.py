@@ -1,8 +1,9 @@
 """Leases on the database store: renewing them, settling and releasing attempts, and
 recovering the attempts of workers whose leases ran out.
 
-Settling is one ``executemany`` per kind of ending, in one transaction, each row guarded by its
-lease (worker id and attempt token).
+Settling writes every ending in one transaction (``Dialect.settle_rows``: one statement on
+PostgreSQL, one ``executemany`` per kind of ending elsewhere), each row guarded by its lease
+(worker id and attempt token).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from tandem.brokers import database_concurrency
 from tandem.brokers.base import (
@@ -24,6 +24,7 @@ from tandem.brokers.base import (
 )
 from tandem.brokers.database_rows import TABLE
 from tandem.brokers.database_store import DatabaseStore, write_transaction
+from tandem.brokers.database_workflow import IDS_PER_STATEMENT
 
 
 class DatabaseLeases(DatabaseStore):
@@ -53,67 +54,20 @@ class DatabaseLeases(DatabaseStore):
     def settle(self, settlements: Sequence[Settlement]) -> int:
         if not settlements:
             return 0
-        guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
-        release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
-        free_key = "unique_key = NULL"
-        finished_plain: list[list[Any]] = []
-        finished_error: list[list[Any]] = []
-        retried: list[list[Any]] = []
-        for s in settlements:
-            key = [self._id_param(s.id), s.worker_id, s.attempt_token]
-            if s.status == READY:
-                assert s.error is not None and s.retry_at is not None
-                retried.append(
-                    [self._json_param(s.error.as_json()), self._dt_param(s.retry_at), *key]
-                )
-            elif s.error is None:
-                finished_plain.append(
-                    [
-                        s.status,
-                        self._json_param(s.return_value),
-                        self._dt_param(s.finished_at),
-                        *key,
-                    ]
-                )
-            else:
-                finished_error.append(
-                    [
-                        s.status,
-                        self._json_param(s.error.as_json()),
-                        self._dt_param(s.finished_at),
-                        *key,
-                    ]
-                )
-        written = 0
+        finished = [s for s in settlements if s.status != READY]
+        finished_ids = [s.id for s in finished]
+        # Workflows: the unresolved edges of the finished tasks, read after their write — by
+        # the settle's own statement where the store can send both at once.
+        probe = self._edges_probe(finished_ids) if 0 < len(finished) <= IDS_PER_STATEMENT else None
         connection = self.connection
         with write_transaction(connection), self.dialect.cursor(connection) as cursor:
-            if finished_plain:
-                cursor.executemany(
-                    f"UPDATE {TABLE} SET status = %s, return_value = {self._json_literal()}, "
-                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
-                    finished_plain,
-                )
-                written += max(cursor.rowcount, 0)
-            if finished_error:
-                cursor.executemany(
-                    f"UPDATE {TABLE} SET status = %s, errors = {self._append_json('errors')}, "
-                    f"finished_at = %s, {free_key}, {release_lease} {guard}",
-                    finished_error,
-                )
-                written += max(cursor.rowcount, 0)
-            if retried:
-                cursor.executemany(
-                    f"UPDATE {TABLE} SET status = 'READY', errors = {self._append_json('errors')}, "
-                    f"available_at = %s, {release_lease} {guard}",
-                    retried,
-                )
-                written += max(cursor.rowcount, 0)
+            written, edges = self.dialect.settle_rows(self, cursor, settlements, probe)
             database_concurrency.free_slots(
                 self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
             )
-            if finished := [s for s in settlements if s.status != READY]:  # workflows
+            if finished:
                 now = max(s.finished_at for s in finished)
-                self._parents_finished(cursor, [s.id for s in finished], now)
+                self._parents_finished(cursor, finished_ids, now, edges=edges)
         return written
 
     def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:

@@ -171,7 +171,17 @@ class DatabaseStore:
         def push(self, tasks: Sequence[NewTask]) -> list[str]:
             raise NotImplementedError
 
-        def _parents_finished(self, cursor: Any, task_ids: Sequence[str], now: datetime) -> Any:
+        def _edges_probe(self, parent_ids: Sequence[str]) -> tuple[str, list[Any]]:
+            raise NotImplementedError
+
+        def _parents_finished(
+            self,
+            cursor: Any,
+            task_ids: Sequence[str],
+            now: datetime,
+            *,
+            edges: list[tuple[Any, Any, Any]] | None = None,
+        ) -> Any:
             raise NotImplementedError
 
         def release(self, worker_id: str, attempts: Mapping[str, str], now: datetime) -> int:

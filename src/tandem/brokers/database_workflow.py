@@ -178,21 +178,35 @@ class DatabaseWorkflows(DatabaseStore):
 
     # -- resolution, in the write that finished the parents --------------------------------------
 
-    def _parents_finished(self, cursor: Any, parent_ids: Sequence[str], now: datetime) -> None:
-        """Resolve the unresolved edges of ``parent_ids`` that have finished (others: no-op)."""
+    def _edges_probe(self, parent_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """The read (and row lock) of the unresolved edges of up to ``IDS_PER_STATEMENT``
+        parents: by the parent index alone (no join the planner could start from the task
+        table), so with no workflow in use it is one probe that finds nothing."""
+        return (
+            f"SELECT id, child_id, parent_id FROM {EDGES} "
+            f"WHERE parent_id IN ({self._placeholders(len(parent_ids))}) AND resolved = %s"
+            + self.dialect.row_lock(),
+            [*self._id_params(parent_ids), False],
+        )
+
+    def _parents_finished(
+        self,
+        cursor: Any,
+        parent_ids: Sequence[str],
+        now: datetime,
+        *,
+        edges: list[tuple[Any, Any, Any]] | None = None,
+    ) -> None:
+        """Resolve the unresolved edges of ``parent_ids`` that have finished (others: no-op).
+        ``edges``: what ``_edges_probe`` of ``parent_ids`` read already, in this transaction
+        after the write that finished them (a settle sends both at once)."""
         pending = list(parent_ids)
         while pending:
-            # The edges first, by the parent index alone (no join the planner could start from
-            # the task table): with no workflow in use this is one probe that finds nothing.
-            edges: list[tuple[Any, Any, Any]] = []
-            for chunk in _chunks(pending, IDS_PER_STATEMENT):
-                cursor.execute(
-                    f"SELECT id, child_id, parent_id FROM {EDGES} "
-                    f"WHERE parent_id IN ({self._placeholders(len(chunk))}) AND resolved = %s"
-                    + self.dialect.row_lock(),
-                    [*self._id_params(chunk), False],
-                )
-                edges += cursor.fetchall()
+            if edges is None:
+                edges = []
+                for chunk in _chunks(pending, IDS_PER_STATEMENT):
+                    cursor.execute(*self._edges_probe(chunk))
+                    edges += cursor.fetchall()
             if not edges:
                 return
             status: dict[str, str] = {}
@@ -234,6 +248,7 @@ class DatabaseWorkflows(DatabaseStore):
                 )
                 zero += [self._uuid(row[0]) for row in cursor.fetchall()]
             pending = self._resolve_waiting(cursor, zero, now)
+            edges = None
 
     def _resolve_waiting(self, cursor: Any, task_ids: Sequence[str], now: datetime) -> list[str]:
         """Waiting tasks with no unfinished parent: claimable now, or FAILED (returned)."""

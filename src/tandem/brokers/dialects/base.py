@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from tandem.brokers.base import NewTask
+    from tandem.brokers.base import NewTask, Settlement
     from tandem.brokers.database_store import DatabaseStore
     from tandem.brokers.listeners import Listener
 
@@ -192,6 +192,73 @@ class Dialect:
         """Run ``update`` and leave the ``returning`` columns of the rows it changed to fetch
         (``reselect``: a ``SELECT`` of those rows, where the store cannot return them)."""
         cursor.execute(f"{update} RETURNING {returning}", params)
+
+    def settle_rows(
+        self,
+        broker: DatabaseStore,
+        cursor: Any,
+        settlements: Sequence[Settlement],
+        probe: tuple[str, list[Any]] | None,
+    ) -> tuple[int, list[Any] | None]:
+        """Write the endings, each guarded by its attempt (worker id, attempt token, RUNNING):
+        one ``executemany`` per kind of ending. (How many rows took theirs, the rows of
+        ``probe`` — a read to run after the write, where the store sends both at once — or
+        None: not run, the caller runs it.)"""
+        guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
+        release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
+        free_key = "unique_key = NULL"
+        finished_plain: list[list[Any]] = []
+        finished_error: list[list[Any]] = []
+        retried: list[list[Any]] = []
+        for s in settlements:
+            key = [broker._id_param(s.id), s.worker_id, s.attempt_token]
+            if s.status == "READY":
+                assert s.error is not None and s.retry_at is not None
+                retried.append(
+                    [broker._json_param(s.error.as_json()), broker._dt_param(s.retry_at), *key]
+                )
+            elif s.error is None:
+                finished_plain.append(
+                    [
+                        s.status,
+                        broker._json_param(s.return_value),
+                        broker._dt_param(s.finished_at),
+                        *key,
+                    ]
+                )
+            else:
+                finished_error.append(
+                    [
+                        s.status,
+                        broker._json_param(s.error.as_json()),
+                        broker._dt_param(s.finished_at),
+                        *key,
+                    ]
+                )
+        written = 0
+        append_errors = self.append_json("errors")
+        if finished_plain:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = %s, return_value = {self.json_placeholder}, "
+                f"finished_at = %s, {free_key}, {release_lease} {guard}",
+                finished_plain,
+            )
+            written += max(cursor.rowcount, 0)
+        if finished_error:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = %s, errors = {append_errors}, "
+                f"finished_at = %s, {free_key}, {release_lease} {guard}",
+                finished_error,
+            )
+            written += max(cursor.rowcount, 0)
+        if retried:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = 'READY', errors = {append_errors}, "
+                f"available_at = %s, {release_lease} {guard}",
+                retried,
+            )
+            written += max(cursor.rowcount, 0)
+        return written, None
 
     def claim_rows(
         self,

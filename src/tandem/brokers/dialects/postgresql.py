@@ -21,7 +21,7 @@ from tandem.brokers.dialects.base import Dialect
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from tandem.brokers.base import NewTask
+    from tandem.brokers.base import NewTask, Settlement
     from tandem.brokers.database_store import DatabaseStore
     from tandem.brokers.listeners import Listener
 
@@ -62,6 +62,48 @@ def _pg_element(value: Any) -> str:
     if isinstance(value, int | uuid.UUID):
         return str(value)
     raise TypeError(f"not a uuid, integer or boolean: {value!r}")
+
+
+#: ``settle_rows``' statement: the endings as column arrays (ids, worker ids, attempt tokens,
+#: statuses, return values, errors as JSON text, finish times, retry times), then the ids again.
+SETTLE = (
+    f"UPDATE {TABLE} AS t SET status = v.status, "
+    "return_value = CASE WHEN v.result IS NULL THEN t.return_value ELSE v.result::jsonb END, "
+    "errors = CASE WHEN v.error IS NULL THEN t.errors "
+    "ELSE t.errors || jsonb_build_array(v.error::jsonb) END, "
+    "finished_at = CASE WHEN v.status = 'READY' THEN t.finished_at ELSE v.finished_at END, "
+    "available_at = CASE WHEN v.status = 'READY' THEN v.retry_at ELSE t.available_at END, "
+    "unique_key = CASE WHEN v.status = 'READY' THEN t.unique_key END, "
+    "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL "
+    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::timestamptz[]) "
+    "AS v(id, worker_id, token, status, result, error, finished_at, retry_at) "
+    "WHERE t.id = ANY(%s::uuid[]) AND t.id = v.id AND t.worker_id = v.worker_id "
+    "AND t.attempt_token = v.token AND (t.status = 'RUNNING') IS TRUE"
+)
+
+
+def _sends_many(cursor: Any) -> bool:
+    """``cursor`` (Django's wrapper, or a raw cursor) sends its statements in PostgreSQL's
+    simple protocol, where one message may hold several: psycopg 3's ``ClientCursor``."""
+    try:
+        from psycopg import ClientCursor
+    except ImportError:  # psycopg 2
+        return False
+    return isinstance(getattr(cursor, "cursor", cursor), ClientCursor)
+
+
+def _text_array(values: Sequence[str | None]) -> str:
+    """A PostgreSQL array literal of text values (None: NULL), bound as ONE parameter: psycopg
+    adapts a list element by element in Python, which cost more than the statement it sent."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for value in values
+        )
+        + "}"
+    )
 
 
 class PostgreSQLDialect(Dialect):
@@ -111,6 +153,53 @@ class PostgreSQLDialect(Dialect):
                 # can never run a statement outside the transaction Django believes open.
                 raw.close()
 
+    @contextmanager
+    def _begun_by(self, connection: BaseDatabaseWrapper, cursor: Any) -> Iterator[str]:
+        """``"BEGIN; "`` for the statement run in the block to send first, where it may open
+        the transaction itself; "" otherwise.
+
+        Django opens a transaction (``atomic``) by turning psycopg's autocommit off, and
+        psycopg then sends a ``BEGIN`` alone, one round trip, before the first statement. Where
+        nothing was sent yet, in a transaction whose outermost ``atomic`` commits it and turns
+        autocommit back on at its end (``commit_on_exit``), the statement carries the
+        ``BEGIN`` instead: psycopg runs it in autocommit mode, so it sends none of its own.
+        From there psycopg follows the server's transaction status: it sends no ``BEGIN``
+        before the transaction's next statements and sends its ``COMMIT`` or ``ROLLBACK``
+        as before. A message that failed before its ``BEGIN`` ran leaves psycopg as it was.
+
+        Only psycopg 3's client-side cursor sends several statements in one message
+        (``_sends_many``), and only a plain ``BEGIN`` is psycopg's own (no isolation level,
+        read-only or deferrable option set on the connection)."""
+        raw = connection.connection
+        pgconn = getattr(raw, "pgconn", None)
+        if not (
+            pgconn is not None
+            and connection.in_atomic_block
+            and connection.commit_on_exit
+            and not connection.needs_rollback
+            and not raw.autocommit
+            and raw.isolation_level is None
+            and raw.read_only is None
+            and raw.deferrable is None
+            and _sends_many(cursor)
+        ):
+            yield ""
+            return
+        from psycopg.pq import TransactionStatus
+
+        if pgconn.transaction_status != TransactionStatus.IDLE:
+            yield ""
+            return
+        raw.autocommit = True
+        try:
+            yield "BEGIN; "
+        finally:
+            if pgconn.transaction_status == TransactionStatus.IDLE:
+                try:
+                    raw.autocommit = False
+                except Exception:
+                    raw.close()  # broken: never a statement outside the transaction Django holds
+
     def listener(
         self, broker: DatabaseStore, on_wake: Callable[[list[str]], None]
     ) -> Listener | None:
@@ -133,6 +222,75 @@ class PostgreSQLDialect(Dialect):
 
     def row_lock(self, *, share: bool = False, of: str = "") -> str:
         return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
+
+    def settle_rows(
+        self,
+        broker: DatabaseStore,
+        cursor: Any,
+        settlements: Sequence[Settlement],
+        probe: tuple[str, list[Any]] | None,
+    ) -> tuple[int, list[Any] | None]:
+        """Every ending in ONE ``UPDATE`` joined to column arrays (``unnest``): an
+        ``executemany`` sent a statement per task, each parsed and planned on its own, which
+        was most of a busy worker's time in the store. Each row keeps its guard — its worker
+        id, attempt token and RUNNING — so a stale attempt's ending is still refused.
+
+        A row's kind of ending picks what is written: a retry (READY) appends its error and
+        becomes claimable at ``retry_at``, keeping its unique key; a finish writes
+        ``finished_at`` and frees the key, with its return value when it has no error, else
+        appending the error.
+
+        The rows are found by their ids (``id = ANY(…)``, the primary key) and the status is
+        checked as ``IS TRUE``, which no index serves: planned on statistics from before the
+        tasks started (few RUNNING rows), ``status = 'RUNNING'`` made the planner read every
+        RUNNING row through the claim index, however many other workers run.
+
+        ``probe`` (the workflow edges of the finished tasks) goes in the same message, a second
+        statement after the ``UPDATE``: one round trip instead of two. It must stay a
+        statement of its own: in READ COMMITTED each statement reads a fresh snapshot, so it
+        sees the edges of a workflow pushed while the ``UPDATE`` waited for the parent's row
+        lock; a subquery of the ``UPDATE`` would read the snapshot from before that wait.
+        Only psycopg 3's client-side cursor (Django's default) sends several statements at
+        once: with server-side binding, or psycopg 2, the probe is left to the caller."""
+        ids: list[str] = []
+        workers: list[str] = []
+        tokens: list[str] = []
+        statuses: list[str] = []
+        results: list[str | None] = []
+        errors: list[str | None] = []
+        finished: list[str | None] = []
+        retries: list[str | None] = []
+        for s in settlements:
+            ids.append(str(uuid.UUID(s.id)))
+            workers.append(s.worker_id)
+            tokens.append(s.attempt_token)
+            statuses.append(s.status)
+            error = None if s.error is None else broker._json_param(s.error.as_json())
+            errors.append(error)
+            if s.status == "READY":
+                assert s.error is not None and s.retry_at is not None
+                results.append(None)
+                finished.append(None)
+                retries.append(s.retry_at.isoformat())
+            else:
+                results.append(None if error is not None else broker._json_param(s.return_value))
+                finished.append(s.finished_at.isoformat())
+                retries.append(None)
+        id_array = "{" + ",".join(ids) + "}"
+        probe_sql, probe_params = probe if probe and _sends_many(cursor) else ("", [])
+        columns = (workers, tokens, statuses, results, errors, finished, retries)
+        params = [id_array, *[_text_array(column) for column in columns], id_array]
+        with self._begun_by(broker.connection, cursor) as begin:
+            cursor.execute(
+                begin + SETTLE + (f"; {probe_sql}" if probe_sql else ""), params + probe_params
+            )
+        if begin:
+            cursor.nextset()  # past the BEGIN's result
+        written = int(max(cursor.rowcount, 0))
+        if not probe_sql:
+            return written, None
+        cursor.nextset()
+        return written, list(cursor.fetchall())
 
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
