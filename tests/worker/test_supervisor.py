@@ -105,6 +105,25 @@ def test_rolled_back_enqueue_neither_stores_nor_wakes(harness: Harness, tandem_s
     assert not TaskRecord.objects.exists()
 
 
+def test_an_enqueue_on_a_queue_no_pool_serves_does_not_wake_the_supervisor(
+    harness: Harness, tandem_settings
+) -> None:
+    """Another worker's queue: a round would find nothing new (and ``serve``'s views would cost
+    this process's supervisor a round per such enqueue)."""
+    tandem_settings(poll_interval=3600)
+    supervisor = harness.supervisor(queues=["default"], workers=1)
+    supervisor.step()
+    supervisor._wake.clear()
+    supervisor._urgent.clear()
+
+    critical_noop.enqueue()  # on "critical"
+
+    assert not supervisor._wake.is_set() and not supervisor._urgent.is_set()
+    assert not supervisor.pools[0].dirty
+    add.enqueue(2, 3)  # on "default"
+    assert supervisor._wake.is_set() and supervisor.pools[0].dirty
+
+
 def test_enqueue_in_this_process_wakes_a_sleeping_run_loop(
     harness: Harness, tandem_settings
 ) -> None:

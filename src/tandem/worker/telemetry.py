@@ -80,21 +80,32 @@ def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settleme
     _supervisors.add(supervisor)
     try:
         backend = supervisor.backend.alias
+        # Labelled series are looked up once per batch (a lookup costs more than the count).
+        counts: dict[tuple[str, str, str], int] = {}
+        timers: dict[tuple[str, str], Histogram] = {}
         for task, ending in endings:
-            _settled_one(backend, task, ending)
+            outcome = OUTCOMES[ending.status]
+            started = task.last_attempted_at
+            seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
+            series = (task.queue_name, task.task_path)
+            timer = timers.get(series)
+            if timer is None:
+                timer = timers[series] = DURATION.labels(backend, *series)
+            timer.observe(seconds)
+            key = (*series, outcome)
+            counts[key] = counts.get(key, 0) + 1
+            _log(backend, task, ending, outcome, seconds)
+        for (queue, path, outcome), count in counts.items():
+            TASKS.labels(backend, queue, path, outcome).inc(count)
+            if outcome == OUTCOMES[READY]:
+                RETRIES.labels(backend, queue, path).inc(count)
     except Exception:
         logger.exception("could not record settled tasks")
 
 
-def _settled_one(backend: str, task: StoredTask, ending: Settlement) -> None:
+def _log(backend: str, task: StoredTask, ending: Settlement, outcome: str, seconds: float) -> None:
+    """The attempt's ``task finished`` line (WARNING for a failure, INFO otherwise)."""
     status = ending.status
-    outcome = OUTCOMES[status]
-    started = task.last_attempted_at
-    seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
-    TASKS.labels(backend, task.queue_name, task.task_path, outcome).inc()
-    DURATION.labels(backend, task.queue_name, task.task_path).observe(seconds)
-    if status == READY:
-        RETRIES.labels(backend, task.queue_name, task.task_path).inc()
     level = logging.WARNING if status == FAILED else logging.INFO
     if not logger.isEnabledFor(level):
         return  # (the line's fields cost more than the rest)
