@@ -318,6 +318,39 @@ def test_heartbeat_renews_the_leases_of_running_tasks(harness: Harness) -> None:
     assert (record(result).status, record(result).return_value) == (SUCCESSFUL, True)
 
 
+def test_a_round_with_nothing_to_settle_and_no_free_slot_opens_no_transaction(
+    harness: Harness, tandem_settings
+) -> None:
+    """An enqueue while every worker is busy wakes the supervisor, but its round has nothing to
+    write: no empty write transaction (on SQLite, the file's write lock) is opened for it."""
+    tandem_settings(poll_interval=3600)
+    busy = gated.enqueue("no-slot")
+    supervisor = harness.supervisor(workers=1)
+    assert supervisor.step() == 1
+    assert supervisor.pools[0].free == 0
+    opened = []
+    transaction = supervisor.broker.transaction
+
+    def counted() -> object:
+        opened.append(True)
+        return transaction()
+
+    supervisor.broker.transaction = counted  # type: ignore[method-assign]
+    waiting = add.enqueue(1, 2)  # a wake-up: the pool is dirty, but has no free slot
+
+    assert supervisor.pools[0].dirty
+    assert supervisor.step() == 0
+    assert opened == []
+
+    gate("no-slot").set()
+    harness.wait_for_outcomes(supervisor, 1)
+    assert supervisor.step() == 2  # settled the gated task, claimed the waiting one
+    assert opened == [True]
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    assert record(busy).status == record(waiting).status == SUCCESSFUL
+
+
 def test_expired_lease_of_a_dead_worker_is_recovered_at_start_then_run(harness: Harness) -> None:
     result = add.enqueue(1, 2)
     dead = "gone-host:4242:deadbeef"

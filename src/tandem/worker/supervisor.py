@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from django.db import DataError
 from django.utils import timezone
@@ -43,7 +44,12 @@ from tandem.retention import Retention
 from tandem.scheduler.core import Scheduler
 from tandem.worker import telemetry
 from tandem.worker.bookkeeping import EXIT_POOL_BROKEN
-from tandem.worker.claiming import STARVATION_CHECK_MAX, STARVATION_CHECKS, claim_for_pool
+from tandem.worker.claiming import (
+    STARVATION_CHECK_MAX,
+    STARVATION_CHECKS,
+    claim_due,
+    claim_for_pool,
+)
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
 from tandem.worker.lifecycle import Lifecycle
 from tandem.worker.pool_state import PoolState, select_pools
@@ -214,6 +220,9 @@ class Supervisor(Lifecycle):
         if freed:
             for state in self.pools:
                 state.dirty = True
+        frees = [state.free + freeing.get(id(state), 0) for state in self.pools]
+        if not batch and not any(map(claim_due, self.pools, repeat(now), frees)):
+            return 0  # nothing to settle or claim (busy pools woken, say): no transaction
         written: list[bool] = []
         sent = time.monotonic()  # the leases claimed below start no earlier than this
         settlements: list[Settlement] = []
@@ -224,8 +233,8 @@ class Supervisor(Lifecycle):
                     written = self.settler.settle(settlements)
                 if freed:
                     self.broker.notify(sorted(freed))  # delivered at commit (PostgreSQL)
-                for state in self.pools:
-                    tasks = self._claim(state, now, state.free + freeing.get(id(state), 0))
+                for state, free in zip(self.pools, frees, strict=True):
+                    tasks = self._claim(state, now, free)
                     if tasks:  # in flight from now on (``in_flight``: the drain line)
                         self._handing = [*self._handing, (state, tasks)]
         except BaseException as exc:

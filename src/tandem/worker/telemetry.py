@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -69,6 +69,18 @@ RECOVERED = Counter(
 )
 
 _supervisors: weakref.WeakSet[Supervisor] = weakref.WeakSet()
+#: Labelled series by (metric, label values): ``labels()`` costs more than the count itself.
+_labelled: dict[tuple[object, ...], Any] = {}
+
+
+def _series(metric: Counter | Histogram, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per process (prometheus_client keeps each
+    series until it is removed, which tandem never does)."""
+    key = (metric, *values)
+    series = _labelled.get(key)
+    if series is None:
+        series = _labelled[key] = metric.labels(*values)
+    return series
 
 
 def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settlement]]) -> None:
@@ -80,25 +92,16 @@ def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settleme
     _supervisors.add(supervisor)
     try:
         backend = supervisor.backend.alias
-        # Labelled series are looked up once per batch (a lookup costs more than the count).
-        counts: dict[tuple[str, str, str], int] = {}
-        timers: dict[tuple[str, str], Histogram] = {}
         for task, ending in endings:
             outcome = OUTCOMES[ending.status]
             started = task.last_attempted_at
             seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
-            series = (task.queue_name, task.task_path)
-            timer = timers.get(series)
-            if timer is None:
-                timer = timers[series] = DURATION.labels(backend, *series)
-            timer.observe(seconds)
-            key = (*series, outcome)
-            counts[key] = counts.get(key, 0) + 1
+            queue, path = task.queue_name, task.task_path
+            _series(TASKS, backend, queue, path, outcome).inc()
+            _series(DURATION, backend, queue, path).observe(seconds)
+            if ending.status == READY:
+                _series(RETRIES, backend, queue, path).inc()
             _log(backend, task, ending, outcome, seconds)
-        for (queue, path, outcome), count in counts.items():
-            TASKS.labels(backend, queue, path, outcome).inc(count)
-            if outcome == OUTCOMES[READY]:
-                RETRIES.labels(backend, queue, path).inc(count)
     except Exception:
         logger.exception("could not record settled tasks")
 
