@@ -166,7 +166,8 @@ class Supervisor(Lifecycle):
         """One round: heartbeat if due, settle outcomes, claim for pools with free slots.
 
         Settling and claiming share one write transaction (one ``BEGIN IMMEDIATE`` on SQLite,
-        one commit on PostgreSQL); claimed tasks reach the pools only after it commits.
+        one commit on PostgreSQL); claimed tasks reach the pools only after it commits. A round
+        with nothing to settle and no pool due to claim (``claim_due``) opens none.
         Returns how many tasks were settled or claimed.
 
         A round the store rolled back as a deadlock's victim (``Broker.lost_to_deadlock``:
