@@ -10,7 +10,6 @@ import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -140,61 +139,6 @@ def test_enqueue_in_this_process_wakes_a_sleeping_run_loop(
     supervisor.request_stop()
     thread.join(10)
     assert not thread.is_alive()
-
-
-def test_an_enqueue_that_wakes_the_sleeping_run_loop_yields_the_gil_to_it(
-    harness: Harness, tandem_settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The enqueuing thread lets the GIL go (``time.sleep(0)``) once it woke a sleeping
-    supervisor, which needs it to start its round; not for a queue no pool serves."""
-    from tandem import wakeup
-
-    tandem_settings(poll_interval=3600)
-    supervisor = harness.supervisor(queues=["default"], workers=1)
-    thread = harness.run_in_background(supervisor)
-    wait_for(lambda: supervisor.pools[0].next_poll is not None, "the first (empty) claim")
-    wait_for(lambda: supervisor._asleep, "the run loop to sleep")
-    yields: list[float] = []
-    monkeypatch.setattr(wakeup, "time", SimpleNamespace(sleep=yields.append))
-
-    critical_noop.enqueue()  # no pool of this supervisor serves "critical"
-    assert yields == []
-    result = add.enqueue(20, 22)
-    assert yields == [0]
-
-    wait_for(lambda: record(result).status == SUCCESSFUL, "the task to succeed")
-    supervisor.request_stop()
-    thread.join(10)
-    assert not thread.is_alive()
-
-
-def test_wakeup_yields_only_when_a_listener_woke_a_sleeping_supervisor(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tandem import wakeup
-
-    yields: list[float] = []
-    monkeypatch.setattr(wakeup, "time", SimpleNamespace(sleep=yields.append))
-    heard: list[str] = []
-
-    def busy(queue: str) -> bool:
-        heard.append(f"busy:{queue}")
-        return False
-
-    def asleep(queue: str) -> bool:
-        heard.append(f"asleep:{queue}")
-        return True
-
-    wakeup.subscribe("yield-test", busy)
-    try:
-        wakeup.notify("yield-test", "q")
-        assert (heard, yields) == (["busy:q"], [])
-        wakeup.subscribe("yield-test", asleep)
-        wakeup.notify("yield-test", "q")
-        assert (heard[1:], yields) == (["busy:q", "asleep:q"], [0])
-    finally:
-        wakeup.unsubscribe("yield-test", busy)
-        wakeup.unsubscribe("yield-test", asleep)
 
 
 def test_a_wake_up_during_a_round_is_not_lost_to_that_rounds_older_clock(

@@ -44,7 +44,6 @@ class Bookkeeping:
     _outcomes: collections.deque[Outcome]
     _wake: threading.Event
     _urgent: threading.Event  # new work, a stop, a lost lease or many endings: no lingering
-    _asleep: bool  # the run loop waits for a wake-up (``_sleep``)
     _round_ended: float  # monotonic end of the previous round
     _stopping: int
     _stop_requests: int  # how many request_stop() calls so far
@@ -160,28 +159,15 @@ class Bookkeeping:
         self._wake.set()
         self._urgent.set()
 
-    def _on_enqueue(self, queue: str) -> bool:
+    def _on_enqueue(self, queue: str) -> None:
         """An enqueue in this process (``tandem.wakeup``): ``notify`` for one queue, and no
         wake-up at all when no pool of this supervisor serves it (a round would find nothing
-        new). Returns whether it woke the run loop from its sleep (the enqueuing thread then
-        yields the GIL to it)."""
+        new)."""
         state = self._by_queue.get(queue)
-        if state is None:
-            return False
-        state.woken, state.dirty = time.monotonic(), True
-        asleep = self._asleep
-        self._wake.set()
-        self._urgent.set()
-        return asleep
-
-    def _sleep(self, seconds: float) -> None:
-        """The run loop's wait for a wake-up, at most ``seconds``."""
-        self._asleep = True
-        try:
-            self._wake.wait(seconds)
-        finally:
-            self._asleep = False
-        self._wake.clear()
+        if state is not None:
+            state.woken, state.dirty = time.monotonic(), True
+            self._wake.set()
+            self._urgent.set()
 
     def request_stop(self, force: bool = False) -> None:
         """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""

@@ -112,7 +112,6 @@ class Supervisor(Lifecycle):
         self._outcomes: collections.deque[Outcome] = collections.deque()
         self._wake = threading.Event()
         self._urgent = threading.Event()
-        self._asleep = False
         self._round_ended = 0.0
         self._step_started = 0.0  # monotonic start of the current round (see _claim)
         self._stopping = 0
@@ -438,7 +437,8 @@ class Supervisor(Lifecycle):
                     break
                 if worked and any(s.dirty and s.free > 0 for s in self.pools):
                     continue
-                self._sleep(self._sleep_for())
+                self._wake.wait(self._sleep_for())
+                self._wake.clear()
                 self._gather_endings()
             completed = True
         finally:
