@@ -105,6 +105,25 @@ def test_rolled_back_enqueue_neither_stores_nor_wakes(harness: Harness, tandem_s
     assert not TaskRecord.objects.exists()
 
 
+def test_an_enqueue_on_a_queue_no_pool_serves_does_not_wake_the_supervisor(
+    harness: Harness, tandem_settings
+) -> None:
+    """Another worker's queue: a round would find nothing new (and ``serve``'s views would cost
+    this process's supervisor a round per such enqueue)."""
+    tandem_settings(poll_interval=3600)
+    supervisor = harness.supervisor(queues=["default"], workers=1)
+    supervisor.step()
+    supervisor._wake.clear()
+    supervisor._urgent.clear()
+
+    critical_noop.enqueue()  # on "critical"
+
+    assert not supervisor._wake.is_set() and not supervisor._urgent.is_set()
+    assert not supervisor.pools[0].dirty
+    add.enqueue(2, 3)  # on "default"
+    assert supervisor._wake.is_set() and supervisor.pools[0].dirty
+
+
 def test_enqueue_in_this_process_wakes_a_sleeping_run_loop(
     harness: Harness, tandem_settings
 ) -> None:
@@ -297,6 +316,39 @@ def test_heartbeat_renews_the_leases_of_running_tasks(harness: Harness) -> None:
     harness.wait_for_outcomes(supervisor, 1)
     supervisor.step()
     assert (record(result).status, record(result).return_value) == (SUCCESSFUL, True)
+
+
+def test_a_round_with_nothing_to_settle_and_no_free_slot_opens_no_transaction(
+    harness: Harness, tandem_settings
+) -> None:
+    """An enqueue while every worker is busy wakes the supervisor, but its round has nothing to
+    write: no empty write transaction (on SQLite, the file's write lock) is opened for it."""
+    tandem_settings(poll_interval=3600)
+    busy = gated.enqueue("no-slot")
+    supervisor = harness.supervisor(workers=1)
+    assert supervisor.step() == 1
+    assert supervisor.pools[0].free == 0
+    opened = []
+    transaction = supervisor.broker.transaction
+
+    def counted() -> object:
+        opened.append(True)
+        return transaction()
+
+    supervisor.broker.transaction = counted  # type: ignore[method-assign]
+    waiting = add.enqueue(1, 2)  # a wake-up: the pool is dirty, but has no free slot
+
+    assert supervisor.pools[0].dirty
+    assert supervisor.step() == 0
+    assert opened == []
+
+    gate("no-slot").set()
+    harness.wait_for_outcomes(supervisor, 1)
+    assert supervisor.step() == 2  # settled the gated task, claimed the waiting one
+    assert opened == [True]
+    harness.wait_for_outcomes(supervisor, 1)
+    supervisor.step()
+    assert record(busy).status == record(waiting).status == SUCCESSFUL
 
 
 def test_expired_lease_of_a_dead_worker_is_recovered_at_start_then_run(harness: Harness) -> None:

@@ -160,7 +160,14 @@ class Bookkeeping:
         self._urgent.set()
 
     def _on_enqueue(self, queue: str) -> None:
-        self.notify([queue])
+        """An enqueue in this process (``tandem.wakeup``): ``notify`` for one queue, and no
+        wake-up at all when no pool of this supervisor serves it (a round would find nothing
+        new)."""
+        state = self._by_queue.get(queue)
+        if state is not None:
+            state.woken, state.dirty = time.monotonic(), True
+            self._wake.set()
+            self._urgent.set()
 
     def request_stop(self, force: bool = False) -> None:
         """First call: drain. Second call (or ``force``): release in-flight tasks and stop."""

@@ -29,10 +29,7 @@ def claim_for_pool(
 ) -> list[StoredTask]:
     """Claim up to ``free`` tasks for ``state`` (inside the round's transaction) when it is due;
     the caller submits them. ``round_started``: the monotonic start of the round (see below)."""
-    if free <= 0:
-        return []
-    due = state.next_poll is None or now >= state.next_poll
-    if not (state.dirty or due):
+    if not claim_due(state, now, free):
         return []
     state.dirty = False
     claimed = claim_starved(broker, state, worker_id=worker_id, lease=lease, now=now, free=free)
@@ -56,6 +53,12 @@ def claim_for_pool(
     else:
         state.dirty = True  # there may be more; claim again as soon as a slot frees
     return claimed
+
+
+def claim_due(state: PoolState, now: datetime, free: int) -> bool:
+    """Whether ``claim_for_pool`` claims for ``state`` now: it has free slots, and new work was
+    announced (``dirty``: a wake-up, a freed slot, more left last time) or its poll is due."""
+    return free > 0 and (state.dirty or state.next_poll is None or now >= state.next_poll)
 
 
 def claim_starved(
@@ -89,4 +92,10 @@ def claim_starved(
     return starved
 
 
-__all__ = ["STARVATION_CHECKS", "STARVATION_CHECK_MAX", "claim_for_pool", "claim_starved"]
+__all__ = [
+    "STARVATION_CHECKS",
+    "STARVATION_CHECK_MAX",
+    "claim_due",
+    "claim_for_pool",
+    "claim_starved",
+]

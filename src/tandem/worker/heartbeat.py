@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,6 +106,12 @@ class Heartbeat:
         """The attempt ended (settled, released or stopped): no lease to keep."""
         with self._lock:
             self._deadlines.pop((task_id, token), None)
+
+    def forget_all(self, attempts: Iterable[Attempt]) -> None:
+        """``forget()`` for a batch of attempts (taking the lock once)."""
+        with self._lock:
+            for attempt in attempts:
+                self._deadlines.pop(attempt, None)
 
     def deadline(self, task_id: str, token: str) -> float | None:
         with self._lock:

@@ -1,6 +1,8 @@
 """How a supervisor starts and stops: registering the worker, starting the pools and the
 wake-up listener (``start``), waiting for a store that is down at start-up, backing off after a
-store error, and leaving (``close``).
+store error, releasing in-flight attempts on a forced stop (``_release_all``), waiting for the
+recovery of stopped attempts before a burst ends (``_awaiting_recovery``), and leaving
+(``close``).
 
 ``Lifecycle`` is a base of ``tandem.worker.supervisor.Supervisor``, which sets its attributes up.
 """
@@ -17,9 +19,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tandem import wakeup
-from tandem.brokers.base import Broker, WorkerInfo
+from tandem.brokers.base import RUNNING, Broker, WorkerInfo
 from tandem.brokers.listeners import Listener
-from tandem.conf import SUBINTERPRETERS_AVAILABLE
+from tandem.conf import SUBINTERPRETERS_AVAILABLE, BackendOptions
 from tandem.worker.bookkeeping import Bookkeeping
 from tandem.worker.heartbeat import Heartbeat
 from tandem.worker.signalling import FinishedSignals
@@ -32,6 +34,7 @@ class Lifecycle(Bookkeeping):
     """Start-up and shutdown (set up by ``Supervisor.__init__``)."""
 
     broker: Broker
+    options: BackendOptions
     clock: Callable[[], datetime]
     listen: bool
     heartbeat: Heartbeat
@@ -41,6 +44,7 @@ class Lifecycle(Bookkeeping):
     _started: bool
     _listener: Listener | None
     _next_heartbeat: datetime | None
+    _said_awaiting: bool
     burst: bool
 
     def start(self) -> None:
@@ -139,6 +143,52 @@ class Lifecycle(Bookkeeping):
             if not connection.in_atomic_block:  # (a caller's transaction is the caller's)
                 connection.close()  # this thread's connections: Django's are per thread
         return clean
+
+    def _release_all(self, now: datetime) -> None:
+        for state in self.pools:
+            attempts = {t.id: t.attempt_token for t in state.in_flight.values()}
+            if attempts:
+                released = self.broker.release(self.worker_id, attempts, now)
+                logger.warning("released %d in-flight task(s) back to READY", released)
+                if released < len(attempts):
+                    logger.warning(
+                        "the store rejected the release of %d stale attempt(s) (their lease "
+                        "was lost: the attempt that holds it now decides their ending)",
+                        len(attempts) - released,
+                        extra={"worker_id": self.worker_id},
+                    )
+                with self._flight_lock:
+                    for task in state.in_flight.values():
+                        self.heartbeat.forget(task.id, task.attempt_token)
+                    state.in_flight.clear()
+
+    def _awaiting_recovery(self) -> bool:
+        """Burst mode: whether an attempt this worker stopped for a lost lease still holds its
+        row (RUNNING under the lapsed lease, nobody else's yet). The burst goes on until the
+        heartbeat's recovery gives such a row back (once the lease has expired on the store) and
+        a claim runs it, or another worker has taken it: a burst ends with its queues drained,
+        never with a task left RUNNING that nobody runs."""
+        if not self._unrecovered:
+            return False
+        try:
+            rows = [(self.broker.get(task_id), token) for task_id, token in self._unrecovered]
+        except STORE_ERRORS:
+            return True  # the loop meets the outage in its next round
+        self._unrecovered = [
+            (row.id, token)
+            for row, token in rows
+            if row is not None and row.status == RUNNING and row.attempt_token == token
+        ]
+        if self._unrecovered and not self._said_awaiting:
+            self._said_awaiting = True
+            logger.warning(
+                "burst: waiting for %d stopped attempt(s) to be recovered before exiting "
+                "(their leases expire within %gs)",
+                len(self._unrecovered),
+                self.options.lease_seconds,
+                extra={"worker_id": self.worker_id},
+            )
+        return bool(self._unrecovered)
 
     def _start_when_the_store_answers(self) -> None:
         """``start()``, retried with the claim loop's back-off while the store is unreachable

@@ -87,6 +87,8 @@ class Settler:
     def stored_as(self, settlement: Settlement) -> Settlement:
         """The ending stored for ``settlement``'s attempt: itself, or the FAILED one ``write()``
         stored instead when the store rejected its value."""
+        if not self._substitutes:
+            return settlement
         return self._substitutes.pop((settlement.id, settlement.attempt_token), settlement)
 
     def settle(self, settlements: list[Settlement]) -> list[bool]:

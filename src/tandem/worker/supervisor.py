@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from django.db import DataError
 from django.utils import timezone
@@ -33,7 +34,6 @@ from django.utils.crypto import get_random_string
 from tandem.backends import tandem_backend
 from tandem.brokers.base import (
     READY,
-    RUNNING,
     Broker,
     Settlement,
     StoredTask,
@@ -44,7 +44,12 @@ from tandem.retention import Retention
 from tandem.scheduler.core import Scheduler
 from tandem.worker import telemetry
 from tandem.worker.bookkeeping import EXIT_POOL_BROKEN
-from tandem.worker.claiming import STARVATION_CHECK_MAX, STARVATION_CHECKS, claim_for_pool
+from tandem.worker.claiming import (
+    STARVATION_CHECK_MAX,
+    STARVATION_CHECKS,
+    claim_due,
+    claim_for_pool,
+)
 from tandem.worker.heartbeat import Heartbeat, LostAttempt
 from tandem.worker.lifecycle import Lifecycle
 from tandem.worker.pool_state import PoolState, select_pools
@@ -160,7 +165,8 @@ class Supervisor(Lifecycle):
         """One round: heartbeat if due, settle outcomes, claim for pools with free slots.
 
         Settling and claiming share one write transaction (one ``BEGIN IMMEDIATE`` on SQLite,
-        one commit on PostgreSQL); claimed tasks reach the pools only after it commits.
+        one commit on PostgreSQL); claimed tasks reach the pools only after it commits. A round
+        with nothing to settle and no pool due to claim (``claim_due``) opens none.
         Returns how many tasks were settled or claimed.
 
         A round the store rolled back as a deadlock's victim (``Broker.lost_to_deadlock``:
@@ -197,24 +203,27 @@ class Supervisor(Lifecycle):
         if self.scheduler is not None and not self._stopping and self.scheduler.due(now):
             self.scheduler.run(now)  # enqueues due ticks; this process's pools are woken
         batch = self._take_outcomes()
-        claiming = not self._stopping and not self._claims_exhausted()
-        if not claiming:
+        if self._stopping or self._claims_exhausted():
             # No claim follows: settle on its own (one bad row cannot take the others down).
             done = self._commit_settlements(batch, self.settler.write)
-            batch = []
             if self._stopping == 2:
                 self._release_all(now)
-            if not claiming:
-                return done
-        else:
-            done = 0
-        settled_per_pool = collections.Counter(id(state) for state, _, _ in batch)
-        # Settling a task with a concurrency key frees a slot: a task waiting for it may start,
-        # here (the pools claim again) and in other workers (woken for the settled queues).
-        freed = sorted({t.queue_name for _, t, _ in batch if t.concurrency_key is not None})
+            return done
+        # Slots the batch frees, per pool (by id). Settling a task with a concurrency key frees
+        # a slot: a task waiting for it may start, here (the pools claim again) and in other
+        # workers (woken for the settled queues).
+        freeing: dict[int, int] = {}
+        freed: set[str] = set()
+        for state, task, _ in batch:
+            freeing[id(state)] = freeing.get(id(state), 0) + 1
+            if task.concurrency_key is not None:
+                freed.add(task.queue_name)
         if freed:
             for state in self.pools:
                 state.dirty = True
+        frees = [state.free + freeing.get(id(state), 0) for state in self.pools]
+        if not batch and not any(map(claim_due, self.pools, repeat(now), frees)):
+            return 0  # nothing to settle or claim (busy pools woken, say): no transaction
         written: list[bool] = []
         sent = time.monotonic()  # the leases claimed below start no earlier than this
         settlements: list[Settlement] = []
@@ -224,9 +233,9 @@ class Supervisor(Lifecycle):
                 if batch:
                     written = self.settler.settle(settlements)
                 if freed:
-                    self.broker.notify(freed)  # delivered at commit (PostgreSQL)
-                for state in self.pools:
-                    tasks = self._claim(state, now, state.free + settled_per_pool[id(state)])
+                    self.broker.notify(sorted(freed))  # delivered at commit (PostgreSQL)
+                for state, free in zip(self.pools, frees, strict=True):
+                    tasks = self._claim(state, now, free)
                     if tasks:  # in flight from now on (``in_flight``: the drain line)
                         self._handing = [*self._handing, (state, tasks)]
         except BaseException as exc:
@@ -239,7 +248,7 @@ class Supervisor(Lifecycle):
                 # A row the store rejects: settle this batch one by one, claim next round.
                 return self._commit_settlements(self._take_outcomes(), self.settler.write)
             raise
-        done += self._finish(batch, settlements, written)
+        done = self._finish(batch, settlements, written)
         try:
             for state, tasks in self._handing:
                 self.heartbeat.claimed({t.id: t.attempt_token for t in tasks}, sent)
@@ -318,11 +327,11 @@ class Supervisor(Lifecycle):
                 empty = announced and state.exhausted and not state.config.rate_limit
                 if not empty or settlement.status == READY:
                     state.dirty = True
+        self.heartbeat.forget_all([(task.id, task.attempt_token) for _, task, _ in batch])
         stored = []
         sender = type(self.backend)
         self.signals.batch()
         for (_, task, outcome), settlement, kept in zip(batch, settlements, written, strict=True):
-            self.heartbeat.forget(task.id, task.attempt_token)
             ending = self.settler.stored_as(settlement)  # (FAILED if its value was refused)
             if kept:
                 stored.append((task, settlement))
@@ -370,24 +379,6 @@ class Supervisor(Lifecycle):
         if self.retention is not None:
             self.retention.apply(now)  # at most every RETENTION_INTERVAL
 
-    def _release_all(self, now: datetime) -> None:
-        for state in self.pools:
-            attempts = {t.id: t.attempt_token for t in state.in_flight.values()}
-            if attempts:
-                released = self.broker.release(self.worker_id, attempts, now)
-                logger.warning("released %d in-flight task(s) back to READY", released)
-                if released < len(attempts):
-                    logger.warning(
-                        "the store rejected the release of %d stale attempt(s) (their lease "
-                        "was lost: the attempt that holds it now decides their ending)",
-                        len(attempts) - released,
-                        extra={"worker_id": self.worker_id},
-                    )
-                with self._flight_lock:
-                    for task in state.in_flight.values():
-                        self.heartbeat.forget(task.id, task.attempt_token)
-                    state.in_flight.clear()
-
     # -- the loop ---------------------------------------------------------------------------------
 
     def finished(self) -> bool:
@@ -404,34 +395,6 @@ class Supervisor(Lifecycle):
             and all(s.exhausted and not s.dirty for s in self.pools)
             and not self._awaiting_recovery()
         )
-
-    def _awaiting_recovery(self) -> bool:
-        """Burst mode: whether an attempt this worker stopped for a lost lease still holds its
-        row (RUNNING under the lapsed lease, nobody else's yet). The burst goes on until the
-        heartbeat's recovery gives such a row back (once the lease has expired on the store) and
-        a claim runs it, or another worker has taken it: a burst ends with its queues drained,
-        never with a task left RUNNING that nobody runs."""
-        if not self._unrecovered:
-            return False
-        try:
-            rows = [(self.broker.get(task_id), token) for task_id, token in self._unrecovered]
-        except STORE_ERRORS:
-            return True  # the loop meets the outage in its next round
-        self._unrecovered = [
-            (row.id, token)
-            for row, token in rows
-            if row is not None and row.status == RUNNING and row.attempt_token == token
-        ]
-        if self._unrecovered and not self._said_awaiting:
-            self._said_awaiting = True
-            logger.warning(
-                "burst: waiting for %d stopped attempt(s) to be recovered before exiting "
-                "(their leases expire within %gs)",
-                len(self._unrecovered),
-                self.options.lease_seconds,
-                extra={"worker_id": self.worker_id},
-            )
-        return bool(self._unrecovered)
 
     def _sleep_for(self) -> float:
         now = self.clock()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -69,6 +69,18 @@ RECOVERED = Counter(
 )
 
 _supervisors: weakref.WeakSet[Supervisor] = weakref.WeakSet()
+#: Labelled series by (metric, label values): ``labels()`` costs more than the count itself.
+_labelled: dict[tuple[object, ...], Any] = {}
+
+
+def _series(metric: Counter | Histogram, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per process (prometheus_client keeps each
+    series until it is removed, which tandem never does)."""
+    key = (metric, *values)
+    series = _labelled.get(key)
+    if series is None:
+        series = _labelled[key] = metric.labels(*values)
+    return series
 
 
 def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settlement]]) -> None:
@@ -81,20 +93,22 @@ def settled(supervisor: Supervisor, endings: Iterable[tuple[StoredTask, Settleme
     try:
         backend = supervisor.backend.alias
         for task, ending in endings:
-            _settled_one(backend, task, ending)
+            outcome = OUTCOMES[ending.status]
+            started = task.last_attempted_at
+            seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
+            queue, path = task.queue_name, task.task_path
+            _series(TASKS, backend, queue, path, outcome).inc()
+            _series(DURATION, backend, queue, path).observe(seconds)
+            if ending.status == READY:
+                _series(RETRIES, backend, queue, path).inc()
+            _log(backend, task, ending, outcome, seconds)
     except Exception:
         logger.exception("could not record settled tasks")
 
 
-def _settled_one(backend: str, task: StoredTask, ending: Settlement) -> None:
+def _log(backend: str, task: StoredTask, ending: Settlement, outcome: str, seconds: float) -> None:
+    """The attempt's ``task finished`` line (WARNING for a failure, INFO otherwise)."""
     status = ending.status
-    outcome = OUTCOMES[status]
-    started = task.last_attempted_at
-    seconds = max(0.0, (ending.finished_at - started).total_seconds()) if started else 0.0
-    TASKS.labels(backend, task.queue_name, task.task_path, outcome).inc()
-    DURATION.labels(backend, task.queue_name, task.task_path).observe(seconds)
-    if status == READY:
-        RETRIES.labels(backend, task.queue_name, task.task_path).inc()
     level = logging.WARNING if status == FAILED else logging.INFO
     if not logger.isEnabledFor(level):
         return  # (the line's fields cost more than the rest)
