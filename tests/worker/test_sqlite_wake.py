@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,56 @@ def test_the_sending_sockets_are_closed_at_exit(tmp_path: Path) -> None:
     sqlite_wake.send(database, "default:q")  # a send after it opens a new one
     assert sender.sock is not None
     sender.close()
+
+
+def commit_elsewhere(name: str) -> None:
+    """A commit on another connection: ``PRAGMA data_version`` changes for the listener's."""
+    with sqlite3.connect(name) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+
+
+def test_a_commit_heard_of_by_no_datagram_wakes_every_pool_at_the_next_reading(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for a lost datagram: a commit, and no datagram since the last reading."""
+    monkeypatch.setattr(SQLiteListener, "fallback_interval", 0.2)
+    name = make_database(short_tmp / "db")
+    calls = Calls()
+    listener = SQLiteListener(name, "default", calls)
+    listener.start()
+    try:
+        assert listener.ready.wait(10)
+        assert listener.address is not None  # the socket is there: this is its fallback
+        commit_elsewhere(name)
+        wait_for(lambda: len(calls) == 2, "the commit watcher's wake-up")
+        assert calls == [[], []]
+        assert listener.wakes == 0
+    finally:
+        listener.stop()
+
+
+def test_a_commit_in_an_interval_where_a_datagram_was_heard_wakes_nothing_more(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The datagrams arrive, so the change is most likely the worker's own commits (claims and
+    settles): the commit watcher does not wake every pool for an empty claim."""
+    monkeypatch.setattr(SQLiteListener, "fallback_interval", 2.0)
+    name = make_database(short_tmp / "db")
+    calls = Calls()
+    listener = SQLiteListener(name, "default", calls)
+    listener.start()
+    try:
+        assert listener.ready.wait(10)
+        assert listener.address is not None
+        # Within the 2 s before its first reading: a datagram, and a commit.
+        sqlite_wake.send(name, "default:emails")  # (in this process: a direct call)
+        commit_elsewhere(name)
+        wait_for(lambda: len(calls) == 2, "the datagram")
+        time.sleep(2.5)  # past the reading
+        assert calls == [[], ["emails"]]
+        commit_elsewhere(name)  # no datagram in this interval: the fallback acts
+        wait_for(lambda: len(calls) == 3, "the commit watcher's wake-up", timeout=10)
+        assert calls[2] == []
+    finally:
+        listener.stop()

@@ -266,6 +266,12 @@ class SQLiteListener:
     connection — that changes whenever another connection commits, and reading it touches only
     shared memory — and wakes every pool when it changed. Without a socket it reads it every
     ``watch_interval`` seconds. ``wakes`` counts the datagrams (and direct calls) heard.
+
+    With a socket, a change is not acted on when a datagram was heard since the last reading:
+    the datagrams arrive, and the change is then most likely this worker's own commits (its
+    claims and settles change the version too), which woke every pool for an empty claim about
+    once per task of a paced stream. A datagram lost in such an interval waits for the pool's
+    poll (``poll_interval``) instead of the next reading.
     """
 
     watch_interval = 0.005
@@ -330,6 +336,7 @@ class SQLiteListener:
             self.on_wake([])
             interval = self.fallback_interval if sock is not None else self.watch_interval
             due = time.monotonic() + interval
+            heard = self.wakes
             while not self._stop.is_set():
                 wait = max(0.0, due - time.monotonic()) if conn is not None else None
                 if sock is None:
@@ -355,9 +362,9 @@ class SQLiteListener:
                         version = conn.execute("PRAGMA data_version").fetchone()[0]
                     except sqlite3.Error:
                         version = last
-                    if version != last:
+                    if version != last and (sock is None or self.wakes == heard):
                         self.on_wake([])
-                    last = version
+                    last, heard = version, self.wakes
                     due = time.monotonic() + interval
         finally:
             if conn is not None:
