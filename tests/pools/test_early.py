@@ -78,6 +78,26 @@ def test_a_backend_that_is_not_tandems_starts_nothing(settings: Any) -> None:
     assert early.begin(["manage.py", "tandem", "worker"]) is False
 
 
+@pytest.mark.parametrize(
+    ("engines", "started"),
+    [
+        (["django.db.backends.sqlite3"], True),
+        (["django.db.backends.postgresql"], True),
+        (["django.db.backends.mysql"], False),  # mysqlclient does not load in one
+        (["django.db.backends.mysql", "django.db.backends.mysql"], False),
+        (["django.db.backends.mysql", "django.db.backends.sqlite3"], True),  # the backend decides
+    ],
+)
+def test_a_database_store_that_can_only_be_mysql_starts_nothing(
+    engines: list[str], started: bool
+) -> None:
+    params = {"BACKEND": early.DATABASE_BACKEND}
+    databases = {f"db{n}": {"ENGINE": engine} for n, engine in enumerate(engines)}
+    assert early._runs_subinterpreters(params, databases) is started
+    redis = {"BACKEND": "tandem.backends.redis.RedisBackend"}
+    assert early._runs_subinterpreters(redis, databases) is True  # the tasks are not there
+
+
 def test_its_environment_is_the_one_the_pools_give_their_workers(use_pools: Any) -> None:
     """``warmup`` adopts it only if equal: a difference would silently cost the head start."""
     use_pools(pools=pool("subinterpreter", workers=1))

@@ -35,6 +35,7 @@ from typing import Any
 RUNNING = ("serve", "worker")
 #: Arguments after which the command runs no pool in this process (``warmup.NO_POOLS``).
 NO_POOLS = ("-h", "--help", "--supervise")
+DATABASE_BACKEND = "tandem.backends.database.DatabaseBackend"
 #: Run in the new interpreter, with the environment pickled into its ``__main__``.
 SETUP_SOURCE = """\
 import pickle as _pickle
@@ -133,7 +134,7 @@ def _environment_for(argv: list[str]) -> tuple[Any, ...] | None:
 
     alias = _backend_alias(args)
     params = getattr(settings, "TASKS", {}).get(alias)
-    if not isinstance(params, Mapping) or not _runs_subinterpreters(params):
+    if not isinstance(params, Mapping) or not _runs_subinterpreters(params, settings.DATABASES):
         return None
     # As ``runner.worker_environment()`` will give it once Django is set up (``connections``
     # fill missing names in as ""): ``warmup`` adopts the interpreter only if they are equal.
@@ -165,10 +166,18 @@ def _backend_alias(args: list[str]) -> str:
     return alias
 
 
-def _runs_subinterpreters(params: Mapping[str, Any]) -> bool:
+def _runs_subinterpreters(params: Mapping[str, Any], databases: Mapping[str, Any]) -> bool:
     """Whether a pool of this backend would run on subinterpreters, by its settings as written
-    (``tandem.conf`` decides for real once the backend loads; this may not import it yet)."""
-    if not str(params.get("BACKEND", "")).startswith("tandem."):
+    (``tandem.conf`` decides for real once the backend loads; this may not import it yet).
+
+    A database store can only be MariaDB/MySQL (whose driver does not load in a subinterpreter)
+    when every database is: then nothing starts. Otherwise the loaded backend has the last word.
+    """
+    backend = str(params.get("BACKEND", ""))
+    if not backend.startswith("tandem."):
+        return False
+    engines = [str(db.get("ENGINE", "")) for db in databases.values()]
+    if backend == DATABASE_BACKEND and engines and all("mysql" in e for e in engines):
         return False
     options = params.get("OPTIONS") or {}
     default = options.get("executor", "subinterpreter")
