@@ -3,7 +3,15 @@
 The public surface is deliberately small; everything else is private and may change.
 """
 
+# ruff: noqa: E402  (the early start below runs before the package's own imports, on purpose)
+
 from __future__ import annotations
+
+# First of all: ``manage.py tandem serve`` (or ``worker``) starts its first worker interpreter
+# setting Django up now, on another core, while this interpreter still imports (``early``).
+from tandem.worker.pools import early as _early
+
+_early.begin()
 
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal

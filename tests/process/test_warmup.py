@@ -1,5 +1,6 @@
 """``tandem worker`` from the command line: its subinterpreter pool's first worker is the
-interpreter the command started setting up ahead (``tandem.worker.pools.warmup``)."""
+interpreter started setting up ahead, at ``import tandem`` (``tandem.worker.pools.early``,
+adopted by ``tandem.worker.pools.warmup``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def test_tandem_worker_runs_its_first_task_in_the_interpreter_it_started_ahead(
     )
     assert worker.wait() == 0, worker.output()
     assert "its first worker is the interpreter set up ahead" in worker.stderr, worker.output()
+    # Started at ``import tandem``, during ``django.setup()`` (``early``), not after it.
+    assert "started during Django's set-up" in worker.stderr, worker.output()
     assert "stopped: 1 task(s) settled." in worker.stdout
     assert "remaining subinterpreters" not in worker.stderr
     placed.refresh()

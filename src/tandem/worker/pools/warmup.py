@@ -24,8 +24,11 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tandem.worker.pools import early
+
 if TYPE_CHECKING:
     from tandem.conf import BackendOptions
+    from tandem.worker.pools.early import Early
     from tandem.worker.pools.subinterpreters import _Interpreter
 
 logger = logging.getLogger("tandem.worker")
@@ -40,8 +43,9 @@ NO_POOLS = ("-h", "--help", "--supervise")
 class _Warming:
     """One interpreter setting Django up on a thread of its own."""
 
-    def __init__(self, environment: tuple[Any, ...]) -> None:
+    def __init__(self, environment: tuple[Any, ...], early: Early | None = None) -> None:
         self.environment = environment
+        self.early = early  # one started during Django's set-up, adopted if set up alike
         self.worker: _Interpreter | None = None
         self._lock = threading.Lock()
         self._unwanted = False
@@ -57,16 +61,21 @@ class _Warming:
         from tandem.worker.pools import runner
         from tandem.worker.pools.startup import StartupFailure, from_exception
 
-        try:
-            interp = interpreters.create()
-        except Exception:  # could not even create one: the proof creates its own and says why
-            logger.debug("the warm-up interpreter could not be created", exc_info=True)
-            return
         failure: StartupFailure | None = None
-        try:
-            interp.call(runner.setup, *self.environment)
-        except Exception as exc:
-            failure = from_exception("subinterpreter", "setting Django up", exc)
+        interp, error = self._adopt_early()
+        if interp is not None:
+            if error is not None:
+                failure = from_exception("subinterpreter", "setting Django up", error)
+        else:
+            try:
+                interp = interpreters.create()
+            except Exception:  # not even one: the proof creates its own and says why not
+                logger.debug("the warm-up interpreter could not be created", exc_info=True)
+                return
+            try:
+                interp.call(runner.setup, *self.environment)
+            except Exception as exc:
+                failure = from_exception("subinterpreter", "setting Django up", exc)
         try:
             from tandem.worker.pools.subinterpreters import _Interpreter
 
@@ -80,6 +89,21 @@ class _Warming:
             unwanted = self._unwanted
         if unwanted:
             _close(worker)
+
+    def _adopt_early(self) -> tuple[Any, BaseException | None]:
+        """The interpreter ``early`` started during Django's set-up and its set-up's error, if
+        it was set up with this environment; else (None, None) (and it is closed)."""
+        early = self.early
+        if early is None:
+            return None, None
+        interp, error = early.result()
+        if interp is not None and early.environment == self.environment:
+            logger.debug("the interpreter set up ahead was started during Django's set-up")
+            return interp, error
+        if interp is not None:
+            with contextlib.suppress(Exception):
+                interp.close()
+        return None, None
 
     def result(self) -> _Interpreter | None:
         self.thread.join()
@@ -111,7 +135,7 @@ def begin(environment: tuple[Any, ...]) -> None:
     with _lock:
         if _pending is not None:
             return
-        _pending = _Warming(environment)
+        _pending = _Warming(environment, early.take())
         _pending.thread.start()
         if not _registered:
             _registered = True
