@@ -33,9 +33,11 @@ class Inbox:
         self._start = start  # starts a task in the interpreter; False when it cannot run there
         self._signal = signal
         self._signal_w = signal_w
+        self._poll = select.poll()  # (not ``select.select``: fds past 1023 are common in a server)
+        self._poll.register(signal, select.POLLIN)
         self._items: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()
         self._started: StoredTask | None = None
-        self._ended = b""
+        self._ended: bytes | None = None
         #: The interpreter's loop ended while this worker was idle (``get`` then returns None).
         self.lost = False
 
@@ -52,7 +54,7 @@ class Inbox:
     def get(self, block: bool = True, timeout: float | None = None) -> StoredTask | None:
         """The task ``put`` started, once it has ended (``ended`` then gives its signal), or the
         next item queued; ``queue.Empty`` after ``timeout`` seconds without either."""
-        if timeout is not None and not select.select([self._signal], [], [], timeout)[0]:
+        if timeout is not None and not self._poll.poll(timeout * 1000):
             raise queue.Empty
         signal = os.read(self._signal, 1)
         if signal == QUEUED:
@@ -65,5 +67,5 @@ class Inbox:
     def ended(self) -> bytes | None:
         """The signal the ending of the task ``get`` returned sent, when ``put`` started that
         task; None when it was not started yet (it came from the queue)."""
-        ended, self._ended = self._ended, b""
-        return ended or None
+        ended, self._ended = self._ended, None
+        return ended

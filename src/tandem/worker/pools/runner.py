@@ -166,8 +166,8 @@ def run(task: StoredTask, timeout: float | None, interrupter: Interrupter | None
         close_old_connections()
 
 
-#: The longest a worker's ``Interrupter`` sleeps at a time (seconds; ``select`` refuses
-#: enormous timeouts): it looks at the deadline again then.
+#: The longest a worker's ``Interrupter`` sleeps at a time (seconds; ``poll`` refuses enormous
+#: timeouts): it looks at the deadline again then.
 LONGEST_WAIT = 3600.0
 
 
@@ -224,6 +224,8 @@ class Interrupter:
 
         from tandem.exceptions import LeaseLost, TaskTimeout
 
+        poll = select.poll()  # (not ``select.select``: fds past 1023 are common in a server)
+        poll.register(self._signal, select.POLLIN)
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -233,7 +235,7 @@ class Interrupter:
                 wake = self._deadline if self._deadline is not None else self._latest
                 wait = min(max(0.0, wake - now), LONGEST_WAIT) if wake is not None else LONGEST_WAIT
                 self._wakes_at = now + wait
-            if not select.select([self._signal], [], [], wait)[0]:
+            if not poll.poll(wait * 1000):
                 with self._lock:
                     if self._deadline is not None and time.monotonic() >= self._deadline:
                         self._deadline = None  # once per attempt

@@ -428,7 +428,7 @@ class SubinterpreterPool(SlotPool):
                     else:
                         slot.finish(crash_outcome(task, failure.describe()))
                     continue
-                outcome = worker.outcome(signal or os.read(worker.done_r, 1))
+                outcome = worker.outcome(os.read(worker.done_r, 1) if signal is None else signal)
                 if outcome is None:
                     # Something escaped the runner itself: record the failure, fresh interpreter.
                     slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
