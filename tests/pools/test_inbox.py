@@ -95,3 +95,39 @@ def test_a_task_for_an_idle_interpreter_is_sent_by_the_thread_that_submits_it(
         assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
     assert senders[0] == here
     assert senders[1].startswith("tandem-") and senders[1] != here, senders
+
+
+@needs_subinterpreters
+@pytest.mark.django_db(transaction=True)
+def test_an_interpreter_whose_loop_ended_while_idle_is_replaced_before_the_next_task() -> None:
+    """The worker's thread, waiting for work, hears that the loop ended (``b"!"``): a fresh
+    interpreter takes the seat, and the next task runs there instead of failing as crashed."""
+    from tandem.conf import PoolConfig
+    from tandem.execution import Outcome
+    from tandem.worker.pools.subinterpreters import SubinterpreterPool
+    from tests.support.processes import wait_until
+
+    outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    config = PoolConfig(
+        name="lost",
+        queues=("default",),
+        workers=1,
+        executor="subinterpreter",
+        poll_interval=1.0,
+        max_attempts=1,
+        backoff=1.0,
+        idle_close=None,
+    )
+    subject = SubinterpreterPool(config, outcomes.put)
+    assert subject.prove([]) is None
+    subject.start()
+    try:
+        first = subject._live_slots()[0]
+        wait_until(lambda: first.mailbox in subject._idle, "the worker to wait for work")
+        os.write(first.handle.done_w, b"!")
+        wait_until(lambda: subject.restarts == 1, "the seat to be given to a fresh worker")
+        subject.submit(running_task(task_path="tests.tasks.noop"))
+        outcome = outcomes.get(timeout=60)
+        assert outcome.succeeded, outcome.error
+    finally:
+        assert subject.stop(30)
