@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import collections
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from tandem.brokers.base import StoredTask
 from tandem.conf import AUTO_PREFETCH_PER_WORKER, PREFETCH_WINDOW, PoolConfig
 from tandem.execution import Outcome, is_coroutine_task
 from tandem.worker.pools.lanes import Arrived, AsyncLanes, Ended, Lane, ThreadLane
-from tandem.worker.pools.slots import DeadlineMonitor, Slot
+from tandem.worker.pools.slots import DeadlineMonitor, Mailbox, Slot
 from tandem.worker.pools.startup import StartupFailure
 
 Deliver = Callable[[Outcome], None]
@@ -125,7 +124,7 @@ class SlotPool(ExecutionPool):
     def __init__(self, config: PoolConfig, deliver: Deliver) -> None:
         super().__init__(config, deliver)
         self._backlog: collections.deque[StoredTask | None] = collections.deque()
-        self._idle: list[queue.SimpleQueue[StoredTask | None]] = []  # idle workers' mailboxes
+        self._idle: list[Mailbox] = []  # idle workers' mailboxes
         self._dispatch = threading.Lock()
         self._slots: list[Slot] = []
         self._lock = threading.Lock()
@@ -229,6 +228,9 @@ class SlotPool(ExecutionPool):
 
     def _replace(self, slot: Slot) -> None:
         """Retire ``slot`` for good and give its seat to a fresh worker."""
+        with self._dispatch:  # (a worker that ended while idle: no task may be put there)
+            if slot.mailbox in self._idle:
+                self._idle.remove(slot.mailbox)
         with self._lock:
             if slot in self._slots:
                 self._slots.remove(slot)

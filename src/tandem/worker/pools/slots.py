@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
@@ -80,6 +80,15 @@ def crash_outcome(task: StoredTask, what: str) -> Outcome:
     return ended_outcome(task, "WorkerCrashed", what)
 
 
+class Mailbox(Protocol):
+    """Where an idle worker waits for its next task (``STOP``: None): a ``queue.SimpleQueue``,
+    or a subinterpreter worker's ``Inbox``."""
+
+    def put(self, item: StoredTask | None) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> StoredTask | None: ...
+
+
 class Slot:
     """One worker's current task, deadline and fate."""
 
@@ -93,7 +102,7 @@ class Slot:
         self.retired = False
         self.tasks_done = 0
         self.thread: threading.Thread | None = None  # the supervisor-side thread of this slot
-        self.mailbox: queue.SimpleQueue[StoredTask | None] = queue.SimpleQueue()  # see SlotPool
+        self.mailbox: Mailbox = queue.SimpleQueue()  # see SlotPool
         self.handle: Any = None  # the pool's own worker object (e.g. a child process)
 
     def begin(self, task: StoredTask, timeout: float | None) -> None:

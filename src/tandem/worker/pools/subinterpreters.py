@@ -8,14 +8,15 @@ one ready interpreter (each costs about 30 MiB with Django set up; ``idle_keep``
 a task arriving at an idle pool waits for one to set up). With ``idle_close`` None, every
 worker's interpreter starts with the pool and stays.
 
-A worker is an interpreter entered once by a thread of its own, which runs ``runner.serve``: the
-slot's thread hands it one task at a time through an ``interpreters`` queue and a pipe byte, and
-reads the outcome back the same way (about 50 µs a round trip, where an ``Interpreter.call()``
-per task cost 0.5 to 0.9 ms; no polling on the hot path).
+A worker is an interpreter entered once by a thread of its own, which runs ``runner.serve``: it
+gets one task at a time through an ``interpreters`` queue and a pipe byte, and sends the outcome
+back the same way (about 50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to
+0.9 ms). The thread that submits a task sends it to an idle worker (``inbox``); the slot's thread
+sends those from the pool's backlog, and reads every outcome back.
 
-Timeouts: a watchdog inside the interpreter raises ``TaskTimeout`` in the task at the deadline
+Timeouts: the interpreter's interrupter thread raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
-returned ``RETIRE_GRACE`` seconds later is retired — never given work again — and replaced.
+returned ``overdue_grace`` seconds later is retired — never given work again — and replaced.
 
 Limits (see docs/explanation/pools.md): C extensions without subinterpreter support do not
 import. The supervisor proves before the pool starts that one interpreter sets Django up and
@@ -42,6 +43,7 @@ from tandem.conf import PoolConfig
 from tandem.execution import Outcome
 from tandem.worker.pools import handoff, runner, warmup
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
+from tandem.worker.pools.inbox import Inbox
 from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
 from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
 from tandem.worker.pools.startup import StartupFailure, from_exception, refused_module
@@ -63,8 +65,7 @@ def available() -> bool:
 
 def release_memory() -> None:
     """Give the C heap's free memory back to the system (glibc's ``malloc_trim``) after an
-    interpreter closed: most of the 30 MiB a worker interpreter held is otherwise kept by
-    ``malloc`` for later use, and the process's RSS does not go down."""
+    interpreter closed: ``malloc`` keeps most of its 30 MiB otherwise, and RSS stays up."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
@@ -161,13 +162,16 @@ class _Interpreter:
             self.crash = f"the worker interpreter failed: {exc}"
         finally:
             with contextlib.suppress(OSError):
-                os.write(self.done_w, b"!")  # wakes a waiting run(): no outcome will come
+                os.write(self.done_w, b"!")  # wakes its slot's thread: no outcome will come
 
-    def run(self, task: StoredTask, timeout: float | None) -> Outcome | None:
-        """Run ``task`` there; its outcome, or None when the interpreter's loop ended instead."""
+    def send(self, task: StoredTask, timeout: float | None) -> None:
+        """Start ``task`` there; a byte on ``done_r`` tells when it ended (``outcome``)."""
         self.tasks.put((handoff.encode(task), timeout))
         os.write(self.wake_w, b".")
-        if os.read(self.done_r, 1) != b".":
+
+    def outcome(self, signal: bytes) -> Outcome | None:
+        """The outcome of the task sent, after ``signal``; None: the interpreter's loop ended."""
+        if signal != b".":
             return None
         outcome: Outcome = handoff.decode(self.results.get_nowait())
         return outcome
@@ -412,18 +416,19 @@ class SubinterpreterPool(SlotPool):
             slot.handle = worker
         finally:
             self._became_ready()
+        inbox = Inbox(lambda t: self._start(slot, worker, t) is None, worker.done_r, worker.done_w)
+        slot.mailbox = inbox  # (not idle before this: nothing was put in the one it replaces)
         try:
             while (task := self._next(slot)) is not STOP:
-                slot.begin(task, self.timeout_for(task))
-                if worker.setup_error is not None:
-                    failure = worker.setup_error
+                signal = inbox.ended()
+                if signal is None and (failure := self._start(slot, worker, task)) is not None:
                     text = f"{failure.error}\n{failure.details}"
                     if refused_module(text) and slot.take(task.id) is not None:
                         self._refused(task, text)
                     else:
                         slot.finish(crash_outcome(task, failure.describe()))
                     continue
-                outcome = worker.run(task, self.timeout_for(task))
+                outcome = worker.outcome(os.read(worker.done_r, 1) if signal is None else signal)
                 if outcome is None:
                     # Something escaped the runner itself: record the failure, fresh interpreter.
                     slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
@@ -436,12 +441,22 @@ class SubinterpreterPool(SlotPool):
                     slot.finish(outcome)
                 if slot.retired:
                     return  # overran its deadline; a replacement already took its seat
+            if inbox.lost:  # the interpreter's loop ended while idle: a fresh one takes the seat
+                self._replace(slot)
         finally:
             worker.close()
             with self._lock:
                 gone = slot not in self._slots and not self._stopping
             if gone:  # closed while the pool goes on (idle, crashed, retired)
                 release_memory()
+
+    def _start(self, slot: Slot, worker: _Interpreter, task: StoredTask) -> StartupFailure | None:
+        """Begin ``task`` in ``slot``, send it to ``worker``; or why Django is not set up there."""
+        timeout = self.timeout_for(task)
+        slot.begin(task, timeout)
+        if worker.setup_error is None:
+            worker.send(task, timeout)
+        return worker.setup_error
 
     def stop(self, timeout: float | None) -> bool:
         with self._lock:
