@@ -196,9 +196,9 @@ local function blocked(backend, id)
   return over_rate(backend, id, true)
 end
 
--- Attempt `token` of task `id` gives back its concurrency slot, if it holds one.
-local function free_slot(backend, queue, id, token)
-  local ck = redis.call('HGET', task_key(id), 'concurrency_key')
+-- Attempt `token` of task `id` (concurrency key `ck`, as its caller read it with the task's
+-- other fields) gives back its concurrency slot, if it holds one.
+local function free_slot(backend, queue, id, token, ck)
   if not ck or ck == '' then return end
   local slots = key(backend, 'slots', ck)
   if redis.call('HGET', slots, id) == token then
@@ -267,7 +267,10 @@ end
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
 -- let it expire after the result TTL (ttl_ms '0': kept until pruned). Index entries older
 -- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
+-- Each index is trimmed once per script run, to the bound of the batch's first task: what a
+-- later task's bound would add is trimmed by the next run (and stats and counts trim first).
 local resolve_children
+local trimmed = {}
 
 finish = function(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below,
                       now_iso, now_stamp)
@@ -279,7 +282,10 @@ finish = function(backend, queue, id, status, unique_key, finished_score, ttl_ms
   redis.call('ZADD', done, finished_score, id)
   if ttl_ms ~= '0' then
     redis.call('PEXPIRE', task_key(id), ttl_ms)
-    redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
+    if not trimmed[done] then
+      trimmed[done] = true
+      redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
+    end
   end
   resolve_children(id, status, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
 end
@@ -339,7 +345,7 @@ resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_
     end
   end
   if ttl_ms ~= '0' then
-    redis.call('PEXPIRE', children_key, ttl_ms)
+    if #children > 0 then redis.call('PEXPIRE', children_key, ttl_ms) end  -- (else no key)
     redis.call('PEXPIRE', P .. ':parents:' .. id, ttl_ms)
   end
 end
