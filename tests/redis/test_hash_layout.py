@@ -284,3 +284,27 @@ def test_fields_with_separators_and_non_ascii_text_arrive_whole(
     assert broker.push([new_task(unique_key="12;34,ключ✓")]) == [task.id]
     [claimed] = broker.claim(["q;1,2"], 1, "w1", LEASE, T0)
     assert (claimed.id, claimed.kwargs) == (task.id, {"ключ": "値,;"})
+
+
+def test_a_claim_answers_the_hash_as_stored_whatever_its_text(
+    make_broker: Callable[..., RedisBroker], redis_client: redis.Redis
+) -> None:
+    """The claim answers each task's hash as one JSON array (Redis's cjson): text that JSON
+    escapes or spells in several ways arrives as it was stored, and an old hash's attempts go
+    on from its count."""
+    broker = make_broker()
+    text = 'quote " back \\ slash / tab \t nl \n nul \x00 del \x7f ü 😀 \u2028'
+    task = new_task(args=[text], kwargs={text: text})
+    assert broker.push([task]) == [task.id]
+    old = new_task(priority=-1)
+    store_old(redis_client, old)
+    redis_client.hset(k("task", old.id), mapping={"attempts": "2", "worker_ids": '["w0", "w9"]'})
+
+    first, second = broker.claim(["default"], 2, "w/1", LEASE, T0)
+    assert (first.id, first.args, first.kwargs) == (task.id, [text], {text: text})
+    assert (first.worker_ids, first.worker_id, first.started_at) == (("w/1",), "w/1", T0)
+    assert (second.id, second.worker_ids) == (old.id, ("w0", "w9", "w/1"))
+    assert redis_client.hget(k("task", task.id), "attempts") == "1"
+    assert redis_client.hget(k("task", old.id), "attempts") == "3"
+    for claimed in (first, second):
+        assert broker.get(claimed.id) == claimed  # the reply is the hash after the claim

@@ -13,7 +13,7 @@ import redis
 
 from tandem.brokers.base import NewTask
 from tandem.brokers.redis import RedisBroker
-from tandem.brokers.redis_client import transaction
+from tandem.brokers.redis_client import command, transaction
 from tandem.brokers.redis_codec import push_arg
 from tests.support.redis_store import PREFIX, URL, at, delete_keys, k, keys, new_task
 
@@ -232,3 +232,29 @@ def test_replies_are_read_as_lines_where_they_are_lines(
         assert transaction(client, [("INCR", k("q"))]) == [5]
     finally:
         client.close()
+
+
+# -- one command (``command``: every script call) ------------------------------------------------
+
+
+def test_one_command_answers_as_execute_command_does(redis_client: redis.Redis) -> None:
+    text = "é€😀 ascii"
+    assert command(redis_client, ["SET", k("c"), text]) == "OK"
+    assert command(redis_client, ["GET", k("c")]) == text
+    assert command(redis_client, ["EVAL", "return {ARGV[1], 7}", "0", text]) == [text, 7]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        command(redis_client, ["SADD", k("c"), "x"])
+    with pytest.raises(redis.exceptions.NoScriptError):
+        command(redis_client, ["EVALSHA", "0" * 40, "0"])
+    assert command(redis_client, ["GET", k("c")]) == text  # the connection is still in step
+
+
+def test_one_command_on_a_single_connection_client(redis_client: redis.Redis) -> None:
+    single = redis.Redis(
+        connection_pool=redis_client.connection_pool, single_connection_client=True
+    )
+    try:
+        assert command(single, ["EVAL", "return redis.call('SET', KEYS[1], '1')", "1", k("z")])
+        assert command(single, ["GET", k("z")]) == "1"
+    finally:
+        single.close()

@@ -47,7 +47,7 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
-from tandem.brokers.redis_client import store_errors, transaction
+from tandem.brokers.redis_client import command, store_errors, transaction
 from tandem.brokers.redis_codec import (
     EPOCH,
     MICROSECOND,
@@ -62,7 +62,6 @@ from tandem.brokers.redis_codec import (
     score,
     stamp,
     stored_task,
-    unpack,
 )
 from tandem.brokers.redis_queues import RedisQueues
 from tandem.brokers.redis_registry import RedisWorkerRegistry
@@ -124,16 +123,17 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
         return pubsub
 
     def _run(self, name: str, *args: str | int) -> Any:
-        # EVALSHA as redis-py's Script.__call__ sends it, without its per-call imports and
-        # pipeline checks (every enqueue runs one): after a NOSCRIPT reply the script is loaded
-        # again and the call retried.
+        # EVALSHA, packed here (``redis_client.command``): every enqueue with a unique key and
+        # every claim and settle runs one. After a NOSCRIPT reply the script is loaded again
+        # and the call retried.
         script = self._scripts[name]
-        execute: Callable[..., Any] = self.client.execute_command
+        request = ["EVALSHA", script.sha, "0", self.prefix]
+        request += [a if isinstance(a, str) else str(a) for a in args]
         try:
-            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
+            return command(self.client, request)
         except redis.exceptions.NoScriptError:
-            script.sha = self.client.script_load(script.script)
-            return execute("EVALSHA", script.sha, 0, self.prefix, *args)
+            script.sha = request[1] = self.client.script_load(script.script)
+            return command(self.client, request)
 
     def _ttl_args(self, finished_at: datetime) -> tuple[str, str]:
         """The result TTL in ms ('0': none) and the index entries it has expired (epoch µs)."""
@@ -259,7 +259,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(unpack(fields)) for fields in claimed]
+        return [self._task(json.loads(fields)) for fields in claimed]
 
     @store_errors
     def renew(
@@ -462,7 +462,7 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
             rates.pool_key(queues),
             *queues,
         )
-        return [self._task(unpack(fields)) for fields in claimed]
+        return [self._task(json.loads(fields)) for fields in claimed]
 
 
 # The value encodings live in redis_codec; these names stay importable from here.

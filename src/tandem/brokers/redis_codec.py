@@ -181,27 +181,6 @@ def pack(fields: list[str]) -> str:
     return f"{lengths};{body}"
 
 
-def unpack(packed: str) -> list[str]:
-    """The strings a script packed into one (lengths in bytes, comma-separated, ``;``, then the
-    strings one after another): ``pack``'s inverse, for replies."""
-    head, _, body = packed.partition(";")
-    if not head:
-        return []
-    lengths = [int(n) for n in head.split(",")]
-    items: list[str] = []
-    at = 0
-    if len(body) == sum(lengths):  # ASCII (the common case): bytes and characters agree
-        for n in lengths:
-            items.append(body[at : at + n])
-            at += n
-        return items
-    data = body.encode()
-    for n in lengths:
-        items.append(data[at : at + n].decode())
-        at += n
-    return items
-
-
 def push_arg(t: NewTask) -> str:
     """A new task as the one argument ``PUSH``, ``PUSH_WORKFLOW`` and ``FIRE_TICK`` take for it."""
     return pack(push_fields(t))

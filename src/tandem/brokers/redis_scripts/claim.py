@@ -7,8 +7,8 @@ from __future__ import annotations
 # ARGV: prefix, backend, limit, worker id, worker id as JSON, lease (iso, or '' on the store's
 # clock), lease (epoch us, or its length in us on the store's clock), now (iso), now (stamp),
 # attempt token, result TTL (ms), TTL trim bound (epoch us), now (epoch us), the pool's rate
-# ('' for none) and its limit key, queue names... Returns the claimed tasks (HGETALL each,
-# packed in one string), in order.
+# ('' for none) and its limit key, queue names... Returns the claimed tasks (HGETALL each, as
+# one JSON array), in order.
 CLAIM = """
 local backend, limit, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now_iso, now, token = ARGV[8], ARGV[9], ARGV[10]

@@ -69,10 +69,15 @@ local function claim_order(a, b)
   return string.sub(a[2], 20, 37) < string.sub(b[2], 20, 37)
 end
 
--- The store's clock (TIME), in microseconds since the Unix epoch (exact in a Lua number).
+-- The store's clock (TIME), in microseconds since the Unix epoch (exact in a Lua number): read
+-- once per script run (a claim's lease and its rate clock ask for it), which is one moment.
+local clock_us
 local function store_now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if not clock_us then
+    local t = redis.call('TIME')
+    clock_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return clock_us
 end
 
 -- Epoch microseconds as ISO 8601 UTC text (days to a civil date: H. Hinnant's algorithm).
@@ -154,7 +159,7 @@ end
 -- candidate's flow control, then its state when it takes it, and nothing the script writes in
 -- between changes them (a take changes only its own task, once).
 local VIEW = {'concurrency_key', 'concurrency_limit', 'on_limit', 'rate_limit', 'task_path',
-  'status', 'started_at', 'worker_ids', 'errors', 'unique_key'}
+  'status', 'started_at', 'worker_ids', 'errors', 'unique_key', 'attempts'}
 local viewed = {}
 local function view(id)
   local v = viewed[id]
@@ -191,9 +196,9 @@ local function blocked(backend, id)
   return over_rate(backend, id, true)
 end
 
--- Attempt `token` of task `id` gives back its concurrency slot, if it holds one.
-local function free_slot(backend, queue, id, token)
-  local ck = redis.call('HGET', task_key(id), 'concurrency_key')
+-- Attempt `token` of task `id` (concurrency key `ck`, as its caller read it with the task's
+-- other fields) gives back its concurrency slot, if it holds one.
+local function free_slot(backend, queue, id, token, ck)
   if not ck or ck == '' then return end
   local slots = key(backend, 'slots', ck)
   if redis.call('HGET', slots, id) == token then
@@ -248,23 +253,24 @@ local function take(backend, queue, rank, worker, token, lease_iso, lease_score,
   if flow.pool_rate then rate_start(backend, flow.pool_key, flow.pool_rate, token .. ':' .. id) end
   local started = t[7]
   if not started or started == '' then started = now_iso end
+  -- attempts + 1 in the same HSET (read with the view; a missing field is 0 attempts).
   redis.call('HSET', t_key, 'status', 'RUNNING', 'worker_id', worker, 'attempt_token', token,
     'lease_expires_at', lease_iso, 'started_at', started, 'last_attempted_at', now_iso,
-    'worker_ids', append(t[8], entry))
-  redis.call('HINCRBY', t_key, 'attempts', 1)
+    'worker_ids', append(t[8], entry), 'attempts', (tonumber(t[11]) or 0) + 1)
   redis.call('ZADD', key(backend, 'running', queue), lease_score, id)
-  -- The hash as one string (redis_codec.unpack reads it): one reply to parse, not one per
-  -- field and value, which is most of what a worker's client spends on a claim.
-  local fields = redis.call('HGETALL', t_key)
-  local lengths = {}
-  for i = 1, #fields do lengths[i] = #fields[i] end
-  return table.concat(lengths, ',') .. ';' .. table.concat(fields)
+  -- The hash as one JSON array of its fields and values (cjson: C, in Redis; json.loads in
+  -- the client): one reply to parse, not one per field and value, which is most of what a
+  -- worker's client spends on a claim.
+  return cjson.encode(redis.call('HGETALL', t_key))
 end
 
 -- A task ended SUCCESSFUL or FAILED: free its unique key, index it for stats and prune, and
 -- let it expire after the result TTL (ttl_ms '0': kept until pruned). Index entries older
 -- than the TTL (trim_below, epoch us) are dropped with it: their hashes have expired.
+-- Each index is trimmed once per script run, to the bound of the batch's first task: what a
+-- later task's bound would add is trimmed by the next run (and stats and counts trim first).
 local resolve_children
+local trimmed = {}
 
 finish = function(backend, queue, id, status, unique_key, finished_score, ttl_ms, trim_below,
                       now_iso, now_stamp)
@@ -276,7 +282,10 @@ finish = function(backend, queue, id, status, unique_key, finished_score, ttl_ms
   redis.call('ZADD', done, finished_score, id)
   if ttl_ms ~= '0' then
     redis.call('PEXPIRE', task_key(id), ttl_ms)
-    redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
+    if not trimmed[done] then
+      trimmed[done] = true
+      redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. trim_below)
+    end
   end
   resolve_children(id, status, finished_score, ttl_ms, trim_below, now_iso, now_stamp)
 end
@@ -336,7 +345,7 @@ resolve_children = function(id, status, finished_score, ttl_ms, trim_below, now_
     end
   end
   if ttl_ms ~= '0' then
-    redis.call('PEXPIRE', children_key, ttl_ms)
+    if #children > 0 then redis.call('PEXPIRE', children_key, ttl_ms) end  -- (else no key)
     redis.call('PEXPIRE', P .. ':parents:' .. id, ttl_ms)
   end
 end

@@ -19,11 +19,11 @@ for i = 1, #A, 12 do
   local id, worker, status, error = A[i], A[i + 1], A[i + 2], A[i + 7]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
-    'errors', 'rank', 'priority', 'unique_key', 'attempt_token')
+    'errors', 'rank', 'priority', 'unique_key', 'attempt_token', 'concurrency_key')
   if t[1] == 'RUNNING' and t[2] == worker and t[9] == A[i + 11] then
     local backend, queue = t[3], t[4]
     redis.call('ZREM', key(backend, 'running', queue), id)
-    free_slot(backend, queue, id, t[9])
+    free_slot(backend, queue, id, t[9], t[10])
     local errors = t[5] or '[]'
     if error ~= '' then errors = append(errors, error) end
     if status == 'READY' then
@@ -33,10 +33,13 @@ for i = 1, #A, 12 do
         'cancel_requested_at', '')
       make_ready(backend, queue, rank, t[7], A[i + 5])
     else
-      redis.call('HSET', t_key, 'status', status, 'errors', errors,
-        'finished_at', A[i + 3], 'worker_id', '', 'lease_expires_at', '',
-        'cancel_requested_at', '', 'unique_key', '')
-      if error == '' then redis.call('HSET', t_key, 'return_value', A[i + 6]) end
+      local ended = {'status', status, 'errors', errors, 'finished_at', A[i + 3],
+        'worker_id', '', 'lease_expires_at', '', 'cancel_requested_at', '', 'unique_key', ''}
+      if error == '' then
+        ended[#ended + 1] = 'return_value'
+        ended[#ended + 1] = A[i + 6]
+      end
+      redis.call('HSET', t_key, unpack(ended))
       finish(backend, queue, id, status, t[8], A[i + 4], ttl, A[i + 10], A[i + 3],
         A[i + 5])
     end
@@ -55,10 +58,10 @@ for i = 6, #ARGV, 2 do
   local id = ARGV[i]
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'backend', 'queue_name',
-    'errors', 'rank', 'priority', 'attempt_token')
+    'errors', 'rank', 'priority', 'attempt_token', 'concurrency_key')
   if t[1] == 'RUNNING' and t[2] == worker and t[8] == ARGV[i + 1] then
     redis.call('ZREM', key(t[3], 'running', t[4]), id)
-    free_slot(t[3], t[4], id, t[8])
+    free_slot(t[3], t[4], id, t[8], t[9])
     local rank = ARGV[4] .. string.sub(t[6], 19)
     redis.call('HSET', t_key, 'status', 'READY', 'errors', append(t[5], ARGV[5]),
       'available_at', ARGV[3], 'rank', rank, 'worker_id', '', 'lease_expires_at', '',
@@ -84,11 +87,11 @@ for i = 8, #ARGV, 4 do
   local t_key = task_key(id)
   local t = redis.call('HMGET', t_key, 'status', 'worker_id', 'lease_expires_at', 'backend',
     'queue_name', 'errors', 'attempts', 'max_attempts', 'rank', 'priority', 'unique_key',
-    'attempt_token')
+    'attempt_token', 'concurrency_key')
   if t[1] == 'RUNNING' and t[2] == worker and t[3] == ARGV[i + 2] then
     local backend, queue = t[4], t[5]
     redis.call('ZREM', key(backend, 'running', queue), id)
-    free_slot(backend, queue, id, t[12])
+    free_slot(backend, queue, id, t[12], t[13])
     local errors = append(t[6], ARGV[i + 3])
     local allowed = math.max(tonumber(t[8] or '1'), recovery_max_attempts)
     if tonumber(t[7] or '0') >= allowed then
