@@ -4,7 +4,9 @@ one up, adopted by ``warmup.begin`` and closed when nothing adopts it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,3 +175,12 @@ def test_one_nothing_adopts_is_closed_at_exit(use_pools: Any) -> None:
     early._discard()  # what ``atexit`` runs
     assert int(interp.id) not in open_interpreters()
     assert early._started is None
+
+
+def test_the_environment_crosses_as_json_text_never_a_pickle() -> None:
+    """A path for a database name arrives as its text; a name that is neither starts nothing."""
+    made = early.Early((["/a"], {"DJANGO_SETTINGS_MODULE": "s"}, {"default": Path("/t/db")}))
+    assert json.loads(made.text) == [["/a"], {"DJANGO_SETTINGS_MODULE": "s"}, {"default": "/t/db"}]
+    assert not made.thread.is_alive()  # (only ``begin`` starts it)
+    with pytest.raises(TypeError):
+        early.Early(([], {}, {"default": object()}))

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
-import pickle
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -36,12 +36,12 @@ RUNNING = ("serve", "worker")
 #: Arguments after which the command runs no pool in this process (``warmup.NO_POOLS``).
 NO_POOLS = ("-h", "--help", "--supervise")
 DATABASE_BACKEND = "tandem.backends.database.DatabaseBackend"
-#: Run in the new interpreter, with the environment pickled into its ``__main__``.
+#: Run in the new interpreter, with the environment as JSON text in its ``__main__``.
 SETUP_SOURCE = """\
-import pickle as _pickle
+import json as _json
 from tandem.worker.pools import runner as _runner
-_runner.setup(*_pickle.loads(_tandem_environment))
-del _pickle, _runner, _tandem_environment
+_runner.setup(*_json.loads(_tandem_environment))
+del _json, _runner, _tandem_environment
 """
 
 
@@ -50,6 +50,10 @@ class Early:
 
     def __init__(self, environment: tuple[Any, ...]) -> None:
         self.environment = environment
+        # JSON, not a pickle (tandem never imports pickle): a database name given as a path
+        # reaches the interpreter as its text, which Django takes alike. (Raises here, in the
+        # caller, for a name that is neither: then nothing starts.)
+        self.text = json.dumps(environment, default=os.fspath)
         self.interpreter: Any = None
         self.error: BaseException | None = None
         # Not a daemon, like ``warmup``'s: an exit during the set-up waits for it to end.
@@ -65,7 +69,7 @@ class Early:
             return
         self.interpreter = interp
         try:
-            interp.prepare_main(_tandem_environment=pickle.dumps(self.environment))
+            interp.prepare_main(_tandem_environment=self.text)
             interp.exec(SETUP_SOURCE)
         except Exception as exc:  # the pool's start-up proof reports it
             self.error = exc
@@ -91,10 +95,14 @@ def begin(argv: Sequence[str] | None = None) -> bool:
         return False
     if environment is None:
         return False
+    try:
+        early = Early(environment)
+    except (TypeError, ValueError):  # a database name that is not text (nor a path)
+        return False
     with _lock:
         if _started is not None:
             return False
-        _started = Early(environment)
+        _started = early
         _started.thread.start()
         if not _registered:
             _registered = True
