@@ -14,6 +14,7 @@ from django.tasks import TaskResultStatus
 
 from tandem.worker.pools import early, runner, warmup
 from tests import tasks
+from tests.support.doubles import wait_for
 from tests.support.pools import needs_subinterpreters, pool
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_subinterpreters]
@@ -184,3 +185,20 @@ def test_the_environment_crosses_as_json_text_never_a_pickle() -> None:
     assert not made.thread.is_alive()  # (only ``begin`` starts it)
     with pytest.raises(TypeError):
         early.Early(([], {}, {"default": object()}))
+
+
+def test_one_the_command_never_adopts_is_closed_with_the_interpreters_nobody_took(
+    use_pools: Any,
+) -> None:
+    """The settings as written said subinterpreters, the loaded backend did not (``warmup``
+    never began): once the executors are chosen (``warmup.discard``), it is closed, not kept
+    until exit."""
+    use_pools(pools=pool("subinterpreter", workers=1))
+    assert early.begin(["manage.py", "tandem", "worker"])
+    begun = early._started
+    assert begun is not None
+    interp, _ = begun.result()
+    assert int(interp.id) in open_interpreters()
+    warmup.discard()
+    assert early._started is None
+    wait_for(lambda: int(interp.id) not in open_interpreters(), "the stray interpreter closed")

@@ -165,6 +165,11 @@ def discard() -> None:
         warming, _pending = _pending, None
     if warming is not None:
         warming.drop()
+    stray = early.take()  # started during ``django.setup()``, but ``begin`` was never called
+    if stray is not None:
+        unwanted = _Warming(stray.environment, stray)
+        unwanted.drop()  # closed by its thread once set up
+        unwanted.thread.start()
 
 
 def pending() -> bool:
