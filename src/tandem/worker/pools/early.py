@@ -33,7 +33,8 @@ from typing import Any
 
 #: ``manage.py tandem <subcommand>``: the subcommands whose pools run tasks.
 RUNNING = ("serve", "worker")
-#: Arguments after which the command runs no pool in this process (``warmup.NO_POOLS``).
+#: Arguments after which the command runs no pool in this process: help, or ``serve
+#: --supervise`` (this process becomes the supervising parent; its child starts its own).
 NO_POOLS = ("-h", "--help", "--supervise")
 DATABASE_BACKEND = "tandem.backends.database.DatabaseBackend"
 #: Run in the new interpreter, with the environment as JSON text in its ``__main__``.
@@ -131,16 +132,11 @@ def _environment_for(argv: list[str]) -> tuple[Any, ...] | None:
     if sys.version_info < (3, 14) or not _in_main_interpreter():
         return None
     args = _command_args(argv)
-    if args is None or any(arg in NO_POOLS for arg in args):
-        return None
-    from tandem.cli import SUBCOMMANDS
-
-    named = [arg for arg in args if arg in SUBCOMMANDS]
-    if not named or named[0] not in RUNNING:
+    alias = None if args is None else pool_backend(args)
+    if alias is None:
         return None
     from django.conf import settings
 
-    alias = _backend_alias(args)
     params = getattr(settings, "TASKS", {}).get(alias)
     if not isinstance(params, Mapping) or not _runs_subinterpreters(params, settings.DATABASES):
         return None
@@ -164,7 +160,19 @@ def _command_args(argv: list[str]) -> list[str] | None:
     return argv[2:]
 
 
-def _backend_alias(args: list[str]) -> str:
+def pool_backend(args: Sequence[str]) -> str | None:
+    """The backend alias whose pools ``manage.py tandem`` runs with ``args`` (``serve`` or
+    ``worker``, ``--backend`` or "default"); None when it runs none here (help, ``--supervise``,
+    another subcommand)."""
+    if any(arg in NO_POOLS for arg in args):
+        return None
+    from tandem.cli import SUBCOMMANDS  # (imports nothing of tandem either)
+
+    # The first subcommand named: only the command's own options (and their values: a
+    # verbosity, a settings module) come before it.
+    named = [arg for arg in args if arg in SUBCOMMANDS]
+    if not named or named[0] not in RUNNING:
+        return None
     alias = "default"
     for index, arg in enumerate(args):
         if arg == "--backend" and index + 1 < len(args):
@@ -198,4 +206,4 @@ def _runs_subinterpreters(params: Mapping[str, Any], databases: Mapping[str, Any
     )
 
 
-__all__ = ["begin", "take"]
+__all__ = ["begin", "pool_backend", "take"]

@@ -33,12 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tandem.worker")
 
-#: The subcommands whose pools run tasks (``manage.py tandem <subcommand>``).
-RUNNING = ("serve", "worker")
-#: Arguments after which the command runs no pool in this process: help, or ``serve
-#: --supervise`` (this process becomes the supervising parent; its child starts its own).
-NO_POOLS = ("-h", "--help", "--supervise")
-
 
 class _Warming:
     """One interpreter setting Django up on a thread of its own."""
@@ -184,21 +178,9 @@ def begin_for_command(args: Sequence[str]) -> bool:
     nothing: the pool then sets its first worker up itself, as without a warm-up."""
     from tandem.conf import SUBINTERPRETERS_AVAILABLE
 
-    if not SUBINTERPRETERS_AVAILABLE or any(arg in NO_POOLS for arg in args):
+    alias = early.pool_backend(args) if SUBINTERPRETERS_AVAILABLE else None
+    if alias is None:
         return False
-    from tandem.cli import SUBCOMMANDS
-
-    # The first subcommand named: only the command's own options (and their values: a
-    # verbosity, a settings module) come before it.
-    named = [arg for arg in args if arg in SUBCOMMANDS]
-    if not named or named[0] not in RUNNING:
-        return False
-    alias = "default"
-    for index, arg in enumerate(args):
-        if arg == "--backend" and index + 1 < len(args):
-            alias = args[index + 1]
-        elif arg.startswith("--backend="):
-            alias = arg.partition("=")[2]
     try:
         from tandem.backends import tandem_backend
         from tandem.worker.pools.runner import worker_environment
