@@ -8,6 +8,9 @@ store is unavailable: back off and retry", as it does for the database.
 from __future__ import annotations
 
 import functools
+import io
+import os
+import re
 import select
 import socket
 import threading
@@ -164,6 +167,18 @@ def command(client: redis.Redis, args: Sequence[str]) -> Any:
         _checkin(pool, conn, fast)
 
 
+#: This process's id, kept up to date over forks: ``ConnectionPool._checkpid`` asks the kernel
+#: (``os.getpid()`` is a system call) twice per command.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 #: Per pool: whether ``_checkout`` may take its connections itself (``_plain_pool``).
 _plain_pools: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -201,7 +216,8 @@ def _checkout(pool: Any) -> tuple[Any, bool]:
     parser, pending data) goes through ``get_connection``'s full path, so a new or stale
     connection is made, counted and checked by redis-py."""
     if _plain_pool(pool):
-        pool._checkpid()
+        if pool.pid != _pid:  # forked: redis-py's check resets the pool
+            pool._checkpid()
         with pool._lock:
             idle = pool._available_connections
             conn = idle.pop() if idle else None
@@ -239,7 +255,8 @@ def _checkin(pool: Any, conn: Any, fast: bool) -> None:
     if not fast:
         pool.release(conn)
         return
-    pool._checkpid()
+    if pool.pid != _pid:
+        pool._checkpid()
     with pool._lock:
         try:
             pool._in_use_connections.remove(conn)
@@ -283,6 +300,14 @@ def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
     return replies
 
 
+@functools.cache
+def _integer_replies(count: int) -> re.Pattern[bytes]:
+    """``count`` ``+QUEUED`` lines, then ``EXEC``'s reply of ``count`` integers (captured)."""
+    return re.compile(
+        b"(?:\\+QUEUED\r\n){%d}\\*%d\r\n" % (count, count) + b":(-?[0-9]+)\r\n" * count
+    )
+
+
 def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
     """``EXEC``'s replies, having read ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` as lines
     from the pure-Python parser's buffer, and ``EXEC``'s too when they are all integers (as an
@@ -301,6 +326,15 @@ def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
         if readline() != b"+OK":
             buffer.rewind(start)
             return None
+        # The rest is in the buffer already (Redis writes a request's replies at once): one
+        # match instead of a readline per reply. Anything else is read line by line.
+        data = getattr(buffer, "_buffer", None)
+        if type(data) is io.BytesIO:
+            match = _integer_replies(count).match(data.getvalue(), data.tell())
+            if match is not None:
+                data.seek(match.end())
+                buffer.purge()
+                return [int(n) for n in match.groups()]
         for _ in range(count):
             if readline() != b"+QUEUED":
                 buffer.rewind(start)
