@@ -16,7 +16,14 @@ from django.tasks import task_backends
 
 from tandem.backends.base import TandemBackend
 from tandem.brokers.redis import RedisBroker
-from tandem.brokers.redis_client import _checkout, _plain_pool, _quiet, _resp, command
+from tandem.brokers.redis_client import (
+    _GET_CONNECTION_ARGS,
+    _checkout,
+    _plain_pool,
+    _quiet,
+    _resp,
+    command,
+)
 from tandem.brokers.redis_codec import plain_push, plain_push_request
 from tests import tasks
 from tests.redis.test_plain_push import variety
@@ -91,7 +98,7 @@ def test_a_connection_with_unread_data_goes_through_redis_pys_checks(
     pool = redis_client.connection_pool
     broker = make_broker()
     broker.push([new_task()])
-    connection = pool.get_connection()
+    connection = pool.get_connection(*_GET_CONNECTION_ARGS)
     connection.send_command("PING")  # type: ignore[no-untyped-call]
     assert connection.can_read(timeout=5)  # its reply has arrived (buffered now)
     pool.release(connection)  # type: ignore[no-untyped-call]
@@ -123,7 +130,7 @@ def test_only_redis_pys_plain_pool_is_shortcut(redis_client: redis.Redis) -> Non
 def test_only_a_connected_plain_socket_is_checked_by_select(redis_client: redis.Redis) -> None:
     pool = redis_client.connection_pool
     command(redis_client, ["PING"])
-    connection: Any = pool.get_connection()
+    connection: Any = pool.get_connection(*_GET_CONNECTION_ARGS)
     try:
         assert type(connection._sock) is socket.socket
         assert _quiet(connection)
