@@ -219,7 +219,7 @@ class TandemBackend(BaseTaskBackend):
         # Touches no database, no network: Django creates backends lazily, per thread.
         super().__init__(alias, params)
         self.params = params
-        self._checked_tasks: dict[int, tuple[AnyTask, Any]] = {}  # id -> (task, app configs)
+        self._checked_tasks: dict[int, tuple[AnyTask, Any, SharedByItems]] = {}  # _check_task
 
     @cached_property
     def tandem_options(self) -> BackendOptions:
@@ -291,19 +291,21 @@ class TandemBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------------------------
 
-    def _check_task(self, task: AnyTask) -> None:
+    def _check_task(self, task: AnyTask) -> SharedByItems:
         """``validate_task`` and ``unimportable`` once per task object (frozen) and installed
-        apps: what else they read is this backend's. Saves an enqueue() a few microseconds."""
+        apps (what else they read is this backend's), and its ``shared_by_items``, returned."""
         checked, configs = self._checked_tasks, apps.app_configs
         hit = checked.get(id(task))
         if hit is not None and hit[0] is task and hit[1] is configs:
-            return
+            return hit[2]
         self.validate_task(task)
         if reason := unimportable(task):
             raise InvalidTask(reason)
+        shared = self.shared_by_items(task)
         if len(checked) >= 256:  # tasks made per call (``task.using(...)``): bounded
             checked.clear()
-        checked[id(task)] = (task, configs)
+        checked[id(task)] = (task, configs, shared)
+        return shared
 
     def _new_task(
         self,
@@ -315,8 +317,8 @@ class TandemBackend(BaseTaskBackend):
         shared: SharedByItems | None = None,  # ``shared_by_items(task)``, made once per task
     ) -> NewTask:
         if not checked:
-            self._check_task(task)
-        if shared is None:
+            shared = self._check_task(task)
+        elif shared is None:
             shared = self.shared_by_items(task)
         # No arguments (common in a bulk enqueue): nothing to check or convert.
         no_args = type(args) in (tuple, list) and not args
@@ -387,11 +389,13 @@ class TandemBackend(BaseTaskBackend):
         new = self._new_task(task, args, kwargs)
         if tracing.enabled():
             with tracing.producer(new) as new:
-                [(result, fresh)] = self._results([task], [new], self._store([new]))
+                [stored_id] = self._store([new])
         else:  # the same without the context manager: every enqueue() pays for one
-            [(result, fresh)] = self._results([task], [new], self._store([new]))
-        if fresh:
-            send_task_enqueued(type(self), [result])
+            [stored_id] = self._store([new])
+        if stored_id != new.id:  # an active unique task's: no task_enqueued (as ``_results``)
+            return self.get_result(stored_id)
+        result = self._result_for(task, new)
+        send_task_enqueued(type(self), [result])
         return result
 
     async def aenqueue(
@@ -484,11 +488,8 @@ def _concurrency(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict
     """The flow-control fields of a ``NewTask`` (none for a task without a concurrency key)."""
     if not isinstance(task, Task) or task.concurrency_key is None:
         return {}
-    return {
-        "concurrency_key": task.concurrency_for(args, kwargs),
-        "concurrency_limit": task.concurrency_limit or 1,
-        "on_limit": task.on_limit,
-    }
+    key, limit = task.concurrency_for(args, kwargs), task.concurrency_limit or 1
+    return {"concurrency_key": key, "concurrency_limit": limit, "on_limit": task.on_limit}
 
 
 def _is_uuid(value: object) -> bool:

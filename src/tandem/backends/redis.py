@@ -79,8 +79,11 @@ class RedisBackend(TandemBackend):
 
     def _store(self, tasks: Sequence[NewTask]) -> list[str]:
         ids = self.broker.push(tasks)
-        for queue in sorted({t.queue_name for t in tasks}):
-            wakeup.notify(self.alias, queue)
+        if len(tasks) == 1:  # one enqueue(): one queue
+            wakeup.notify(self.alias, tasks[0].queue_name)
+        else:
+            for queue in sorted({t.queue_name for t in tasks}):
+                wakeup.notify(self.alias, queue)
         return ids
 
     async def _astore(self, tasks: Sequence[NewTask]) -> list[str]:

@@ -47,7 +47,7 @@ from tandem.brokers.base import (
     new_attempt_token,
     released_error,
 )
-from tandem.brokers.redis_client import command, store_errors, transaction
+from tandem.brokers.redis_client import command, store_errors, transaction, transaction_request
 from tandem.brokers.redis_codec import (
     EPOCH,
     MICROSECOND,
@@ -58,6 +58,7 @@ from tandem.brokers.redis_codec import (
     iso,
     pack,
     plain_push,
+    plain_push_request,
     push_arg,
     score,
     stamp,
@@ -173,6 +174,15 @@ class RedisBroker(RedisWorkflows, RedisQueues, RedisWorkerRegistry, Broker):
     def push(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
+        if len(tasks) == 1 and not tasks[0].unique_key:
+            # One enqueue(): its request packed in one go (``plain_push_request``), on a client
+            # with a pool (a single-connection client takes the commands, as do non-ASCII keys).
+            request = None
+            if getattr(self.client, "connection", None) is None:
+                request = plain_push_request(self.prefix, tasks[0])
+            if request is not None:
+                transaction_request(self.client, *request)
+                return [tasks[0].id]
         if not any(t.unique_key for t in tasks):
             # Nothing to look up first: the writes alone, in one MULTI (``plain_push``).
             transaction(self.client, plain_push(self.prefix, tasks))

@@ -8,7 +8,13 @@ store is unavailable: back off and retry", as it does for the database.
 from __future__ import annotations
 
 import functools
+import io
+import os
+import re
+import select
+import socket
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -118,15 +124,21 @@ def transaction(client: redis.Redis, commands: Sequence[Sequence[str]]) -> list[
         for command in commands:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return pipe.execute()
-    packed = [_resp([("MULTI",), *commands, ("EXEC",)])]
+    return transaction_request(client, _resp([("MULTI",), *commands, ("EXEC",)]), len(commands))
+
+
+def transaction_request(client: redis.Redis, request: bytes, count: int) -> list[Any]:
+    """``transaction`` of a request packed already: ``MULTI``, ``count`` commands and ``EXEC``
+    in RESP (``redis_codec.plain_push_request``), on a client without a single connection."""
+    packed = [request]
     pool = client.connection_pool
-    conn: Any = pool.get_connection(*_GET_CONNECTION_ARGS)
+    conn, fast = _checkout(pool)
     try:
         return conn.retry.call_with_retry(  # type: ignore[no-any-return]
-            lambda: _multi_exec(conn, packed, len(commands)), lambda _error: conn.disconnect()
+            lambda: _multi_exec(conn, packed, count), lambda _error: conn.disconnect()
         )
     finally:
-        pool.release(conn)
+        _checkin(pool, conn, fast)
 
 
 def command(client: redis.Redis, args: Sequence[str]) -> Any:
@@ -146,13 +158,117 @@ def command(client: redis.Redis, args: Sequence[str]) -> Any:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
     packed = [_resp([args])]
     pool = client.connection_pool
-    conn: Any = pool.get_connection(*_GET_CONNECTION_ARGS)
+    conn, fast = _checkout(pool)
     try:
         return conn.retry.call_with_retry(
             lambda: _send_and_read(conn, packed), lambda _error: conn.disconnect()
         )
     finally:
+        _checkin(pool, conn, fast)
+
+
+#: This process's id, kept up to date over forks: ``ConnectionPool._checkpid`` asks the kernel
+#: (``os.getpid()`` is a system call) twice per command.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+#: Per pool: whether ``_checkout`` may take its connections itself (``_plain_pool``).
+_plain_pools: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _plain_pool(pool: Any) -> bool:
+    """Whether ``pool`` is redis-py's own ``ConnectionPool`` with nothing that needs to see a
+    connection come and go: no client-side cache, no credential provider (re-authenticated on
+    release), and the attributes ``_checkout`` uses (redis-py 5 to 8 have them). Maintenance
+    notifications arrive as pending data on an idle connection, which ``_checkout`` leaves to
+    ``get_connection``."""
+    plain = _plain_pools.get(pool)
+    if plain is None:
+        names = ("_lock", "_available_connections", "_in_use_connections", "_checkpid", "pid")
+        plain = (
+            type(pool) is redis.ConnectionPool
+            and all(hasattr(pool, name) for name in names)
+            and getattr(pool, "cache", None) is None
+            and pool.connection_kwargs.get("credential_provider") is None
+        )
+        _plain_pools[pool] = plain
+    return plain
+
+
+def _checkout(pool: Any) -> tuple[Any, bool]:
+    """A connection of ``pool``, ready to send a command, and whether it was taken by the fast
+    path (then ``_checkin`` gives it back the same way).
+
+    ``pool.get_connection()`` and ``release()`` cost an enqueue more than packing its request:
+    redis-py records connection counts for its metrics (a pair that cancels out over a
+    get and a release), dispatches a release event and checks that the idle connection has
+    no pending data with a non-blocking read between two ``settimeout`` calls (three system
+    calls). For a plain pool (``_plain_pool``) this takes an idle connection itself, under the
+    pool's lock and fork check as redis-py does, and checks for pending data with one
+    ``select``; anything unusual (no idle connection, not connected, a TLS socket, another
+    parser, pending data) goes through ``get_connection``'s full path, so a new or stale
+    connection is made, counted and checked by redis-py."""
+    if _plain_pool(pool):
+        if pool.pid != _pid:  # forked: redis-py's check resets the pool
+            pool._checkpid()
+        with pool._lock:
+            idle = pool._available_connections
+            conn = idle.pop() if idle else None
+            if conn is not None:
+                pool._in_use_connections.add(conn)
+        if conn is not None:
+            if _quiet(conn):
+                return conn, True
+            with pool._lock:  # back to where get_connection expects to find it
+                pool._in_use_connections.discard(conn)
+                pool._available_connections.append(conn)
+    return pool.get_connection(*_GET_CONNECTION_ARGS), False
+
+
+def _quiet(conn: Any) -> bool:
+    """Whether ``conn`` is connected with nothing to read (nothing buffered, nothing on its
+    plain TCP or Unix socket): what ``ConnectionPool.ensure_connection`` checks."""
+    sock = getattr(conn, "_sock", None)
+    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)
+    if sock is None or buffer is None or type(sock) is not socket.socket:
+        return False
+    unread = getattr(buffer, "unread_bytes", None)
+    if unread is None or unread():
+        return False
+    try:
+        readable = select.select((sock,), (), (), 0)[0]
+    except (OSError, ValueError):  # closed meanwhile
+        return False
+    return not readable
+
+
+def _checkin(pool: Any, conn: Any, fast: bool) -> None:
+    """Give back what ``_checkout`` took: as ``ConnectionPool.release`` does for a plain pool
+    (a connection marked for reconnection is disconnected first), or by ``release``."""
+    if not fast:
         pool.release(conn)
+        return
+    if pool.pid != _pid:
+        pool._checkpid()
+    with pool._lock:
+        try:
+            pool._in_use_connections.remove(conn)
+        except KeyError:  # not the pool's any more (reset after a fork, disconnected)
+            return
+        if getattr(conn, "pid", pool.pid) != pool.pid:  # inherited over a fork: not reused
+            conn.disconnect()
+            return
+        should_reconnect = getattr(conn, "should_reconnect", None)
+        if should_reconnect is not None and should_reconnect():
+            conn.disconnect()
+        pool._available_connections.append(conn)
 
 
 def _send_and_read(conn: Any, packed: list[bytes]) -> Any:
@@ -184,6 +300,14 @@ def _multi_exec(conn: Any, packed: list[bytes], count: int) -> list[Any]:
     return replies
 
 
+@functools.cache
+def _integer_replies(count: int) -> re.Pattern[bytes]:
+    """``count`` ``+QUEUED`` lines, then ``EXEC``'s reply of ``count`` integers (captured)."""
+    return re.compile(
+        b"(?:\\+QUEUED\r\n){%d}\\*%d\r\n" % (count, count) + b":(-?[0-9]+)\r\n" * count
+    )
+
+
 def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
     """``EXEC``'s replies, having read ``MULTI``'s ``+OK`` and ``count`` ``+QUEUED`` as lines
     from the pure-Python parser's buffer, and ``EXEC``'s too when they are all integers (as an
@@ -202,6 +326,15 @@ def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
         if readline() != b"+OK":
             buffer.rewind(start)
             return None
+        # The rest is in the buffer already (Redis writes a request's replies at once): one
+        # match instead of a readline per reply. Anything else is read line by line.
+        data = getattr(buffer, "_buffer", None)
+        if type(data) is io.BytesIO:
+            match = _integer_replies(count).match(data.getvalue(), data.tell())
+            if match is not None:
+                data.seek(match.end())
+                buffer.purge()
+                return [int(n) for n in match.groups()]
         for _ in range(count):
             if readline() != b"+QUEUED":
                 buffer.rewind(start)
@@ -224,4 +357,4 @@ def _read_as_lines(conn: Any, count: int) -> list[Any] | None:
     return conn.read_response()  # type: ignore[no-any-return]
 
 
-__all__ = ["command", "connect", "store_errors", "transaction"]
+__all__ = ["command", "connect", "store_errors", "transaction", "transaction_request"]
