@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from tandem.brokers.base import NewTask, Settlement
-    from tandem.brokers.database_store import DatabaseStore
+    from tandem.brokers.database_store import DatabaseStore, Ride
     from tandem.brokers.listeners import Listener
 
 
@@ -123,6 +123,9 @@ class PostgreSQLDialect(Dialect):
     claims_alone = True
 
     pauses_in_pick = True
+
+    #: A round's claim rides in its settle's message (``settle_rows``).
+    rides_settle = True
 
     @contextmanager
     def own_commit(self, connection: BaseDatabaseWrapper) -> Iterator[bool]:
@@ -229,6 +232,7 @@ class PostgreSQLDialect(Dialect):
         cursor: Any,
         settlements: Sequence[Settlement],
         probe: tuple[str, list[Any]] | None,
+        ride: Ride | None = None,
     ) -> tuple[int, list[Any] | None]:
         """Every ending in ONE ``UPDATE`` joined to column arrays (``unnest``): an
         ``executemany`` sent a statement per task, each parsed and planned on its own, which
@@ -250,8 +254,15 @@ class PostgreSQLDialect(Dialect):
         statement of its own: in READ COMMITTED each statement reads a fresh snapshot, so it
         sees the edges of a workflow pushed while the ``UPDATE`` waited for the parent's row
         lock; a subquery of the ``UPDATE`` would read the snapshot from before that wait.
+        ``ride`` (the round's claim, announced by ``DatabaseClaims.claim_ahead``) goes last in
+        the same message, its rows kept on it for the claim: the round's settle and claim are
+        one round trip, then its ``COMMIT``, where they were two. It is the same statement the
+        claim would send next in the same transaction, with the same guards (``SKIP LOCKED``,
+        a fresh attempt token, the lease on the server's clock), only sent sooner.
+
         Only psycopg 3's client-side cursor (Django's default) sends several statements at
-        once: with server-side binding, or psycopg 2, the probe is left to the caller."""
+        once: with server-side binding, or psycopg 2, the probe is left to the caller (and the
+        claim to itself)."""
         ids: list[str] = []
         workers: list[str] = []
         tokens: list[str] = []
@@ -277,20 +288,28 @@ class PostgreSQLDialect(Dialect):
                 finished.append(s.finished_at.isoformat())
                 retries.append(None)
         id_array = "{" + ",".join(ids) + "}"
-        probe_sql, probe_params = probe if probe and _sends_many(cursor) else ("", [])
+        many = _sends_many(cursor)
+        probe_sql, probe_params = probe if probe and many else ("", [])
+        if ride is not None and (not many or ride.rows is not None):
+            ride = None
         columns = (workers, tokens, statuses, results, errors, finished, retries)
         params = [id_array, *[_text_array(column) for column in columns], id_array]
+        sql = SETTLE + (f"; {probe_sql}" if probe_sql else "") + (f"; {ride.sql}" if ride else "")
         with self._begun_by(broker.connection, cursor) as begin:
             cursor.execute(
-                begin + SETTLE + (f"; {probe_sql}" if probe_sql else ""), params + probe_params
+                begin + sql, params + probe_params + (ride.params if ride is not None else [])
             )
         if begin:
             cursor.nextset()  # past the BEGIN's result
         written = int(max(cursor.rowcount, 0))
-        if not probe_sql:
-            return written, None
-        cursor.nextset()
-        return written, list(cursor.fetchall())
+        edges = None
+        if probe_sql:
+            cursor.nextset()
+            edges = list(cursor.fetchall())
+        if ride is not None:
+            cursor.nextset()
+            ride.rows = list(cursor.fetchall())
+        return written, edges
 
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
