@@ -4,6 +4,7 @@ locked rows, ``jsonb`` columns, ``LISTEN``/``NOTIFY``, and several-row inserts a
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,10 @@ def _text_array(values: Sequence[str | None]) -> str:
         )
         + "}"
     )
+
+
+#: A task id as ``str(uuid.UUID(…))`` writes it: goes into the id array as it is.
+_CANONICAL_ID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class PostgreSQLDialect(Dialect):
@@ -272,7 +277,7 @@ class PostgreSQLDialect(Dialect):
         finished: list[str | None] = []
         retries: list[str | None] = []
         for s in settlements:
-            ids.append(str(uuid.UUID(s.id)))
+            ids.append(s.id if _CANONICAL_ID.fullmatch(s.id) else str(uuid.UUID(s.id)))
             workers.append(s.worker_id)
             tokens.append(s.attempt_token)
             statuses.append(s.status)
