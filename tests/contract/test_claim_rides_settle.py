@@ -13,6 +13,7 @@ PostgreSQL; the other stores announce nothing and claim as before.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 import pytest
@@ -151,3 +152,26 @@ def test_no_ride_outside_a_round_or_off_postgresql(store, running) -> None:  # t
         [task] = store.claim(["default"], 1, "w1", LEASE, T0)  # (no settle: claimed itself)
     assert task.id == ready[2]
     assert store.get(task.id).status == RUNNING
+
+
+@pytest.mark.postgres
+def test_the_settles_workflow_probe_is_one_statement_text_whatever_the_batch(
+    store: DatabaseBroker, make_task: Callable[..., NewTask]
+) -> None:
+    """The probe of the finished tasks' edges takes their ids as ONE array (``any_id``), not a
+    parameter per id: the same statement text for any batch, nothing per id for psycopg."""
+    tasks = [make_task() for _ in range(3)]
+    store.push(tasks)
+    claimed = store.claim(["default"], 3, "w1", LEASE, T0)
+    probes = []
+    for batch in (claimed[:1], claimed[1:]):
+        messages = sent(lambda batch=batch: store.settle([done(t) for t in batch]))
+        [probe] = [
+            part for m in messages for part in m.split("; ") if "tandem_taskdependency" in part
+        ]
+        probes.append(probe)
+
+    shapes = [re.sub(r"'\{[^}]*\}'", "'{ids}'", probe) for probe in probes]  # as bound
+    assert shapes[0] == shapes[1]
+    assert "parent_id = ANY('{ids}'::uuid[])" in shapes[0]
+    assert [store.get(t.id).status for t in claimed] == [SUCCESSFUL] * 3

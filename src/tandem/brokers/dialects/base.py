@@ -263,6 +263,14 @@ class Dialect:
             written += max(cursor.rowcount, 0)
         return written, None
 
+    def any_id(
+        self, broker: DatabaseStore, column: str, ids: Sequence[str]
+    ) -> tuple[str, list[Any]] | None:
+        """SQL for ``column`` among the task ids ``ids`` with them as ONE parameter, and that
+        parameter, where the store takes an array (one statement text whatever their number,
+        no parameter per id to adapt); None: the caller writes an ``IN`` list."""
+        return None
+
     def claim_rows(
         self,
         broker: DatabaseStore,

@@ -107,8 +107,14 @@ def _text_array(values: Sequence[str | None]) -> str:
     )
 
 
-#: A task id as ``str(uuid.UUID(…))`` writes it: goes into the id array as it is.
+#: A task id as ``str(uuid.UUID(…))`` writes it: goes into an id array as it is.
 _CANONICAL_ID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid_text(task_id: str) -> str:
+    """A task id as a ``uuid[]`` literal's element (any other spelling is rewritten, or fails
+    as ``uuid.UUID`` does: nothing else reaches the array)."""
+    return task_id if _CANONICAL_ID.fullmatch(task_id) else str(uuid.UUID(task_id))
 
 
 class PostgreSQLDialect(Dialect):
@@ -231,6 +237,11 @@ class PostgreSQLDialect(Dialect):
     def row_lock(self, *, share: bool = False, of: str = "") -> str:
         return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
 
+    def any_id(
+        self, broker: DatabaseStore, column: str, ids: Sequence[str]
+    ) -> tuple[str, list[Any]] | None:
+        return f"{column} = ANY(%s::uuid[])", ["{" + ",".join(map(_uuid_text, ids)) + "}"]
+
     def settle_rows(
         self,
         broker: DatabaseStore,
@@ -277,7 +288,7 @@ class PostgreSQLDialect(Dialect):
         finished: list[str | None] = []
         retries: list[str | None] = []
         for s in settlements:
-            ids.append(s.id if _CANONICAL_ID.fullmatch(s.id) else str(uuid.UUID(s.id)))
+            ids.append(_uuid_text(s.id))
             workers.append(s.worker_id)
             tokens.append(s.attempt_token)
             statuses.append(s.status)
