@@ -35,9 +35,12 @@ from tandem.brokers.base import StoredTask, new_attempt_token
 from tandem.brokers.database_rows import TABLE
 from tandem.brokers.database_store import (
     DatabaseStore,
+    Ride,
+    RoundTransaction,
     committed_alone,
     may_commit_alone,
     retrying_deadlocks,
+    round_ride,
 )
 from tandem.brokers.dialects import Pick
 
@@ -96,15 +99,22 @@ class DatabaseClaims(DatabaseStore):
             if not queues:
                 return []
         connection = self.connection
-        if dialect.probe_first(connection, rate_limit) and not self._has_ready(queues, now):
+        ride = self._ridden(queues, limit, worker_id, lease_until, now, rate_limit)
+        ridden = ride.rows if ride is not None else None
+        if ride is None and (
+            dialect.probe_first(connection, rate_limit) and not self._has_ready(queues, now)
+        ):
             # A read needs no lock in WAL mode; only take the write lock when there is work.
             return []
-        token = new_attempt_token()
-        set_clause, set_params = database_concurrency.claim_set(
-            self, worker_id, token, lease_until, now, guarded=True
-        )
+        if ride is not None:
+            token, set_clause, set_params = ride.token, ride.set_clause, ride.set_params
+        else:
+            token = new_attempt_token()
+            set_clause, set_params = database_concurrency.claim_set(
+                self, worker_id, token, lease_until, now, guarded=True
+            )
         claimed: list[StoredTask] = []
-        if self._may_claim_alone(pool, rate_limit):
+        if ride is None and self._may_claim_alone(pool, rate_limit):
             alone = self._claim_alone(queues, limit, set_clause, set_params, worker_id, now)
             if alone is not None:
                 claimed, held = alone
@@ -126,11 +136,13 @@ class DatabaseClaims(DatabaseStore):
                 # round fills them, skipping the task paths this claim found full (a few rounds).
                 full: list[str] = []
                 tasks: list[StoredTask] = []
+                rows = ridden  # where the claim rode in the settle: its first round's rows
                 for _ in range(database_rates.ROUNDS):
                     tasks += self._claim_round(
                         cursor, queues, capped - len(tasks), full, token, set_clause, set_params,
-                        worker_id, lease_until, now, gate,
+                        worker_id, lease_until, now, gate, rows,
                     )  # fmt: skip
+                    rows = None
                     filled = [p for p in gate.full_paths() if p not in full]
                     if len(tasks) >= capped or not filled:
                         break
@@ -142,6 +154,68 @@ class DatabaseClaims(DatabaseStore):
         # A deadlock between keyed claims (MariaDB) rolled the claim back: it is run again.
         tasks = retrying_deadlocks(self, "a claim", run)
         return sorted(claimed + tasks, key=claim_order) if claimed else tasks
+
+    def claim_ahead(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        *,
+        rate_limit: str | None = None,
+    ) -> bool:
+        """Announce the claim the supervisor's round makes after its settle (the same
+        arguments as ``claim``), for the settle to send it in its own message
+        (``Dialect.rides_settle``: PostgreSQL). The round's ``claim`` with these arguments then
+        takes its rows: a round of settle and claim costs one round trip less. Whether it was
+        announced: only in a round (``RoundTransaction``), never for a pool with a rate limit
+        (its window is locked and read before its claim: ``RateGate.cap``)."""
+        blocks = self.connection.atomic_blocks
+        if (
+            limit <= 0
+            or not queues
+            or rate_limit
+            or not self.dialect.rides_settle
+            or not self.dialect.pauses_in_pick
+            or len(blocks) != 1
+            or not isinstance(blocks[0], RoundTransaction)
+        ):
+            return False
+        token = new_attempt_token()
+        set_clause, set_params = database_concurrency.claim_set(
+            self, worker_id, token, lease_until, now, guarded=True
+        )
+        pick = self._pick(queues, limit, (), now)
+        sql, params = self.dialect.claim_statement(self, pick, set_clause, set_params)
+        blocks[0].ride = Ride(
+            key=(tuple(queues), limit, worker_id, lease_until, now),
+            token=token,
+            set_clause=set_clause,
+            set_params=set_params,
+            sql=sql,
+            params=params,
+        )
+        return True
+
+    def _ridden(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_until: datetime,
+        now: datetime,
+        rate_limit: str | None,
+    ) -> Ride | None:
+        """The claim announced for this one (``claim_ahead``) that rode in the round's settle:
+        taken now (the round rolls back if it never is: ``RoundTransaction``)."""
+        ride = round_ride(self.connection)
+        if ride is None or ride.rows is None or ride.taken or rate_limit:
+            return None
+        if ride.key != (tuple(queues), limit, worker_id, lease_until, now):
+            return None
+        ride.taken = True
+        return ride
 
     def _may_claim_alone(self, pool: str, rate_limit: str | None) -> bool:
         """The claim may be one statement that commits on its own (``Dialect.claims_alone``):
@@ -215,10 +289,15 @@ class DatabaseClaims(DatabaseStore):
         lease_until: datetime,
         now: datetime,
         gate: database_rates.RateGate,
+        rows: list[Any] | None = None,
     ) -> list[StoredTask]:
-        """One pick (``_pick``) and claim of up to ``limit`` tasks; in claim order."""
-        pick = self._pick(queues, limit, full, now)
-        rows = self.dialect.claim_rows(self, cursor, pick, set_clause, set_params, worker_id, now)
+        """One pick (``_pick``) and claim of up to ``limit`` tasks; in claim order. ``rows``:
+        the claim's rows, where it rode in the round's settle (``claim_ahead``)."""
+        if rows is None:
+            pick = self._pick(queues, limit, full, now)
+            rows = self.dialect.claim_rows(
+                self, cursor, pick, set_clause, set_params, worker_id, now
+            )
         tasks = sorted((self._row_to_task(row) for row in rows), key=claim_order)
         return self.claim_keyed(cursor, tasks, worker_id, token, lease_until, now, gate)
 

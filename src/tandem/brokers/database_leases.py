@@ -23,7 +23,7 @@ from tandem.brokers.base import (
     released_error,
 )
 from tandem.brokers.database_rows import TABLE
-from tandem.brokers.database_store import DatabaseStore, write_transaction
+from tandem.brokers.database_store import DatabaseStore, round_ride, write_transaction
 from tandem.brokers.database_workflow import IDS_PER_STATEMENT
 
 
@@ -60,8 +60,9 @@ class DatabaseLeases(DatabaseStore):
         # the settle's own statement where the store can send both at once.
         probe = self._edges_probe(finished_ids) if 0 < len(finished) <= IDS_PER_STATEMENT else None
         connection = self.connection
+        ride = round_ride(connection)  # the round's claim, sent with the settle where it can be
         with write_transaction(connection), self.dialect.cursor(connection) as cursor:
-            written, edges = self.dialect.settle_rows(self, cursor, settlements, probe)
+            written, edges = self.dialect.settle_rows(self, cursor, settlements, probe, ride)
             database_concurrency.free_slots(
                 self, cursor, [(s.id, s.attempt_token) for s in settlements if s.holds_slot]
             )

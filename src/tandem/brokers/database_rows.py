@@ -7,7 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -139,13 +139,19 @@ _JSON_AT = tuple(
 )
 _DATETIMES_AT = tuple(i for i, name in enumerate(COLUMNS) if name in DATETIME_COLUMNS)
 _HEX_ID = re.compile("[0-9a-f]{32}")
+_ARGS_AT = COLUMNS.index("args")
+_TAKES_CONTEXT_AT = COLUMNS.index("takes_context")
+_ERRORS_AT = COLUMNS.index("errors")
+_WORKER_IDS_AT = COLUMNS.index("worker_ids")
+_ID_AT = COLUMNS.index("id")
 
 
 def row_to_task(row: Sequence[Any]) -> StoredTask:
     """A row of ``COLUMNS`` as the store's drivers return it, as a ``StoredTask``.
 
     Each column is converted by its kind, found by position (a claim converts every row it
-    claims: this runs once per task)."""
+    claims: this runs once per task). What PostgreSQL's driver returns ready — an aware
+    ``datetime``, a ``UUID`` — is taken as it is."""
     values = list(row)
     if len(values) != len(COLUMNS):
         raise ValueError(f"a task row has {len(COLUMNS)} columns, not {len(values)}")
@@ -153,6 +159,8 @@ def row_to_task(row: Sequence[Any]) -> StoredTask:
         value = values[i]
         if value == "[]" or value == "{}":
             values[i] = [] if value == "[]" else {}  # most tasks' (as json.loads, cheaper)
+        elif value is None:
+            values[i] = [] if i == _ARGS_AT else {}
         elif isinstance(value, str | bytes):
             values[i] = load_json(value)  # a corrupt row fails when run, not in the claim
     for i in _JSON_AT:
@@ -163,29 +171,27 @@ def row_to_task(row: Sequence[Any]) -> StoredTask:
             values[i] = json.loads(value)
     for i in _DATETIMES_AT:
         value = values[i]
-        if value is not None:
-            if isinstance(value, str):
-                value = parse_datetime(value)
-            if value is not None and value.tzinfo is None:
-                value = value.replace(tzinfo=UTC)
-            values[i] = value
-    fields = dict(zip(COLUMNS, values, strict=True))
-    task_id = fields["id"]
-    if type(task_id) is str and _HEX_ID.fullmatch(task_id):  # SQLite, MariaDB: uuid.hex
-        fields["id"] = (
+        if value is None or (type(value) is datetime and value.tzinfo is not None):
+            continue
+        if isinstance(value, str):
+            value = parse_datetime(value)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        values[i] = value
+    task_id = values[_ID_AT]
+    if type(task_id) is uuid.UUID:  # PostgreSQL
+        values[_ID_AT] = str(task_id)
+    elif type(task_id) is str and _HEX_ID.fullmatch(task_id):  # SQLite, MariaDB: uuid.hex
+        values[_ID_AT] = (
             f"{task_id[:8]}-{task_id[8:12]}-{task_id[12:16]}-{task_id[16:20]}-{task_id[20:]}"
         )
     else:
-        fields["id"] = str(uuid.UUID(str(task_id)))
-    fields["takes_context"] = bool(fields["takes_context"])
-    errors = fields["errors"]
-    fields["errors"] = tuple(ErrorRecord(**e) for e in errors) if errors else ()
-    fields["worker_ids"] = tuple(fields["worker_ids"] or ())
-    if fields["args"] is None:
-        fields["args"] = []
-    if fields["kwargs"] is None:
-        fields["kwargs"] = {}
-    return StoredTask(**fields)
+        values[_ID_AT] = str(uuid.UUID(str(task_id)))
+    values[_TAKES_CONTEXT_AT] = bool(values[_TAKES_CONTEXT_AT])
+    errors = values[_ERRORS_AT]
+    values[_ERRORS_AT] = tuple(ErrorRecord(**e) for e in errors) if errors else ()
+    values[_WORKER_IDS_AT] = tuple(values[_WORKER_IDS_AT] or ())
+    return StoredTask(**dict(zip(COLUMNS, values, strict=True)))
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,13 +59,24 @@ class RoundTransaction(transaction.Atomic):
         self.store = store
         #: (worker id, {task id: attempt token}, the claim's now) of each claim committed alone.
         self.claimed_alone: list[tuple[str, dict[str, str], datetime]] = []
+        #: The claim announced to ride in the round's settle message (``Ride``), if any.
+        self.ride: Ride | None = None
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        ride, self.ride = self.ride, None
+        stranded = None
+        if exc_type is None and ride is not None and ride.rows is not None and not ride.taken:
+            # A claim that rode and was never taken would leave its rows RUNNING with nobody to
+            # run them (till their leases ran out): the round is rolled back instead.
+            stranded = RuntimeError("a claim rode in the round's settle and was never taken")
+            exc_type, exc_value = RuntimeError, stranded
         try:
             super().__exit__(exc_type, exc_value, traceback)
         finally:
             if exc_type is not None:
                 self._give_back()
+        if stranded is not None:
+            raise stranded
 
     def _give_back(self) -> None:
         claimed, self.claimed_alone = self.claimed_alone, []
@@ -78,6 +90,32 @@ class RoundTransaction(transaction.Atomic):
                     len(attempts),
                     exc,
                 )
+
+
+@dataclass(eq=False)
+class Ride:
+    """A claim sent in the same message as the round's settle (``DatabaseClaims.claim_ahead``):
+    the settle's message carries its statement (``Dialect.settle_rows``), and the round's claim
+    with the same ``key`` takes its ``rows`` instead of sending it — one round trip less.
+    ``token``, ``set_clause`` and ``set_params`` are the claim's (attempt token, ``SET``)."""
+
+    key: tuple[Any, ...]
+    token: str
+    set_clause: str
+    set_params: list[Any]
+    sql: str
+    params: list[Any]
+    #: The rows the statement returned, once the settle's message ran it.
+    rows: list[Any] | None = None
+    taken: bool = False
+
+
+def round_ride(connection: BaseDatabaseWrapper) -> Ride | None:
+    """The claim announced to ride in the settle of the round open on ``connection``."""
+    blocks = connection.atomic_blocks
+    if len(blocks) == 1 and isinstance(blocks[0], RoundTransaction):
+        return blocks[0].ride
+    return None
 
 
 def round_transaction(store: DatabaseStore) -> AbstractContextManager[None]:
@@ -165,6 +203,7 @@ class DatabaseStore:
         self._dialect: Dialect | None = None
         #: Pool key -> until when its claims run in a transaction (``database_claims``).
         self._claims_held: dict[str, float] = {}
+        self._columns_sql: str | None = None
 
     if TYPE_CHECKING:  # provided by the other parts of DatabaseBroker
 
@@ -248,8 +287,11 @@ class DatabaseStore:
         return ", ".join(["%s"] * count)
 
     def _select_columns(self) -> str:
-        json_text = self.dialect.json_text
-        return ", ".join(json_text(c) if c in JSON_COLUMNS else c for c in COLUMNS)
+        """``COLUMNS`` as a select list (JSON as text), built once per store (each claim's)."""
+        if self._columns_sql is None:
+            json_text = self.dialect.json_text
+            self._columns_sql = ", ".join(json_text(c) if c in JSON_COLUMNS else c for c in COLUMNS)
+        return self._columns_sql
 
     def _row_to_task(self, row: Sequence[Any]) -> StoredTask:
         return row_to_task(row)
@@ -279,10 +321,12 @@ class DatabaseStore:
 __all__ = [
     "DEADLOCK_TRIES",
     "DatabaseStore",
+    "Ride",
     "RoundTransaction",
     "committed_alone",
     "may_commit_alone",
     "retrying_deadlocks",
+    "round_ride",
     "round_transaction",
     "write_transaction",
 ]

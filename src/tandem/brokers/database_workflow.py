@@ -181,12 +181,16 @@ class DatabaseWorkflows(DatabaseStore):
     def _edges_probe(self, parent_ids: Sequence[str]) -> tuple[str, list[Any]]:
         """The read (and row lock) of the unresolved edges of up to ``IDS_PER_STATEMENT``
         parents: by the parent index alone (no join the planner could start from the task
-        table), so with no workflow in use it is one probe that finds nothing."""
+        table), so with no workflow in use it is one probe that finds nothing. The ids are one
+        array where the store takes one (``Dialect.any_id``: PostgreSQL)."""
+        where, params = self.dialect.any_id(self, "parent_id", parent_ids) or (
+            f"parent_id IN ({self._placeholders(len(parent_ids))})",
+            self._id_params(parent_ids),
+        )
         return (
-            f"SELECT id, child_id, parent_id FROM {EDGES} "
-            f"WHERE parent_id IN ({self._placeholders(len(parent_ids))}) AND resolved = %s"
+            f"SELECT id, child_id, parent_id FROM {EDGES} WHERE {where} AND resolved = %s"
             + self.dialect.row_lock(),
-            [*self._id_params(parent_ids), False],
+            [*params, False],
         )
 
     def _parents_finished(

@@ -55,6 +55,38 @@ def claim_for_pool(
     return claimed
 
 
+def announce_claim(
+    broker: Broker,
+    state: PoolState,
+    *,
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+    free: int,
+) -> bool:
+    """Tell the store, before the round's settle, the claim ``claim_for_pool`` is about to
+    make for ``state`` with the same arguments (``DatabaseClaims.claim_ahead``), so the settle
+    can send it in its own message (PostgreSQL: one round trip less per round). Only where
+    that claim is the pool's whole claim: due, and no starvation check due first (its finds
+    would shrink the claim). Whether the store took it (a store without rides never does)."""
+    ahead = getattr(broker, "claim_ahead", None)
+    if ahead is None or not claim_due(state, now, free):
+        return False
+    due = state.next_starvation_check
+    if due is None or now >= due:
+        return False
+    return bool(
+        ahead(
+            state.config.queues,
+            free,
+            worker_id,
+            now + lease,
+            now,
+            rate_limit=state.config.rate_limit,
+        )
+    )
+
+
 def claim_due(state: PoolState, now: datetime, free: int) -> bool:
     """Whether ``claim_for_pool`` claims for ``state`` now: it has free slots, and new work was
     announced (``dirty``: a wake-up, a freed slot, more left last time) or its poll is due."""
@@ -95,6 +127,7 @@ def claim_starved(
 __all__ = [
     "STARVATION_CHECKS",
     "STARVATION_CHECK_MAX",
+    "announce_claim",
     "claim_due",
     "claim_for_pool",
     "claim_starved",

@@ -47,6 +47,7 @@ from tandem.worker.bookkeeping import EXIT_POOL_BROKEN
 from tandem.worker.claiming import (
     STARVATION_CHECK_MAX,
     STARVATION_CHECKS,
+    announce_claim,
     claim_due,
     claim_for_pool,
 )
@@ -231,6 +232,8 @@ class Supervisor(Lifecycle):
             settlements = [self.settler.ending(o, t, s.config) for s, t, o in batch]
             with self.broker.transaction():
                 if batch:
+                    if not freed:  # (a freed slot is seen only by a pick after the settle)
+                        self._announce_claim(now, frees)
                     written = self.settler.settle(settlements)
                 if freed:
                     self.broker.notify(sorted(freed))  # delivered at commit (PostgreSQL)
@@ -290,6 +293,25 @@ class Supervisor(Lifecycle):
             now=now,
             free=free,
             round_started=self._step_started,
+        )
+
+    def _announce_claim(self, now: datetime, frees: list[int]) -> None:
+        """Announce the round's first claim to the store before its settle, which then sends
+        both in one message where it can (``claiming.announce_claim``; the ``_claim`` below, with
+        the same arguments, takes its rows). Only for a single pool and a claim of the same
+        size as ``_claim``'s."""
+        if len(self.pools) != 1:
+            return
+        free = frees[0]
+        if self.max_tasks is not None:
+            free = min(free, self.max_tasks - self.claimed)
+        announce_claim(
+            self.broker,
+            self.pools[0],
+            worker_id=self.worker_id,
+            lease=self.lease,
+            now=now,
+            free=free,
         )
 
     def _commit_settlements(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from tandem.brokers.base import NewTask, Settlement
-    from tandem.brokers.database_store import DatabaseStore
+    from tandem.brokers.database_store import DatabaseStore, Ride
     from tandem.brokers.listeners import Listener
 
 #: Rows per INSERT of workflow edges and members.
@@ -199,11 +199,14 @@ class Dialect:
         cursor: Any,
         settlements: Sequence[Settlement],
         probe: tuple[str, list[Any]] | None,
+        ride: Ride | None = None,
     ) -> tuple[int, list[Any] | None]:
         """Write the endings, each guarded by its attempt (worker id, attempt token, RUNNING):
         one ``executemany`` per kind of ending. (How many rows took theirs, the rows of
         ``probe`` — a read to run after the write, where the store sends both at once — or
-        None: not run, the caller runs it.)"""
+        None: not run, the caller runs it.) ``ride``: a claim to send after them in the same
+        message where the store can (its ``rows`` set then; ``rides_settle``), else left to
+        the claim."""
         guard = "WHERE id = %s AND worker_id = %s AND attempt_token = %s AND status = 'RUNNING'"
         release_lease = "worker_id = '', lease_expires_at = NULL, cancel_requested_at = NULL"
         free_key = "unique_key = NULL"
@@ -260,6 +263,14 @@ class Dialect:
             written += max(cursor.rowcount, 0)
         return written, None
 
+    def any_id(
+        self, broker: DatabaseStore, column: str, ids: Sequence[str]
+    ) -> tuple[str, list[Any]] | None:
+        """SQL for ``column`` among the task ids ``ids`` with them as ONE parameter, and that
+        parameter, where the store takes an array (one statement text whatever their number,
+        no parameter per id to adapt); None: the caller writes an ``IN`` list."""
+        return None
+
     def claim_rows(
         self,
         broker: DatabaseStore,
@@ -271,13 +282,19 @@ class Dialect:
         now: datetime,
     ) -> list[Any]:
         """Pick rows and ``SET`` them in one statement; the rows changed (``COLUMNS``)."""
+        cursor.execute(*self.claim_statement(broker, pick, set_clause, set_params))
+        return list(cursor.fetchall())
+
+    def claim_statement(
+        self, broker: DatabaseStore, pick: Pick, set_clause: str, set_params: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """``claim_rows``' statement, ``UPDATE … RETURNING``, and its parameters."""
         sql, params = pick.statement(broker.backend_alias, literal_limit=self.literal_limit)
-        cursor.execute(
+        return (
             f"UPDATE {TABLE} SET {set_clause} WHERE id IN ({sql}{self.skip_locked}) "
             f"RETURNING {broker._select_columns()}",
             [*set_params, *params],
         )
-        return list(cursor.fetchall())
 
     def update_claimed(
         self,
@@ -378,6 +395,10 @@ class Dialect:
     #: True: a claim's pick leaves paused queues out itself (``Pick.pause_table``); False: the
     #: claim reads them first (``database_pauses.unpaused``).
     pauses_in_pick = False
+
+    #: True: ``settle_rows`` sends a round's claim (``database_store.Ride``) in its own message
+    #: (``database_claims.DatabaseClaims.claim_ahead``).
+    rides_settle = False
 
     def own_commit(self, connection: BaseDatabaseWrapper) -> AbstractContextManager[bool]:
         """True: each statement in the block commits on its own (autocommit), where the

@@ -4,6 +4,7 @@ locked rows, ``jsonb`` columns, ``LISTEN``/``NOTIFY``, and several-row inserts a
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from tandem.brokers.base import NewTask, Settlement
-    from tandem.brokers.database_store import DatabaseStore
+    from tandem.brokers.database_store import DatabaseStore, Ride
     from tandem.brokers.listeners import Listener
 
 
@@ -106,6 +107,16 @@ def _text_array(values: Sequence[str | None]) -> str:
     )
 
 
+#: A task id as ``str(uuid.UUID(…))`` writes it: goes into an id array as it is.
+_CANONICAL_ID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid_text(task_id: str) -> str:
+    """A task id as a ``uuid[]`` literal's element (any other spelling is rewritten, or fails
+    as ``uuid.UUID`` does: nothing else reaches the array)."""
+    return task_id if _CANONICAL_ID.fullmatch(task_id) else str(uuid.UUID(task_id))
+
+
 class PostgreSQLDialect(Dialect):
     vendor = "postgresql"
     #: The transaction's start: never later than the moment the statement runs, so a lease it
@@ -123,6 +134,9 @@ class PostgreSQLDialect(Dialect):
     claims_alone = True
 
     pauses_in_pick = True
+
+    #: A round's claim rides in its settle's message (``settle_rows``).
+    rides_settle = True
 
     @contextmanager
     def own_commit(self, connection: BaseDatabaseWrapper) -> Iterator[bool]:
@@ -223,12 +237,18 @@ class PostgreSQLDialect(Dialect):
     def row_lock(self, *, share: bool = False, of: str = "") -> str:
         return (" FOR SHARE" if share else " FOR UPDATE") + (f" OF {of}" if of else "")
 
+    def any_id(
+        self, broker: DatabaseStore, column: str, ids: Sequence[str]
+    ) -> tuple[str, list[Any]] | None:
+        return f"{column} = ANY(%s::uuid[])", ["{" + ",".join(map(_uuid_text, ids)) + "}"]
+
     def settle_rows(
         self,
         broker: DatabaseStore,
         cursor: Any,
         settlements: Sequence[Settlement],
         probe: tuple[str, list[Any]] | None,
+        ride: Ride | None = None,
     ) -> tuple[int, list[Any] | None]:
         """Every ending in ONE ``UPDATE`` joined to column arrays (``unnest``): an
         ``executemany`` sent a statement per task, each parsed and planned on its own, which
@@ -250,8 +270,15 @@ class PostgreSQLDialect(Dialect):
         statement of its own: in READ COMMITTED each statement reads a fresh snapshot, so it
         sees the edges of a workflow pushed while the ``UPDATE`` waited for the parent's row
         lock; a subquery of the ``UPDATE`` would read the snapshot from before that wait.
+        ``ride`` (the round's claim, announced by ``DatabaseClaims.claim_ahead``) goes last in
+        the same message, its rows kept on it for the claim: the round's settle and claim are
+        one round trip, then its ``COMMIT``, where they were two. It is the same statement the
+        claim would send next in the same transaction, with the same guards (``SKIP LOCKED``,
+        a fresh attempt token, the lease on the server's clock), only sent sooner.
+
         Only psycopg 3's client-side cursor (Django's default) sends several statements at
-        once: with server-side binding, or psycopg 2, the probe is left to the caller."""
+        once: with server-side binding, or psycopg 2, the probe is left to the caller (and the
+        claim to itself)."""
         ids: list[str] = []
         workers: list[str] = []
         tokens: list[str] = []
@@ -261,7 +288,7 @@ class PostgreSQLDialect(Dialect):
         finished: list[str | None] = []
         retries: list[str | None] = []
         for s in settlements:
-            ids.append(str(uuid.UUID(s.id)))
+            ids.append(_uuid_text(s.id))
             workers.append(s.worker_id)
             tokens.append(s.attempt_token)
             statuses.append(s.status)
@@ -277,20 +304,28 @@ class PostgreSQLDialect(Dialect):
                 finished.append(s.finished_at.isoformat())
                 retries.append(None)
         id_array = "{" + ",".join(ids) + "}"
-        probe_sql, probe_params = probe if probe and _sends_many(cursor) else ("", [])
+        many = _sends_many(cursor)
+        probe_sql, probe_params = probe if probe and many else ("", [])
+        if ride is not None and (not many or ride.rows is not None):
+            ride = None
         columns = (workers, tokens, statuses, results, errors, finished, retries)
         params = [id_array, *[_text_array(column) for column in columns], id_array]
+        sql = SETTLE + (f"; {probe_sql}" if probe_sql else "") + (f"; {ride.sql}" if ride else "")
         with self._begun_by(broker.connection, cursor) as begin:
             cursor.execute(
-                begin + SETTLE + (f"; {probe_sql}" if probe_sql else ""), params + probe_params
+                begin + sql, params + probe_params + (ride.params if ride is not None else [])
             )
         if begin:
             cursor.nextset()  # past the BEGIN's result
         written = int(max(cursor.rowcount, 0))
-        if not probe_sql:
-            return written, None
-        cursor.nextset()
-        return written, list(cursor.fetchall())
+        edges = None
+        if probe_sql:
+            cursor.nextset()
+            edges = list(cursor.fetchall())
+        if ride is not None:
+            cursor.nextset()
+            ride.rows = list(cursor.fetchall())
+        return written, edges
 
     def insert_tasks(
         self, broker: DatabaseStore, tasks: Sequence[NewTask], queues: Sequence[str]
