@@ -124,3 +124,17 @@ def test_a_task_waiting_ahead_of_a_retired_worker_runs_on_its_replacement(
     assert subject.restarts == 1
     with pytest.raises(queue.Empty):
         outcomes.get(timeout=0.2)
+
+
+def test_a_stop_never_starts_a_task_waiting_ahead(
+    pool: tuple[SubinterpreterPool, queue.SimpleQueue[Outcome]], tmp_path: Path
+) -> None:
+    """Like a task claimed ahead in the pool's backlog: a forced stop released it already."""
+    subject, outcomes = pool
+    running, _ahead = busy_with_one_ahead(subject, tmp_path, seconds=1.0)
+    assert subject.stop(30)
+    ended = []
+    while not outcomes.empty():
+        ended.append(outcomes.get().task_id)
+    assert ended == ["0b4e8e0e-0000-4000-8000-000000000101", running.id]
+    assert not (tmp_path / "ahead").exists()

@@ -448,6 +448,7 @@ class SubinterpreterPool(SlotPool):
             spare, self._spare = self._spare, None
             fallback = self._fallback
             slots = list(self._slots)
+            self._stopping = True  # (from here on no task is sent ahead: ``_send_ahead``)
         if spare is not None:
             spare.close()
         for slot in slots:
