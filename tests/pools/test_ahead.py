@@ -138,3 +138,48 @@ def test_a_stop_never_starts_a_task_waiting_ahead(
         ended.append(outcomes.get().task_id)
     assert ended == ["0b4e8e0e-0000-4000-8000-000000000101", running.id]
     assert not (tmp_path / "ahead").exists()
+
+
+def test_a_worker_that_goes_idle_takes_a_task_waiting_ahead_of_a_busy_one(
+    tmp_path: Path,
+) -> None:
+    """Sending ahead is no prefetch that strands a task: while it waits behind a long task, a
+    worker that becomes free takes it back and runs it."""
+    from tandem.conf import PoolConfig
+
+    outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    config = PoolConfig(
+        name="steal",
+        queues=("default",),
+        workers=2,
+        executor="subinterpreter",
+        poll_interval=1.0,
+        max_attempts=1,
+        backoff=1.0,
+        idle_close=None,
+    )
+    subject = SubinterpreterPool(config, outcomes.put)
+    assert subject.prove(["tests.tasks"]) is None
+    subject.start()
+    try:
+        first, second = (probe(n, tmp_path / f"long-{n}", 120.0) for n in (1, 2))
+        for task in (first, second):
+            subject.submit(task)
+        wait_until(
+            lambda: all((tmp_path / f"long-{n}").exists() for n in (1, 2)),
+            "both long tasks to start",
+        )
+        waiting = probe(3, tmp_path / "waiting", 0.0)
+        subject.submit(waiting)  # both workers busy: into the backlog
+        holder = next(s for s in subject._live_slots() if s.task is first)
+        subject._send_ahead(holder, holder.handle)  # as its thread does after starting a task
+        assert holder.handle.ahead is waiting and not subject._backlog
+        # The other worker is freed (its task's lease lost: a fresh interpreter takes the seat).
+        # The task waiting ahead of the holder runs there while the holder's task still runs.
+        assert subject.stop_attempt(second.id, second.attempt_token)
+        outcome = outcomes.get(timeout=60)
+        assert outcome.task_id == waiting.id and outcome.succeeded, outcome
+        assert "end" not in (tmp_path / "long-1").read_text().split()  # (120 s: still running)
+        assert subject.stop_attempt(first.id, first.attempt_token)
+    finally:
+        assert subject.stop(30)

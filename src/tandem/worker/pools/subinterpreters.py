@@ -12,8 +12,7 @@ A worker is an interpreter entered once by a thread of its own, which runs ``run
 gets its task through an ``interpreters`` queue and a pipe byte, and sends the outcome back the
 same way (about 50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to 0.9 ms).
 The thread that submits a task sends it to an idle worker (``inbox``); the slot's thread sends
-those from the pool's backlog — the next one ahead while the interpreter runs one, so that it
-goes on without waiting for that thread (``interpreter``) — and reads every outcome back.
+the backlog's, the next one ahead while one runs (``interpreter``), and reads every outcome.
 
 Timeouts: the interpreter's interrupter thread raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
@@ -176,18 +175,19 @@ class SubinterpreterPool(SlotPool):
             on_ready()
 
     def _next(self, slot: Slot) -> StoredTask | None:
-        """As ``SlotPool._next``, but a worker idle for ``idle_close`` seconds ends (``STOP``)
-        while more than ``idle_keep`` workers are idle: the pool shrinks back to one interpreter
-        (by default), which stays ready, so the pickup of a task by an idle pool never waits for
-        an interpreter. With ``idle_keep`` 0 the last one closes too: an idle pool holds no
-        interpreter, and the next task waits for one to set up (``_grow``)."""
-        idle_close = self.config.idle_close
-        if idle_close is None:
-            return super()._next(slot)
+        """As ``SlotPool._next``, and a task sent ahead to a busy worker comes here instead
+        (``_steal_ahead``); a worker idle for ``idle_close`` seconds ends (``STOP``) while more
+        than ``idle_keep`` are idle: the pool shrinks to one ready interpreter (by default); with
+        ``idle_keep`` 0 to none, and the next task waits for one to set up (``_grow``)."""
         with self._dispatch:
             if self._backlog:
                 return self._backlog.popleft()
+            if (task := self._steal_ahead(slot)) is not None:
+                return task
             self._idle.append(slot.mailbox)
+        idle_close = self.config.idle_close
+        if idle_close is None:
+            return slot.mailbox.get()
         while True:
             try:
                 return slot.mailbox.get(timeout=idle_close)
@@ -204,6 +204,19 @@ class SubinterpreterPool(SlotPool):
                     self._slots.remove(slot)  # not a restart: the seat is free again
             logger.debug("pool %s: closing an idle worker interpreter", self.config.name)
             return STOP
+
+    def _steal_ahead(self, slot: Slot) -> StoredTask | None:
+        """Under the dispatch lock, for ``slot``'s idle worker: a task sent ahead to another
+        worker, not started there, taken back to run here (never stuck behind a long one)."""
+        for other in self._live_slots():
+            worker = other.handle
+            if other is slot or not isinstance(worker, _Interpreter) or worker.ahead is None:
+                continue
+            task, taken = worker.take_back()
+            if taken:
+                return task
+            worker.ahead = task  # it started there already: its ending is delivered there
+        return None
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         """Set the first worker up and import ``modules`` in it: the interpreter the command
@@ -352,10 +365,8 @@ class SubinterpreterPool(SlotPool):
         return True
 
     def _send_ahead(self, slot: Slot, worker: _Interpreter) -> None:
-        """Send the next waiting task to ``worker`` while it runs one, so that it starts the
-        moment that one ends: the interpreter goes on from task to task without waiting for
-        this thread (which needs the main interpreter's GIL) to pass each on, and this thread
-        wakes up once per ending. One at a time, and only one the pool could take back."""
+        """Send the next waiting task to ``worker`` while it runs one: it starts there as that
+        one ends, without waiting for this thread (and the main GIL). One at a time."""
         if worker.ahead_pending or slot.retired or worker.setup_error is not None:
             return
         with self._dispatch:
