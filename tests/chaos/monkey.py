@@ -183,18 +183,30 @@ class Monkey:
         self.rng = random.Random(seed)
         self.low, self.high = low, high
 
-    def kill(self, times: int, ledger: TableLedger, tasks: int | Callable[[], int]) -> None:
+    def kill(
+        self,
+        times: int,
+        ledger: TableLedger,
+        tasks: int | Callable[[], int],
+        *,
+        at_least: int | None = None,
+    ) -> int:
         """``times`` kills, each while tasks are still left to run (else the test proves
-        nothing: it fails, asking for more work). ``tasks``: how many there are, or a feeder,
-        called before each kill's wait, that may enqueue more and returns how many there are
-        by then."""
+        nothing: it fails, asking for more work); how many were made. ``tasks``: how many there
+        are, or a feeder, called before each kill's wait, that may enqueue more and returns how
+        many there are by then. ``at_least``: for a fixed amount of work, the kills stop once it
+        all ran, if that many were made by then (each kill waits for its replacement to start,
+        which takes seconds on a loaded machine while the work goes on)."""
         for n in range(times):
             there = tasks() if callable(tasks) else tasks
             time.sleep(self.rng.uniform(self.low, self.high))
+            if ledger.ran() >= there and at_least is not None and n >= at_least:
+                return n
             assert ledger.ran() < there, (
                 f"the {there} tasks all ran before kill {n + 1} of {times}: make them slower"
             )
             self.deployment.kill_one(self.rng)
+        return times
 
 
 def seed() -> int:

@@ -28,8 +28,8 @@ pytestmark = [
 ITEMS = scaled("GROUP_ITEMS", 600)
 KILLS = scaled("GROUP_KILLS", 6)
 #: Seconds per item: 600 items on 12 slots are 15 s of work, which six kills 0.5-1.5 s apart
-#: (each waiting for its replacement to start) must not outlast. At 0.2 s (10 s of work) a
-#: loaded machine's slow restarts let every item finish before the sixth kill.
+#: (each waiting for its replacement to start) outlast only on a loaded machine, where restarts
+#: take seconds: then the kills stop after the third once every item ran (``at_least``).
 ITEM_SECONDS = 0.3
 
 
@@ -60,7 +60,8 @@ def test_a_groups_callback_is_enqueued_once_through_kills(scale: Scale) -> None:
     ids, then_id, group_id = stored["ids"], stored["then"], stored["group"]
     assert isinstance(ids, list) and isinstance(then_id, str) and len(ids) == ITEMS
     then_key = f"then:{group_id}"
-    monkey.kill(KILLS, TableLedger(), ITEMS)
+    # Half the kills at least while items remain; the rest unless they all ran already.
+    monkey.kill(KILLS, TableLedger(), ITEMS, at_least=KILLS // 2)
     wait_until(
         lambda: Ledger.objects.filter(key=then_key).exists(),
         "the group's callback to run",

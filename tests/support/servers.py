@@ -292,6 +292,29 @@ class PrivateRedis(PrivateServer):
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://127.0.0.1:{self.port}/0"
 
+    def start(self) -> None:
+        super().start()
+        if not self.tls:
+            self._wait_loaded()
+
+    def _wait_loaded(self, timeout: float = 60.0) -> None:
+        """Until the server has loaded its append-only file: it takes connections before that
+        and answers every command with ``LOADING`` meanwhile (an enqueue then fails, as it
+        should; a test's own client must wait for the store to be back)."""
+        deadline = time.monotonic() + timeout
+        reply = b""
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                    reply = sock.recv(256)
+            except OSError:
+                reply = b""
+            if reply.startswith(b"+PONG"):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"redis did not load its data within {timeout:g}s: {reply!r}")
+
     def crash(self) -> None:
         """SIGKILL: the server dies without a shutdown (what a crash or the OOM killer does)."""
         assert self.process is not None
