@@ -126,11 +126,7 @@ class DatabaseBroker(DatabaseClaims, DatabaseLeases, DatabaseRegistry, DatabaseW
 
     def startup_problem(self) -> str | None:
         """tandem's migrations not applied to the task database: the one-line fix."""
-        from django.db.migrations.executor import MigrationExecutor
-
-        executor = MigrationExecutor(self.connection)
-        leaves = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "tandem"]
-        unapplied = [migration.name for migration, _ in executor.migration_plan(leaves)]
+        unapplied = _unapplied_migrations(self.connection)
         if not unapplied:
             return None
         where = "" if self.database == "default" else f" --database {self.database}"
@@ -372,6 +368,36 @@ class DatabaseBroker(DatabaseClaims, DatabaseLeases, DatabaseRegistry, DatabaseW
 
     def paused_queues(self) -> dict[str, datetime]:
         return database_pauses.paused_since(self)
+
+
+def _unapplied_migrations(connection: Any) -> list[str]:
+    """The names of tandem's migrations not recorded as applied on ``connection``, in order.
+
+    tandem's own migrations are a straight line of files in ``tandem.migrations`` (no squash,
+    no ``replaces``), so their names and one read of ``django_migrations`` answer it: a start-up
+    does not load every app's migrations into Django's graph (``MigrationExecutor``: about
+    30 ms and 2 MiB in a small project). Where ``MIGRATION_MODULES`` moves tandem's migrations
+    elsewhere, Django's own plan answers."""
+    import pkgutil
+
+    from django.conf import settings
+    from django.db.migrations.recorder import MigrationRecorder
+
+    if "tandem" in getattr(settings, "MIGRATION_MODULES", {}):
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        leaves = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "tandem"]
+        return [migration.name for migration, _ in executor.migration_plan(leaves)]
+    from tandem import migrations
+
+    shipped = sorted(
+        module.name
+        for module in pkgutil.iter_modules(migrations.__path__)
+        if not module.ispkg and module.name[:1] not in ("_", "~")
+    )
+    applied = MigrationRecorder(connection).applied_migrations()
+    return [name for name in shipped if ("tandem", name) not in applied]
 
 
 __all__ = [
