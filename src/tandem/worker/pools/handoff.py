@@ -57,9 +57,6 @@ class _Schema:
         self.values = operator.attrgetter(*self.names)
         self.plain = tuple(i for i, kind in enumerate(kinds) if kind == _AS_IS)
         self.converted = tuple((i, kind) for i, kind in enumerate(kinds) if kind != _AS_IS)
-        # Each field's slot, set directly on a new instance (``decode``): what the generated
-        # ``__init__`` of these frozen dataclasses does, without its per-field calls.
-        self.setters = tuple(cls.__dict__[name].__set__ for name in self.names)
 
 
 _SCHEMAS: dict[type, _Schema] = {cls: _Schema(cls) for cls in (StoredTask, Outcome)}
@@ -144,9 +141,7 @@ def encode(item: StoredTask | Outcome) -> Any:
             if type(values[i + 1]) not in _PLAIN:
                 raise _Inexact
         for i, kind in schema.converted:
-            value = values[i + 1]
-            if value is not None:  # (None crosses as it is, whatever the kind)
-                values[i + 1] = _encode_value(kind, value)
+            values[i + 1] = _encode_value(kind, values[i + 1])
     except (_Inexact, RecursionError):
         return item
     return tuple(values)
@@ -161,10 +156,5 @@ def decode(encoded: Any) -> Any:
     if len(values) != len(schema.names):
         raise ValueError(f"{len(values)} values for the {len(schema.names)} fields")
     for i, kind in schema.converted:
-        value = values[i]
-        if value is not None:
-            values[i] = _decode_value(kind, value)
-    item: Any = object.__new__(schema.cls)
-    for set_field, value in zip(schema.setters, values, strict=True):
-        set_field(item, value)
-    return item
+        values[i] = _decode_value(kind, values[i])
+    return schema.cls(**dict(zip(schema.names, values, strict=True)))

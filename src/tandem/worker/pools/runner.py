@@ -256,10 +256,6 @@ class Interrupter:
         self._thread.join()
 
 
-#: The byte ``serve`` writes for a task sent ahead that the pool took back before it started.
-SKIPPED = b"s"
-
-
 def serve(
     tasks: Any,
     results: Any,
@@ -268,22 +264,18 @@ def serve(
     stops: Any = None,
     stop_r: int | None = None,
     stop_w: int | None = None,
-    claims: Any = None,
 ) -> str | None:
     """The loop of a subinterpreter worker, run by one thread for the interpreter's lifetime.
 
     ``Interpreter.call()`` costs 0.2 to 0.9 ms a call on this interpreter (more with Django loaded),
     far more than a short task; so the interpreter is entered once and fed through a channel: a
-    task ``(StoredTask, timeout, ahead)`` on the ``tasks`` queue and a byte on the ``wake`` pipe (a
+    task ``(StoredTask, timeout)`` on the ``tasks`` queue and a byte on the ``wake`` pipe (a
     blocking read that releases this interpreter's GIL — ``interpreters.Queue.get()`` would poll);
     its ``Outcome`` back on ``results`` and a byte on ``done``; both cross as tuples of shareable
-    values (``handoff``), not pickles. ``None`` ends the loop. A task sent ahead (queued behind
-    the running one, so this loop goes on without waiting for the main interpreter) starts only
-    if its claim is still on ``claims``; else the pool took it back, and ``SKIPPED`` says so.
-    Returns None after a stop, or the traceback of an exception that escaped the runner (the
-    caller records the task as crashed and replaces the interpreter).
+    values (``handoff``), not pickles. ``None`` ends the loop. Returns None after a stop, or the
+    traceback of an exception that escaped the runner (the caller records the task as crashed
+    and replaces the interpreter).
     """
-    import queue
     import traceback
 
     from tandem.exceptions import LeaseLost
@@ -301,13 +293,7 @@ def serve(
             item = tasks.get_nowait()
             if item is None:
                 return None
-            encoded, timeout, ahead = item
-            if ahead:
-                try:
-                    claims.get_nowait()
-                except queue.Empty:  # (QueueEmpty) taken back: never started here
-                    os.write(done, SKIPPED)
-                    continue
+            encoded, timeout = item
             task = handoff.decode(encoded)
             try:
                 try:

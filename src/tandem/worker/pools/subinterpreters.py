@@ -9,10 +9,10 @@ a task arriving at an idle pool waits for one to set up). With ``idle_close`` No
 worker's interpreter starts with the pool and stays.
 
 A worker is an interpreter entered once by a thread of its own, which runs ``runner.serve``: it
-gets its task through an ``interpreters`` queue and a pipe byte, and sends the outcome back the
-same way (about 50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to 0.9 ms).
-The thread that submits a task sends it to an idle worker (``inbox``); the slot's thread sends
-the backlog's, the next one ahead while one runs (``interpreter``), and reads every outcome.
+gets one task at a time through an ``interpreters`` queue and a pipe byte, and sends the outcome
+back the same way (about 50 µs a round trip, where an ``Interpreter.call()`` per task cost 0.5 to
+0.9 ms). The thread that submits a task sends it to an idle worker (``inbox``); the slot's thread
+sends those from the pool's backlog, and reads every outcome back.
 
 Timeouts: the interpreter's interrupter thread raises ``TaskTimeout`` in the task at the deadline
 (pure-Python code is interrupted; a blocking C call is not). An interpreter that still has not
@@ -36,16 +36,17 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from tandem.brokers.base import StoredTask
 from tandem.conf import PoolConfig
-from tandem.worker.pools import runner, warmup
+from tandem.execution import Outcome
+from tandem.worker.pools import handoff, runner, warmup
 from tandem.worker.pools.base import STOP, Deliver, ExecutionPool, SlotPool
 from tandem.worker.pools.inbox import Inbox
-from tandem.worker.pools.interpreter import SKIPPED, WorkerInterpreter
 from tandem.worker.pools.lanes import Arrived, Ended, InterpreterLane, Lane
-from tandem.worker.pools.slots import Slot, crash_outcome, timeout_outcome
-from tandem.worker.pools.startup import StartupFailure, refused_module
+from tandem.worker.pools.slots import Slot, crash_outcome, lower_priority, timeout_outcome
+from tandem.worker.pools.startup import StartupFailure, from_exception, refused_module
 
 logger = logging.getLogger("tandem.worker")
 
@@ -71,7 +72,136 @@ def release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-_Interpreter = WorkerInterpreter  # (its name here before it had a module of its own)
+class _Interpreter:
+    """One worker interpreter and the thread that runs ``runner.serve`` in it."""
+
+    def __init__(
+        self,
+        environment: tuple[Any, ...],
+        name: str,
+        modules: Sequence[str] = (),
+        *,
+        lowered: bool = False,
+        interp: Any = None,
+        setup_error: StartupFailure | None = None,
+    ) -> None:
+        """Create the interpreter and set Django up in it. ``lowered``: on a thread of the idle
+        class, like the tasks (``lower_priority``): a pool's workers that set up while the
+        first ones already run tasks must not take the CPU from those tasks — nor from the web
+        side — for the second or more each takes; only the proof, before anything runs, does
+        not wait for spare CPU. ``interp``: one created and set up already (``warmup``), with
+        ``setup_error`` saying how its set-up went."""
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]
+
+        self.interp = interp if interp is not None else interpreters.create()
+        self.tasks = interpreters.create_queue()
+        self.results = interpreters.create_queue()
+        self.stops = interpreters.create_queue()  # attempts to interrupt (their lease is lost)
+        self.wake_r, self.wake_w = os.pipe()
+        self.done_r, self.done_w = os.pipe()
+        self.stop_r, self.stop_w = os.pipe()
+        self.crash: str | None = None  # why the loop ended while a task ran
+        self.setup_error: StartupFailure | None = setup_error
+        if interp is None and lowered:
+            setup = threading.Thread(
+                target=self._set_up,
+                args=(environment, modules, True),
+                name=f"{threading.current_thread().name}-setup",
+            )
+            setup.start()
+            setup.join()
+        elif interp is None:
+            self._set_up(environment, modules)
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def _set_up(
+        self, environment: tuple[Any, ...], modules: Sequence[str], lowered: bool = False
+    ) -> None:
+        if lowered:
+            lower_priority()
+        try:
+            self.interp.call(runner.setup, *environment)
+        except Exception as exc:
+            self.setup_error = from_exception("subinterpreter", "setting Django up", exc)
+            return
+        self.import_modules(modules)
+
+    def import_modules(self, modules: Sequence[str]) -> None:
+        """Import the pool's task ``modules`` here (Django set up); ``setup_error`` says which
+        one could not."""
+        if self.setup_error is not None:
+            return
+        for module in modules:
+            try:
+                self.interp.call(runner.import_module, module)
+            except Exception as exc:
+                stage = f"importing task module {module!r}"
+                self.setup_error = from_exception("subinterpreter", stage, exc)
+                return
+
+    def start(self, name: str) -> None:
+        """Start serving tasks (only once Django is set up here)."""
+        self.thread.name = name
+        if self.setup_error is None:
+            self.thread.start()
+
+    def _serve(self) -> None:
+        lower_priority()  # this OS thread runs the interpreter: tasks yield to requests
+        try:
+            self.crash = self.interp.call(
+                runner.serve,
+                self.tasks,
+                self.results,
+                self.wake_r,
+                self.done_w,
+                self.stops,
+                self.stop_r,
+                self.stop_w,
+            )
+        except Exception as exc:  # ExecutionFailed: the loop itself failed
+            self.crash = f"the worker interpreter failed: {exc}"
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(self.done_w, b"!")  # wakes its slot's thread: no outcome will come
+
+    def send(self, task: StoredTask, timeout: float | None) -> None:
+        """Start ``task`` there; a byte on ``done_r`` tells when it ended (``outcome``)."""
+        self.tasks.put((handoff.encode(task), timeout))
+        os.write(self.wake_w, b".")
+
+    def outcome(self, signal: bytes) -> Outcome | None:
+        """The outcome of the task sent, after ``signal``; None: the interpreter's loop ended."""
+        if signal != b".":
+            return None
+        outcome: Outcome = handoff.decode(self.results.get_nowait())
+        return outcome
+
+    def interrupt(self, task: StoredTask) -> None:
+        """Raise ``LeaseLost`` in ``task``'s attempt if it still runs here (pure Python only)."""
+        self.stops.put(f"{task.id}:{task.attempt_token}")
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"!")
+
+    def abandon(self) -> None:
+        """Give up on this interpreter, still running a task: end its interrupter thread, which
+        interpreter finalization would otherwise wait for forever (it joins every thread that
+        is not a daemon, and a subinterpreter has no daemon threads)."""
+        with contextlib.suppress(OSError):
+            os.write(self.stop_w, b"q")
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.tasks.put(None)
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b".")
+            self.thread.join()
+        try:
+            self.interp.close()
+        except Exception:  # already gone
+            logger.debug("interpreter %s left open", getattr(self.interp, "id", "?"))
+        for fd in (self.wake_r, self.wake_w, self.done_r, self.done_w, self.stop_r, self.stop_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class SubinterpreterPool(SlotPool):
@@ -97,12 +227,10 @@ class SubinterpreterPool(SlotPool):
         return len(self._retired)
 
     def _retire(self, slot: Slot) -> None:
-        """Count ``slot``'s interpreter as retired; break the pool past the cap. A task sent
-        ahead to it that has not started goes to another worker."""
+        """Count ``slot``'s interpreter as retired; break the pool past the cap."""
         worker = slot.handle
         if isinstance(worker, _Interpreter):
             self._retired.append(worker)
-            self._reclaim(worker)
         cap = RETIRED_PER_WORKER * self.size
         if self.retired_running > cap and self.broken is None:
             self.broken = (
@@ -154,9 +282,6 @@ class SubinterpreterPool(SlotPool):
     def _grow(self) -> None:
         """Start one more worker per task that waits here with no worker starting for it (up to
         ``workers``): every live worker is busy."""
-        with self._lock:
-            if len(self._slots) >= self.size:
-                return  # every worker started (the usual case): no backlog to count
         with self._growing:  # one at a time: the workers counted are the workers started
             with self._dispatch:
                 waiting = sum(1 for item in self._backlog if item is not STOP)
@@ -175,19 +300,18 @@ class SubinterpreterPool(SlotPool):
             on_ready()
 
     def _next(self, slot: Slot) -> StoredTask | None:
-        """As ``SlotPool._next``, and a task sent ahead to a busy worker comes here instead
-        (``_steal_ahead``); a worker idle for ``idle_close`` seconds ends (``STOP``) while more
-        than ``idle_keep`` are idle: the pool shrinks to one ready interpreter (by default); with
-        ``idle_keep`` 0 to none, and the next task waits for one to set up (``_grow``)."""
+        """As ``SlotPool._next``, but a worker idle for ``idle_close`` seconds ends (``STOP``)
+        while more than ``idle_keep`` workers are idle: the pool shrinks back to one interpreter
+        (by default), which stays ready, so the pickup of a task by an idle pool never waits for
+        an interpreter. With ``idle_keep`` 0 the last one closes too: an idle pool holds no
+        interpreter, and the next task waits for one to set up (``_grow``)."""
+        idle_close = self.config.idle_close
+        if idle_close is None:
+            return super()._next(slot)
         with self._dispatch:
             if self._backlog:
                 return self._backlog.popleft()
-            if (task := self._steal_ahead(slot)) is not None:
-                return task
             self._idle.append(slot.mailbox)
-        idle_close = self.config.idle_close
-        if idle_close is None:
-            return slot.mailbox.get()
         while True:
             try:
                 return slot.mailbox.get(timeout=idle_close)
@@ -204,19 +328,6 @@ class SubinterpreterPool(SlotPool):
                     self._slots.remove(slot)  # not a restart: the seat is free again
             logger.debug("pool %s: closing an idle worker interpreter", self.config.name)
             return STOP
-
-    def _steal_ahead(self, slot: Slot) -> StoredTask | None:
-        """Under the dispatch lock, for ``slot``'s idle worker: a task sent ahead to another
-        worker, not started there, taken back to run here (never stuck behind a long one)."""
-        for other in self._live_slots():
-            worker = other.handle
-            if other is slot or not isinstance(worker, _Interpreter) or worker.ahead is None:
-                continue
-            task, taken = worker.take_back()
-            if taken:
-                return task
-            worker.ahead = task  # it started there already: its ending is delivered there
-        return None
 
     def prove(self, modules: Sequence[str]) -> StartupFailure | None:
         """Set the first worker up and import ``modules`` in it: the interpreter the command
@@ -307,29 +418,28 @@ class SubinterpreterPool(SlotPool):
             self._became_ready()
         inbox = Inbox(lambda t: self._start(slot, worker, t) is None, worker.done_r, worker.done_w)
         slot.mailbox = inbox  # (not idle before this: nothing was put in the one it replaces)
-        task: StoredTask | None = None  # a task sent ahead that started when the last one ended
         try:
-            while True:
-                signal = None
-                if task is None:
-                    if (task := self._next(slot)) is STOP:
-                        break
-                    signal = inbox.ended()
-                    if signal is None and (failure := self._start(slot, worker, task)) is not None:
-                        text = f"{failure.error}\n{failure.details}"
-                        if refused_module(text) and slot.take(task.id) is not None:
-                            self._refused(task, text)
-                        else:
-                            slot.finish(crash_outcome(task, failure.describe()))
-                        task = None
-                        continue
-                if signal is None:
-                    self._send_ahead(slot, worker)  # runs there as soon as this one ends
-                    signal = os.read(worker.done_r, 1)
-                if not self._ended(slot, worker, task, signal):
-                    return  # the interpreter's loop ended: a fresh one took the seat
-                task = self._started_ahead(slot, worker)
-                if task is None and slot.retired:
+            while (task := self._next(slot)) is not STOP:
+                signal = inbox.ended()
+                if signal is None and (failure := self._start(slot, worker, task)) is not None:
+                    text = f"{failure.error}\n{failure.details}"
+                    if refused_module(text) and slot.take(task.id) is not None:
+                        self._refused(task, text)
+                    else:
+                        slot.finish(crash_outcome(task, failure.describe()))
+                    continue
+                outcome = worker.outcome(os.read(worker.done_r, 1) if signal is None else signal)
+                if outcome is None:
+                    # Something escaped the runner itself: record the failure, fresh interpreter.
+                    slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
+                    self._replace(slot)
+                    return
+                error = outcome.error.traceback if outcome.error else ""
+                if refused_module(error) and slot.take(task.id) is not None:
+                    self._refused(task, error)
+                else:
+                    slot.finish(outcome)
+                if slot.retired:
                     return  # overran its deadline; a replacement already took its seat
             if inbox.lost:  # the interpreter's loop ended while idle: a fresh one takes the seat
                 self._replace(slot)
@@ -339,112 +449,6 @@ class SubinterpreterPool(SlotPool):
                 gone = slot not in self._slots and not self._stopping
             if gone:  # closed while the pool goes on (idle, crashed, retired)
                 release_memory()
-
-    def _ended(self, slot: Slot, worker: _Interpreter, task: StoredTask, signal: bytes) -> bool:
-        """Deliver how ``task`` ended (``signal``: the byte its interpreter wrote); False when
-        the interpreter's loop ended instead (the task is recorded as crashed, the worker
-        replaced, and a task sent ahead goes to another worker)."""
-        outcome = worker.outcome(signal)
-        if outcome is None:
-            # Something escaped the runner itself: record the failure, fresh interpreter.
-            slot.finish(crash_outcome(task, worker.crash or "the worker interpreter ended"))
-            with self._dispatch:
-                ahead, taken = worker.take_back()
-            self._replace(slot)
-            if ahead is not None and taken:
-                self._put(ahead)
-            elif ahead is not None:  # it started there, and the loop ended in it
-                slot.begin(ahead, self.timeout_for(ahead))
-                slot.finish(crash_outcome(ahead, worker.crash or "the worker interpreter ended"))
-            return False
-        error = outcome.error.traceback if outcome.error else ""
-        if refused_module(error) and slot.take(task.id) is not None:
-            self._refused(task, error)
-        else:
-            slot.finish(outcome)
-        return True
-
-    def _send_ahead(self, slot: Slot, worker: _Interpreter) -> None:
-        """Send the next waiting task to ``worker`` while it runs one: it starts there as that
-        one ends, without waiting for this thread (and the main GIL). One at a time."""
-        if worker.ahead_pending or slot.retired or worker.setup_error is not None:
-            return
-        with self._dispatch:
-            if self._stopping or not self._backlog or self._backlog[0] is STOP:
-                return
-            task = self._backlog.popleft()
-            assert task is not None
-            worker.claim_ahead(task)
-        worker.send(task, self.timeout_for(task), ahead=True)
-
-    def _started_ahead(self, slot: Slot, worker: _Interpreter) -> StoredTask | None:
-        """The task sent ahead, which runs now that the last one ended (the slot's current
-        task from now on); None when none was sent, or when the pool took it back or stopped
-        it: its ending (``SKIPPED``, or a stopped attempt's outcome) is read here and dropped."""
-        if not worker.ahead_pending:
-            return None
-        with self._dispatch:
-            task, worker.ahead = worker.ahead, None
-            if task is not None:
-                worker.ahead_pending = False
-                slot.begin(task, self.timeout_for(task))  # (never out of sight of stop_attempt)
-                return task
-        worker.ahead_pending = False
-        signal = os.read(worker.done_r, 1)  # SKIPPED, or the ending of one that was stopped
-        if signal == b".":
-            worker.outcome(signal)  # (its attempt was stopped: the outcome is not delivered)
-        elif signal != SKIPPED and not slot.retired:  # (retired: replaced already)
-            slot.retired = True  # the loop ended: replaced like a worker that crashed
-            self._replace(slot)
-        return None
-
-    def _reclaim(self, worker: _Interpreter, *, again: bool = True) -> None:
-        """Take back the task sent ahead to ``worker`` if it has not started there: it goes to
-        another worker (``again``) or nowhere (the pool stops: its lease was released)."""
-        with self._dispatch:
-            task, taken = worker.take_back()
-            if task is not None and not taken:
-                worker.ahead = task  # it runs there already: its ending is delivered
-        if task is not None and taken and again:
-            with self._lock:
-                again = not self._stopping
-            if again:
-                self._put(task)
-
-    def stop_attempt(self, task_id: str, attempt_token: str) -> bool:
-        """As ``SlotPool.stop_attempt``, and a task sent ahead to a worker counts: taken back
-        if it has not started there (it never does), else stopped as a running one. Looked for
-        under the dispatch lock, which every move from the backlog to ahead to running holds."""
-        lanes = self._lanes
-        if lanes is not None and lanes.stop_attempt(task_id, attempt_token):
-            return True
-        running: tuple[Slot, StoredTask] | None = None
-        with self._dispatch:
-            for slot in self._live_slots():
-                worker, task = slot.handle, slot.take_attempt(task_id, attempt_token)
-                if task is None and isinstance(worker, _Interpreter):
-                    ahead = worker.ahead
-                    if ahead is not None and (ahead.id, ahead.attempt_token) == (
-                        task_id,
-                        attempt_token,
-                    ):
-                        task, taken = worker.take_back()
-                        if taken:
-                            return True
-                if task is not None:
-                    running = (slot, task)
-                    break
-            else:
-                for item in self._backlog:
-                    if item is not None and (item.id, item.attempt_token) == (
-                        task_id,
-                        attempt_token,
-                    ):
-                        self._backlog.remove(item)
-                        return True
-                return False
-        self._stop_running(*running)
-        return True
 
     def _start(self, slot: Slot, worker: _Interpreter, task: StoredTask) -> StartupFailure | None:
         """Begin ``task`` in ``slot``, send it to ``worker``; or why Django is not set up there."""
@@ -459,12 +463,8 @@ class SubinterpreterPool(SlotPool):
             spare, self._spare = self._spare, None
             fallback = self._fallback
             slots = list(self._slots)
-            self._stopping = True  # (from here on no task is sent ahead: ``_send_ahead``)
         if spare is not None:
             spare.close()
-        for slot in slots:
-            if isinstance(slot.handle, _Interpreter):
-                self._reclaim(slot.handle, again=False)  # never started now (see ``SlotPool``)
         clean = super().stop(timeout)
         for worker in [slot.handle for slot in slots] + self._retired:
             if isinstance(worker, _Interpreter) and worker.thread.is_alive():
