@@ -145,11 +145,17 @@ def _execute(stored: StoredTask, current: Callable[[], bool] | None, span: Any) 
                 context.flush()
         else:
             raw = result.task.call(*result.args, **result.kwargs)
-        return_value = to_json(raw, "the return value")
+        return_value = _returned(raw)
     except BaseException as exc:
         tracing.failed(span, exc)
         return _failure(stored, exc, current is None or current())
     return _success(stored, return_value, current is None or current())
+
+
+def _returned(raw: Any) -> Any:
+    """The return value as it is stored and read back (``to_json``): None, the most common,
+    without a JSON round trip."""
+    return None if raw is None else to_json(raw, "the return value")
 
 
 def is_coroutine_task(stored: StoredTask) -> bool:
@@ -218,7 +224,7 @@ async def _aexecute(
                 finally:
                     if context is not None:
                         await sync_to_async(context.flush)()
-                return_value = to_json(raw, "the return value")
+                return_value = _returned(raw)
             except BaseException as exc:
                 tracing.failed(span, exc)
                 return _failure(stored, exc, current is None or current())
